@@ -1,0 +1,103 @@
+//! Hidden-layer activations (CPU twin of the GPU's fused bias + activation): the function, its
+//! derivative, and the CHANGE act(a + e) - act(a) computed without cancellation, which the
+//! incremental numerical gradient needs in f32.
+
+use super::real::Real;
+use crate::model::Activation;
+
+#[inline]
+pub fn activate<T: Real>(act: Activation, a: T) -> T {
+    match act {
+        Activation::Sigmoid => T::ONE / (T::ONE + (-a).exp()),
+        Activation::Relu => a.max(T::ZERO),
+    }
+}
+
+/// d act / d a, from the pre-activation `a` and the activation `z` = act(a) (relu'(0) = 0).
+#[inline]
+pub fn activate_grad<T: Real>(act: Activation, a: T, z: T) -> T {
+    match act {
+        Activation::Sigmoid => z * (T::ONE - z),
+        Activation::Relu => {
+            if a > T::ZERO {
+                T::ONE
+            } else {
+                T::ZERO
+            }
+        }
+    }
+}
+
+/// act(a + e) - act(a), accurate to a few ulps of the change itself (not of act(a)).
+///
+/// Subtracting two sigmoids near 0.5 that differ by ~1e-5 keeps only 2-3 significant f32
+/// digits; instead, for a >= 0 with u = exp(-a),
+///   sigmoid(a + e) - sigmoid(a) = -expm1(-e) u / ((1 + u exp(-e)) (1 + u)),
+/// a product of accurate factors, and for a < 0 the symmetry sigmoid(-x) = 1 - sigmoid(x) gives
+/// the change as -change(-a, -e), so u <= 1 always.
+#[inline]
+pub fn activation_change<T: Real>(act: Activation, a: T, e: T) -> T {
+    match act {
+        Activation::Sigmoid => {
+            let (a, e, sign) = if a >= T::ZERO { (a, e, T::ONE) } else { (-a, -e, -T::ONE) };
+            let u = (-a).exp();
+            let em1 = (-e).exp_m1();
+            let d = -em1 * u / ((T::ONE + u * (em1 + T::ONE)) * (T::ONE + u));
+            if d.is_finite() {
+                sign * d
+            } else {
+                // Only for shifts so large that exp(-e) overflows; no cancellation problem there.
+                sign * (activate(act, a + e) - activate(act, a))
+            }
+        }
+        Activation::Relu => {
+            let b = a + e;
+            if a > T::ZERO && b > T::ZERO {
+                e
+            } else if a <= T::ZERO && b <= T::ZERO {
+                T::ZERO
+            } else {
+                b.max(T::ZERO) - a.max(T::ZERO)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigmoid_change_is_exact_in_f32() {
+        for &a in &[-30.0f64, -3.0, -0.4, 0.0, 0.2, 1.5, 12.0] {
+            for &e in &[1e-4f64, -1e-4, 3.7e-7, -2.5e-5, 0.3] {
+                let want = 1.0 / (1.0 + (-(a + e)).exp()) - 1.0 / (1.0 + (-a).exp());
+                let got = activation_change(Activation::Sigmoid, a as f32, e as f32) as f64;
+                // e itself is rounded to f32 (relative 6e-8), so compare with that much slack.
+                let want32 = {
+                    let e32 = e as f32 as f64;
+                    let a32 = a as f32 as f64;
+                    1.0 / (1.0 + (-(a32 + e32)).exp()) - 1.0 / (1.0 + (-a32).exp())
+                };
+                let naive_err = 2e-15 / (1.0 + (-a).exp());
+                assert!((got - want32).abs() <= 1e-6 * want32.abs() + naive_err, "a {a} e {e}: {got} vs {want32} ({want})");
+                // The naive f64 reference itself is only good to ~1e-16 * sigmoid(a).
+                let got64 = activation_change(Activation::Sigmoid, a, e);
+                let naive_err = 2e-15 / (1.0 + (-a).exp());
+                assert!((got64 - want).abs() <= 1e-9 * want.abs() + naive_err, "f64 a {a} e {e}: {got64} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn relu_change() {
+        assert_eq!(activation_change(Activation::Relu, 2.0f64, 1e-4), 1e-4);
+        assert_eq!(activation_change(Activation::Relu, -2.0f64, 1e-4), 0.0);
+        assert_eq!(activation_change(Activation::Relu, -0.5e-4f64, 1e-4), 0.5e-4);
+        assert_eq!(activation_grad_relu_at_zero(), 0.0);
+    }
+
+    fn activation_grad_relu_at_zero() -> f64 {
+        activate_grad(Activation::Relu, 0.0f64, 0.0)
+    }
+}

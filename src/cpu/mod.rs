@@ -1,0 +1,188 @@
+//! The CPU backend: the f64 reference every other path is checked against, and the honest
+//! multi-threaded f32 path. Each module is the CPU twin of the GPU kernel family of the same name.
+
+pub mod accuracy;
+pub mod activation;
+pub mod backprop;
+pub mod cross_entropy;
+pub mod forward;
+pub mod matmul;
+pub mod numerical;
+pub mod real;
+pub mod sgd;
+pub mod softmax;
+
+use crate::backend::{Backend, Evaluation, GradMethod, PerturbStrategy, Split};
+use crate::data::{Dataset, Mnist};
+use crate::error::{Error, Result};
+use crate::model::{MlpSpec, Params};
+use forward::{forward, ForwardCache};
+use rayon::prelude::*;
+pub use real::Real;
+use std::sync::Arc;
+
+/// Rows per chunk when evaluating a whole split: bounds the activations' memory.
+const EVAL_ROWS_PER_CHUNK: usize = 500;
+
+/// x = pixel / 255 for the given rows of a data set.
+pub fn fill_x<T: Real>(data: &Dataset, indices: &[u32], out: &mut Vec<T>) {
+    let inv = 1.0 / 255.0;
+    out.clear();
+    for &i in indices {
+        out.extend(data.image(i as usize).iter().map(|&px| T::from_f64(px as f64 * inv)));
+    }
+}
+
+pub struct CpuBackend<T: Real> {
+    spec: MlpSpec,
+    data: Arc<Mnist>,
+    params: Vec<T>,
+    indices: Vec<u32>,
+    x: Vec<T>,
+    labels: Vec<u8>,
+    /// The forward pass of the current batch at the current parameters, when computed.
+    cache: Option<ForwardCache<T>>,
+}
+
+impl<T: Real> CpuBackend<T> {
+    pub fn new(spec: MlpSpec, data: Arc<Mnist>) -> Result<Self> {
+        let width = data.train.input_width();
+        if spec.input != width || spec.classes != data.train.classes() {
+            return Err(Error::config(
+                "model",
+                format!(
+                    "the net {} does not fit the data ({} inputs, {} classes)",
+                    spec.describe(),
+                    width,
+                    data.train.classes()
+                ),
+            ));
+        }
+        let params = vec![T::ZERO; spec.num_params()];
+        Ok(CpuBackend { spec, data, params, indices: Vec::new(), x: Vec::new(), labels: Vec::new(), cache: None })
+    }
+
+    fn cache(&mut self) -> Result<&ForwardCache<T>> {
+        if self.indices.is_empty() {
+            return Err(Error::config("batch", "no batch selected: call set_batch first"));
+        }
+        if self.cache.is_none() {
+            self.cache = Some(forward(&self.spec, &self.params, &self.x, self.indices.len()));
+        }
+        Ok(self.cache.as_ref().expect("set just above"))
+    }
+
+    /// The gradient in the backend's own precision.
+    pub fn gradient_native(&mut self, method: GradMethod) -> Result<Vec<T>> {
+        self.cache()?;
+        let cache = self.cache.as_ref().expect("computed by cache()");
+        let batch = self.indices.len();
+        Ok(match method {
+            GradMethod::Backprop => backprop::backprop(&self.spec, &self.params, &self.x, cache, &self.labels, batch),
+            GradMethod::Numerical { strategy, h } => {
+                let h = T::from_f64(h);
+                match strategy {
+                    PerturbStrategy::Full => {
+                        numerical::numerical_gradient_full(&self.spec, &self.params, &self.x, &self.labels, batch, h)
+                    }
+                    PerturbStrategy::Incremental => numerical::numerical_gradient_incremental(
+                        &self.spec,
+                        &self.params,
+                        &self.x,
+                        &self.labels,
+                        cache,
+                        h,
+                    ),
+                }
+            }
+        })
+    }
+}
+
+impl<T: Real> Backend for CpuBackend<T> {
+    fn name(&self) -> String {
+        if T::NAME == "f64" {
+            "cpu f64 (reference)".to_string()
+        } else {
+            format!("cpu {} ({} threads)", T::NAME, rayon::current_num_threads())
+        }
+    }
+
+    fn spec(&self) -> &MlpSpec {
+        &self.spec
+    }
+
+    fn set_params(&mut self, params: &Params) -> Result<()> {
+        if params.spec != self.spec {
+            return Err(Error::config(
+                "params",
+                format!("parameters of a {} net given to a {} backend", params.spec.describe(), self.spec.describe()),
+            ));
+        }
+        self.params = params.data.iter().map(|&v| T::from_f64(v)).collect();
+        self.cache = None;
+        Ok(())
+    }
+
+    fn params(&mut self) -> Result<Params> {
+        Params::from_vec(&self.spec, self.params.iter().map(|v| v.to_f64()).collect())
+    }
+
+    fn set_batch(&mut self, indices: &[u32]) -> Result<()> {
+        let n = self.data.train.len();
+        if indices.is_empty() {
+            return Err(Error::config("--batch", "the batch is empty; use --batch 1 or more"));
+        }
+        if let Some(&bad) = indices.iter().find(|&&i| i as usize >= n) {
+            return Err(Error::config("batch", format!("index {bad} is outside the training set of {n}")));
+        }
+        self.indices.clear();
+        self.indices.extend_from_slice(indices);
+        fill_x(&self.data.train, indices, &mut self.x);
+        self.labels = indices.iter().map(|&i| self.data.train.label(i as usize)).collect();
+        self.cache = None;
+        Ok(())
+    }
+
+    fn batch_loss(&mut self) -> Result<f64> {
+        let classes = self.spec.classes;
+        let labels = self.labels.clone();
+        let cache = self.cache()?;
+        Ok(cross_entropy::mean(&cross_entropy::cross_entropy_labels(&cache.probs, &labels, classes)))
+    }
+
+    fn gradient(&mut self, method: GradMethod) -> Result<Vec<f64>> {
+        Ok(self.gradient_native(method)?.iter().map(|v| v.to_f64()).collect())
+    }
+
+    fn step(&mut self, method: GradMethod, lr: f64) -> Result<()> {
+        let grad = self.gradient_native(method)?;
+        sgd::sgd(&mut self.params, &grad, T::from_f64(lr));
+        self.cache = None;
+        Ok(())
+    }
+
+    fn evaluate(&mut self, split: Split) -> Result<Evaluation> {
+        let data = match split {
+            Split::Train => &self.data.train,
+            Split::Test => &self.data.test,
+        };
+        let (spec, params) = (&self.spec, &self.params);
+        let all: Vec<u32> = (0..data.len() as u32).collect();
+        let parts: Vec<(f64, usize)> = all
+            .par_chunks(EVAL_ROWS_PER_CHUNK)
+            .map(|rows| {
+                let mut x = Vec::new();
+                fill_x(data, rows, &mut x);
+                let labels: Vec<u8> = rows.iter().map(|&i| data.label(i as usize)).collect();
+                let cache = forward(spec, params, &x, rows.len());
+                let losses = cross_entropy::cross_entropy_labels(&cache.probs, &labels, spec.classes);
+                let loss: f64 = losses.iter().map(|v| v.to_f64()).sum();
+                (loss, accuracy::correct_count(&cache.probs, &labels, spec.classes))
+            })
+            .collect();
+        let loss: f64 = parts.iter().map(|p| p.0).sum();
+        let correct = parts.iter().map(|p| p.1).sum();
+        Ok(Evaluation { loss: loss / data.len().max(1) as f64, correct, count: data.len() })
+    }
+}

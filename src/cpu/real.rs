@@ -1,0 +1,158 @@
+//! `Real`: the two precisions of the CPU backend. f64 is the oracle every other path is checked
+//! against; f32 is the honest fast path (and what the GPU computes in).
+
+use std::fmt::Debug;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+
+pub trait Real:
+    Copy
+    + Send
+    + Sync
+    + Debug
+    + PartialOrd
+    + Default
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + Sum
+    + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+    const NAME: &'static str;
+    fn from_f64(v: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn ln_1p(self) -> Self;
+    fn exp_m1(self) -> Self;
+    fn abs(self) -> Self;
+    fn max(self, other: Self) -> Self;
+    fn is_finite(self) -> bool;
+
+    /// C (m x n) = alpha * A (m x k) . B (k x n) + beta * C, with explicit row/column strides so
+    /// that transposes cost nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        rsa: isize,
+        csa: isize,
+        b: &[Self],
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: &mut [Self],
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+/// Checks that a strided m x n matrix fits in `len` elements, so the unsafe gemm call below
+/// never reads or writes outside its slice.
+fn fits(rows: usize, cols: usize, rs: isize, cs: isize, len: usize) -> bool {
+    if rows == 0 || cols == 0 {
+        return true;
+    }
+    rs >= 0 && cs >= 0 && ((rows - 1) * rs as usize + (cols - 1) * cs as usize) < len
+}
+
+macro_rules! impl_real {
+    ($t:ty, $name:expr, $gemm:path) => {
+        impl Real for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NAME: &'static str = $name;
+            #[inline]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline]
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            #[inline]
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+            #[inline]
+            fn exp_m1(self) -> Self {
+                <$t>::exp_m1(self)
+            }
+            #[inline]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            #[inline]
+            fn max(self, other: Self) -> Self {
+                <$t>::max(self, other)
+            }
+            #[inline]
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+            fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: &[Self],
+                rsa: isize,
+                csa: isize,
+                b: &[Self],
+                rsb: isize,
+                csb: isize,
+                beta: Self,
+                c: &mut [Self],
+                rsc: isize,
+                csc: isize,
+            ) {
+                assert!(fits(m, k, rsa, csa, a.len()), "gemm: A out of bounds");
+                assert!(fits(k, n, rsb, csb, b.len()), "gemm: B out of bounds");
+                assert!(fits(m, n, rsc, csc, c.len()), "gemm: C out of bounds");
+                if m == 0 || n == 0 {
+                    return;
+                }
+                // SAFETY: the three asserts above keep every strided access inside its slice.
+                unsafe {
+                    $gemm(
+                        m,
+                        k,
+                        n,
+                        alpha,
+                        a.as_ptr(),
+                        rsa,
+                        csa,
+                        b.as_ptr(),
+                        rsb,
+                        csb,
+                        beta,
+                        c.as_mut_ptr(),
+                        rsc,
+                        csc,
+                    )
+                }
+            }
+        }
+    };
+}
+
+impl_real!(f32, "f32", matrixmultiply::sgemm);
+impl_real!(f64, "f64", matrixmultiply::dgemm);

@@ -1,0 +1,53 @@
+//! The library's one error type. Every variant says what went wrong and, where there is one,
+//! what to do next; the CLI adds context with `anyhow` on top.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A data file is missing, unreadable or malformed. `file` is the path, `what` says what is
+    /// wrong and how to fix it.
+    #[error("{file}: {what}")]
+    Data { file: PathBuf, what: String },
+
+    /// A bad setting (flag or config field); `field` names it, `what` says what is wrong and
+    /// the fix.
+    #[error("{field}: {what}")]
+    Config { field: String, what: String },
+
+    /// The GPU could not be used: no adapter, a limit it cannot give, a lost device, a shader
+    /// that failed to build. The message lists what was found and what to try.
+    #[error("GPU: {0}")]
+    Gpu(String),
+
+    /// A checkpoint that cannot be read or does not fit the model.
+    #[error("{file}: {what}")]
+    Checkpoint { file: PathBuf, what: String },
+
+    /// Training stopped because something went numerically wrong (NaN/Inf loss, a gradient
+    /// check beyond tolerance).
+    #[error("{0}")]
+    Numerics(String),
+
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn config(field: impl Into<String>, what: impl Into<String>) -> Self {
+        Error::Config { field: field.into(), what: what.into() }
+    }
+    pub fn data(file: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::Data { file: file.into(), what: what.into() }
+    }
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}

@@ -1,0 +1,14 @@
+//! gpu-train: chapter 4 of "Deep Learning from Scratch" (losses, mini-batches, numerical
+//! differentiation, the numerical gradient, gradient descent, a two-layer net on MNIST) as a
+//! training engine whose heavy passes run as WGSL compute shaders through wgpu, every one of
+//! them checked against an f64 CPU reference.
+
+pub mod backend;
+pub mod cpu;
+pub mod data;
+pub mod error;
+pub mod math;
+pub mod model;
+pub mod tolerance;
+
+pub use error::{Error, Result};
