@@ -10,5 +10,6 @@ pub mod error;
 pub mod math;
 pub mod model;
 pub mod tolerance;
+pub mod train;
 
 pub use error::{Error, Result};

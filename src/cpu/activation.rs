@@ -2,7 +2,7 @@
 //! derivative, and the CHANGE act(a + e) - act(a) computed without cancellation, which the
 //! incremental numerical gradient needs in f32.
 
-use super::real::Real;
+use super::real::{expm1_fast, Real};
 use crate::model::Activation;
 
 #[inline]
@@ -29,35 +29,64 @@ pub fn activate_grad<T: Real>(act: Activation, a: T, z: T) -> T {
 }
 
 /// act(a + e) - act(a), accurate to a few ulps of the change itself (not of act(a)).
-///
-/// Subtracting two sigmoids near 0.5 that differ by ~1e-5 keeps only 2-3 significant f32
-/// digits; instead, for a >= 0 with u = exp(-a),
-///   sigmoid(a + e) - sigmoid(a) = -expm1(-e) u / ((1 + u exp(-e)) (1 + u)),
-/// a product of accurate factors, and for a < 0 the symmetry sigmoid(-x) = 1 - sigmoid(x) gives
-/// the change as -change(-a, -e), so u <= 1 always.
-#[inline]
 pub fn activation_change<T: Real>(act: Activation, a: T, e: T) -> T {
-    match act {
-        Activation::Sigmoid => {
-            let (a, e, sign) = if a >= T::ZERO { (a, e, T::ONE) } else { (-a, -e, -T::ONE) };
-            let u = (-a).exp();
-            let em1 = (-e).exp_m1();
-            let d = -em1 * u / ((T::ONE + u * (em1 + T::ONE)) * (T::ONE + u));
-            if d.is_finite() {
-                sign * d
-            } else {
-                // Only for shifts so large that exp(-e) overflows; no cancellation problem there.
-                sign * (activate(act, a + e) - activate(act, a))
+    ActivationPoint::new(act, a).change(e)
+}
+
+/// One unit's activation at pre-activation `a`, with what its CHANGE under a shift needs
+/// precomputed: the incremental numerical gradient shifts the same unit by many different e
+/// (one per nonzero input pixel), so exp(-|a|) is paid once, not once per pixel.
+#[derive(Debug, Clone, Copy)]
+pub struct ActivationPoint<T> {
+    act: Activation,
+    a: T,
+    /// sigmoid: exp(-|a|), in (0, 1].
+    u: T,
+    /// sigmoid: +1 for a >= 0, -1 for a < 0 (the symmetry below).
+    sign: T,
+}
+
+impl<T: Real> ActivationPoint<T> {
+    #[inline]
+    pub fn new(act: Activation, a: T) -> Self {
+        let sign = if a >= T::ZERO { T::ONE } else { -T::ONE };
+        let u = match act {
+            Activation::Sigmoid => (-a.abs()).exp(),
+            Activation::Relu => T::ZERO,
+        };
+        ActivationPoint { act, a, u, sign }
+    }
+
+    /// act(a + e) - act(a).
+    ///
+    /// Subtracting two sigmoids near 0.5 that differ by ~1e-5 keeps only 2-3 significant f32
+    /// digits; instead, for a >= 0 with u = exp(-a),
+    ///   sigmoid(a + e) - sigmoid(a) = -expm1(-e) u / ((1 + u exp(-e)) (1 + u)),
+    /// a product of accurate factors, and for a < 0 the symmetry sigmoid(-x) = 1 - sigmoid(x)
+    /// gives the change as -change(-a, -e), so u <= 1 always.
+    #[inline]
+    pub fn change(&self, e: T) -> T {
+        match self.act {
+            Activation::Sigmoid => {
+                let (u, sign) = (self.u, self.sign);
+                let em1 = expm1_fast(-(sign * e));
+                let d = -em1 * u / ((T::ONE + u * (em1 + T::ONE)) * (T::ONE + u));
+                if d.is_finite() {
+                    sign * d
+                } else {
+                    // Only for shifts so large that exp(-e) overflows: no cancellation there.
+                    activate(self.act, self.a + e) - activate(self.act, self.a)
+                }
             }
-        }
-        Activation::Relu => {
-            let b = a + e;
-            if a > T::ZERO && b > T::ZERO {
-                e
-            } else if a <= T::ZERO && b <= T::ZERO {
-                T::ZERO
-            } else {
-                b.max(T::ZERO) - a.max(T::ZERO)
+            Activation::Relu => {
+                let (a, b) = (self.a, self.a + e);
+                if a > T::ZERO && b > T::ZERO {
+                    e
+                } else if a <= T::ZERO && b <= T::ZERO {
+                    T::ZERO
+                } else {
+                    b.max(T::ZERO) - a.max(T::ZERO)
+                }
             }
         }
     }

@@ -1,8 +1,8 @@
 //! The numerical gradient of the mean batch loss, (L(theta + h e_p) - L(theta - h e_p)) / 2h for
 //! every parameter p, by the two strategies of DESIGN.md (CPU twin of shaders/numerical.wgsl).
 
-use super::activation::activation_change;
-use super::cross_entropy::{cross_entropy_change, cross_entropy_change_one, cross_entropy_labels};
+use super::activation::{activation_change, ActivationPoint};
+use super::cross_entropy::{cross_entropy_change, cross_entropy_change_one, cross_entropy_labels, RowShift};
 use super::forward::{forward, ForwardCache};
 use super::real::Real;
 use crate::model::MlpSpec;
@@ -114,24 +114,48 @@ fn accumulate_sample<T: Real>(
     scratch: &mut Scratch<T>,
 ) {
     let layers = spec.layers();
+    let last = layers.len() - 1;
     let t = labels[b] as usize;
     let p = &cache.probs[b * spec.classes..(b + 1) * spec.classes];
     for (l, layer) in layers.iter().enumerate() {
         let input = &cache.input_of(l, x)[b * layer.fan_in..(b + 1) * layer.fan_in];
         for j in 0..layer.fan_out {
-            // The same shift e for b_l[j] (input 1) and W_l[i, j] (input x_i): one helper.
-            let mut change = |e: T| -> T {
-                unit_shift_change(spec, params, cache, &layers, l, j, b, e, p, t, scratch)
-            };
-            acc[layer.b_offset + j] += change(h) - change(-h);
-            for (i, &xi) in input.iter().enumerate() {
-                if xi == T::ZERO {
-                    continue;
-                }
-                let e = h * xi;
-                acc[layer.w_offset + i * layer.fan_out + j] += change(e) - change(-e);
+            if l == last {
+                add_unit(acc, layer, j, input, h, |e| cross_entropy_change_one(p, t, j, e));
+            } else if l + 1 == last {
+                // The hot path of a one-hidden-layer net: unit j reaches the logits through
+                // row j of the output weights only.
+                let unit = ActivationPoint::new(spec.activation, cache.pre[l][b * layer.fan_out + j]);
+                let out = layers[last];
+                let row = RowShift::new(p, t, &params[out.w_offset + j * out.fan_out..][..out.fan_out]);
+                add_unit(acc, layer, j, input, h, |e| row.change(unit.change(e)));
+            } else {
+                add_unit(acc, layer, j, input, h, |e| {
+                    unit_shift_change(spec, params, cache, &layers, l, j, b, e, p, t, scratch)
+                });
             }
         }
+    }
+}
+
+/// Adds L(+e) - L(-e) for b_l[j] (shift h) and each W_l[i, j] with a nonzero input x_i (shift
+/// h x_i); `change(e)` is the sample's loss change when unit j's pre-activation moves by e.
+#[inline]
+fn add_unit<T: Real>(
+    acc: &mut [T],
+    layer: &crate::model::LayerLayout,
+    j: usize,
+    input: &[T],
+    h: T,
+    mut change: impl FnMut(T) -> T,
+) {
+    acc[layer.b_offset + j] += change(h) - change(-h);
+    for (i, &xi) in input.iter().enumerate() {
+        if xi == T::ZERO {
+            continue;
+        }
+        let e = h * xi;
+        acc[layer.w_offset + i * layer.fan_out + j] += change(e) - change(-e);
     }
 }
 

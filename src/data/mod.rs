@@ -1,0 +1,527 @@
+//! MNIST data: the IDX reader, the in-memory [`Dataset`], where the data comes from
+//! ([`load`]) and mini-batch [`sampler`]s.
+//!
+//! By default the program trains on an embedded subset (the first 10,000 training and first
+//! 2,000 test images of MNIST, about 1.9 MB of gzip compiled into the binary from
+//! `data/mnist-subset/`), so it runs with no download and no network. The full set is used when
+//! a directory is given (`--data DIR`) or `MNIST_DIR` is set.
+
+pub mod idx;
+pub mod sampler;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+pub use idx::{read_images, read_labels, IdxImages};
+pub use sampler::{Sampler, SamplerKind, SamplerState};
+
+/// Number of MNIST classes (the digits 0 to 9).
+pub const MNIST_CLASSES: usize = 10;
+
+/// The environment variable that points at a directory of full MNIST files.
+pub const MNIST_DIR_ENV: &str = "MNIST_DIR";
+
+/// The canonical MNIST file names, each accepted with or without `.gz`.
+pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// What every "where is MNIST" error ends with.
+const HOW_TO_POINT: &str = "point `--data DIR` or the MNIST_DIR environment variable at a \
+    directory holding train-images-idx3-ubyte, train-labels-idx1-ubyte, \
+    t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz), or give neither to \
+    use the embedded subset";
+
+/// The prefix of an embedded data set's [`Dataset::source`].
+const EMBEDDED_PREFIX: &str = "embedded:data/mnist-subset/";
+
+/// The embedded subset's files, compiled in so that the binary never reads them at run time.
+const EMBEDDED_TRAIN_IMAGES: &[u8] =
+    include_bytes!("../../data/mnist-subset/train-images-idx3-ubyte.gz");
+const EMBEDDED_TRAIN_LABELS: &[u8] =
+    include_bytes!("../../data/mnist-subset/train-labels-idx1-ubyte.gz");
+const EMBEDDED_TEST_IMAGES: &[u8] =
+    include_bytes!("../../data/mnist-subset/t10k-images-idx3-ubyte.gz");
+const EMBEDDED_TEST_LABELS: &[u8] =
+    include_bytes!("../../data/mnist-subset/t10k-labels-idx1-ubyte.gz");
+
+/// `i / 255` for every byte value, as `f32` and `f64`: the book's `x / 255.0` normalisation,
+/// bit-for-bit (computed once, by correctly rounded division, at compile time).
+const PIXEL_F32: [f32; 256] = {
+    let mut table = [0.0f32; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = i as f32 / 255.0;
+        i += 1;
+    }
+    table
+};
+const PIXEL_F64: [f64; 256] = {
+    let mut table = [0.0f64; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = i as f64 / 255.0;
+        i += 1;
+    }
+    table
+};
+
+/// Labelled images held as bytes: pixels 0..=255, row-major, one image after another, and one
+/// label per image. Kept as `u8` (a quarter of `f32`) and converted per batch, which is cheap
+/// next to a training step.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dataset {
+    images: Vec<u8>,
+    labels: Vec<u8>,
+    rows: usize,
+    cols: usize,
+    classes: usize,
+    source: String,
+}
+
+impl fmt::Debug for Dataset {
+    // Summarised: the derived form would print every pixel.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dataset")
+            .field("len", &self.len())
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("classes", &self.classes)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl Dataset {
+    /// Builds a data set, checking that the parts agree: `images` holds exactly one
+    /// `rows x cols` image per label and every label is below `classes`. `source` says where
+    /// the data came from; errors name it.
+    pub fn new(
+        images: Vec<u8>,
+        labels: Vec<u8>,
+        rows: usize,
+        cols: usize,
+        classes: usize,
+        source: impl Into<String>,
+    ) -> Result<Dataset> {
+        let source = source.into();
+        let fail = |what: String| Err(Error::data(PathBuf::from(&source), what));
+        if rows == 0 || cols == 0 {
+            return fail(format!(
+                "images of {rows}x{cols} pixels; each needs at least one row and column"
+            ));
+        }
+        if classes == 0 || classes > 256 {
+            return fail(format!(
+                "{classes} classes; labels are bytes, so 1 to 256 classes"
+            ));
+        }
+        let width = rows * cols;
+        if images.len() != labels.len().saturating_mul(width) {
+            return fail(format!(
+                "{} bytes of pixels do not make {} images of {rows}x{cols} (one per label, {} bytes)",
+                images.len(),
+                labels.len(),
+                labels.len().saturating_mul(width)
+            ));
+        }
+        if let Some((index, label)) = first_bad_label(&labels, classes) {
+            return fail(format!(
+                "label {label} at index {index} is out of range: there are {classes} classes \
+                 (0..={}); the labels are corrupt or for another data set",
+                classes - 1
+            ));
+        }
+        Ok(Dataset {
+            images,
+            labels,
+            rows,
+            cols,
+            classes,
+            source,
+        })
+    }
+
+    /// Number of images (and labels).
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Inputs per image, `rows * cols` (784 for MNIST, but read from the data, never assumed).
+    pub fn input_width(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Number of classes; every label is below it.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// All pixels, row-major, image after image.
+    pub fn images(&self) -> &[u8] {
+        &self.images
+    }
+
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    /// Where the data came from: a path, or `embedded:...` for the built-in subset.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The pixels of image `i`.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`, like slice indexing.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let width = self.input_width();
+        &self.images[i * width..(i + 1) * width]
+    }
+
+    /// The label of image `i`.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`, like slice indexing.
+    pub fn label(&self, i: usize) -> u8 {
+        self.labels[i]
+    }
+
+    /// Writes the images at `indices` into `out`, one row of [`input_width`](Self::input_width)
+    /// values per index, scaled to `pixel / 255` in `[0, 1]` (the book's `normalize=True`).
+    ///
+    /// # Panics
+    /// If `out.len() != indices.len() * input_width()` or an index is out of range: both are
+    /// bugs in the caller, not bad input.
+    pub fn fill_batch_f32(&self, indices: &[u32], out: &mut [f32]) {
+        self.fill_batch_with(indices, out, &PIXEL_F32);
+    }
+
+    /// [`fill_batch_f32`](Self::fill_batch_f32) in `f64`, for the CPU reference.
+    pub fn fill_batch_f64(&self, indices: &[u32], out: &mut [f64]) {
+        self.fill_batch_with(indices, out, &PIXEL_F64);
+    }
+
+    fn fill_batch_with<T: Copy>(&self, indices: &[u32], out: &mut [T], table: &[T; 256]) {
+        let width = self.input_width();
+        assert_eq!(
+            out.len(),
+            indices.len() * width,
+            "fill_batch: output holds {} values, {} images of {width} need {}",
+            out.len(),
+            indices.len(),
+            indices.len() * width
+        );
+        for (row, &index) in out.chunks_exact_mut(width).zip(indices) {
+            for (x, &pixel) in row.iter_mut().zip(self.image(index as usize)) {
+                *x = table[pixel as usize];
+            }
+        }
+    }
+
+    /// The labels at `indices` as one-hot rows of [`classes`](Self::classes) values.
+    ///
+    /// # Panics
+    /// If an index is out of range.
+    pub fn one_hot(&self, indices: &[u32]) -> Vec<f64> {
+        let mut out = vec![0.0; indices.len() * self.classes];
+        for (row, &index) in out.chunks_exact_mut(self.classes).zip(indices) {
+            row[self.label(index as usize) as usize] = 1.0;
+        }
+        out
+    }
+
+    /// The labels at `indices`.
+    ///
+    /// # Panics
+    /// If an index is out of range.
+    pub fn labels_of(&self, indices: &[u32]) -> Vec<u8> {
+        indices.iter().map(|&i| self.label(i as usize)).collect()
+    }
+
+    /// How many images each class has.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes];
+        for &label in &self.labels {
+            counts[label as usize] += 1;
+        }
+        counts
+    }
+}
+
+fn first_bad_label(labels: &[u8], classes: usize) -> Option<(usize, u8)> {
+    labels
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|&(_, label)| label as usize >= classes)
+}
+
+/// MNIST's training and test sets.
+#[derive(Clone, Debug)]
+pub struct Mnist {
+    pub train: Dataset,
+    pub test: Dataset,
+}
+
+impl Mnist {
+    /// Whether this is the built-in subset rather than files read from disk.
+    pub fn is_embedded(&self) -> bool {
+        self.train.source().starts_with(EMBEDDED_PREFIX)
+    }
+
+    /// One line for the CLI, e.g. `embedded MNIST subset: 10000 train / 2000 test, 28x28` or
+    /// `MNIST from /data/mnist: 60000 train / 10000 test, 28x28`.
+    pub fn describe(&self) -> String {
+        let sizes = format!(
+            "{} train / {} test, {}x{}",
+            self.train.len(),
+            self.test.len(),
+            self.train.rows(),
+            self.train.cols()
+        );
+        if self.is_embedded() {
+            format!("embedded MNIST subset: {sizes}")
+        } else {
+            let dir = Path::new(self.train.source())
+                .parent()
+                .unwrap_or(Path::new(""));
+            format!("MNIST from {}: {sizes}", dir.display())
+        }
+    }
+}
+
+/// Loads MNIST from, in order of preference: `dir` when given; the directory in the
+/// `MNIST_DIR` environment variable when it is set and not empty; the embedded subset.
+///
+/// A directory must hold the four canonical files ([`TRAIN_IMAGES`], [`TRAIN_LABELS`],
+/// [`TEST_IMAGES`], [`TEST_LABELS`]), each raw or with `.gz` (the raw one is used if both are
+/// there). Errors name the path that was looked at and say how to point at MNIST.
+pub fn load(dir: Option<&Path>) -> Result<Mnist> {
+    if let Some(dir) = dir {
+        return load_dir(dir, "--data");
+    }
+    match std::env::var_os(MNIST_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => load_dir(Path::new(&dir), MNIST_DIR_ENV),
+        _ => embedded(),
+    }
+}
+
+/// The embedded subset: the first 10,000 training and first 2,000 test images of MNIST.
+pub fn embedded() -> Result<Mnist> {
+    let part = |images_name: &str, images: &[u8], labels_name: &str, labels: &[u8]| {
+        let images_name = format!("{EMBEDDED_PREFIX}{images_name}.gz");
+        let labels_name = format!("{EMBEDDED_PREFIX}{labels_name}.gz");
+        let images = idx::images_from_bytes(&images_name, images)?;
+        let labels = idx::labels_from_bytes(&labels_name, labels)?;
+        assemble(
+            images,
+            Path::new(&images_name),
+            labels,
+            Path::new(&labels_name),
+        )
+    };
+    Ok(Mnist {
+        train: part(
+            TRAIN_IMAGES,
+            EMBEDDED_TRAIN_IMAGES,
+            TRAIN_LABELS,
+            EMBEDDED_TRAIN_LABELS,
+        )?,
+        test: part(
+            TEST_IMAGES,
+            EMBEDDED_TEST_IMAGES,
+            TEST_LABELS,
+            EMBEDDED_TEST_LABELS,
+        )?,
+    })
+}
+
+/// Loads the four files from `dir`; `origin` says where the directory came from, for errors.
+fn load_dir(dir: &Path, origin: &str) -> Result<Mnist> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::data(
+                dir,
+                format!("is not a directory (given by {origin}); {HOW_TO_POINT}"),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::data(
+                dir,
+                format!("MNIST directory not found (given by {origin}); {HOW_TO_POINT}"),
+            ));
+        }
+        Err(e) => {
+            return Err(Error::data(
+                dir,
+                format!("cannot open the MNIST directory (given by {origin}): {e}"),
+            ));
+        }
+    }
+    let part = |images_name: &str, labels_name: &str| {
+        let images_path = find_file(dir, images_name)?;
+        let labels_path = find_file(dir, labels_name)?;
+        let images = idx::read_images(&images_path)?;
+        let labels = idx::read_labels(&labels_path)?;
+        assemble(images, &images_path, labels, &labels_path)
+    };
+    Ok(Mnist {
+        train: part(TRAIN_IMAGES, TRAIN_LABELS)?,
+        test: part(TEST_IMAGES, TEST_LABELS)?,
+    })
+}
+
+/// `dir/name`, or `dir/name.gz` when only that exists.
+fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
+    let raw = dir.join(name);
+    if raw.is_file() {
+        return Ok(raw);
+    }
+    let gz = dir.join(format!("{name}.gz"));
+    if gz.is_file() {
+        return Ok(gz);
+    }
+    Err(Error::data(
+        raw,
+        format!("MNIST file not found (nor {name}.gz); {HOW_TO_POINT}"),
+    ))
+}
+
+/// Joins an images file and a labels file into a [`Dataset`], with errors that name the file
+/// at fault.
+fn assemble(
+    images: IdxImages,
+    images_path: &Path,
+    labels: Vec<u8>,
+    labels_path: &Path,
+) -> Result<Dataset> {
+    if labels.len() != images.count {
+        return Err(Error::data(
+            labels_path,
+            format!(
+                "holds {} labels but {} holds {} images; the two must be from the same set \
+                 (train-* with train-*, t10k-* with t10k-*), download them again",
+                labels.len(),
+                images_path.display(),
+                images.count
+            ),
+        ));
+    }
+    if let Some((index, label)) = first_bad_label(&labels, MNIST_CLASSES) {
+        return Err(Error::data(
+            labels_path,
+            format!(
+                "label {label} at index {index} is out of range: MNIST has {MNIST_CLASSES} \
+                 classes (0..=9); the file is corrupt or not MNIST labels"
+            ),
+        ));
+    }
+    if images.count == 0 {
+        return Err(Error::data(
+            images_path,
+            "holds no images; download the file again",
+        ));
+    }
+    Dataset::new(
+        images.pixels,
+        labels,
+        images.rows,
+        images.cols,
+        MNIST_CLASSES,
+        images_path.to_string_lossy().into_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_subset_loads() {
+        let mnist = embedded().unwrap();
+        assert!(mnist.is_embedded());
+        assert_eq!((mnist.train.len(), mnist.test.len()), (10_000, 2_000));
+        for set in [&mnist.train, &mnist.test] {
+            assert_eq!(
+                (set.rows(), set.cols(), set.input_width(), set.classes()),
+                (28, 28, 784, 10)
+            );
+            assert_eq!(set.images().len(), set.len() * 784);
+        }
+        assert_eq!(&mnist.train.labels()[..10], &[5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
+        assert_eq!(&mnist.test.labels()[..10], &[7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
+        assert_eq!(
+            mnist.describe(),
+            "embedded MNIST subset: 10000 train / 2000 test, 28x28"
+        );
+        // Every class is present in both parts.
+        assert!(mnist.train.class_counts().iter().all(|&c| c > 500));
+        assert!(mnist.test.class_counts().iter().all(|&c| c > 100));
+    }
+
+    #[test]
+    fn batches_are_scaled_pixels_and_one_hot_labels() {
+        let mnist = embedded().unwrap();
+        let train = &mnist.train;
+        let indices = [3u32, 0, 3];
+        let mut x32 = vec![0f32; 3 * 784];
+        let mut x64 = vec![0f64; 3 * 784];
+        train.fill_batch_f32(&indices, &mut x32);
+        train.fill_batch_f64(&indices, &mut x64);
+        for (row, &index) in indices.iter().enumerate() {
+            for (k, &pixel) in train.image(index as usize).iter().enumerate() {
+                assert_eq!(x32[row * 784 + k], pixel as f32 / 255.0);
+                assert_eq!(x64[row * 784 + k], pixel as f64 / 255.0);
+            }
+        }
+        assert!(x32.contains(&1.0) && x32.iter().all(|&x| (0.0..=1.0).contains(&x)));
+        assert_eq!(train.labels_of(&indices), vec![1, 5, 1]);
+        let t = train.one_hot(&indices);
+        assert_eq!(t.len(), 30);
+        assert_eq!(t[1], 1.0);
+        assert_eq!(t[15], 1.0);
+        assert_eq!(t.iter().sum::<f64>(), 3.0);
+    }
+
+    #[test]
+    fn dataset_new_checks_consistency() {
+        assert!(Dataset::new(vec![0; 8], vec![1, 2], 2, 2, 3, "ok").is_ok());
+        let err = |r: Result<Dataset>| match r {
+            Err(e @ Error::Data { .. }) => e.to_string(),
+            other => panic!("expected a Data error, got {other:?}"),
+        };
+        assert!(err(Dataset::new(vec![0; 7], vec![1, 2], 2, 2, 3, "short")).contains("short"));
+        assert!(err(Dataset::new(vec![0; 8], vec![1, 3], 2, 2, 3, "lab")).contains("out of range"));
+        assert!(err(Dataset::new(vec![], vec![], 0, 2, 3, "zero")).contains("0x2"));
+        assert!(err(Dataset::new(vec![], vec![], 1, 1, 0, "none")).contains("classes"));
+    }
+
+    #[test]
+    fn describe_names_the_directory() {
+        let set = |source: &str| Dataset::new(vec![0; 4], vec![0], 2, 2, 10, source).unwrap();
+        let mnist = Mnist {
+            train: set("/d/train-images-idx3-ubyte.gz"),
+            test: set("/d/t10k-images-idx3-ubyte"),
+        };
+        assert!(!mnist.is_embedded());
+        assert_eq!(mnist.describe(), "MNIST from /d: 1 train / 1 test, 2x2");
+    }
+}

@@ -1,0 +1,415 @@
+//! Mini-batch index sampling, seeded and reproducible.
+//!
+//! Two ways to pick a batch of training indices:
+//!
+//! * [`SamplerKind::WithReplacement`] (the default), as the book does with
+//!   `np.random.choice(train_size, batch_size)`: every index independently uniform in `0..n`,
+//!   so a batch can hold an index twice and an epoch is only a nominal `n / batch` steps;
+//! * [`SamplerKind::Epochs`]: shuffled epochs without replacement. Each epoch is a fresh
+//!   permutation of `0..n`, cut into consecutive batches; when fewer than a batch's worth of
+//!   indices remain, the rest is dropped and a new epoch starts with a new permutation, so every
+//!   batch is full and no index appears twice within an epoch.
+//!
+//! The generator is [`rand_pcg::Pcg64`] seeded with [`SeedableRng::seed_from_u64`], and indices
+//! are drawn as `u32` ranges (never `usize`), so a seed gives the same batches on every platform
+//! for a given `rand`/`rand_pcg` version (both promise value stability within a minor version).
+//!
+//! # Checkpoints
+//!
+//! [`Sampler::state`] returns a [`SamplerState`] of plain numbers: kind, `n`, seed, batch size
+//! and the number of batches drawn so far. [`Sampler::from_state`] rebuilds the sampler by
+//! re-seeding and replaying that many draws, which is simple and exact: the restored sampler
+//! continues with exactly the batches the original would have produced. Replaying is cheap next
+//! to training (a few nanoseconds per index). For the state to describe the draws, one sampler
+//! uses one batch size throughout; [`Sampler::next_batch`] refuses a change.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+
+use crate::error::{Error, Result};
+
+/// How a [`Sampler`] picks batch indices; see the [module docs](self).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SamplerKind {
+    /// Independent uniform indices, like `np.random.choice(n, batch)`; the book's way.
+    #[default]
+    WithReplacement,
+    /// Shuffled epochs without replacement; a short tail is dropped, every batch is full.
+    Epochs,
+}
+
+impl SamplerKind {
+    /// The name used on the command line and in checkpoints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SamplerKind::WithReplacement => "replacement",
+            SamplerKind::Epochs => "epochs",
+        }
+    }
+}
+
+impl fmt::Display for SamplerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SamplerKind {
+    type Err = Error;
+
+    /// Accepts `replacement` (also `with-replacement`, `choice`) and `epochs` (also `epoch`,
+    /// `shuffle`), case-insensitively.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "replacement" | "with-replacement" | "with_replacement" | "choice" => {
+                Ok(SamplerKind::WithReplacement)
+            }
+            "epochs" | "epoch" | "shuffle" => Ok(SamplerKind::Epochs),
+            _ => Err(Error::config(
+                "sampler",
+                format!(
+                    "unknown sampler {s:?}; use \"replacement\" (independent uniform indices, \
+                     as in the book) or \"epochs\" (shuffled epochs without replacement)"
+                ),
+            )),
+        }
+    }
+}
+
+/// Everything needed to rebuild a [`Sampler`] exactly: plain numbers, easy to store in a
+/// checkpoint. Restoring re-seeds and replays `batches_drawn` batches of `batch_size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SamplerState {
+    pub kind: SamplerKind,
+    /// Size of the index range, `0..n` (the training set's length).
+    pub n: usize,
+    pub seed: u64,
+    /// Batches handed out so far.
+    pub batches_drawn: u64,
+    /// The size of every batch drawn so far; 0 while none has been drawn.
+    pub batch_size: usize,
+}
+
+/// A seeded source of mini-batch indices into `0..n`; see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    kind: SamplerKind,
+    n: usize,
+    seed: u64,
+    rng: Pcg64,
+    batches_drawn: u64,
+    batch_size: usize,
+    /// Epochs only: the current epoch's order (empty before the first batch).
+    permutation: Vec<u32>,
+    /// Epochs only: where the next batch starts in `permutation`.
+    position: usize,
+}
+
+impl Sampler {
+    /// A sampler over `0..n` seeded with `seed`. `n` must be at least 1 and fit in a `u32`
+    /// (indices are handed out as `u32`).
+    pub fn new(kind: SamplerKind, n: usize, seed: u64) -> Result<Self> {
+        if n == 0 {
+            return Err(Error::config(
+                "data",
+                "the training set is empty; there is nothing to sample batches from",
+            ));
+        }
+        if u32::try_from(n).is_err() {
+            return Err(Error::config(
+                "data",
+                format!(
+                    "the training set has {n} items; at most {} are supported",
+                    u32::MAX
+                ),
+            ));
+        }
+        Ok(Sampler {
+            kind,
+            n,
+            seed,
+            rng: Pcg64::seed_from_u64(seed),
+            batches_drawn: 0,
+            batch_size: 0,
+            permutation: Vec::new(),
+            position: 0,
+        })
+    }
+
+    /// Rebuilds a sampler from a saved [`SamplerState`] by re-seeding and replaying its draws;
+    /// the result continues exactly where the saved one stopped. The state is checked like any
+    /// other input (it comes from a file).
+    pub fn from_state(state: SamplerState) -> Result<Self> {
+        let mut sampler = Sampler::new(state.kind, state.n, state.seed)?;
+        if state.batches_drawn == 0 {
+            return Ok(sampler);
+        }
+        sampler.check_batch_size(state.batch_size)?;
+        // Refuse states whose replay would not terminate in reasonable time (a corrupt file).
+        let draws = state.batches_drawn.checked_mul(state.batch_size as u64);
+        if draws.is_none_or(|d| d > 1 << 40) {
+            return Err(Error::config(
+                "sampler state",
+                format!(
+                    "{} batches of {} is not a plausible position; the checkpoint is corrupt",
+                    state.batches_drawn, state.batch_size
+                ),
+            ));
+        }
+        sampler.batch_size = state.batch_size;
+        let mut scratch = Vec::with_capacity(state.batch_size);
+        for _ in 0..state.batches_drawn {
+            sampler.draw(state.batch_size, &mut scratch);
+        }
+        Ok(sampler)
+    }
+
+    /// The state to save in a checkpoint; see [`Sampler::from_state`].
+    pub fn state(&self) -> SamplerState {
+        SamplerState {
+            kind: self.kind,
+            n: self.n,
+            seed: self.seed,
+            batches_drawn: self.batches_drawn,
+            batch_size: self.batch_size,
+        }
+    }
+
+    pub fn kind(&self) -> SamplerKind {
+        self.kind
+    }
+
+    /// The size of the index range, `0..n`.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Batches handed out so far.
+    pub fn batches_drawn(&self) -> u64 {
+        self.batches_drawn
+    }
+
+    /// Completed-or-started epochs: for [`SamplerKind::Epochs`] the number of permutations made
+    /// so far, for [`SamplerKind::WithReplacement`] the nominal `indices drawn / n`.
+    pub fn epoch(&self) -> f64 {
+        match self.kind {
+            SamplerKind::Epochs if self.permutation.is_empty() => 0.0,
+            SamplerKind::Epochs => {
+                let per_epoch = (self.n / self.batch_size.max(1)).max(1) as u64;
+                self.batches_drawn.div_ceil(per_epoch) as f64
+            }
+            SamplerKind::WithReplacement => {
+                self.batches_drawn as f64 * self.batch_size as f64 / self.n as f64
+            }
+        }
+    }
+
+    /// Replaces the contents of `out` with the next batch of `batch` indices.
+    ///
+    /// Errors (a [`Config`](Error::Config) error on `batch_size`) when `batch` is 0, when it
+    /// exceeds `n` for [`SamplerKind::Epochs`], or when it differs from this sampler's earlier
+    /// batches (the checkpoint state assumes one batch size).
+    pub fn next_batch(&mut self, batch: usize, out: &mut Vec<u32>) -> Result<()> {
+        self.check_batch_size(batch)?;
+        if self.batches_drawn > 0 && batch != self.batch_size {
+            return Err(Error::config(
+                "batch_size",
+                format!(
+                    "changed from {} to {batch} mid-run; a sampler draws one batch size \
+                     throughout (its checkpoint state replays that size), so make a new sampler",
+                    self.batch_size
+                ),
+            ));
+        }
+        self.batch_size = batch;
+        self.draw(batch, out);
+        Ok(())
+    }
+
+    fn check_batch_size(&self, batch: usize) -> Result<()> {
+        if batch == 0 {
+            return Err(Error::config("batch_size", "must be at least 1"));
+        }
+        if self.kind == SamplerKind::Epochs && batch > self.n {
+            return Err(Error::config(
+                "batch_size",
+                format!(
+                    "{batch} is larger than the training set ({}); epochs without replacement \
+                     need batch_size <= {}, or use the \"replacement\" sampler",
+                    self.n, self.n
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Draws one batch; the caller has checked `batch`.
+    fn draw(&mut self, batch: usize, out: &mut Vec<u32>) {
+        out.clear();
+        // `new` checked that n fits in u32.
+        let n = self.n as u32;
+        match self.kind {
+            SamplerKind::WithReplacement => {
+                out.extend((0..batch).map(|_| self.rng.random_range(0..n)));
+            }
+            SamplerKind::Epochs => {
+                if self.permutation.is_empty() || self.position + batch > self.permutation.len() {
+                    self.reshuffle();
+                }
+                out.extend_from_slice(&self.permutation[self.position..self.position + batch]);
+                self.position += batch;
+            }
+        }
+        self.batches_drawn += 1;
+    }
+
+    /// Starts a new epoch: a fresh uniform permutation of `0..n` (Fisher-Yates, written out so
+    /// that the draws are `u32` ranges on every platform).
+    fn reshuffle(&mut self) {
+        let n = self.n as u32;
+        self.permutation.clear();
+        self.permutation.extend(0..n);
+        for i in (1..n).rev() {
+            let j = self.rng.random_range(0..=i);
+            self.permutation.swap(i as usize, j as usize);
+        }
+        self.position = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batches(sampler: &mut Sampler, count: usize, size: usize) -> Vec<Vec<u32>> {
+        (0..count)
+            .map(|_| {
+                let mut out = Vec::new();
+                sampler.next_batch(size, &mut out).unwrap();
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_seed_same_batches_different_seed_different_batches() {
+        for kind in [SamplerKind::WithReplacement, SamplerKind::Epochs] {
+            let a = batches(&mut Sampler::new(kind, 1000, 7).unwrap(), 20, 50);
+            let b = batches(&mut Sampler::new(kind, 1000, 7).unwrap(), 20, 50);
+            let c = batches(&mut Sampler::new(kind, 1000, 8).unwrap(), 20, 50);
+            assert_eq!(a, b, "{kind}");
+            assert_ne!(a, c, "{kind}");
+        }
+    }
+
+    #[test]
+    fn indices_are_in_range_and_batches_full() {
+        for kind in [SamplerKind::WithReplacement, SamplerKind::Epochs] {
+            let mut sampler = Sampler::new(kind, 37, 1).unwrap();
+            for batch in batches(&mut sampler, 100, 10) {
+                assert_eq!(batch.len(), 10);
+                assert!(batch.iter().all(|&i| i < 37), "{kind}: {batch:?}");
+            }
+        }
+        // With replacement, a batch may be larger than n.
+        let mut sampler = Sampler::new(SamplerKind::WithReplacement, 3, 1).unwrap();
+        let batch = &batches(&mut sampler, 1, 100)[0];
+        assert!(batch.iter().all(|&i| i < 3));
+        for i in 0..3 {
+            assert!(
+                batch.contains(&i),
+                "100 uniform draws from 0..3 should hit {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn epochs_cover_every_index_once() {
+        // 100 = 4 batches of 25: each epoch is exactly a permutation.
+        let mut sampler = Sampler::new(SamplerKind::Epochs, 100, 3).unwrap();
+        let mut previous = Vec::new();
+        for _ in 0..5 {
+            let mut epoch: Vec<u32> = batches(&mut sampler, 4, 25).concat();
+            assert_ne!(epoch, previous, "each epoch is reshuffled");
+            previous = epoch.clone();
+            epoch.sort_unstable();
+            assert_eq!(epoch, (0..100).collect::<Vec<u32>>());
+        }
+        // 10 = 3 batches of 3 and a dropped tail of 1: no repeats within an epoch.
+        let mut sampler = Sampler::new(SamplerKind::Epochs, 10, 3).unwrap();
+        for _ in 0..5 {
+            let mut epoch: Vec<u32> = batches(&mut sampler, 3, 3).concat();
+            epoch.sort_unstable();
+            epoch.dedup();
+            assert_eq!(epoch.len(), 9);
+        }
+        assert_eq!(sampler.epoch(), 5.0);
+    }
+
+    #[test]
+    fn from_state_continues_exactly() {
+        for kind in [SamplerKind::WithReplacement, SamplerKind::Epochs] {
+            let mut original = Sampler::new(kind, 1000, 42).unwrap();
+            batches(&mut original, 33, 64);
+            let state = original.state();
+            assert_eq!(state.batches_drawn, 33);
+            assert_eq!(state.batch_size, 64);
+            let mut restored = Sampler::from_state(state).unwrap();
+            assert_eq!(restored.state(), state);
+            assert_eq!(
+                batches(&mut restored, 40, 64),
+                batches(&mut original, 40, 64),
+                "{kind}"
+            );
+        }
+        let fresh = Sampler::new(SamplerKind::Epochs, 5, 1).unwrap().state();
+        assert_eq!(Sampler::from_state(fresh).unwrap().batches_drawn(), 0);
+    }
+
+    #[test]
+    fn bad_sizes_are_config_errors() {
+        assert!(matches!(
+            Sampler::new(SamplerKind::Epochs, 0, 1),
+            Err(Error::Config { .. })
+        ));
+        let mut sampler = Sampler::new(SamplerKind::Epochs, 10, 1).unwrap();
+        let mut out = Vec::new();
+        assert!(matches!(
+            sampler.next_batch(0, &mut out),
+            Err(Error::Config { .. })
+        ));
+        assert!(matches!(
+            sampler.next_batch(11, &mut out),
+            Err(Error::Config { .. })
+        ));
+        sampler.next_batch(5, &mut out).unwrap();
+        assert!(matches!(
+            sampler.next_batch(4, &mut out),
+            Err(Error::Config { .. })
+        ));
+        let corrupt = SamplerState {
+            batches_drawn: u64::MAX,
+            batch_size: 5,
+            ..sampler.state()
+        };
+        assert!(matches!(
+            Sampler::from_state(corrupt),
+            Err(Error::Config { .. })
+        ));
+    }
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in [SamplerKind::WithReplacement, SamplerKind::Epochs] {
+            assert_eq!(kind.as_str().parse::<SamplerKind>().unwrap(), kind);
+        }
+        assert!("sometimes".parse::<SamplerKind>().is_err());
+    }
+}
