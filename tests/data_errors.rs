@@ -278,8 +278,8 @@ fn full_mnist_loads_with_known_counts() {
     );
     // The embedded subset is exactly the leading part of the full set.
     let subset = data::embedded().expect("embedded subset");
-    assert_eq!(subset.train.images(), &mnist.train.images()[..10_000 * 784]);
-    assert_eq!(subset.train.labels(), &mnist.train.labels()[..10_000]);
-    assert_eq!(subset.test.images(), &mnist.test.images()[..2_000 * 784]);
-    assert_eq!(subset.test.labels(), &mnist.test.labels()[..2_000]);
+    assert_eq!(subset.train.images(), &mnist.train.images()[..30_000 * 784]);
+    assert_eq!(subset.train.labels(), &mnist.train.labels()[..30_000]);
+    assert_eq!(subset.test.images(), &mnist.test.images()[..5_000 * 784]);
+    assert_eq!(subset.test.labels(), &mnist.test.labels()[..5_000]);
 }

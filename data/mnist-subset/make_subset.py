@@ -3,7 +3,7 @@
 
 Usage: python3 data/mnist-subset/make_subset.py SRC_DIR DST_DIR [TRAIN_COUNT TEST_COUNT]
 
-Takes the first TRAIN_COUNT (default 10000) training and the first TEST_COUNT (default 2000)
+Takes the first TRAIN_COUNT (default 30000) training and the first TEST_COUNT (default 5000)
 test images and labels, rewrites the IDX headers with the subset counts and writes them gzip -9
 compressed with mtime 0 and no file name, so the output is byte-for-byte reproducible.
 """
@@ -33,8 +33,8 @@ def cut(src_dir, dst_dir, name, count):
 
 def main():
     src, dst = sys.argv[1], sys.argv[2]
-    train = int(sys.argv[3]) if len(sys.argv) > 3 else 10000
-    test = int(sys.argv[4]) if len(sys.argv) > 4 else 2000
+    train = int(sys.argv[3]) if len(sys.argv) > 3 else 30000
+    test = int(sys.argv[4]) if len(sys.argv) > 4 else 5000
     for name, count in [
         ("train-images-idx3-ubyte", train),
         ("train-labels-idx1-ubyte", train),

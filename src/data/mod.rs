@@ -1,8 +1,8 @@
 //! MNIST data: the IDX reader, the in-memory [`Dataset`], where the data comes from
 //! ([`load`]) and mini-batch [`sampler`]s.
 //!
-//! By default the program trains on an embedded subset (the first 10,000 training and first
-//! 2,000 test images of MNIST, about 1.9 MB of gzip compiled into the binary from
+//! By default the program trains on an embedded subset (the first 30,000 training and first
+//! 5,000 test images of MNIST, about 5.6 MB of gzip compiled into the binary from
 //! `data/mnist-subset/`), so it runs with no download and no network. The full set is used when
 //! a directory is given (`--data DIR`) or `MNIST_DIR` is set.
 
@@ -286,7 +286,7 @@ impl Mnist {
         self.train.source().starts_with(EMBEDDED_PREFIX)
     }
 
-    /// One line for the CLI, e.g. `embedded MNIST subset: 10000 train / 2000 test, 28x28` or
+    /// One line for the CLI, e.g. `embedded MNIST subset: 30000 train / 5000 test, 28x28` or
     /// `MNIST from /data/mnist: 60000 train / 10000 test, 28x28`.
     pub fn describe(&self) -> String {
         let sizes = format!(
@@ -323,7 +323,7 @@ pub fn load(dir: Option<&Path>) -> Result<Mnist> {
     }
 }
 
-/// The embedded subset: the first 10,000 training and first 2,000 test images of MNIST.
+/// The embedded subset: the first 30,000 training and first 5,000 test images of MNIST.
 pub fn embedded() -> Result<Mnist> {
     let part = |images_name: &str, images: &[u8], labels_name: &str, labels: &[u8]| {
         let images_name = format!("{EMBEDDED_PREFIX}{images_name}.gz");
@@ -458,7 +458,7 @@ mod tests {
     fn embedded_subset_loads() {
         let mnist = embedded().unwrap();
         assert!(mnist.is_embedded());
-        assert_eq!((mnist.train.len(), mnist.test.len()), (10_000, 2_000));
+        assert_eq!((mnist.train.len(), mnist.test.len()), (30_000, 5_000));
         for set in [&mnist.train, &mnist.test] {
             assert_eq!(
                 (set.rows(), set.cols(), set.input_width(), set.classes()),
@@ -470,7 +470,7 @@ mod tests {
         assert_eq!(&mnist.test.labels()[..10], &[7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
         assert_eq!(
             mnist.describe(),
-            "embedded MNIST subset: 10000 train / 2000 test, 28x28"
+            "embedded MNIST subset: 30000 train / 5000 test, 28x28"
         );
         // Every class is present in both parts.
         assert!(mnist.train.class_counts().iter().all(|&c| c > 500));

@@ -1,0 +1,105 @@
+//! Training runs on the embedded subset: the chapter's loop reaches the accuracy it should, and
+//! the numerical gradient trains the same net as backprop.
+
+use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
+use gpu_train::cpu::CpuBackend;
+use gpu_train::data::{self, Mnist};
+use gpu_train::model::{relative_error, MlpSpec, Params};
+use gpu_train::train::{train, TrainConfig};
+use std::sync::Arc;
+
+fn run<B: Backend>(mut backend: B, spec: &MlpSpec, cfg: &TrainConfig, train_size: usize) -> (B, gpu_train::train::TrainSummary) {
+    backend.set_params(&Params::init(spec, cfg.seed)).unwrap();
+    let summary = train(&mut backend, train_size, cfg, |r| {
+        println!("iter {:>5} loss {:.4} train {:.4} test {:.4}", r.iter, r.batch_loss, r.train.accuracy(), r.test.accuracy())
+    })
+    .unwrap();
+    (backend, summary)
+}
+
+fn embedded() -> Arc<Mnist> {
+    Arc::new(data::embedded().unwrap())
+}
+
+#[test]
+fn backprop_on_the_embedded_default_reaches_92_percent() {
+    let data = embedded();
+    let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
+    let cfg = TrainConfig { grad: GradMethod::Backprop, eval_every: 5000, ..TrainConfig::default() };
+    let (_, summary) = run(CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(), &spec, &cfg, data.train.len());
+    let acc = summary.last().unwrap().test.accuracy();
+    println!("embedded default, cpu f32 backprop, 10000 iterations: test accuracy {acc:.4}");
+    assert!(acc >= 0.92, "test accuracy {acc}");
+}
+
+#[test]
+fn numerical_gradient_trains_the_same_net_as_backprop_f64() {
+    let data = embedded();
+    let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
+    let base = TrainConfig { iters: 300, eval_every: 100, seed: 3, ..TrainConfig::default() };
+    let numerical_cfg =
+        TrainConfig { grad: GradMethod::Numerical { strategy: PerturbStrategy::Incremental, h: DEFAULT_H }, ..base.clone() };
+    let backprop_cfg = TrainConfig { grad: GradMethod::Backprop, ..base };
+    let (mut num, num_sum) = run(CpuBackend::<f64>::new(spec.clone(), data.clone()).unwrap(), &spec, &numerical_cfg, data.train.len());
+    let (mut bp, bp_sum) = run(CpuBackend::<f64>::new(spec.clone(), data.clone()).unwrap(), &spec, &backprop_cfg, data.train.len());
+    for (n, b) in num_sum.evals.iter().zip(&bp_sum.evals) {
+        assert_eq!(n.iter, b.iter);
+        assert!((n.batch_loss - b.batch_loss).abs() <= 1e-6 * b.batch_loss, "iter {}: {} vs {}", n.iter, n.batch_loss, b.batch_loss);
+        assert!((n.test.loss - b.test.loss).abs() <= 1e-6 * b.test.loss);
+    }
+    let (first, last) = (num_sum.evals.first().unwrap(), num_sum.last().unwrap());
+    assert!(last.test.loss < first.test.loss - 0.5, "the loss falls: {} -> {}", first.test.loss, last.test.loss);
+    let rel = relative_error(&num.params().unwrap().data, &bp.params().unwrap().data);
+    println!("f64, 300 iterations: numerical vs backprop parameters, relative {rel:.3e}");
+    assert!(rel <= 1e-3, "{rel:e}");
+}
+
+/// A backend whose loss turns NaN after a few steps, to test the driver's reaction without
+/// depending on how many steps a real net takes to overflow (the 1e-7 inside the log keeps the
+/// loss finite until the logits themselves overflow).
+struct GoesNan {
+    inner: CpuBackend<f32>,
+    steps: usize,
+}
+
+impl Backend for GoesNan {
+    fn name(&self) -> String {
+        "goes-nan".into()
+    }
+    fn spec(&self) -> &MlpSpec {
+        self.inner.spec()
+    }
+    fn set_params(&mut self, p: &Params) -> gpu_train::Result<()> {
+        self.inner.set_params(p)
+    }
+    fn params(&mut self) -> gpu_train::Result<Params> {
+        self.inner.params()
+    }
+    fn set_batch(&mut self, i: &[u32]) -> gpu_train::Result<()> {
+        self.inner.set_batch(i)
+    }
+    fn batch_loss(&mut self) -> gpu_train::Result<f64> {
+        Ok(if self.steps > 3 { f64::NAN } else { self.inner.batch_loss()? })
+    }
+    fn gradient(&mut self, m: GradMethod) -> gpu_train::Result<Vec<f64>> {
+        self.inner.gradient(m)
+    }
+    fn step(&mut self, m: GradMethod, lr: f64) -> gpu_train::Result<()> {
+        self.steps += 1;
+        self.inner.step(m, lr)
+    }
+    fn evaluate(&mut self, s: gpu_train::backend::Split) -> gpu_train::Result<gpu_train::backend::Evaluation> {
+        self.inner.evaluate(s)
+    }
+}
+
+#[test]
+fn divergence_stops_with_an_error_naming_the_iteration() {
+    let data = embedded();
+    let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
+    let cfg = TrainConfig { grad: GradMethod::Backprop, iters: 50, eval_every: 1, ..TrainConfig::default() };
+    let mut backend = GoesNan { inner: CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(), steps: 0 };
+    backend.set_params(&Params::init(&spec, 0)).unwrap();
+    let err = train(&mut backend, data.train.len(), &cfg, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("diverged at iteration 3") && err.contains("--lr 0.01"), "{err}");
+}
