@@ -88,7 +88,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "incremental")]
     pub numgrad: NumGradArg,
     /// Step h of the central difference (L(theta + h) - L(theta - h)) / 2h.
-    #[arg(long, default_value_t = DEFAULT_H)]
+    #[arg(long, default_value_t = DEFAULT_H, allow_negative_numbers = true)]
     pub h: f64,
     /// Directory with full MNIST (the four canonical IDX files, .gz or not). Default: $MNIST_DIR,
     /// else the embedded 10,000/2,000 subset.
@@ -104,7 +104,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
     /// Learning rate of gradient descent.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub lr: f64,
     /// Number of iterations (mini-batch steps).
     #[arg(long, default_value_t = 10_000)]

@@ -1,0 +1,64 @@
+//! The binary as a user meets it: bad flags give a clear error naming the flag and a non-zero
+//! exit, never a panic; --help and --version work.
+
+use std::process::{Command, Output};
+
+fn gpu_train(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpu-train"))
+        .args(args)
+        .env_remove("MNIST_DIR")
+        .output()
+        .expect("the binary runs")
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = gpu_train(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{args:?}: stderr lacks {n:?}:\n{stderr}");
+    }
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    fails_with(&["train", "--batch", "0"], &["--batch", "at least 1"]);
+    fails_with(&["train", "--lr", "0"], &["--lr", "positive"]);
+    fails_with(&["train", "--lr", "-0.5"], &["--lr", "positive"]);
+    fails_with(&["train", "--lr", "NaN"], &["--lr", "positive"]);
+    fails_with(&["train", "--hidden", "0"], &["--hidden", "0 units"]);
+    fails_with(&["train", "--hidden", "50,0"], &["--hidden", "hidden layer 2"]);
+    fails_with(&["train", "--eval-every", "0"], &["--eval-every"]);
+    fails_with(&["train", "--h", "0"], &["--h"]);
+    fails_with(&["train", "--frobnicate"], &["--frobnicate"]);
+    fails_with(&["train", "--device", "tpu"], &["--device", "auto", "cpu", "gpu"]);
+    fails_with(&["train", "--batch", "many"], &["--batch"]);
+}
+
+#[test]
+fn a_missing_data_dir_says_where_it_looked() {
+    fails_with(&["train", "--data", "/nonexistent/mnist"], &["/nonexistent/mnist", "MNIST_DIR"]);
+}
+
+#[test]
+fn help_and_version() {
+    let out = gpu_train(&["train", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--device", "--grad", "--numgrad", "--data", "--hidden", "--activation", "--batch", "--lr", "--iters", "--seed", "--eval-every"] {
+        assert!(help.contains(flag), "help lacks {flag}");
+    }
+    let out = gpu_train(&["--version"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn a_short_run_prints_evaluations_and_the_final_line() {
+    let out = gpu_train(&["train", "--device", "cpu", "--grad", "backprop", "--iters", "30", "--eval-every", "10"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("embedded MNIST subset"), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("iter ")).count(), 4, "iterations 0, 10, 20, 29:\n{stdout}");
+    assert!(stdout.lines().last().unwrap().starts_with("final: iteration 30"), "{stdout}");
+}
