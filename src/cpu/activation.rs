@@ -2,7 +2,7 @@
 //! derivative, and the CHANGE act(a + e) - act(a) computed without cancellation, which the
 //! incremental numerical gradient needs in f32.
 
-use super::real::{expm1_fast, Real};
+use super::real::{expm1_fast, expm1_series, Real, SMALL_ARG};
 use crate::model::Activation;
 
 #[inline]
@@ -42,8 +42,22 @@ pub struct ActivationPoint<T> {
     a: T,
     /// sigmoid: exp(-|a|), in (0, 1].
     u: T,
+    /// sigmoid: 1 / (1 + u), hoisted out of every shift.
+    inv_1pu: T,
     /// sigmoid: +1 for a >= 0, -1 for a < 0 (the symmetry below).
     sign: T,
+}
+
+/// How a unit responds to every shift |e| <= e_max at once, decided once per unit so the loop
+/// over its shifts can run without branches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShiftRegime {
+    /// Every change is given by `change_series` and |change| <= `max_change(e_max)`.
+    Series,
+    /// relu below zero for every shift: every change is exactly 0.
+    Dead,
+    /// Neither (large shifts, or relu's kink within reach): use `change`.
+    General,
 }
 
 impl<T: Real> ActivationPoint<T> {
@@ -54,7 +68,36 @@ impl<T: Real> ActivationPoint<T> {
             Activation::Sigmoid => (-a.abs()).exp(),
             Activation::Relu => T::ZERO,
         };
-        ActivationPoint { act, a, u, sign }
+        ActivationPoint { act, a, u, inv_1pu: T::ONE / (T::ONE + u), sign }
+    }
+
+    pub fn regime(&self, e_max: T) -> ShiftRegime {
+        match self.act {
+            Activation::Sigmoid if e_max < T::from_f64(SMALL_ARG) => ShiftRegime::Series,
+            Activation::Relu if self.a > e_max => ShiftRegime::Series,
+            Activation::Relu if self.a + e_max <= T::ZERO => ShiftRegime::Dead,
+            _ => ShiftRegime::General,
+        }
+    }
+
+    /// A bound on |change(e)| for |e| <= e_max: sigmoid' <= 1/4, relu' <= 1.
+    pub fn max_change(&self, e_max: T) -> T {
+        match self.act {
+            Activation::Sigmoid => e_max * T::from_f64(0.25),
+            Activation::Relu => e_max,
+        }
+    }
+
+    /// `change(e)` in the `Series` regime: the same arithmetic, without the branches.
+    #[inline(always)]
+    pub fn change_series(&self, e: T) -> T {
+        match self.act {
+            Activation::Sigmoid => {
+                let em1 = expm1_series(-(self.sign * e));
+                -(self.sign * em1 * self.u * self.inv_1pu) / (T::ONE + self.u * (em1 + T::ONE))
+            }
+            Activation::Relu => e,
+        }
     }
 
     /// act(a + e) - act(a).
@@ -67,10 +110,11 @@ impl<T: Real> ActivationPoint<T> {
     #[inline]
     pub fn change(&self, e: T) -> T {
         match self.act {
+            Activation::Sigmoid if e.abs() < T::from_f64(SMALL_ARG) => self.change_series(e),
             Activation::Sigmoid => {
                 let (u, sign) = (self.u, self.sign);
                 let em1 = expm1_fast(-(sign * e));
-                let d = -em1 * u / ((T::ONE + u * (em1 + T::ONE)) * (T::ONE + u));
+                let d = -em1 * u * self.inv_1pu / (T::ONE + u * (em1 + T::ONE));
                 if d.is_finite() {
                     sign * d
                 } else {

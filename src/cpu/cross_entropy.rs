@@ -1,7 +1,7 @@
 //! Batched cross entropy with label targets (CPU twin of shaders/cross_entropy.wgsl), the sum of
 //! squares error, and the precise per-sample loss CHANGE the incremental numerical gradient uses.
 
-use super::real::{expm1_fast, ln_1p_fast, Real, SMALL_ARG};
+use super::real::{expm1_fast, expm1_series, ln_1p_fast, ln_1p_series, Real, SMALL_ARG};
 use crate::backend::CEE_DELTA;
 
 /// Per-sample losses -ln(p_t + 1e-7).
@@ -86,6 +86,9 @@ pub struct RowShift<'a, T> {
     /// M_n / n!, n = 1..=ROW_SHIFT_TERMS.
     moments: [T; ROW_SHIFT_TERMS],
     w_max: T,
+    w_t: T,
+    /// p_t / (p_t + delta), hoisted out of every shift.
+    c: T,
 }
 
 impl<'a, T: Real> RowShift<'a, T> {
@@ -105,19 +108,32 @@ impl<'a, T: Real> RowShift<'a, T> {
             fact *= (n + 1) as f64;
             *m = *m / T::from_f64(fact);
         }
-        RowShift { p, w, t, moments, w_max }
+        let pt = p[t];
+        RowShift { p, w, t, moments, w_max, w_t: w[t], c: pt / (pt + T::from_f64(CEE_DELTA)) }
+    }
+
+    /// Whether every shift |dz| <= dz_max can take `change_series`: each expm1 argument below
+    /// SMALL_ARG, and the log1p argument, about (expm1(d_t) - S), below it too.
+    pub fn series_ok(&self, dz_max: T) -> bool {
+        dz_max * self.w_max * T::from_f64(2.5) < T::from_f64(SMALL_ARG)
+    }
+
+    /// `change(dz)` where `series_ok` holds: the same arithmetic, without the branches.
+    #[inline(always)]
+    pub fn change_series(&self, dz: T) -> T {
+        let mut s = self.moments[ROW_SHIFT_TERMS - 1];
+        for n in (0..ROW_SHIFT_TERMS - 1).rev() {
+            s = self.moments[n] + dz * s;
+        }
+        s *= dz;
+        -ln_1p_series((expm1_series(dz * self.w_t) - s) * self.c / (T::ONE + s))
     }
 
     /// The loss change for logits shifted by dz * w.
     #[inline]
     pub fn change(&self, dz: T) -> T {
-        if (dz * self.w_max).abs() < T::from_f64(SMALL_ARG) {
-            let mut s = self.moments[ROW_SHIFT_TERMS - 1];
-            for n in (0..ROW_SHIFT_TERMS - 1).rev() {
-                s = self.moments[n] + dz * s;
-            }
-            s *= dz;
-            change_from_sum(self.p[self.t], expm1_fast(dz * self.w[self.t]), s)
+        if self.series_ok(dz.abs()) {
+            self.change_series(dz)
         } else {
             let mut s = T::ZERO;
             for (&pk, &wk) in self.p.iter().zip(self.w) {

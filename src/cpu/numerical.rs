@@ -1,7 +1,7 @@
 //! The numerical gradient of the mean batch loss, (L(theta + h e_p) - L(theta - h e_p)) / 2h for
 //! every parameter p, by the two strategies of DESIGN.md (CPU twin of shaders/numerical.wgsl).
 
-use super::activation::{activation_change, ActivationPoint};
+use super::activation::{activation_change, ActivationPoint, ShiftRegime};
 use super::cross_entropy::{cross_entropy_change, cross_entropy_change_one, cross_entropy_labels, RowShift};
 use super::forward::{forward, ForwardCache};
 use super::real::Real;
@@ -91,12 +91,23 @@ struct Scratch<T> {
     /// Change vectors of the pre-activations of each layer above the perturbed one.
     da: Vec<Vec<T>>,
     dz: Vec<T>,
+    /// The current sample's nonzero inputs to the current layer, and their values.
+    nz_index: Vec<usize>,
+    nz_value: Vec<T>,
+    values: Vec<T>,
 }
 
 impl<T: Real> Scratch<T> {
     fn new(spec: &MlpSpec) -> Self {
         let sizes = spec.sizes();
-        Scratch { da: sizes[1..].iter().map(|&n| vec![T::ZERO; n]).collect(), dz: vec![T::ZERO; *sizes.iter().max().unwrap_or(&1)] }
+        let widest = *sizes.iter().max().unwrap_or(&1);
+        Scratch {
+            da: sizes[1..].iter().map(|&n| vec![T::ZERO; n]).collect(),
+            dz: vec![T::ZERO; widest],
+            nz_index: Vec::with_capacity(widest),
+            nz_value: Vec::with_capacity(widest),
+            values: Vec::with_capacity(widest),
+        }
     }
 }
 
@@ -119,6 +130,16 @@ fn accumulate_sample<T: Real>(
     let p = &cache.probs[b * spec.classes..(b + 1) * spec.classes];
     for (l, layer) in layers.iter().enumerate() {
         let input = &cache.input_of(l, x)[b * layer.fan_in..(b + 1) * layer.fan_in];
+        // The nonzero inputs of this sample, once for all units of the layer.
+        scratch.nz_index.clear();
+        scratch.nz_value.clear();
+        for (i, &xi) in input.iter().enumerate() {
+            if xi != T::ZERO {
+                scratch.nz_index.push(i);
+                scratch.nz_value.push(xi);
+            }
+        }
+        let e_max = h * scratch.nz_value.iter().fold(T::ONE, |m, &v| m.max(v.abs()));
         for j in 0..layer.fan_out {
             if l == last {
                 add_unit(acc, layer, j, input, h, |e| cross_entropy_change_one(p, t, j, e));
@@ -128,7 +149,24 @@ fn accumulate_sample<T: Real>(
                 let unit = ActivationPoint::new(spec.activation, cache.pre[l][b * layer.fan_out + j]);
                 let out = layers[last];
                 let row = RowShift::new(p, t, &params[out.w_offset + j * out.fan_out..][..out.fan_out]);
-                add_unit(acc, layer, j, input, h, |e| row.change(unit.change(e)));
+                match unit.regime(e_max) {
+                    ShiftRegime::Dead => {}
+                    ShiftRegime::Series if row.series_ok(unit.max_change(e_max)) => {
+                        // Every shift of this unit is small: the same arithmetic as below, but
+                        // branch-free over a compact buffer, so it vectorises; then scattered.
+                        let g = |e: T| row.change_series(unit.change_series(e));
+                        acc[layer.b_offset + j] += g(h) - g(-h);
+                        scratch.values.clear();
+                        scratch.values.extend(scratch.nz_value.iter().map(|&xi| {
+                            let e = h * xi;
+                            g(e) - g(-e)
+                        }));
+                        for (&i, &v) in scratch.nz_index.iter().zip(&scratch.values) {
+                            acc[layer.w_offset + i * layer.fan_out + j] += v;
+                        }
+                    }
+                    _ => add_unit(acc, layer, j, input, h, |e| row.change(unit.change(e))),
+                }
             } else {
                 add_unit(acc, layer, j, input, h, |e| {
                     unit_shift_change(spec, params, cache, &layers, l, j, b, e, p, t, scratch)

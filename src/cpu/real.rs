@@ -167,11 +167,18 @@ pub const SMALL_ARG: f64 = 1e-3;
 #[inline]
 pub fn expm1_fast<T: Real>(x: T) -> T {
     if x.abs() < T::from_f64(SMALL_ARG) {
-        let c = |v: f64| T::from_f64(v);
-        x * (T::ONE + x * (c(0.5) + x * (c(1.0 / 6.0) + x * (c(1.0 / 24.0) + x * (c(1.0 / 120.0) + x * c(1.0 / 720.0))))))
+        expm1_series(x)
     } else {
         x.exp_m1()
     }
+}
+
+/// The series of expm1 alone, for callers that checked |x| < SMALL_ARG themselves (branch-free,
+/// so loops over it vectorise).
+#[inline(always)]
+pub fn expm1_series<T: Real>(x: T) -> T {
+    let c = |v: f64| T::from_f64(v);
+    x * (T::ONE + x * (c(0.5) + x * (c(1.0 / 6.0) + x * (c(1.0 / 24.0) + x * (c(1.0 / 120.0) + x * c(1.0 / 720.0))))))
 }
 
 /// ln(1 + x): the alternating series to x^6 / 6 where |x| < 1e-3 (exact as above), libm's
@@ -179,11 +186,17 @@ pub fn expm1_fast<T: Real>(x: T) -> T {
 #[inline]
 pub fn ln_1p_fast<T: Real>(x: T) -> T {
     if x.abs() < T::from_f64(SMALL_ARG) {
-        let c = |v: f64| T::from_f64(v);
-        x * (T::ONE + x * (c(-0.5) + x * (c(1.0 / 3.0) + x * (c(-0.25) + x * (c(0.2) + x * c(-1.0 / 6.0))))))
+        ln_1p_series(x)
     } else {
         x.ln_1p()
     }
+}
+
+/// The series of ln(1 + x) alone, for |x| < SMALL_ARG checked by the caller.
+#[inline(always)]
+pub fn ln_1p_series<T: Real>(x: T) -> T {
+    let c = |v: f64| T::from_f64(v);
+    x * (T::ONE + x * (c(-0.5) + x * (c(1.0 / 3.0) + x * (c(-0.25) + x * (c(0.2) + x * c(-1.0 / 6.0))))))
 }
 
 #[cfg(test)]
