@@ -103,3 +103,25 @@ fn divergence_stops_with_an_error_naming_the_iteration() {
     let err = train(&mut backend, data.train.len(), &cfg, |_| {}).unwrap_err().to_string();
     assert!(err.contains("diverged at iteration 3") && err.contains("--lr 0.01"), "{err}");
 }
+
+/// Full MNIST, the chapter's configuration with backprop: >= 94% test accuracy. Needs the data:
+/// $MNIST_DIR, or ../shared/data/mnist beside the checkout; with CI=true a missing set fails.
+#[test]
+fn backprop_on_full_mnist_reaches_94_percent() {
+    let dir = std::env::var_os("MNIST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"));
+    if !dir.exists() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "full MNIST not found at {}", dir.display());
+        eprintln!("skipped: full MNIST not found at {} (set MNIST_DIR)", dir.display());
+        return;
+    }
+    let data = Arc::new(data::load(Some(&dir)).unwrap());
+    assert_eq!(data.train.len(), 60_000);
+    let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
+    let cfg = TrainConfig { grad: GradMethod::Backprop, eval_every: 5000, ..TrainConfig::default() };
+    let (_, summary) = run(CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(), &spec, &cfg, data.train.len());
+    let acc = summary.last().unwrap().test.accuracy();
+    println!("full MNIST, cpu f32 backprop, 10000 iterations: test accuracy {acc:.4} in {:.1} s", summary.seconds);
+    assert!(acc >= 0.94, "test accuracy {acc}");
+}
