@@ -3,7 +3,7 @@
 //!
 //! By default the program trains on an embedded subset (the first 30,000 training and first
 //! 5,000 test images of MNIST, about 5.6 MB of gzip compiled into the binary from
-//! `data/mnist-subset/`), so it runs with no download and no network. The full set is used when
+//! `src/data/mnist-subset/`), so it runs with no download and no network. The full set is used when
 //! a directory is given (`--data DIR`) or `MNIST_DIR` is set.
 
 pub mod idx;
@@ -36,17 +36,17 @@ const HOW_TO_POINT: &str = "point `--data DIR` or the MNIST_DIR environment vari
     use the embedded subset";
 
 /// The prefix of an embedded data set's [`Dataset::source`].
-const EMBEDDED_PREFIX: &str = "embedded:data/mnist-subset/";
+const EMBEDDED_PREFIX: &str = "embedded:src/data/mnist-subset/";
 
 /// The embedded subset's files, compiled in so that the binary never reads them at run time.
 const EMBEDDED_TRAIN_IMAGES: &[u8] =
-    include_bytes!("../../data/mnist-subset/train-images-idx3-ubyte.gz");
+    include_bytes!("mnist-subset/train-images-idx3-ubyte.gz");
 const EMBEDDED_TRAIN_LABELS: &[u8] =
-    include_bytes!("../../data/mnist-subset/train-labels-idx1-ubyte.gz");
+    include_bytes!("mnist-subset/train-labels-idx1-ubyte.gz");
 const EMBEDDED_TEST_IMAGES: &[u8] =
-    include_bytes!("../../data/mnist-subset/t10k-images-idx3-ubyte.gz");
+    include_bytes!("mnist-subset/t10k-images-idx3-ubyte.gz");
 const EMBEDDED_TEST_LABELS: &[u8] =
-    include_bytes!("../../data/mnist-subset/t10k-labels-idx1-ubyte.gz");
+    include_bytes!("mnist-subset/t10k-labels-idx1-ubyte.gz");
 
 /// `i / 255` for every byte value, as `f32` and `f64`: the book's `x / 255.0` normalisation,
 /// bit-for-bit (computed once, by correctly rounded division, at compile time).

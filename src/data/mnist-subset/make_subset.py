@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cut the embedded MNIST subset out of the full MNIST IDX files.
 
-Usage: python3 data/mnist-subset/make_subset.py SRC_DIR DST_DIR [TRAIN_COUNT TEST_COUNT]
+Usage: python3 src/data/mnist-subset/make_subset.py SRC_DIR DST_DIR [TRAIN_COUNT TEST_COUNT]
 
 Takes the first TRAIN_COUNT (default 30000) training and the first TEST_COUNT (default 5000)
 test images and labels, rewrites the IDX headers with the subset counts and writes them gzip -9
