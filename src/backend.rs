@@ -11,7 +11,8 @@ pub const CEE_DELTA: f64 = 1e-7;
 pub const DEFAULT_H: f64 = 1e-4;
 
 /// How the numerical gradient evaluates L(theta +- h e_p). Both give the same function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PerturbStrategy {
     /// The chapter's way: a whole forward pass per perturbation.
     Full,
@@ -30,7 +31,8 @@ impl PerturbStrategy {
 }
 
 /// Which gradient a step uses.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum GradMethod {
     /// Analytic, through the layers (the fast path the chapter's sequel introduces).
     Backprop,

@@ -1,14 +1,24 @@
 //! The command line: clap commands that call the library. main.rs only calls `run`.
 
-use anyhow::{Context as _, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use anyhow::{bail, Context as _, Result};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
+use gpu_train::checkpoint::{self, Checkpoint, StoredPrecision};
 use gpu_train::cpu::CpuBackend;
-use gpu_train::data::{self, Mnist, SamplerKind};
+use gpu_train::data::{self, Mnist, SamplerKind, SamplerState};
+use gpu_train::gpu::{self, AutoChoice, Context, GpuBackend};
 use gpu_train::model::{Activation, MlpSpec, Params};
-use gpu_train::train::{train, EvalRecord, TrainConfig};
+use gpu_train::run::{self, RunDir};
+use gpu_train::train::{train_from, Control, EvalRecord, Observer, Start, TrainConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// The exit status after Ctrl-C (128 + SIGINT), as shells report it.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,6 +36,38 @@ pub struct Cli {
 pub enum Command {
     /// Train the MLP with mini-batch gradient descent (defaults: the chapter's configuration).
     Train(TrainArgs),
+    /// Loss, accuracy, confusion matrix and per-class accuracy of a checkpoint.
+    Eval(EvalArgs),
+    /// List every GPU adapter (name, backend, type, driver, key limits) and which one auto picks.
+    Devices,
+    /// The chapter's walkthrough in the terminal; with --out, its pictures.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// A checkpoint written by `gpu-train train` (safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// Directory with full MNIST; default: $MNIST_DIR, else the embedded subset.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Which split to evaluate.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: SplitArg,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Test,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Also draw the chapter's pictures (gradient field, descent path) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -122,6 +164,26 @@ pub struct TrainArgs {
     /// Arithmetic of the CPU backend (the GPU is always f32).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionArg,
+    /// Read the batch loss back every N iterations for the loss curve (1 = every step).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub loss_every: usize,
+    /// The run folder: metrics.csv, loss.csv, config.json, plots, checkpoint. Default:
+    /// runs/<UTC timestamp>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Also write the checkpoint every N iterations (it is always written at the end and on Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue a run from its checkpoint: the net, the settings and the batch sequence come from
+    /// the file, so the run ends exactly where an uninterrupted one would. --iters is the total.
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
+    /// Print only the final line.
+    #[arg(long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// One JSON object per evaluation on stdout (the other lines go to stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl TrainArgs {
@@ -150,6 +212,7 @@ impl TrainArgs {
                 SamplerArg::Replacement => SamplerKind::WithReplacement,
                 SamplerArg::Epochs => SamplerKind::Epochs,
             },
+            loss_every: self.loss_every,
         }
     }
 
@@ -161,10 +224,32 @@ impl TrainArgs {
     }
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Parses the command line (keeping where each value came from) and runs it; returns the exit
+/// status.
+pub fn main_with_args() -> Result<i32> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let sub = matches.subcommand().map(|(_, m)| m.clone());
     match cli.command {
-        Command::Train(args) => run_train(&args),
+        Command::Train(args) => run_train(&args, sub.as_ref()),
+        Command::Eval(args) => run_eval(&args).map(|_| 0),
+        Command::Devices => {
+            print!("{}", gpu::devices_report());
+            Ok(0)
+        }
+        Command::Demo(args) => {
+            let mut out = std::io::stdout().lock();
+            let files = gpu_train::demo::run(args.out.as_deref(), &mut out)?;
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            Ok(0)
+        }
     }
+}
+
+fn explicit(m: Option<&ArgMatches>, id: &str) -> bool {
+    m.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine)
 }
 
 /// Picks the backend for `--device`, saying which and why.
@@ -176,24 +261,157 @@ fn make_backend(args: &TrainArgs, spec: &MlpSpec, data: Arc<Mnist>) -> Result<(B
         };
         Ok((b, why))
     };
+    let gpu = |ctx: Context, why: &str| -> Result<(Box<dyn Backend>, String)> {
+        let b = GpuBackend::new(Arc::new(ctx), spec.clone(), data.clone()).context("setting up the GPU backend")?;
+        Ok((Box::new(b), why.to_string()))
+    };
     match args.device {
         DeviceArg::Cpu => cpu("--device cpu".into()),
-        DeviceArg::Auto => cpu("--device auto: the GPU backend is not built yet, so the CPU runs".into()),
-        DeviceArg::Gpu => anyhow::bail!("--device gpu: the GPU backend is not built yet; use --device cpu"),
+        DeviceArg::Gpu => gpu(Context::gpu()?, "--device gpu"),
+        DeviceArg::Auto => match Context::auto()? {
+            AutoChoice::Gpu(ctx) => gpu(ctx, "--device auto: a hardware adapter"),
+            AutoChoice::Cpu { reason } => cpu(format!("--device auto: {reason}; using the CPU backend")),
+        },
     }
 }
 
-fn run_train(args: &TrainArgs) -> Result<()> {
-    let cfg = args.config();
-    cfg.validate()?;
+/// Where output lines go: stdout normally, stderr under --json (stdout is for the JSON), the
+/// progress bar's println while a bar is shown, nowhere under --quiet.
+struct Printer {
+    quiet: bool,
+    json: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Printer {
+    fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match (&self.bar, self.json) {
+            (_, true) => eprintln!("{text}"),
+            (Some(bar), false) => bar.println(text),
+            (None, false) => println!("{text}"),
+        }
+    }
+}
+
+/// The CLI's view of a run: prints, records metrics, writes checkpoints, handles Ctrl-C.
+struct CliObserver<'a> {
+    printer: &'a Printer,
+    run_dir: &'a mut RunDir,
+    checkpoint_every: Option<usize>,
+    interrupted: &'a AtomicBool,
+    /// Written on Ctrl-C (set when it happens).
+    interrupt_checkpoint: Option<PathBuf>,
+    template: Checkpoint,
+    precision: StoredPrecision,
+}
+
+impl CliObserver<'_> {
+    fn save(&mut self, done: usize, backend: &mut dyn Backend, sampler: &SamplerState) -> gpu_train::Result<PathBuf> {
+        let mut ckpt = self.template.clone();
+        ckpt.params = backend.params()?;
+        ckpt.iteration = done;
+        ckpt.sampler = *sampler;
+        let path = self.run_dir.checkpoint_path();
+        checkpoint::save(&path, &ckpt, self.precision)?;
+        Ok(path)
+    }
+}
+
+impl Observer for CliObserver<'_> {
+    fn on_loss(&mut self, iter: usize, loss: f64) -> gpu_train::Result<()> {
+        if let Some(bar) = &self.printer.bar {
+            bar.set_message(format!("loss {loss:.4}"));
+        }
+        self.run_dir.record_loss(iter, loss)
+    }
+
+    fn on_eval(&mut self, r: &EvalRecord) -> gpu_train::Result<()> {
+        self.run_dir.record_eval(r)?;
+        if self.printer.json {
+            let obj = serde_json::json!({
+                "iteration": r.iter, "loss": r.batch_loss, "train_acc": r.train.accuracy(),
+                "test_acc": r.test.accuracy(), "train_loss": r.train.loss, "test_loss": r.test.loss,
+                "seconds": r.seconds,
+            });
+            println!("{obj}");
+        }
+        self.printer.line(&format_eval(r));
+        Ok(())
+    }
+
+    fn after_step(&mut self, done: usize, backend: &mut dyn Backend, sampler: &SamplerState) -> gpu_train::Result<Control> {
+        if let Some(bar) = &self.printer.bar {
+            bar.set_position(done as u64);
+        }
+        if self.interrupted.load(Ordering::SeqCst) {
+            self.interrupt_checkpoint = Some(self.save(done, backend, sampler)?);
+            return Ok(Control::Stop);
+        }
+        if self.checkpoint_every.is_some_and(|n| n > 0 && done % n == 0) {
+            self.save(done, backend, sampler)?;
+        }
+        Ok(Control::Continue)
+    }
+}
+
+fn format_eval(r: &EvalRecord) -> String {
+    format!(
+        "iter {:>6} | loss {:.4} | train acc {:.4} | test acc {:.4} | {:.1} s",
+        r.iter,
+        r.batch_loss,
+        r.train.accuracy(),
+        r.test.accuracy(),
+        r.seconds
+    )
+}
+
+fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
+    if args.checkpoint_every == Some(0) {
+        bail!("--checkpoint-every: must be at least 1 (or leave it out: the checkpoint is written at the end)");
+    }
     let mnist = data::load(args.data.as_deref()).context("loading MNIST")?;
-    println!("gpu-train {} | data: {}", env!("CARGO_PKG_VERSION"), mnist.describe());
-    let spec = MlpSpec::new(mnist.train.input_width(), args.hidden.clone(), mnist.train.classes(), args.activation())?;
+    let flags_spec = MlpSpec::new(mnist.train.input_width(), args.hidden.clone(), mnist.train.classes(), args.activation())?;
+    // A resumed run takes its net, settings and batch sequence from the checkpoint; only what
+    // does not change the trajectory (length, evaluation and logging cadence) comes from flags.
+    let (spec, cfg, params, start) = match &args.resume {
+        Some(path) => {
+            let ckpt = checkpoint::load(path)?;
+            let data_spec = MlpSpec { hidden: ckpt.params.spec.hidden.clone(), activation: ckpt.params.spec.activation, ..flags_spec.clone() };
+            checkpoint::check_fits(path, &ckpt.params.spec, &data_spec).context("the checkpoint does not fit this data")?;
+            if explicit(matches, "hidden") || explicit(matches, "activation") {
+                checkpoint::check_fits(path, &ckpt.params.spec, &flags_spec).context("the checkpoint does not fit --hidden/--activation")?;
+            }
+            let cfg = TrainConfig { iters: args.iters, eval_every: args.eval_every, loss_every: args.loss_every, ..ckpt.config.clone() };
+            let start = Start { iteration: ckpt.iteration, sampler: ckpt.sampler };
+            (ckpt.params.spec.clone(), cfg, ckpt.params, Some(start))
+        }
+        None => (flags_spec.clone(), args.config(), Params::init(&flags_spec, args.seed), None),
+    };
+    cfg.validate()?;
     let train_size = mnist.train.len();
+    let data_line = mnist.describe();
     let data = Arc::new(mnist);
     let (mut backend, why) = make_backend(args, &spec, data)?;
-    println!("device: {} ({why})", backend.name());
-    println!(
+    let out_dir = args.out.clone().unwrap_or_else(run::default_path);
+    let mut run_dir = RunDir::create(&out_dir, &backend.name(), &cfg.grad.describe())?;
+
+    let show_bar = !args.quiet && !args.json && std::io::stdout().is_terminal();
+    let bar = show_bar.then(|| {
+        let bar = ProgressBar::new(cfg.iters as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} it | {per_sec} | ETA {eta} | {msg}")
+                .expect("a valid template"),
+        );
+        bar.set_position(start.map_or(0, |s| s.iteration) as u64);
+        bar
+    });
+    let printer = Printer { quiet: args.quiet, json: args.json, bar };
+    printer.line(&format!("gpu-train {} | data: {data_line}", env!("CARGO_PKG_VERSION")));
+    printer.line(&format!("device: {} ({why})", backend.name()));
+    printer.line(&format!(
         "model: {}, {} parameters | gradient: {} | batch {}, lr {}, {} iterations, seed {}, evaluate every {}",
         spec.describe(),
         spec.num_params(),
@@ -203,22 +421,153 @@ fn run_train(args: &TrainArgs) -> Result<()> {
         cfg.iters,
         cfg.seed,
         cfg.eval_every
-    );
-    backend.set_params(&Params::init(&spec, cfg.seed))?;
-    let summary = train(backend.as_mut(), train_size, &cfg, print_eval)?;
-    match summary.last() {
-        Some(last) => println!(
-            "final: iteration {} | loss {:.4} | train acc {:.4} | test acc {:.4} | wall {:.1} s",
-            summary.iters, last.batch_loss, last.train.accuracy(), last.test.accuracy(), summary.seconds
-        ),
-        None => println!("final: no iterations run (--iters 0) | wall {:.1} s", summary.seconds),
+    ));
+    if let (Some(path), Some(s)) = (&args.resume, start) {
+        printer.line(&format!("resuming {} at iteration {} (settings from the checkpoint)", path.display(), s.iteration));
     }
-    Ok(())
+    printer.line(&format!("run folder: {}", out_dir.display()));
+
+    let precision = match (args.precision, args.device) {
+        (PrecisionArg::F64, DeviceArg::Cpu) => StoredPrecision::F64,
+        _ => StoredPrecision::F32,
+    };
+    let notes = [
+        ("version", env!("CARGO_PKG_VERSION").to_string()),
+        ("device", backend.name()),
+        ("data", data_line.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let sampler0 = SamplerState { kind: cfg.sampler, n: train_size, seed: cfg.seed, batches_drawn: 0, batch_size: 0 };
+    let template = Checkpoint { params: params.clone(), iteration: 0, sampler: sampler0, config: cfg.clone(), notes };
+    run_dir.write_config(&serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "device": backend.name(),
+        "device_choice": why,
+        "data": data_line,
+        "model": spec,
+        "parameters": spec.num_params(),
+        "config": cfg,
+        "seed": cfg.seed,
+        "precision": format!("{:?}", args.precision).to_lowercase(),
+        "resumed_from": args.resume.as_ref().map(|p| p.display().to_string()),
+        "resumed_at": start.map(|s| s.iteration),
+    }))?;
+    backend.set_params(&params)?;
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // A first Ctrl-C finishes the step and checkpoints; a second one leaves at once.
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(EXIT_INTERRUPTED);
+            }
+        });
+    }
+    let mut observer = CliObserver {
+        printer: &printer,
+        run_dir: &mut run_dir,
+        checkpoint_every: args.checkpoint_every,
+        interrupted: &interrupted,
+        interrupt_checkpoint: None,
+        template,
+        precision,
+    };
+    let result = train_from(backend.as_mut(), train_size, &cfg, start, &mut observer);
+    let interrupt_checkpoint = observer.interrupt_checkpoint.take();
+    let template = observer.template.clone();
+    if let Some(bar) = &printer.bar {
+        bar.finish_and_clear();
+    }
+    run_dir.flush()?;
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let ckpt = run_dir.checkpoint_path();
+            let kept = if ckpt.exists() {
+                format!("the last good checkpoint is kept: {}", ckpt.display())
+            } else {
+                "no checkpoint was written before it (use --checkpoint-every N)".to_string()
+            };
+            return Err(anyhow::Error::new(e).context(format!("training stopped; {kept}")));
+        }
+    };
+    if summary.interrupted {
+        let path = interrupt_checkpoint.unwrap_or_else(|| run_dir.checkpoint_path());
+        eprintln!(
+            "interrupted after iteration {}: checkpoint written to {}\nresume with: gpu-train train --resume {} --out {}",
+            summary.iters,
+            path.display(),
+            path.display(),
+            out_dir.display()
+        );
+        return Ok(EXIT_INTERRUPTED);
+    }
+    // The final checkpoint and the plots.
+    let mut ckpt = template;
+    ckpt.params = backend.params()?;
+    ckpt.iteration = summary.iters;
+    ckpt.sampler = SamplerState {
+        batches_drawn: summary.iters as u64,
+        batch_size: if summary.iters > 0 { cfg.batch } else { 0 },
+        ..ckpt.sampler
+    };
+    let ckpt_path = run_dir.checkpoint_path();
+    checkpoint::save(&ckpt_path, &ckpt, precision)?;
+    let plots = write_plots(&run_dir, train_size, cfg.batch)?;
+    let final_line = match summary.last() {
+        Some(last) => format!(
+            "final: iteration {} | loss {:.4} | train acc {:.4} | test acc {:.4} | wall {:.1} s",
+            summary.iters,
+            last.batch_loss,
+            last.train.accuracy(),
+            last.test.accuracy(),
+            summary.seconds
+        ),
+        None => format!("final: no iterations run | wall {:.1} s", summary.seconds),
+    };
+    if args.json {
+        eprintln!("{final_line}");
+    } else {
+        println!("{final_line}");
+    }
+    printer.line(&format!(
+        "metrics: {} | plots: {} | checkpoint: {}",
+        run_dir.path.join("metrics.csv").display(),
+        plots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        ckpt_path.display()
+    ));
+    Ok(0)
 }
 
-fn print_eval(r: &EvalRecord) {
-    println!(
-        "iter {:>6} | loss {:.4} | train acc {:.4} | test acc {:.4} | {:.1} s",
-        r.iter, r.batch_loss, r.train.accuracy(), r.test.accuracy(), r.seconds
-    );
+/// The loss curve over iterations and the accuracy per epoch, from the run folder's whole
+/// history (a resumed run included).
+fn write_plots(run_dir: &RunDir, train_size: usize, batch: usize) -> Result<Vec<PathBuf>> {
+    let (losses, evals) = run_dir.history()?;
+    let per_epoch = (train_size as f64 / batch as f64).max(1.0);
+    let epochs: Vec<(f64, f64, f64)> = evals.iter().map(|&(i, tr, te)| (i as f64 / per_epoch, tr, te)).collect();
+    let loss_png = run_dir.path.join("loss.png");
+    let acc_png = run_dir.path.join("accuracy.png");
+    gpu_train::report::plot::loss_curve(&loss_png, &losses, "training loss")?;
+    gpu_train::report::plot::accuracy_chart(&acc_png, &epochs)?;
+    Ok(vec![loss_png, acc_png])
+}
+
+fn run_eval(args: &EvalArgs) -> Result<()> {
+    let ckpt = checkpoint::load(&args.weights)?;
+    let mnist = data::load(args.data.as_deref()).context("loading MNIST")?;
+    let spec = &ckpt.params.spec;
+    let data_spec = MlpSpec { input: mnist.train.input_width(), classes: mnist.train.classes(), ..spec.clone() };
+    checkpoint::check_fits(&args.weights, spec, &data_spec).context("the checkpoint does not fit this data")?;
+    let split = match args.split {
+        SplitArg::Train => &mnist.train,
+        SplitArg::Test => &mnist.test,
+    };
+    let report = gpu_train::cpu::confusion(spec, &ckpt.params, split);
+    println!("checkpoint: {} ({}, iteration {})", args.weights.display(), spec.describe(), ckpt.iteration);
+    println!("data: {} ({:?} split, {} images)", mnist.describe(), args.split, split.len());
+    print!("{}", report.render());
+    Ok(())
 }

@@ -2,12 +2,12 @@
 
 mod cli;
 
-use clap::Parser;
-
 fn main() {
-    let cli = cli::Cli::parse();
-    if let Err(e) = cli::run(cli) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match cli::main_with_args() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }

@@ -10,7 +10,8 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 /// Hidden-layer activation. The output layer is always softmax + cross entropy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Activation {
     Sigmoid,
     Relu,
@@ -36,7 +37,7 @@ impl Activation {
 }
 
 /// Layer sizes and activation of a multi-layer perceptron.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MlpSpec {
     pub input: usize,
     pub hidden: Vec<usize>,

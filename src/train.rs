@@ -2,12 +2,12 @@
 //! training and test sets every `eval_every` iterations, as the chapter's training loop does.
 
 use crate::backend::{Backend, Evaluation, GradMethod, Split};
-use crate::data::{Sampler, SamplerKind};
+use crate::data::{Sampler, SamplerKind, SamplerState};
 use crate::error::{Error, Result};
 use std::time::Instant;
 
 /// Everything that decides a run (besides the data, the device and the precision).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     pub batch: usize,
     pub lr: f64,
@@ -16,6 +16,14 @@ pub struct TrainConfig {
     pub eval_every: usize,
     pub grad: GradMethod,
     pub sampler: SamplerKind,
+    /// Read the batch loss back every N iterations (the loss curve; 1 = every step, as the
+    /// chapter's train_loss_list). Evaluations always read it.
+    #[serde(default = "one")]
+    pub loss_every: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for TrainConfig {
@@ -32,6 +40,7 @@ impl Default for TrainConfig {
                 h: crate::backend::DEFAULT_H,
             },
             sampler: SamplerKind::WithReplacement,
+            loss_every: 1,
         }
     }
 }
@@ -44,6 +53,9 @@ impl TrainConfig {
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::config("--lr", format!("must be a positive number, got {}; the chapter uses 0.1", self.lr)));
+        }
+        if self.loss_every == 0 {
+            return Err(Error::config("--loss-every", "must be at least 1"));
         }
         if self.eval_every == 0 {
             return Err(Error::config("--eval-every", "must be at least 1 (the chapter evaluates every 600 iterations)"));
@@ -75,7 +87,10 @@ pub struct EvalRecord {
 pub struct TrainSummary {
     pub evals: Vec<EvalRecord>,
     pub seconds: f64,
+    /// Steps done when the run ended (== iters unless an observer stopped it).
     pub iters: usize,
+    /// True when an observer asked to stop (Ctrl-C) before `iters`.
+    pub interrupted: bool,
 }
 
 impl TrainSummary {
@@ -84,39 +99,102 @@ impl TrainSummary {
     }
 }
 
-/// Runs the chapter's loop on `backend`, whose parameters must already be set. `on_eval` sees
-/// each evaluation as it happens (the CLI prints it).
-pub fn train(
+/// Whether the driver goes on after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// What the driver reports as it runs. The CLI prints, writes metrics and checkpoints through
+/// this; tests pass a closure over evaluations.
+pub trait Observer {
+    /// The batch loss after step `iter` (0-based), every `loss_every` steps.
+    fn on_loss(&mut self, _iter: usize, _loss: f64) -> Result<()> {
+        Ok(())
+    }
+    fn on_eval(&mut self, _rec: &EvalRecord) -> Result<()> {
+        Ok(())
+    }
+    /// After `done` steps, with the sampler's state at that point (what a checkpoint needs).
+    /// Returning `Control::Stop` ends the run cleanly.
+    fn after_step(&mut self, _done: usize, _backend: &mut dyn Backend, _sampler: &SamplerState) -> Result<Control> {
+        Ok(Control::Continue)
+    }
+}
+
+impl<F: FnMut(&EvalRecord)> Observer for F {
+    fn on_eval(&mut self, rec: &EvalRecord) -> Result<()> {
+        self(rec);
+        Ok(())
+    }
+}
+
+/// Where a resumed run picks up: steps done and the sampler's state then.
+#[derive(Debug, Clone, Copy)]
+pub struct Start {
+    pub iteration: usize,
+    pub sampler: SamplerState,
+}
+
+/// Runs the chapter's loop on `backend`, whose parameters must already be set.
+pub fn train(backend: &mut dyn Backend, train_size: usize, cfg: &TrainConfig, mut observer: impl Observer) -> Result<TrainSummary> {
+    train_from(backend, train_size, cfg, None, &mut observer)
+}
+
+/// `train`, optionally resuming: with `start`, the sampler continues from its saved state and
+/// the loop from the saved iteration, so the run ends exactly where an uninterrupted one would.
+pub fn train_from(
     backend: &mut dyn Backend,
     train_size: usize,
     cfg: &TrainConfig,
-    mut on_eval: impl FnMut(&EvalRecord),
+    start: Option<Start>,
+    observer: &mut dyn Observer,
 ) -> Result<TrainSummary> {
     cfg.validate()?;
-    let mut sampler = Sampler::new(cfg.sampler, train_size, cfg.seed)?;
-    let start = Instant::now();
+    let (first, mut sampler) = match start {
+        None => (0, Sampler::new(cfg.sampler, train_size, cfg.seed)?),
+        Some(s) => {
+            if s.sampler.n != train_size {
+                return Err(Error::config(
+                    "--resume",
+                    format!("the checkpoint sampled from {} training images, this data set has {train_size}: resume with the same data", s.sampler.n),
+                ));
+            }
+            (s.iteration, Sampler::from_state(s.sampler)?)
+        }
+    };
+    let clock = Instant::now();
     let mut evals = Vec::new();
     let mut batch = Vec::with_capacity(cfg.batch);
-    for i in 0..cfg.iters {
+    let mut done = first;
+    for i in first..cfg.iters {
         sampler.next_batch(cfg.batch, &mut batch)?;
         backend.set_batch(&batch)?;
         backend.step(cfg.grad, cfg.lr)?;
-        let last = i + 1 == cfg.iters;
-        if i % cfg.eval_every == 0 || last {
+        done = i + 1;
+        let last = done == cfg.iters;
+        let evaluate = i % cfg.eval_every == 0 || last;
+        if evaluate || i % cfg.loss_every == 0 {
             let batch_loss = backend.batch_loss()?;
             if !batch_loss.is_finite() {
                 return Err(diverged(i, batch_loss, cfg.lr));
             }
-            let train = backend.evaluate(Split::Train)?;
-            let test = backend.evaluate(Split::Test)?;
-            let rec = EvalRecord { iter: i, batch_loss, train, test, seconds: start.elapsed().as_secs_f64() };
-            on_eval(&rec);
-            evals.push(rec);
+            observer.on_loss(i, batch_loss)?;
+            if evaluate {
+                let train = backend.evaluate(Split::Train)?;
+                let test = backend.evaluate(Split::Test)?;
+                let rec = EvalRecord { iter: i, batch_loss, train, test, seconds: clock.elapsed().as_secs_f64() };
+                observer.on_eval(&rec)?;
+                evals.push(rec);
+            }
+        }
+        if observer.after_step(done, backend, &sampler.state())? == Control::Stop && !last {
+            return Ok(TrainSummary { evals, seconds: clock.elapsed().as_secs_f64(), iters: done, interrupted: true });
         }
     }
-    Ok(TrainSummary { evals, seconds: start.elapsed().as_secs_f64(), iters: cfg.iters })
+    Ok(TrainSummary { evals, seconds: clock.elapsed().as_secs_f64(), iters: done, interrupted: false })
 }
-
 fn diverged(iter: usize, loss: f64, lr: f64) -> Error {
     Error::Numerics(format!(
         "training diverged at iteration {iter}: the batch loss is {loss}; lower the learning rate (--lr {}, now {lr})",

@@ -186,3 +186,81 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(Evaluation { loss: loss / data.len().max(1) as f64, correct, count: data.len() })
     }
 }
+
+/// What `gpu-train eval` prints: loss, accuracy, the confusion matrix and per-class accuracy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfusionReport {
+    pub loss: f64,
+    pub correct: usize,
+    pub count: usize,
+    /// matrix[true][predicted]
+    pub matrix: Vec<Vec<usize>>,
+}
+
+impl ConfusionReport {
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.count.max(1) as f64
+    }
+
+    /// Recall per true class: the diagonal over the row sums.
+    pub fn per_class_accuracy(&self) -> Vec<f64> {
+        self.matrix.iter().enumerate().map(|(k, row)| row[k] as f64 / row.iter().sum::<usize>().max(1) as f64).collect()
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!("loss {:.4} | accuracy {:.4} ({} of {})\n", self.loss, self.accuracy(), self.correct, self.count);
+        s += "confusion matrix (rows: true class, columns: predicted)\n      ";
+        for k in 0..self.matrix.len() {
+            s += &format!("{k:>6}");
+        }
+        s += "\n";
+        for (k, row) in self.matrix.iter().enumerate() {
+            s += &format!("{k:>6}");
+            for v in row {
+                s += &format!("{v:>6}");
+            }
+            s += "\n";
+        }
+        s += "per-class accuracy\n";
+        for (k, a) in self.per_class_accuracy().iter().enumerate() {
+            s += &format!("  {k}: {a:.4}\n");
+        }
+        s
+    }
+}
+
+/// Evaluates `params` on every row of `data` (f32, in parallel chunks) into a confusion report.
+pub fn confusion(spec: &MlpSpec, params: &Params, data: &Dataset) -> ConfusionReport {
+    let p: Vec<f32> = params.to_f32();
+    let classes = spec.classes;
+    let all: Vec<u32> = (0..data.len() as u32).collect();
+    let parts: Vec<(f64, Vec<Vec<usize>>)> = all
+        .par_chunks(EVAL_ROWS_PER_CHUNK)
+        .map(|rows| {
+            let mut x = Vec::new();
+            fill_x::<f32>(data, rows, &mut x);
+            let labels: Vec<u8> = rows.iter().map(|&i| data.label(i as usize)).collect();
+            let cache = forward(spec, &p, &x, rows.len());
+            let loss = cross_entropy::cross_entropy_labels(&cache.probs, &labels, classes).iter().map(|&v| v as f64).sum();
+            let mut m = vec![vec![0usize; classes]; classes];
+            for (b, &t) in labels.iter().enumerate() {
+                let row = &cache.probs[b * classes..(b + 1) * classes];
+                let pred = (1..classes).fold(0, |best, k| if row[k] > row[best] { k } else { best });
+                m[t as usize][pred] += 1;
+            }
+            (loss, m)
+        })
+        .collect();
+    let mut matrix = vec![vec![0usize; classes]; classes];
+    let mut loss = 0.0;
+    for (l, m) in parts {
+        loss += l;
+        for (row, mrow) in matrix.iter_mut().zip(m) {
+            for (a, b) in row.iter_mut().zip(mrow) {
+                *a += b;
+            }
+        }
+    }
+    let correct = (0..classes).map(|k| matrix[k][k]).sum();
+    ConfusionReport { loss: loss / data.len().max(1) as f64, correct, count: data.len(), matrix }
+}

@@ -32,7 +32,8 @@ use rand_pcg::Pcg64;
 use crate::error::{Error, Result};
 
 /// How a [`Sampler`] picks batch indices; see the [module docs](self).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SamplerKind {
     /// Independent uniform indices, like `np.random.choice(n, batch)`; the book's way.
     #[default]
@@ -81,7 +82,7 @@ impl FromStr for SamplerKind {
 
 /// Everything needed to rebuild a [`Sampler`] exactly: plain numbers, easy to store in a
 /// checkpoint. Restoring re-seeds and replays `batches_drawn` batches of `batch_size`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SamplerState {
     pub kind: SamplerKind,
     /// Size of the index range, `0..n` (the training set's length).

@@ -1,0 +1,176 @@
+//! Checkpoints in safetensors: the tensors W1, b1, W2, b2, ... in the chapter's shapes (so NumPy
+//! or PyTorch load them as they are) and, in the metadata, what a resume needs: the spec, the
+//! iteration, the sampler state and the settings. Written atomically: a crash mid-write leaves
+//! the previous checkpoint intact.
+
+use crate::data::SamplerState;
+use crate::error::{Error, Result};
+use crate::model::{MlpSpec, Params};
+use crate::train::TrainConfig;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The metadata key that marks a gpu-train checkpoint.
+const FORMAT: &str = "gpu-train checkpoint 1";
+
+/// The precision the tensors are stored in (f64 keeps an f64 run bit-exact across a resume;
+/// f32 values of an f32 run are stored exactly as f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoredPrecision {
+    F32,
+    F64,
+}
+
+/// Everything a checkpoint holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub params: Params,
+    /// Training steps done.
+    pub iteration: usize,
+    pub sampler: SamplerState,
+    pub config: TrainConfig,
+    /// Free-form run facts kept for people (device, version, data).
+    pub notes: HashMap<String, String>,
+}
+
+fn bad(file: &Path, what: impl Into<String>) -> Error {
+    Error::Checkpoint { file: file.to_path_buf(), what: what.into() }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serialises to JSON")
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename
+/// over the target, fsync the directory. A reader sees the old file or the new one, never half.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().ok_or_else(|| bad(path, "is not a file path"))?.to_string_lossy().into_owned();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable only once the directory is synced (POSIX).
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// Serialises a checkpoint to safetensors bytes.
+pub fn to_bytes(ckpt: &Checkpoint, precision: StoredPrecision) -> Result<Vec<u8>> {
+    let spec = &ckpt.params.spec;
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = spec
+        .tensors()
+        .into_iter()
+        .map(|t| {
+            let values = &ckpt.params.data[t.offset..t.offset + t.len];
+            let bytes = match precision {
+                StoredPrecision::F32 => values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
+                StoredPrecision::F64 => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
+            };
+            (t.name, t.shape, bytes)
+        })
+        .collect();
+    let dtype = match precision {
+        StoredPrecision::F32 => Dtype::F32,
+        StoredPrecision::F64 => Dtype::F64,
+    };
+    let mut views = Vec::new();
+    for (name, shape, bytes) in &buffers {
+        let view = TensorView::new(dtype, shape.clone(), bytes)
+            .map_err(|e| Error::Numerics(format!("checkpoint tensor {name}: {e}")))?;
+        views.push((name.clone(), view));
+    }
+    let mut meta = ckpt.notes.clone();
+    meta.insert("format".into(), FORMAT.into());
+    meta.insert("spec".into(), json(spec));
+    meta.insert("iteration".into(), ckpt.iteration.to_string());
+    meta.insert("sampler".into(), json(&ckpt.sampler));
+    meta.insert("config".into(), json(&ckpt.config));
+    meta.insert("seed".into(), ckpt.config.seed.to_string());
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Numerics(format!("serialising a checkpoint: {e}")))
+}
+
+/// Saves atomically.
+pub fn save(path: &Path, ckpt: &Checkpoint, precision: StoredPrecision) -> Result<()> {
+    write_atomic(path, &to_bytes(ckpt, precision)?)
+}
+
+/// Loads and validates a checkpoint: a truncated or corrupted file, a file that is not a
+/// gpu-train checkpoint, and tensors whose shapes do not match the spec are clear errors.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot read it: {e}")))?;
+    from_bytes(path, &bytes)
+}
+
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        bad(path, format!("not a readable safetensors file ({e}); it may be truncated or corrupted: use an earlier checkpoint"))
+    })?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(path, format!("unreadable header: {e}")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(bad(path, "not a gpu-train checkpoint (its metadata has no \"format\": \"gpu-train checkpoint 1\")"));
+    }
+    let field = |key: &str| meta.get(key).ok_or_else(|| bad(path, format!("metadata lacks \"{key}\"")));
+    let parse_err = |key: &str, e: serde_json::Error| bad(path, format!("metadata \"{key}\" is malformed: {e}"));
+    let spec: MlpSpec = serde_json::from_str(field("spec")?).map_err(|e| parse_err("spec", e))?;
+    let spec = MlpSpec::new(spec.input, spec.hidden, spec.classes, spec.activation).map_err(|e| bad(path, e.to_string()))?;
+    let iteration: usize = field("iteration")?.parse().map_err(|_| bad(path, "metadata \"iteration\" is not a number"))?;
+    let sampler: SamplerState = serde_json::from_str(field("sampler")?).map_err(|e| parse_err("sampler", e))?;
+    let config: TrainConfig = serde_json::from_str(field("config")?).map_err(|e| parse_err("config", e))?;
+    let mut data = vec![0.0; spec.num_params()];
+    for t in spec.tensors() {
+        let view = st.tensor(&t.name).map_err(|_| bad(path, format!("tensor {} is missing (a {} net has {})", t.name, spec.describe(), names(&spec))))?;
+        if view.shape() != t.shape.as_slice() {
+            return Err(bad(path, format!("tensor {} has shape {:?}, the spec {} needs {:?}", t.name, view.shape(), spec.describe(), t.shape)));
+        }
+        let out = &mut data[t.offset..t.offset + t.len];
+        match view.dtype() {
+            Dtype::F32 => {
+                for (o, c) in out.iter_mut().zip(view.data().chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64;
+                }
+            }
+            Dtype::F64 => {
+                for (o, c) in out.iter_mut().zip(view.data().chunks_exact(8)) {
+                    *o = f64::from_le_bytes(c.try_into().expect("chunks of 8"));
+                }
+            }
+            other => return Err(bad(path, format!("tensor {} is {other:?}; gpu-train stores F32 or F64", t.name))),
+        }
+    }
+    let notes = meta.into_iter().filter(|(k, _)| !matches!(k.as_str(), "format" | "spec" | "iteration" | "sampler" | "config" | "seed")).collect();
+    Ok(Checkpoint { params: Params { spec, data }, iteration, sampler, config, notes })
+}
+
+fn names(spec: &MlpSpec) -> String {
+    spec.tensors().iter().map(|t| format!("{} {:?}", t.name, t.shape)).collect::<Vec<_>>().join(", ")
+}
+
+/// Checks that a checkpoint fits the net a run expects; the error names both shapes.
+pub fn check_fits(path: &Path, found: &MlpSpec, expected: &MlpSpec) -> Result<()> {
+    if found != expected {
+        return Err(bad(
+            path,
+            format!("holds a {} net ({}), but this run needs {} ({})", found.describe(), names(found), expected.describe(), names(expected)),
+        ));
+    }
+    Ok(())
+}
