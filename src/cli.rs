@@ -42,6 +42,41 @@ pub enum Command {
     Devices,
     /// The chapter's walkthrough in the terminal; with --out, its pictures.
     Demo(DemoArgs),
+    /// Numerical gradient (each strategy, each device) against backprop, per parameter tensor.
+    Gradcheck(GradcheckArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GradcheckArgs {
+    /// Devices to check: cpu, gpu, or both (gpu = any adapter, lavapipe included).
+    #[arg(long, value_enum, default_value = "both")]
+    pub device: CheckDeviceArg,
+    /// Hidden layer sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "50")]
+    pub hidden: Vec<usize>,
+    #[arg(long, value_enum, default_value = "sigmoid")]
+    pub activation: ActivationArg,
+    /// Samples in the batch (the chapter's sequel checks 3).
+    #[arg(long, default_value_t = 3)]
+    pub batch: usize,
+    /// Backprop steps to train before checking (0 = at initialisation).
+    #[arg(long, default_value_t = 0)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Step of the central difference.
+    #[arg(long, default_value_t = DEFAULT_H)]
+    pub h: f64,
+    /// Directory with full MNIST; default: $MNIST_DIR, else the embedded subset.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckDeviceArg {
+    Cpu,
+    Gpu,
+    Both,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -184,6 +219,11 @@ pub struct TrainArgs {
     /// One JSON object per evaluation on stdout (the other lines go to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Re-compute the step's gradient on the f64 CPU reference every N iterations and print the
+    /// relative error; beyond tolerance the run stops, naming the step and the tensor. Default:
+    /// the first step and each evaluation (not on the f64 CPU reference itself); 0 = never.
+    #[arg(long, value_name = "N")]
+    pub check_every: Option<usize>,
 }
 
 impl TrainArgs {
@@ -237,6 +277,7 @@ pub fn main_with_args() -> Result<i32> {
             print!("{}", gpu::devices_report());
             Ok(0)
         }
+        Command::Gradcheck(args) => run_gradcheck(&args).map(|_| 0),
         Command::Demo(args) => {
             let mut out = std::io::stdout().lock();
             let files = gpu_train::demo::run(args.out.as_deref(), &mut out)?;
@@ -306,6 +347,12 @@ struct CliObserver<'a> {
     interrupt_checkpoint: Option<PathBuf>,
     template: Checkpoint,
     precision: StoredPrecision,
+    /// The f64 CPU reference and when to consult it.
+    checker: Option<gpu_train::check::Checker>,
+    check_every: Option<usize>,
+    eval_every: usize,
+    first_iter: usize,
+    grad: GradMethod,
 }
 
 impl CliObserver<'_> {
@@ -321,6 +368,24 @@ impl CliObserver<'_> {
 }
 
 impl Observer for CliObserver<'_> {
+    fn before_step(&mut self, iter: usize, backend: &mut dyn Backend, batch: &[u32]) -> gpu_train::Result<()> {
+        let due = match self.check_every {
+            Some(0) => false,
+            Some(n) => iter % n == 0,
+            None => iter == self.first_iter || iter % self.eval_every == 0,
+        };
+        if let (true, Some(checker)) = (due, self.checker.as_mut()) {
+            let (total, tensors) = checker.check(iter, backend, batch, self.grad)?;
+            let parts: Vec<String> = tensors.iter().map(|t| format!("{} {:.1e}", t.name, t.relative)).collect();
+            self.printer.line(&format!(
+                "check step {iter}: {} gradient vs the f64 CPU reference: {total:.2e} relative ({})",
+                self.grad.describe(),
+                parts.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
     fn on_loss(&mut self, iter: usize, loss: f64) -> gpu_train::Result<()> {
         if let Some(bar) = &self.printer.bar {
             bar.set_message(format!("loss {loss:.4}"));
@@ -394,7 +459,14 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
     let train_size = mnist.train.len();
     let data_line = mnist.describe();
     let data = Arc::new(mnist);
-    let (mut backend, why) = make_backend(args, &spec, data)?;
+    let (mut backend, why) = make_backend(args, &spec, data.clone())?;
+    // The f64 CPU reference checks every other backend (it would only compare with itself).
+    let is_reference = args.device == DeviceArg::Cpu && args.precision == PrecisionArg::F64;
+    let checker = if is_reference || args.check_every == Some(0) {
+        None
+    } else {
+        Some(gpu_train::check::Checker::new(spec.clone(), data.clone())?)
+    };
     let out_dir = args.out.clone().unwrap_or_else(run::default_path);
     let mut run_dir = RunDir::create(&out_dir, &backend.name(), &cfg.grad.describe())?;
 
@@ -474,6 +546,11 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
         interrupt_checkpoint: None,
         template,
         precision,
+        checker,
+        check_every: args.check_every,
+        eval_every: cfg.eval_every,
+        first_iter: start.map_or(0, |s| s.iteration),
+        grad: cfg.grad,
     };
     let result = train_from(backend.as_mut(), train_size, &cfg, start, &mut observer);
     let interrupt_checkpoint = observer.interrupt_checkpoint.take();
@@ -569,5 +646,81 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
     println!("checkpoint: {} ({}, iteration {})", args.weights.display(), spec.describe(), ckpt.iteration);
     println!("data: {} ({:?} split, {} images)", mnist.describe(), args.split, split.len());
     print!("{}", report.render());
+    Ok(())
+}
+
+fn run_gradcheck(args: &GradcheckArgs) -> Result<()> {
+    use gpu_train::check::{numerical, per_tensor};
+    let mnist = Arc::new(data::load(args.data.as_deref()).context("loading MNIST")?);
+    let act = match args.activation {
+        ActivationArg::Sigmoid => Activation::Sigmoid,
+        ActivationArg::Relu => Activation::Relu,
+    };
+    let spec = MlpSpec::new(mnist.train.input_width(), args.hidden.clone(), mnist.train.classes(), act)?;
+    if args.batch == 0 {
+        bail!("--batch: must be at least 1 (the chapter's gradient check uses 3)");
+    }
+    // The parameters: at init, or after some f32 backprop steps.
+    let mut trainer = CpuBackend::<f32>::new(spec.clone(), mnist.clone())?;
+    trainer.set_params(&Params::init(&spec, args.seed))?;
+    let mut sampler = gpu_train::data::Sampler::new(SamplerKind::WithReplacement, mnist.train.len(), args.seed)?;
+    let mut batch = Vec::new();
+    for _ in 0..args.steps {
+        sampler.next_batch(100, &mut batch)?;
+        trainer.set_batch(&batch)?;
+        trainer.step(GradMethod::Backprop, 0.1)?;
+    }
+    let params = trainer.params()?;
+    let indices: Vec<u32> = (0..args.batch as u32).collect();
+    let mut reference = CpuBackend::<f64>::new(spec.clone(), mnist.clone())?;
+    reference.set_params(&params)?;
+    reference.set_batch(&indices)?;
+    let exact = reference.gradient(GradMethod::Backprop)?;
+    println!(
+        "gradient check: {} at {} backprop steps, the first {} training images, h = {:e}; reference: f64 CPU backprop",
+        spec.describe(),
+        args.steps,
+        args.batch,
+        args.h
+    );
+    let with_h = |m: GradMethod| match m {
+        GradMethod::Numerical { strategy, .. } => GradMethod::Numerical { strategy, h: args.h },
+        other => other,
+    };
+    let methods = [numerical(PerturbStrategy::Incremental), numerical(PerturbStrategy::Full), GradMethod::Backprop].map(with_h);
+    let mut devices: Vec<(String, Box<dyn Backend>)> = Vec::new();
+    if args.device != CheckDeviceArg::Gpu {
+        devices.push(("cpu f64".into(), Box::new(CpuBackend::<f64>::new(spec.clone(), mnist.clone())?)));
+        devices.push(("cpu f32".into(), Box::new(CpuBackend::<f32>::new(spec.clone(), mnist.clone())?)));
+    }
+    if args.device != CheckDeviceArg::Cpu {
+        let ctx = Context::gpu()?;
+        let name = format!("gpu {}", ctx.adapter_info().name);
+        devices.push((name, Box::new(GpuBackend::new(Arc::new(ctx), spec.clone(), mnist.clone())?)));
+    }
+    let names: Vec<String> = spec.tensors().into_iter().map(|t| t.name).collect();
+    println!("{:<40} {:<36} {:>10}  {}", "device", "gradient", "all (rel)", names.iter().map(|n| format!("{n:>20}")).collect::<String>());
+    println!("{:<40} {:<36} {:>10}  {}", "", "", "", names.iter().map(|_| format!("{:>20}", "rel / max abs")).collect::<String>());
+    for (name, backend) in devices.iter_mut() {
+        backend.set_params(&params)?;
+        backend.set_batch(&indices)?;
+        for method in methods {
+            let clock = std::time::Instant::now();
+            match backend.gradient(method) {
+                Ok(g) => {
+                    let (tensors, total) = per_tensor(&spec, &g, &exact);
+                    let cells: String = tensors.iter().map(|t| format!("{:>20}", format!("{:.1e} / {:.1e}", t.relative, t.max_abs))).collect();
+                    println!(
+                        "{:<40} {:<36} {:>10.2e}  {cells}  ({:.2} s)",
+                        name,
+                        method.describe(),
+                        total,
+                        clock.elapsed().as_secs_f64()
+                    );
+                }
+                Err(e) => println!("{:<40} {:<36} error: {e}", name, method.describe()),
+            }
+        }
+    }
     Ok(())
 }

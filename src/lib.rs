@@ -4,11 +4,17 @@
 //! them checked against an f64 CPU reference.
 
 pub mod backend;
+pub mod check;
+pub mod checkpoint;
 pub mod cpu;
 pub mod data;
+pub mod demo;
 pub mod error;
+pub mod gpu;
 pub mod math;
 pub mod model;
+pub mod report;
+pub mod run;
 pub mod tolerance;
 pub mod train;
 

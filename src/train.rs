@@ -109,6 +109,11 @@ pub enum Control {
 /// What the driver reports as it runs. The CLI prints, writes metrics and checkpoints through
 /// this; tests pass a closure over evaluations.
 pub trait Observer {
+    /// Before step `iter` (0-based) runs, with its batch already selected: where a gradient
+    /// check looks at the step's gradient.
+    fn before_step(&mut self, _iter: usize, _backend: &mut dyn Backend, _batch: &[u32]) -> Result<()> {
+        Ok(())
+    }
     /// The batch loss after step `iter` (0-based), every `loss_every` steps.
     fn on_loss(&mut self, _iter: usize, _loss: f64) -> Result<()> {
         Ok(())
@@ -171,6 +176,7 @@ pub fn train_from(
     for i in first..cfg.iters {
         sampler.next_batch(cfg.batch, &mut batch)?;
         backend.set_batch(&batch)?;
+        observer.before_step(i, backend, &batch)?;
         backend.step(cfg.grad, cfg.lr)?;
         done = i + 1;
         let last = done == cfg.iters;
