@@ -1,0 +1,55 @@
+// gather: batch indices -> the f32 batch X (B x I) and its labels, from the u8 data set that
+// stays resident on the GPU. Only the B indices cross the bus per step.
+//
+// Shapes: B = rows of the batch, I = input width (784 for MNIST).
+// Layout of one chunk of a split (rows [row_start, row_end) of it): the pixels packed 4 per u32,
+//   little-endian (byte j of the chunk is pixel j % I of chunk row j / I, in bits 8*(j%4)..), and
+//   one u32 label per row. A split larger than one storage binding is cut into several chunks;
+//   the gather runs once per chunk and each run writes only the batch rows whose index lies in
+//   its chunk, so every row is written exactly once whatever the number of chunks.
+// Normalisation: x = pixel / 255 by a 256-entry table computed on the host exactly as
+//   Dataset::fill_batch_f32 computes it: WGSL's `/` may be 2.5 ulp off, a table lookup is
+//   bit-exact on every adapter.
+// X: B x I, row-major. Workgroup 64 x 1: global x = column, global y = batch row.
+// Bindings (group 0): 0 uniform Params; 1 indices (B u32); 2 pixels (packed u32); 3 labels (u32
+//   per chunk row); 4 uniform table (256 f32 as 64 vec4); 5 x (B x I f32, written);
+//   6 batch_labels (B u32, written).
+
+struct Params {
+    rows: u32,
+    width: u32,
+    row_start: u32,
+    row_end: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> indices: array<u32>;
+@group(0) @binding(2) var<storage, read> pixels: array<u32>;
+@group(0) @binding(3) var<storage, read> labels: array<u32>;
+@group(0) @binding(4) var<uniform> table: array<vec4<f32>, 64>;
+@group(0) @binding(5) var<storage, read_write> x: array<f32>;
+@group(0) @binding(6) var<storage, read_write> batch_labels: array<u32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn gather(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let col = gid.x;
+    let row = gid.y;
+    if (row >= params.rows || col >= params.width) {
+        return;
+    }
+    let index = indices[row];
+    if (index < params.row_start || index >= params.row_end) {
+        return; // another chunk's row
+    }
+    let local = index - params.row_start;
+    let byte_index = local * params.width + col;
+    let pixel = (pixels[byte_index / 4u] >> ((byte_index % 4u) * 8u)) & 0xffu;
+    x[row * params.width + col] = table[pixel / 4u][pixel % 4u];
+    if (col == 0u) {
+        batch_labels[row] = labels[local];
+    }
+}

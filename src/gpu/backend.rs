@@ -1,0 +1,557 @@
+//! `GpuBackend`: the `Backend` trait on a wgpu device.
+//!
+//! Resident on the device from start-up: both splits as packed u8 (`gather::ResidentSplit`), the
+//! flat parameter and gradient vectors, and per batch size a `Plan`: the batch's buffers (X,
+//! labels, the forward cache: pre-activations, activations, probabilities; the backward deltas)
+//! with every launch already bound. A step uploads only the B indices and records gather,
+//! forward, backward and SGD into ONE command buffer; nothing is read back unless asked for
+//! (`batch_loss`, `gradient`, `params`, `evaluate`).
+
+use super::context::Context;
+use super::gather::{gather, ResidentSplit};
+use super::kernels::{record_all, Dispatch, Kernels, Operand};
+use super::matmul::{matmul, Matmul, MatmulArgs};
+use super::numerical::{self, NumericalPlan};
+use super::{accuracy, backprop, cross_entropy, sgd, softmax};
+use crate::backend::{Backend, Evaluation, GradMethod, PerturbStrategy, Split};
+use crate::data::Mnist;
+use crate::error::{Error, Result};
+use crate::model::{MlpSpec, Params};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Rows per evaluation launch unless the options say otherwise: big enough that a split takes
+/// a handful of submissions, small enough that activations stay a few MiB.
+pub const DEFAULT_EVAL_ROWS: usize = 2048;
+
+/// The gather's grid has one workgroup row per batch row, so a batch is capped at the
+/// portable per-dimension workgroup limit.
+const MAX_ROWS: usize = 65535;
+
+/// Knobs for splitting work by size; the defaults follow the device's limits. Tests set them
+/// small to exercise the split paths on small data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GpuOptions {
+    /// Rows per device buffer of a resident split (default: as many as one binding holds).
+    pub data_chunk_rows: Option<usize>,
+    /// Rows per evaluation launch (default `DEFAULT_EVAL_ROWS`, fewer if the limits require).
+    pub eval_chunk_rows: Option<usize>,
+}
+
+/// Which plan: the split its gather reads, its rows, and whether it has a backward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PlanKey {
+    test: bool,
+    rows: usize,
+    backward: bool,
+}
+
+/// Everything one batch size needs, bound once. The forward cache buffers (`pre`, `post`,
+/// `probs`) stay resident so the numerical gradient can reuse the unperturbed pass.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) rows: usize,
+    pub(crate) indices: wgpu::Buffer,
+    pub(crate) x: wgpu::Buffer,
+    pub(crate) labels: wgpu::Buffer,
+    /// a_l per layer (rows x fan_out); the last is the logits.
+    pub(crate) pre: Vec<wgpu::Buffer>,
+    /// z_l = act(a_l) per hidden layer.
+    pub(crate) post: Vec<wgpu::Buffer>,
+    pub(crate) probs: wgpu::Buffer,
+    // Bound by the loss launches; kept here so every buffer of the plan is named in one place.
+    #[allow(dead_code)]
+    losses: wgpu::Buffer,
+    /// The mean loss (one f32).
+    loss: wgpu::Buffer,
+    gather: Vec<Dispatch>,
+    forward: Vec<Dispatch>,
+    loss_pass: Vec<Dispatch>,
+    accuracy: Dispatch,
+    /// dLoss/da_l per layer (rows x fan_out); empty without a backward pass.
+    #[allow(dead_code)]
+    deltas: Vec<wgpu::Buffer>,
+    backward: Vec<Dispatch>,
+    /// The numerical gradient's launches per strategy, built on first use.
+    numerical: HashMap<PerturbStrategy, NumericalPlan>,
+}
+
+/// The shared buffers a plan binds.
+struct Shared<'a> {
+    ctx: &'a Context,
+    kernels: &'a Kernels,
+    spec: &'a MlpSpec,
+    params: &'a wgpu::Buffer,
+    grad: &'a wgpu::Buffer,
+    correct: &'a wgpu::Buffer,
+}
+
+impl Plan {
+    fn new(s: &Shared, split: &ResidentSplit, rows: usize, with_backward: bool) -> Result<Plan> {
+        let (ctx, k, spec) = (s.ctx, s.kernels, s.spec);
+        let layers = spec.layers();
+        let classes = spec.classes;
+        let indices = ctx.storage("batch indices", rows)?;
+        let x = ctx.storage("batch X", rows * spec.input)?;
+        let labels = ctx.storage("batch labels", rows)?;
+        let pre = layers.iter().map(|l| ctx.storage("pre-activation", rows * l.fan_out)).collect::<Result<Vec<_>>>()?;
+        let post = spec.hidden.iter().map(|&h| ctx.storage("activation", rows * h)).collect::<Result<Vec<_>>>()?;
+        let probs = ctx.storage("probabilities", rows * classes)?;
+        let losses = ctx.storage("per-sample losses", rows)?;
+        let loss = ctx.storage("mean loss", 1)?;
+
+        let gather = gather(k, ctx, split, rows, &indices, &x, &labels)?;
+        let input_of = |l: usize| if l == 0 { &x } else { &post[l - 1] };
+        let mut forward = Vec::with_capacity(layers.len() + 1);
+        for (l, layer) in layers.iter().enumerate() {
+            let hidden = l + 1 < layers.len();
+            let args = MatmulArgs {
+                m: rows,
+                k: layer.fan_in,
+                n: layer.fan_out,
+                a: Operand::whole(input_of(l)),
+                b: Operand::at(s.params, layer.w_offset),
+                c: Operand::whole(&pre[l]),
+                bias: Some(Operand::at(s.params, layer.b_offset)),
+                post: hidden.then(|| Operand::whole(&post[l])),
+            };
+            let kind = if hidden { Matmul::AddBiasAct(spec.activation) } else { Matmul::AddBias };
+            forward.push(matmul(k, ctx, kind, &args)?);
+        }
+        let logits = &pre[layers.len() - 1];
+        forward.push(softmax::softmax(k, ctx, rows, classes, Operand::whole(logits), Operand::whole(&probs))?);
+        let loss_pass = vec![
+            cross_entropy::cross_entropy(k, ctx, rows, classes, &probs, &labels, &losses)?,
+            cross_entropy::mean(k, ctx, rows, &losses, &loss, 0)?,
+        ];
+        let accuracy = accuracy::accuracy(k, ctx, rows, classes, &probs, &labels, s.correct)?;
+
+        let (mut deltas, mut backward) = (Vec::new(), Vec::new());
+        if with_backward {
+            deltas = layers.iter().map(|l| ctx.storage("delta", rows * l.fan_out)).collect::<Result<Vec<_>>>()?;
+            let last = layers.len() - 1;
+            backward.push(backprop::output_delta(k, ctx, rows, classes, &probs, &labels, &deltas[last])?);
+            for l in (0..layers.len()).rev() {
+                let layer = layers[l];
+                // dW_l = input_l^T d_l: input_l is rows x fan_in, i.e. K x M of A^T B.
+                let dw = MatmulArgs {
+                    m: layer.fan_in,
+                    k: rows,
+                    n: layer.fan_out,
+                    a: Operand::whole(input_of(l)),
+                    b: Operand::whole(&deltas[l]),
+                    c: Operand::at(s.grad, layer.w_offset),
+                    bias: None,
+                    post: None,
+                };
+                backward.push(matmul(k, ctx, Matmul::AtB, &dw)?);
+                backward.push(backprop::bias_grad(
+                    k,
+                    ctx,
+                    rows,
+                    layer.fan_out,
+                    &deltas[l],
+                    Operand::at(s.grad, layer.b_offset),
+                )?);
+                if l > 0 {
+                    // d_{l-1} = (d_l W_l^T) * act'(a_{l-1}): W_l is fan_in x fan_out, i.e. N x K of A B^T.
+                    let dz = MatmulArgs {
+                        m: rows,
+                        k: layer.fan_out,
+                        n: layer.fan_in,
+                        a: Operand::whole(&deltas[l]),
+                        b: Operand::at(s.params, layer.w_offset),
+                        c: Operand::whole(&deltas[l - 1]),
+                        bias: None,
+                        post: None,
+                    };
+                    backward.push(matmul(k, ctx, Matmul::ABt, &dz)?);
+                    backward.push(backprop::act_backward(
+                        k,
+                        ctx,
+                        rows * layer.fan_in,
+                        spec.activation,
+                        &pre[l - 1],
+                        &post[l - 1],
+                        &deltas[l - 1],
+                    )?);
+                }
+            }
+        }
+        ctx.check("building the step's launches")?;
+        Ok(Plan {
+            rows,
+            indices,
+            x,
+            labels,
+            pre,
+            post,
+            probs,
+            losses,
+            loss,
+            gather,
+            forward,
+            loss_pass,
+            accuracy,
+            deltas,
+            backward,
+            numerical: HashMap::new(),
+        })
+    }
+}
+
+/// The selected training batch.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    key: PlanKey,
+    /// X and labels of this batch are already on the device (gathered by an earlier submission).
+    gathered: bool,
+}
+
+/// What one submission on the current batch does after the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Work {
+    Loss,
+    Gradient(GradMethod),
+    Step(GradMethod),
+}
+
+pub struct GpuBackend {
+    ctx: Arc<Context>,
+    kernels: Kernels,
+    spec: MlpSpec,
+    train: ResidentSplit,
+    test: ResidentSplit,
+    params: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    /// The correct-count accumulator of evaluations (one atomic u32).
+    correct: wgpu::Buffer,
+    /// Mean loss of each evaluation chunk.
+    eval_means: wgpu::Buffer,
+    /// Read-back buffer, reused: max(parameters, evaluation chunks + 1) elements.
+    staging: wgpu::Buffer,
+    sgd: Dispatch,
+    lr: Option<f32>,
+    eval_rows: usize,
+    plans: HashMap<PlanKey, Plan>,
+    batch: Option<Batch>,
+    /// The last step's submission, waited for before the next one is submitted, so at most two
+    /// steps are queued and an error surfaces one step late at most.
+    in_flight: Option<wgpu::SubmissionIndex>,
+}
+
+/// Splits `n` rows into nearly equal chunks of at most `max` rows: (start, rows) each.
+fn chunks(n: usize, max: usize) -> Vec<(usize, usize)> {
+    let count = n.div_ceil(max.max(1)).max(1);
+    let per = n.div_ceil(count).max(1);
+    (0..n).step_by(per).map(|start| (start, per.min(n - start))).collect()
+}
+
+impl GpuBackend {
+    /// Uploads the data set and builds the kernels; `ctx` is a `Context` or an `Arc` of one
+    /// (several backends may share a device).
+    pub fn new(ctx: impl Into<Arc<Context>>, spec: MlpSpec, data: Arc<Mnist>) -> Result<Self> {
+        Self::with_options(ctx, spec, data, GpuOptions::default())
+    }
+
+    pub fn with_options(
+        ctx: impl Into<Arc<Context>>,
+        spec: MlpSpec,
+        data: Arc<Mnist>,
+        options: GpuOptions,
+    ) -> Result<Self> {
+        let ctx: Arc<Context> = ctx.into();
+        let width = data.train.input_width();
+        if spec.input != width || spec.classes != data.train.classes() {
+            return Err(Error::config(
+                "model",
+                format!(
+                    "the net {} does not fit the data ({} inputs, {} classes)",
+                    spec.describe(),
+                    width,
+                    data.train.classes()
+                ),
+            ));
+        }
+        let kernels = Kernels::new(&ctx)?;
+        let train = ResidentSplit::upload(&ctx, "train", &data.train, options.data_chunk_rows)?;
+        let test = ResidentSplit::upload(&ctx, "test", &data.test, options.data_chunk_rows)?;
+        let n = spec.num_params();
+        let params = ctx.storage("parameters", n)?;
+        let grad = ctx.storage("gradient", n)?;
+        let correct = ctx.storage("correct count", 1)?;
+        // Evaluation rows: capped so the widest activation of a chunk fits one binding.
+        let widest = spec.sizes().into_iter().max().unwrap_or(1);
+        let by_limit = (ctx.max_binding_bytes() as usize / (4 * widest)).max(1);
+        let eval_rows = options.eval_chunk_rows.unwrap_or(DEFAULT_EVAL_ROWS).min(by_limit).clamp(1, MAX_ROWS);
+        let max_chunks = chunks(train.len(), eval_rows).len().max(chunks(test.len(), eval_rows).len());
+        let eval_means = ctx.storage("evaluation chunk losses", max_chunks)?;
+        let staging = ctx.staging("read-back", n.max(max_chunks + 1));
+        let sgd = sgd::sgd(&kernels, &ctx, n, 0.0, &params, &grad)?;
+        ctx.check("uploading the data set")?;
+        Ok(GpuBackend {
+            ctx,
+            kernels,
+            spec,
+            train,
+            test,
+            params,
+            grad,
+            correct,
+            eval_means,
+            staging,
+            sgd,
+            lr: None,
+            eval_rows,
+            plans: HashMap::new(),
+            batch: None,
+            in_flight: None,
+        })
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Device buffers holding each split (1 unless a split is larger than one binding).
+    pub fn data_chunks(&self) -> (usize, usize) {
+        (self.train.chunk_count(), self.test.chunk_count())
+    }
+
+    /// The plan for `key`, built on first use (once per batch size).
+    fn plan(&mut self, key: PlanKey) -> Result<()> {
+        if !self.plans.contains_key(&key) {
+            let shared = Shared {
+                ctx: &self.ctx,
+                kernels: &self.kernels,
+                spec: &self.spec,
+                params: &self.params,
+                grad: &self.grad,
+                correct: &self.correct,
+            };
+            let split = if key.test { &self.test } else { &self.train };
+            let plan = Plan::new(&shared, split, key.rows, key.backward)?;
+            self.plans.insert(key, plan);
+        }
+        Ok(())
+    }
+
+    /// Records the work on the current batch into one encoder: gather (first use of the batch
+    /// only), forward, then what `work` needs.
+    fn record_batch(&mut self, work: Work, what: &str) -> Result<(wgpu::CommandEncoder, PlanKey)> {
+        let batch =
+            self.batch.as_mut().ok_or_else(|| Error::config("batch", "no batch selected: call set_batch first"))?;
+        let plan =
+            self.plans.get(&batch.key).ok_or_else(|| Error::Gpu("the batch's plan is missing (a bug)".into()))?;
+        let mut encoder = self.ctx.encoder(what);
+        let gather: &[Dispatch] = if batch.gathered { &[] } else { &plan.gather };
+        let sgd = matches!(work, Work::Step(_)).then_some(&self.sgd);
+        match work {
+            Work::Loss => record_all(&mut encoder, gather.iter().chain(&plan.forward).chain(&plan.loss_pass)),
+            Work::Gradient(GradMethod::Backprop) | Work::Step(GradMethod::Backprop) => {
+                record_all(&mut encoder, gather.iter().chain(&plan.forward).chain(&plan.backward).chain(sgd))
+            }
+            Work::Gradient(GradMethod::Numerical { strategy, .. }) | Work::Step(GradMethod::Numerical { strategy, .. }) => {
+                // The unperturbed pass, then its cache assembled for the perturbation kernels
+                // (copies sit between compute passes), then the perturbations and the update.
+                let num = plan
+                    .numerical
+                    .get(&strategy)
+                    .ok_or_else(|| Error::Gpu("the numerical gradient's plan is missing (a bug)".into()))?;
+                record_all(&mut encoder, gather.iter().chain(&plan.forward));
+                num.record_cache_copies(&mut encoder, &plan.labels, &plan.pre, &plan.post, &plan.probs);
+                record_all(&mut encoder, num.dispatches.iter().chain(sgd));
+            }
+        }
+        batch.gathered = true;
+        Ok((encoder, batch.key))
+    }
+
+    /// Submits `encoder` after copying `len` elements of `src` into the staging buffer, and
+    /// reads them back.
+    fn read_back<T: bytemuck::Pod>(
+        ctx: &Context,
+        staging: &wgpu::Buffer,
+        mut encoder: wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        len: usize,
+        what: &str,
+    ) -> Result<Vec<T>> {
+        encoder.copy_buffer_to_buffer(src, 0, staging, 0, (len * 4) as u64);
+        ctx.submit_and_read(encoder, staging, len, what)
+    }
+
+    fn check_spec(&self, params: &Params) -> Result<()> {
+        if params.spec != self.spec {
+            return Err(Error::config(
+                "params",
+                format!("parameters of a {} net given to a {} backend", params.spec.describe(), self.spec.describe()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The dispatches one numerical gradient of the selected batch takes (once built).
+    pub fn numerical_dispatches(&self, strategy: PerturbStrategy) -> Option<usize> {
+        let key = self.batch.as_ref()?.key;
+        self.plans.get(&key)?.numerical.get(&strategy).map(|n| n.dispatches.len())
+    }
+
+    /// Builds what `method` needs on the selected batch's plan: the numerical gradient's
+    /// launches (once per batch size and strategy), with the current h.
+    fn prepare(&mut self, method: GradMethod) -> Result<()> {
+        let GradMethod::Numerical { strategy, h } = method else {
+            return Ok(());
+        };
+        if !(h.is_finite() && h > 0.0) {
+            return Err(Error::config("--h", format!("must be a positive number, got {h}")));
+        }
+        let key = self.batch.as_ref().ok_or_else(|| Error::config("batch", "no batch selected: call set_batch first"))?.key;
+        let plan = self.plans.get_mut(&key).ok_or_else(|| Error::Gpu("the batch's plan is missing (a bug)".into()))?;
+        if !plan.numerical.contains_key(&strategy) {
+            let built = numerical::plan(&self.kernels, &self.ctx, &self.spec, plan.rows, strategy, h as f32, &self.params, &plan.x, &self.grad)?;
+            self.ctx.check("building the numerical gradient's launches")?;
+            plan.numerical.insert(strategy, built);
+        }
+        if let Some(num) = plan.numerical.get_mut(&strategy) {
+            num.set_h(&self.ctx, h as f32);
+        }
+        Ok(())
+    }
+}
+
+
+impl Backend for GpuBackend {
+    fn name(&self) -> String {
+        format!("gpu {}", self.ctx.describe())
+    }
+
+    fn spec(&self) -> &MlpSpec {
+        &self.spec
+    }
+
+    fn set_params(&mut self, params: &Params) -> Result<()> {
+        self.check_spec(params)?;
+        self.ctx.write(&self.params, 0, &params.to_f32());
+        self.ctx.check("uploading the parameters")
+    }
+
+    fn params(&mut self) -> Result<Params> {
+        let n = self.spec.num_params();
+        let encoder = self.ctx.encoder("read parameters");
+        let v: Vec<f32> =
+            Self::read_back(&self.ctx, &self.staging, encoder, &self.params, n, "reading the parameters")?;
+        self.in_flight = None;
+        Params::from_vec(&self.spec, v.into_iter().map(f64::from).collect())
+    }
+
+    fn set_batch(&mut self, indices: &[u32]) -> Result<()> {
+        let n = self.train.len();
+        if indices.is_empty() {
+            return Err(Error::config("--batch", "the batch is empty; use --batch 1 or more"));
+        }
+        if indices.len() > MAX_ROWS {
+            return Err(Error::config(
+                "--batch",
+                format!("{} rows; the GPU backend takes at most {MAX_ROWS}", indices.len()),
+            ));
+        }
+        if let Some(&bad) = indices.iter().find(|&&i| i as usize >= n) {
+            return Err(Error::config("batch", format!("index {bad} is outside the training set of {n}")));
+        }
+        let key = PlanKey { test: false, rows: indices.len(), backward: true };
+        self.plan(key)?;
+        let plan = &self.plans[&key];
+        self.ctx.write(&plan.indices, 0, indices);
+        self.batch = Some(Batch { key, gathered: false });
+        Ok(())
+    }
+
+    fn batch_loss(&mut self) -> Result<f64> {
+        let (encoder, key) = self.record_batch(Work::Loss, "batch loss")?;
+        let loss = &self.plans[&key].loss;
+        let v: Vec<f32> = Self::read_back(&self.ctx, &self.staging, encoder, loss, 1, "computing the batch loss")?;
+        self.in_flight = None;
+        Ok(f64::from(v[0]))
+    }
+
+    fn gradient(&mut self, method: GradMethod) -> Result<Vec<f64>> {
+        self.prepare(method)?;
+        let n = self.spec.num_params();
+        let (encoder, _) = self.record_batch(Work::Gradient(method), "gradient")?;
+        let v: Vec<f32> = Self::read_back(&self.ctx, &self.staging, encoder, &self.grad, n, "computing the gradient")?;
+        self.in_flight = None;
+        Ok(v.into_iter().map(f64::from).collect())
+    }
+
+    fn step(&mut self, method: GradMethod, lr: f64) -> Result<()> {
+        self.prepare(method)?;
+        let lr = lr as f32;
+        if self.lr != Some(lr) {
+            sgd::set_lr(&self.ctx, &self.sgd, lr);
+            self.lr = Some(lr);
+        }
+        let (encoder, _) = self.record_batch(Work::Step(method), "training step")?;
+        let index = self.ctx.submit(encoder, "training step")?;
+        if let Some(previous) = self.in_flight.replace(index) {
+            self.ctx.wait(previous, "training step")?;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, split: Split) -> Result<Evaluation> {
+        let test = split == Split::Test;
+        let n = if test { self.test.len() } else { self.train.len() };
+        if n == 0 {
+            return Ok(Evaluation { loss: 0.0, correct: 0, count: 0 });
+        }
+        let parts = chunks(n, self.eval_rows);
+        for &(_, rows) in &parts {
+            self.plan(PlanKey { test, rows, backward: false })?;
+        }
+        let last = parts.len() - 1;
+        let mut read = None;
+        for (c, &(start, rows)) in parts.iter().enumerate() {
+            let plan = &self.plans[&PlanKey { test, rows, backward: false }];
+            let indices: Vec<u32> = (start as u32..(start + rows) as u32).collect();
+            self.ctx.write(&plan.indices, 0, &indices);
+            let mut encoder = self.ctx.encoder("evaluate");
+            if c == 0 {
+                encoder.clear_buffer(&self.correct, 0, None);
+            }
+            record_all(
+                &mut encoder,
+                plan.gather.iter().chain(&plan.forward).chain(&plan.loss_pass).chain([&plan.accuracy]),
+            );
+            encoder.copy_buffer_to_buffer(&plan.loss, 0, &self.eval_means, (c * 4) as u64, 4);
+            if c < last {
+                // One submission per chunk, because the next chunk rewrites the plan's indices.
+                self.ctx.submit(encoder, "evaluating")?;
+            } else {
+                let count = parts.len();
+                encoder.copy_buffer_to_buffer(&self.eval_means, 0, &self.staging, 0, (count * 4) as u64);
+                encoder.copy_buffer_to_buffer(&self.correct, 0, &self.staging, (count * 4) as u64, 4);
+                read = Some(self.ctx.submit_and_read::<u32>(encoder, &self.staging, count + 1, "evaluating")?);
+            }
+        }
+        self.in_flight = None;
+        let read = read.ok_or_else(|| Error::Gpu("evaluation read nothing back (a bug)".into()))?;
+        // Chunk means back to a sum in f64, so the total adds no f32 round-off of its own.
+        let loss: f64 =
+            parts.iter().zip(&read).map(|(&(_, rows), &bits)| f64::from(f32::from_bits(bits)) * rows as f64).sum();
+        Ok(Evaluation { loss: loss / n as f64, correct: read[parts.len()] as usize, count: n })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunks;
+
+    #[test]
+    fn chunks_cover_every_row_once_in_near_equal_parts() {
+        assert_eq!(chunks(10000, 2048), vec![(0, 2000), (2000, 2000), (4000, 2000), (6000, 2000), (8000, 2000)]);
+        assert_eq!(chunks(2000, 2048), vec![(0, 2000)]);
+        assert_eq!(chunks(7, 3), vec![(0, 3), (3, 3), (6, 1)]);
+        assert_eq!(chunks(1, 5), vec![(0, 1)]);
+    }
+}

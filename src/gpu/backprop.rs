@@ -1,0 +1,76 @@
+//! Launcher of shaders/backprop.wgsl: the output delta, the activation derivative and the bias
+//! gradient; with matmul's A^T B and A B^T they make the gradient of any MLP. CPU twin:
+//! `cpu::backprop` (`output_delta`, `backprop`) and `cpu::activation::activate_grad`.
+
+use super::context::Context;
+use super::kernels::{act_code, groups_1d, word, Dispatch, Kernel, Kernels, Operand, Slot};
+use crate::error::Result;
+use crate::model::Activation;
+
+pub(crate) const SOURCE: &str = include_str!("../../shaders/backprop.wgsl");
+
+#[derive(Debug)]
+pub(crate) struct Pipelines {
+    output_delta: Kernel,
+    act_backward: Kernel,
+    bias_grad: Kernel,
+}
+
+impl Pipelines {
+    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+        use Slot::*;
+        Pipelines {
+            output_delta: Kernel::new(device, module, "output delta", "output_delta", &[Read, Read, ReadWrite], &[]),
+            act_backward: Kernel::new(
+                device,
+                module,
+                "activation backward",
+                "act_backward",
+                &[Read, Read, ReadWrite],
+                &[],
+            ),
+            bias_grad: Kernel::new(device, module, "bias gradient", "bias_grad", &[Read, ReadWrite], &[]),
+        }
+    }
+}
+
+/// delta = c_b (probs - onehot(labels)) / rows, c_b = p_t / (p_t + 1e-7) (rows x cols).
+pub fn output_delta(
+    k: &Kernels,
+    ctx: &Context,
+    rows: usize,
+    cols: usize,
+    probs: &wgpu::Buffer,
+    labels: &wgpu::Buffer,
+    delta: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let params = [word("rows", rows)?, word("cols", cols)?, 0, 0, 0, 0, 0, 0];
+    k.backprop.output_delta.dispatch(ctx, params, &[probs, labels, delta], groups_1d(ctx, rows * cols))
+}
+
+/// d *= act'(pre, post) over `n` elements, in place.
+pub fn act_backward(
+    k: &Kernels,
+    ctx: &Context,
+    n: usize,
+    act: Activation,
+    pre: &wgpu::Buffer,
+    post: &wgpu::Buffer,
+    d: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let params = [word("n", n)?, act_code(act), 0, 0, 0, 0, 0, 0];
+    k.backprop.act_backward.dispatch(ctx, params, &[pre, post, d], groups_1d(ctx, n))
+}
+
+/// grad[offset + n] = sum over the rows of delta[.][n] (rows x cols).
+pub fn bias_grad(
+    k: &Kernels,
+    ctx: &Context,
+    rows: usize,
+    cols: usize,
+    delta: &wgpu::Buffer,
+    grad: Operand,
+) -> Result<Dispatch> {
+    let params = [word("rows", rows)?, word("cols", cols)?, word("gradient offset", grad.offset)?, 0, 0, 0, 0, 0];
+    k.backprop.bias_grad.dispatch(ctx, params, &[delta, grad.buffer], groups_1d(ctx, cols))
+}

@@ -1,0 +1,634 @@
+//! The wgpu device: which adapter to use (`auto`: the best hardware adapter, else the CPU
+//! backend, saying why; `gpu`: any adapter, software ones included), the limits a run needs,
+//! error capture (validation errors and a lost device become `Error::Gpu` on the next call,
+//! never a panic or a hang), and the buffer/submit/read-back helpers every launcher shares.
+
+use crate::error::{Error, Result};
+use std::fmt::Write as _;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wgpu::util::DeviceExt;
+
+/// Substring (case-insensitive) of the adapter name to use, e.g. `llvmpipe` or `nvidia`.
+pub const ADAPTER_ENV: &str = "GPU_TRAIN_ADAPTER";
+/// Graphics API to search: vulkan, metal, dx12 or gl (default: all that are compiled in).
+pub const BACKEND_ENV: &str = "GPU_TRAIN_BACKEND";
+
+/// How long one wait for the GPU may take before it is reported as a hang. Generous, because a
+/// software adapter on two cores evaluating a whole split is slow, but finite.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the kernels need of a device. Everything else is requested at the adapter's own value
+/// (binding and buffer sizes) or left at wgpu's downlevel minimum.
+mod needs {
+    /// 256-wide 1-D kernels and 8 x 8 matmul workgroups.
+    pub const INVOCATIONS_PER_WORKGROUP: u32 = 256;
+    pub const WORKGROUP_SIZE_X: u32 = 256;
+    pub const WORKGROUP_SIZE_Y: u32 = 8;
+    /// The matmul's two 32 x 32 f32 slices (8 KiB); the mean's reduction needs 1 KiB.
+    pub const WORKGROUP_STORAGE_BYTES: u32 = 2 * 32 * 32 * 4;
+    /// The widest kernel (gather, matmul) binds five storage buffers.
+    pub const STORAGE_BUFFERS_PER_STAGE: u32 = 5;
+    /// gather binds its parameters and the pixel table as two uniforms.
+    pub const UNIFORM_BUFFERS_PER_STAGE: u32 = 2;
+    /// Below this a storage binding could not even hold one layer of a small net.
+    pub const MIN_STORAGE_BINDING_BYTES: u64 = 1 << 20;
+}
+
+/// `--device auto` or `--device gpu` (the CPU choice never reaches this module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceRequest {
+    /// The best hardware adapter (discrete > integrated > virtual); with only a software adapter
+    /// or none, the CPU backend.
+    Auto,
+    /// Any adapter, software ones included (how CI runs the GPU path on lavapipe).
+    Gpu,
+}
+
+/// The outcome of `Context::auto`: a device, or the CPU backend and why.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // made once at start-up; boxing would only add noise
+pub enum AutoChoice {
+    Gpu(Context),
+    Cpu { reason: String },
+}
+
+/// One adapter as `gpu-train devices` shows it.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    /// A physical GPU (discrete, integrated or virtual), not a software rasteriser.
+    pub hardware: bool,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_storage_buffers_per_shader_stage: u32,
+    /// Why this adapter cannot run the kernels (no compute shaders, a limit too low); None if it can.
+    pub problem: Option<String>,
+}
+
+impl AdapterSummary {
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, llvmpipe)"
+    pub fn describe(&self) -> String {
+        describe(&self.name, &self.backend, &self.device_type, &self.driver)
+    }
+}
+
+/// "name (backend, type, driver)", the driver left out when the adapter reports none.
+fn describe(name: &str, backend: &str, device_type: &str, driver: &str) -> String {
+    if driver.is_empty() {
+        format!("{name} ({backend}, {device_type})")
+    } else {
+        format!("{name} ({backend}, {device_type}, {driver})")
+    }
+}
+
+/// The adapter filter from the environment.
+#[derive(Debug, Clone)]
+struct Selection {
+    backends: wgpu::Backends,
+    /// The backend variable as given, for messages.
+    backend: Option<String>,
+    name: Option<String>,
+}
+
+impl Selection {
+    fn from_env() -> Result<Self> {
+        let var = |name| std::env::var(name).ok().map(|s: String| s.trim().to_string()).filter(|s| !s.is_empty());
+        let backend = var(BACKEND_ENV);
+        let backends = match &backend {
+            Some(b) => parse_backend(b)?,
+            None => wgpu::Backends::all(),
+        };
+        Ok(Selection { backends, backend, name: var(ADAPTER_ENV).map(|n| n.to_lowercase()) })
+    }
+
+    fn matches(&self, info: &wgpu::AdapterInfo) -> bool {
+        self.backends.contains(wgpu::Backends::from(info.backend))
+            && self.name.as_ref().is_none_or(|n| info.name.to_lowercase().contains(n))
+    }
+
+    /// "GPU_TRAIN_BACKEND=vulkan, GPU_TRAIN_ADAPTER=nvidia", or "" without a filter.
+    fn describe(&self) -> String {
+        let parts: Vec<String> = [(BACKEND_ENV, &self.backend), (ADAPTER_ENV, &self.name)]
+            .iter()
+            .filter_map(|(var, v)| v.as_ref().map(|v| format!("{var}={v}")))
+            .collect();
+        parts.join(", ")
+    }
+}
+
+fn parse_backend(s: &str) -> Result<wgpu::Backends> {
+    match s.to_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "metal" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        other => Err(Error::config(BACKEND_ENV, format!("unknown backend {other:?}; use vulkan, metal, dx12 or gl"))),
+    }
+}
+
+/// Discrete > integrated > virtual > software > unknown; then the native APIs before GL.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let ty = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    (ty, u8::from(info.backend == wgpu::Backend::Gl))
+}
+
+fn is_hardware(info: &wgpu::AdapterInfo) -> bool {
+    rank(info).0 <= 2
+}
+
+/// The limits to request, or which one the adapter cannot give (named, with need and offer).
+fn required_limits(adapter: &wgpu::Adapter) -> std::result::Result<wgpu::Limits, String> {
+    let offered = adapter.limits();
+    if !adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS) {
+        return Err("no compute shaders (a GL ES 3.0-level driver); use its Vulkan/Metal/DX12 driver".into());
+    }
+    let checks: [(&str, u64, u64); 7] = [
+        (
+            "max_compute_invocations_per_workgroup",
+            needs::INVOCATIONS_PER_WORKGROUP.into(),
+            offered.max_compute_invocations_per_workgroup.into(),
+        ),
+        ("max_compute_workgroup_size_x", needs::WORKGROUP_SIZE_X.into(), offered.max_compute_workgroup_size_x.into()),
+        ("max_compute_workgroup_size_y", needs::WORKGROUP_SIZE_Y.into(), offered.max_compute_workgroup_size_y.into()),
+        (
+            "max_compute_workgroup_storage_size",
+            needs::WORKGROUP_STORAGE_BYTES.into(),
+            offered.max_compute_workgroup_storage_size.into(),
+        ),
+        (
+            "max_storage_buffers_per_shader_stage",
+            needs::STORAGE_BUFFERS_PER_STAGE.into(),
+            offered.max_storage_buffers_per_shader_stage.into(),
+        ),
+        (
+            "max_uniform_buffers_per_shader_stage",
+            needs::UNIFORM_BUFFERS_PER_STAGE.into(),
+            offered.max_uniform_buffers_per_shader_stage.into(),
+        ),
+        (
+            "max_storage_buffer_binding_size",
+            needs::MIN_STORAGE_BINDING_BYTES,
+            offered.max_storage_buffer_binding_size.min(offered.max_buffer_size),
+        ),
+    ];
+    if let Some((name, need, offer)) = checks.iter().find(|(_, need, offer)| need > offer) {
+        return Err(format!("{name}: the kernels need {need}, the adapter offers {offer}"));
+    }
+    let mut req = wgpu::Limits::downlevel_defaults();
+    req.max_compute_invocations_per_workgroup = needs::INVOCATIONS_PER_WORKGROUP;
+    req.max_compute_workgroup_size_x = needs::WORKGROUP_SIZE_X;
+    req.max_compute_workgroup_size_y = needs::WORKGROUP_SIZE_Y.max(req.max_compute_workgroup_size_y);
+    req.max_compute_workgroup_storage_size = needs::WORKGROUP_STORAGE_BYTES.max(req.max_compute_workgroup_storage_size);
+    req.max_storage_buffers_per_shader_stage = needs::STORAGE_BUFFERS_PER_STAGE;
+    req.max_uniform_buffers_per_shader_stage =
+        needs::UNIFORM_BUFFERS_PER_STAGE.max(req.max_uniform_buffers_per_shader_stage);
+    // Sizes: as large as the adapter allows, since data and evaluation are split by them.
+    req.max_storage_buffer_binding_size = offered.max_storage_buffer_binding_size;
+    req.max_buffer_size = offered.max_buffer_size;
+    req.max_compute_workgroups_per_dimension = offered.max_compute_workgroups_per_dimension;
+    // Never ask for more than is offered (downlevel minima above what a small adapter offers).
+    Ok(req.or_worse_values_from(&offered))
+}
+
+fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let l = adapter.limits();
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver.clone(),
+        driver_info: info.driver_info.clone(),
+        hardware: is_hardware(&info),
+        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+        max_buffer_size: l.max_buffer_size,
+        max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+        max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+        max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+        problem: required_limits(adapter).err(),
+    }
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu finds, best first (as `Gpu` would rank them), with what it can't do.
+fn enumerate(backends: wgpu::Backends) -> (wgpu::Instance, Vec<wgpu::Adapter>) {
+    let instance = new_instance(backends);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    adapters.sort_by_key(|a| rank(&a.get_info()));
+    (instance, adapters)
+}
+
+/// Every adapter this build can see (all backends, ignoring the environment's filter), best first.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    enumerate(wgpu::Backends::all()).1.iter().map(summarize).collect()
+}
+
+const INSTALL_HINT: &str = "install a Vulkan driver (on Debian/Ubuntu `apt-get install mesa-vulkan-drivers \
+    libvulkan1` gives the software adapter lavapipe), or use --device cpu";
+
+/// The printable report of `gpu-train devices`: every adapter, its limits, and what `auto`
+/// and `gpu` would pick under the current environment.
+pub fn devices_report() -> String {
+    // One enumeration serves the list and both choices (`choose` applies the filter).
+    let (_instance, adapters) = enumerate(wgpu::Backends::all());
+    let all: Vec<AdapterSummary> = adapters.iter().map(summarize).collect();
+    let mut out = String::new();
+    if all.is_empty() {
+        let _ = writeln!(out, "No GPU adapter found; {INSTALL_HINT}.");
+    }
+    for (i, a) in all.iter().enumerate() {
+        let _ = writeln!(out, "[{i}] {}", a.describe());
+        let _ = writeln!(out, "    driver info: {}", if a.driver_info.is_empty() { "-" } else { &a.driver_info });
+        let _ = writeln!(
+            out,
+            "    {}; max storage binding {} MiB, max buffer {} MiB, workgroup storage {} KiB, \
+             {} invocations/workgroup, {} storage buffers/stage",
+            if a.hardware { "hardware" } else { "software" },
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroup_storage_size >> 10,
+            a.max_compute_invocations_per_workgroup,
+            a.max_storage_buffers_per_shader_stage
+        );
+        if let Some(p) = &a.problem {
+            let _ = writeln!(out, "    unusable: {p}");
+        }
+    }
+    match Selection::from_env() {
+        Err(e) => {
+            let _ = writeln!(out, "Environment: {e}");
+        }
+        Ok(sel) => {
+            if !sel.describe().is_empty() {
+                let _ = writeln!(out, "Filter from the environment: {}", sel.describe());
+            }
+            let _ = match choose(&adapters, &sel, DeviceRequest::Auto) {
+                Ok(a) => writeln!(out, "--device auto picks: {}", summarize(a).describe()),
+                Err(reason) => writeln!(out, "--device auto picks: the CPU backend ({reason})"),
+            };
+            let _ = match choose(&adapters, &sel, DeviceRequest::Gpu) {
+                Ok(a) => writeln!(out, "--device gpu picks:  {}", summarize(a).describe()),
+                Err(reason) => writeln!(out, "--device gpu: {reason}"),
+            };
+        }
+    }
+    out
+}
+
+/// The adapter a request picks from `adapters` (sorted best first), or why there is none.
+fn choose<'a>(
+    adapters: &'a [wgpu::Adapter],
+    sel: &Selection,
+    request: DeviceRequest,
+) -> std::result::Result<&'a wgpu::Adapter, String> {
+    if adapters.is_empty() {
+        let searched = match sel.backend {
+            Some(_) => format!(" ({})", sel.describe()),
+            None => String::new(),
+        };
+        return Err(format!("no GPU adapter found{searched}; {INSTALL_HINT}"));
+    }
+    let found: Vec<String> = adapters.iter().map(|a| summarize(a).describe()).collect();
+    let found = found.join("; ");
+    let matching: Vec<&wgpu::Adapter> = adapters.iter().filter(|a| sel.matches(&a.get_info())).collect();
+    if matching.is_empty() {
+        return Err(format!("no adapter matches {} (found: {found}); change or unset the variable", sel.describe()));
+    }
+    let wanted: Vec<&wgpu::Adapter> = match request {
+        DeviceRequest::Gpu => matching,
+        DeviceRequest::Auto => {
+            let hw: Vec<&wgpu::Adapter> = matching.into_iter().filter(|a| is_hardware(&a.get_info())).collect();
+            if hw.is_empty() {
+                return Err(format!(
+                    "no hardware GPU adapter, only software ones (found: {found}); \
+                     use --device gpu to run the GPU path on a software adapter anyway"
+                ));
+            }
+            hw
+        }
+    };
+    let mut problems = Vec::new();
+    for a in &wanted {
+        match required_limits(a) {
+            Ok(_) => return Ok(a),
+            Err(p) => problems.push(format!("{}: {p}", summarize(a).describe())),
+        }
+    }
+    Err(format!("no adapter can run the kernels: {}", problems.join("; ")))
+}
+
+/// The first error the device reported, kept so that the next call fails with it.
+type ErrorSlot = Arc<Mutex<Option<String>>>;
+
+fn record(slot: &ErrorSlot, msg: String) {
+    let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if s.is_none() {
+        *s = Some(msg);
+    }
+}
+
+/// An open device on the chosen adapter, with its queue and error capture.
+pub struct Context {
+    // Kept so the instance outlives the device on every backend.
+    _instance: wgpu::Instance,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    errors: ErrorSlot,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("adapter", &self.describe()).finish()
+    }
+}
+
+impl Context {
+    /// `--device auto`: the best hardware adapter, or the CPU backend with the reason.
+    /// Errors only on a bad environment variable or an adapter that fails to open.
+    pub fn auto() -> Result<AutoChoice> {
+        Self::request(DeviceRequest::Auto)
+    }
+
+    /// `--device gpu`: any adapter, software ones included; an error listing what was found
+    /// (or how to install one) when none can be used.
+    pub fn gpu() -> Result<Context> {
+        match Self::request(DeviceRequest::Gpu)? {
+            AutoChoice::Gpu(ctx) => Ok(ctx),
+            AutoChoice::Cpu { reason } => Err(Error::Gpu(reason)),
+        }
+    }
+
+    /// Either request; `Gpu` never answers `Cpu` (it fails instead).
+    pub fn request(request: DeviceRequest) -> Result<AutoChoice> {
+        let sel = Selection::from_env()?;
+        let (instance, adapters) = enumerate(sel.backends);
+        let adapter = match choose(&adapters, &sel, request) {
+            Ok(a) => a,
+            Err(reason) if request == DeviceRequest::Auto => return Ok(AutoChoice::Cpu { reason }),
+            Err(reason) => return Err(Error::Gpu(reason)),
+        };
+        Self::open(instance, adapter).map(AutoChoice::Gpu)
+    }
+
+    fn open(instance: wgpu::Instance, adapter: &wgpu::Adapter) -> Result<Context> {
+        let info = adapter.get_info();
+        let describe = summarize(adapter).describe();
+        let required_limits =
+            required_limits(adapter).map_err(|p| Error::Gpu(format!("{describe} cannot run the kernels: {p}")))?;
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("gpu-train"),
+            required_features: wgpu::Features::empty(),
+            required_limits,
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            Error::Gpu(format!(
+                "could not open a device on {describe}: {e}; try another adapter ({ADAPTER_ENV}=...) or --device cpu"
+            ))
+        })?;
+        let errors: ErrorSlot = Arc::new(Mutex::new(None));
+        let slot = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| record(&slot, e.to_string())));
+        let slot = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            // Dropping the device reports `Destroyed`: that is us shutting down, not a failure.
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                record(&slot, format!("the device was lost ({reason:?}): {msg}; re-run, or use --device cpu"));
+            }
+        });
+        let limits = device.limits();
+        Ok(Context { _instance: instance, device, queue, info, limits, errors })
+    }
+
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, llvmpipe)" for the start-up line.
+    pub fn describe(&self) -> String {
+        let i = &self.info;
+        describe(&i.name, &format!("{:?}", i.backend), &format!("{:?}", i.device_type), &i.driver)
+    }
+
+    /// The device, for kernels built outside this module (they should report errors through
+    /// `check` like the ones here).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The device's limits (what was requested, not everything the adapter could give).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// The largest storage binding (and buffer) this device accepts, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
+    /// Fails with the first error the device reported (validation, out of memory, device lost).
+    /// Sticky: after one, the GPU state can't be trusted.
+    pub fn check(&self, what: &str) -> Result<()> {
+        let slot = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            None => Ok(()),
+            Some(msg) => Err(Error::Gpu(format!(
+                "{what}: {msg} (the GPU state can't be trusted after this; re-run with --device cpu, \
+                 and report it if it repeats)"
+            ))),
+        }
+    }
+
+    /// A zero-filled f32/u32 storage buffer of `len` elements that kernels, copies and
+    /// writes may use; fails if it is over the device's binding limit.
+    pub fn storage(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
+        let bytes = self.check_size(label, len)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: storage_usage(),
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer holding `data` (f32 or u32).
+    pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
+        self.check_size(label, data.len())?;
+        if data.is_empty() {
+            return self.storage(label, 0);
+        }
+        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: storage_usage(),
+        }))
+    }
+
+    /// Overwrites `buffer` from element `offset` on; takes effect before the next submission.
+    pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset: usize, data: &[T]) {
+        if !data.is_empty() {
+            let at = (offset * std::mem::size_of::<T>()) as u64;
+            self.queue.write_buffer(buffer, at, bytemuck::cast_slice(data));
+        }
+    }
+
+    /// Bytes of `len` 4-byte elements (at least 4: wgpu has no empty bindings), checked
+    /// against the binding limit with a message that names it.
+    fn check_size(&self, label: &str, len: usize) -> Result<u64> {
+        let bytes = (len.max(1) * 4) as u64;
+        let max = self.max_binding_bytes();
+        if bytes > max {
+            return Err(Error::Gpu(format!(
+                "{label} needs {bytes} bytes, over this adapter's max_storage_buffer_binding_size \
+                 ({max} bytes, {}); use a smaller --batch or model, or --device cpu",
+                self.describe()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// A read-back buffer of `len` 4-byte elements.
+    pub(crate) fn staging(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub(crate) fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
+    /// Submits one command buffer and reports any error the recording or submission raised.
+    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder, what: &str) -> Result<wgpu::SubmissionIndex> {
+        let index = self.queue.submit([encoder.finish()]);
+        self.check(what)?;
+        Ok(index)
+    }
+
+    /// Blocks until submission `index` has finished (and its callbacks ran), or times out.
+    pub(crate) fn wait(&self, index: wgpu::SubmissionIndex, what: &str) -> Result<()> {
+        self.device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: Some(WAIT_TIMEOUT) }).map_err(
+            |e| {
+                Error::Gpu(format!(
+                    "{what}: waiting for the GPU failed: {e} (after {} s at most); the adapter may be hung \
+                     or far too slow for this size; try a smaller --batch or --device cpu",
+                    WAIT_TIMEOUT.as_secs()
+                ))
+            },
+        )?;
+        self.check(what)
+    }
+
+    /// Submits `encoder` (which must end with a copy of the wanted data into `staging`), waits,
+    /// and returns the first `len` elements of `staging`.
+    pub(crate) fn submit_and_read<T: bytemuck::Pod>(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+        len: usize,
+        what: &str,
+    ) -> Result<Vec<T>> {
+        let index = self.submit(encoder, what)?;
+        let bytes = (len.max(1) * std::mem::size_of::<T>()) as u64;
+        let slice = staging.slice(..bytes);
+        let (tx, rx) = mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            // The receiver is alive until after the wait below; a failed send is harmless.
+            let _ = tx.send(r);
+        });
+        self.wait(index, what)?;
+        match rx.try_recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Gpu(format!("{what}: mapping the read-back buffer failed: {e}"))),
+            Err(_) => {
+                return Err(Error::Gpu(format!(
+                    "{what}: the read-back buffer was never mapped although the GPU finished; \
+                     this is a driver problem, try --device cpu"
+                )))
+            }
+        }
+        let out = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("{what}: reading the mapped buffer failed: {e}")))?;
+            bytemuck::cast_slice::<u8, T>(&view)[..len].to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Reads `len` elements of `buffer` from element `offset` (a one-off staging buffer: for
+    /// tests and tools; the backend reuses its own).
+    pub fn read<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<T>> {
+        let staging = self.staging("read-back", len);
+        let mut encoder = self.encoder("read-back");
+        let size = (len * std::mem::size_of::<T>()) as u64;
+        if size > 0 {
+            encoder.copy_buffer_to_buffer(buffer, (offset * std::mem::size_of::<T>()) as u64, &staging, 0, size);
+        }
+        self.submit_and_read(encoder, &staging, len, "reading a buffer back")
+    }
+}
+
+fn storage_usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names_parse() {
+        assert_eq!(parse_backend("Vulkan").ok(), Some(wgpu::Backends::VULKAN));
+        assert_eq!(parse_backend("gl").ok(), Some(wgpu::Backends::GL));
+        let e = parse_backend("cuda").unwrap_err().to_string();
+        assert!(e.contains("vulkan, metal, dx12 or gl"), "{e}");
+    }
+
+    #[test]
+    fn no_adapter_says_how_to_get_one() {
+        let sel = Selection { backends: wgpu::Backends::METAL, backend: Some("metal".into()), name: None };
+        let e = choose(&[], &sel, DeviceRequest::Gpu).unwrap_err();
+        assert!(e.contains("no GPU adapter found (GPU_TRAIN_BACKEND=metal)"), "{e}");
+        assert!(e.contains("apt-get install mesa-vulkan-drivers libvulkan1") && e.contains("--device cpu"), "{e}");
+    }
+
+    #[test]
+    fn hardware_ranks_before_software() {
+        let mut a = wgpu::AdapterInfo::new(wgpu::DeviceType::Cpu, wgpu::Backend::Vulkan);
+        let b = wgpu::AdapterInfo::new(wgpu::DeviceType::IntegratedGpu, wgpu::Backend::Gl);
+        assert!(rank(&b) < rank(&a));
+        assert!(!is_hardware(&a) && is_hardware(&b));
+        a.device_type = wgpu::DeviceType::DiscreteGpu;
+        assert!(rank(&a) < rank(&b));
+    }
+}

@@ -1,0 +1,152 @@
+//! Launcher of shaders/gather.wgsl and the resident data set it reads: each split uploaded
+//! ONCE as packed u8 (4 pixels per u32) plus u32 labels, in chunks of whole images when a split
+//! is larger than one storage binding. CPU twin: `Dataset::fill_batch_f32` (bit-exact).
+
+use super::context::Context;
+use super::kernels::{groups_2d, word, Dispatch, Kernel, Kernels, Slot};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+
+pub(crate) const SOURCE: &str = include_str!("../../shaders/gather.wgsl");
+
+/// The shader's workgroup width (columns per workgroup).
+const WORKGROUP_X: u32 = 64;
+
+#[derive(Debug)]
+pub(crate) struct Pipelines {
+    gather: Kernel,
+    /// i / 255 for every byte value, exactly as the CPU computes it (see the shader's header).
+    table: wgpu::Buffer,
+}
+
+impl Pipelines {
+    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+        use Slot::*;
+        let table: Vec<f32> = (0..256).map(|i| i as f32 / 255.0).collect();
+        Pipelines {
+            gather: Kernel::new(
+                device,
+                module,
+                "gather",
+                "gather",
+                &[Read, Read, Read, Uniform, ReadWrite, ReadWrite],
+                &[],
+            ),
+            table: wgpu::util::DeviceExt::create_buffer_init(
+                device,
+                &wgpu::util::BufferInitDescriptor {
+                    label: Some("pixel table"),
+                    contents: bytemuck::cast_slice(&table),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                },
+            ),
+        }
+    }
+}
+
+/// Rows [row_start, row_end) of a split, resident on the device.
+#[derive(Debug)]
+struct Chunk {
+    pixels: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    row_start: usize,
+    row_end: usize,
+}
+
+/// One split (train or test) resident on the device.
+#[derive(Debug)]
+pub struct ResidentSplit {
+    chunks: Vec<Chunk>,
+    len: usize,
+    width: usize,
+}
+
+/// Packs bytes 4 to a u32, little-endian (byte j in bits 8*(j % 4)); the tail is zero-padded.
+pub fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
+    bytes.chunks(4).map(|c| c.iter().enumerate().fold(0u32, |w, (i, &b)| w | (u32::from(b) << (8 * i)))).collect()
+}
+
+impl ResidentSplit {
+    /// Uploads `data` once. `max_rows` caps the rows per chunk below what the binding limit
+    /// allows (tests use it to exercise the split path on small data).
+    pub fn upload(ctx: &Context, label: &str, data: &Dataset, max_rows: Option<usize>) -> Result<Self> {
+        let width = data.input_width();
+        let limit = ctx.max_binding_bytes() as usize;
+        // Whole images per chunk: the pixels (width bytes each) and the labels (4 bytes each)
+        // must each fit one binding.
+        let by_limit = (limit / width.max(1)).min(limit / 4);
+        if by_limit == 0 {
+            return Err(Error::Gpu(format!(
+                "one {width}-pixel image does not fit this adapter's max_storage_buffer_binding_size ({limit} bytes)"
+            )));
+        }
+        let per_chunk = max_rows.unwrap_or(usize::MAX).min(by_limit).max(1);
+        let (images, labels) = (data.images(), data.labels());
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < data.len() {
+            let end = (start + per_chunk).min(data.len());
+            let name = format!("{label} rows {start}..{end}");
+            chunks.push(Chunk {
+                pixels: ctx.upload(&format!("{name} pixels"), &pack_bytes(&images[start * width..end * width]))?,
+                labels: ctx.upload(
+                    &format!("{name} labels"),
+                    &labels[start..end].iter().map(|&l| u32::from(l)).collect::<Vec<u32>>(),
+                )?,
+                row_start: start,
+                row_end: end,
+            });
+            start = end;
+        }
+        Ok(ResidentSplit { chunks, len: data.len(), width })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn input_width(&self) -> usize {
+        self.width
+    }
+
+    /// How many device buffers (pairs of pixels and labels) hold the split.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+/// X (rows x width f32) and labels (rows u32) of the images named by `indices` (rows u32):
+/// one launch per chunk of the split, to be recorded in order.
+pub fn gather(
+    k: &Kernels,
+    ctx: &Context,
+    split: &ResidentSplit,
+    rows: usize,
+    indices: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    batch_labels: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    let p = &k.gather;
+    let groups = groups_2d(split.width, WORKGROUP_X, rows, 1);
+    split
+        .chunks
+        .iter()
+        .map(|c| {
+            let params = [
+                word("batch rows", rows)?,
+                word("input width", split.width)?,
+                word("row", c.row_start)?,
+                word("row", c.row_end)?,
+                0,
+                0,
+                0,
+                0,
+            ];
+            p.gather.dispatch(ctx, params, &[indices, &c.pixels, &c.labels, &p.table, x, batch_labels], groups)
+        })
+        .collect()
+}

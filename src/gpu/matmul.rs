@@ -1,0 +1,108 @@
+//! Launcher of shaders/matmul.wgsl: the tiled product and its variants (transposed operands for
+//! backprop, fused bias + activation for the forward pass). CPU twin: `cpu::matmul`
+//! (`matmul`, `matmul_at_b`, `matmul_a_bt`) and `cpu::forward` for the epilogue.
+
+use super::context::Context;
+use super::kernels::{act_code, groups_2d, word, Dispatch, Kernel, Kernels, Operand, Slot};
+use crate::error::{Error, Result};
+use crate::model::Activation;
+
+pub(crate) const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
+
+/// Rows and columns of C per workgroup (shaders/matmul.wgsl: BM, BN).
+const BLOCK: u32 = 32;
+
+/// Which product (each a pipeline of its own, specialised by override constants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matmul {
+    /// C = A B (A: M x K, B: K x N).
+    AB,
+    /// C = A^T B (A stored K x M): weight gradients input^T . delta.
+    AtB,
+    /// C = A B^T (B stored N x K): delta . W^T.
+    ABt,
+    /// C = A B + bias (the output layer's logits).
+    AddBias,
+    /// C = A B + bias and POST = act(C) (a hidden layer: pre- and post-activation).
+    AddBiasAct(Activation),
+}
+
+#[derive(Debug)]
+pub(crate) struct Pipelines {
+    ab: Kernel,
+    at_b: Kernel,
+    a_bt: Kernel,
+    add_bias: Kernel,
+    sigmoid: Kernel,
+    relu: Kernel,
+}
+
+impl Pipelines {
+    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+        use Slot::*;
+        let slots = [Read, Read, Read, ReadWrite, ReadWrite];
+        let k = |name: &str, c: &[(&str, f64)]| Kernel::new(device, module, name, "matmul", &slots, c);
+        Pipelines {
+            ab: k("matmul A B", &[]),
+            at_b: k("matmul A^T B", &[("TRANS_A", 1.0)]),
+            a_bt: k("matmul A B^T", &[("TRANS_B", 1.0)]),
+            add_bias: k("matmul + bias", &[("BIAS", 1.0)]),
+            sigmoid: k("matmul + bias + sigmoid", &[("BIAS", 1.0), ("ACT", act_code(Activation::Sigmoid).into())]),
+            relu: k("matmul + bias + relu", &[("BIAS", 1.0), ("ACT", act_code(Activation::Relu).into())]),
+        }
+    }
+
+    fn get(&self, kind: Matmul) -> &Kernel {
+        match kind {
+            Matmul::AB => &self.ab,
+            Matmul::AtB => &self.at_b,
+            Matmul::ABt => &self.a_bt,
+            Matmul::AddBias => &self.add_bias,
+            Matmul::AddBiasAct(Activation::Sigmoid) => &self.sigmoid,
+            Matmul::AddBiasAct(Activation::Relu) => &self.relu,
+        }
+    }
+}
+
+/// Sizes and operands of one product. `bias` is needed by `AddBias` and `AddBiasAct`, `post` by
+/// `AddBiasAct` only.
+#[derive(Debug, Clone, Copy)]
+pub struct MatmulArgs<'a> {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub a: Operand<'a>,
+    pub b: Operand<'a>,
+    pub c: Operand<'a>,
+    pub bias: Option<Operand<'a>>,
+    pub post: Option<Operand<'a>>,
+}
+
+pub fn matmul(kernels: &Kernels, ctx: &Context, kind: Matmul, args: &MatmulArgs) -> Result<Dispatch> {
+    let wants = (matches!(kind, Matmul::AddBias | Matmul::AddBiasAct(_)), matches!(kind, Matmul::AddBiasAct(_)));
+    if wants != (args.bias.is_some(), args.post.is_some()) {
+        return Err(Error::Gpu(format!(
+            "matmul {kind:?}: bias given {}, post given {} (a bug in the caller)",
+            args.bias.is_some(),
+            args.post.is_some()
+        )));
+    }
+    let bias = args.bias.unwrap_or(Operand::whole(&kernels.unused_read));
+    let post = args.post.unwrap_or(Operand::whole(&kernels.unused_write));
+    let params = [
+        word("M", args.m)?,
+        word("K", args.k)?,
+        word("N", args.n)?,
+        word("A offset", args.a.offset)?,
+        word("B offset", args.b.offset)?,
+        word("C offset", args.c.offset)?,
+        word("bias offset", bias.offset)?,
+        word("post offset", post.offset)?,
+    ];
+    kernels.matmul.get(kind).dispatch(
+        ctx,
+        params,
+        &[args.a.buffer, args.b.buffer, bias.buffer, args.c.buffer, post.buffer],
+        groups_2d(args.n, BLOCK, args.m, BLOCK),
+    )
+}

@@ -1,0 +1,27 @@
+//! The GPU backend: WGSL compute shaders (`shaders/*.wgsl`, one file per kernel family) run
+//! through wgpu, each checked against its CPU twin of the same name in `crate::cpu`.
+//!
+//! - `context`: adapter choice (`--device auto|gpu`, `GPU_TRAIN_ADAPTER`, `GPU_TRAIN_BACKEND`),
+//!   the limits a run needs, error capture, buffer and read-back helpers, the devices report.
+//! - `kernels`: `Kernels` (every pipeline, built once) and `Dispatch` (a bound launch).
+//! - one launcher per kernel family: `gather`, `matmul`, `softmax`, `cross_entropy`,
+//!   `backprop`, `sgd`, `accuracy`.
+//! - `backend`: `GpuBackend`, the `Backend` trait with the data set and parameters resident.
+
+pub mod accuracy;
+pub mod backend;
+pub mod backprop;
+pub mod context;
+pub mod cross_entropy;
+pub mod gather;
+pub mod kernels;
+pub mod matmul;
+pub mod numerical;
+pub mod sgd;
+pub mod softmax;
+
+pub use backend::{GpuBackend, GpuOptions, DEFAULT_EVAL_ROWS};
+pub use context::{
+    devices_report, list_adapters, AdapterSummary, AutoChoice, Context, DeviceRequest, ADAPTER_ENV, BACKEND_ENV,
+};
+pub use kernels::{record_all, run, Dispatch, Kernels, Operand};

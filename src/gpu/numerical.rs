@@ -1,0 +1,248 @@
+//! Launcher of shaders/numerical.wgsl: the numerical gradient on the device, both strategies.
+//! CPU twin: `cpu::numerical`.
+//!
+//! The kernels read the unperturbed forward pass of the batch from ONE buffer (`cache`), which
+//! the step's encoder assembles by copying the plan's labels, pre-activations, activations and
+//! probabilities into it after the forward pass: one binding instead of one per layer keeps the
+//! kernel within four storage bindings on every adapter.
+
+use super::context::Context;
+use super::kernels::{groups_1d, word, Dispatch, Kernel, Kernels, Slot};
+use crate::backend::PerturbStrategy;
+use crate::error::{Error, Result};
+use crate::model::MlpSpec;
+
+pub(crate) const SOURCE: &str = include_str!("../../shaders/numerical.wgsl");
+
+/// The widest layer above the first (and the classes) the kernels' private arrays hold.
+pub const MAX_WIDTH: usize = 256;
+
+/// The uniform word that holds h.
+const H_WORD: usize = 6;
+
+/// Work per dispatch, so one launch stays far below an OS GPU watchdog (~2 s) on slow adapters:
+/// `incremental` counts sample evaluations (parameters x rows), `full` multiply-adds.
+pub const INCREMENTAL_EVALS_PER_DISPATCH: usize = 1 << 23;
+pub const FULL_MACS_PER_DISPATCH: usize = 1 << 30;
+
+#[derive(Debug)]
+pub(crate) struct Pipelines {
+    incremental: Kernel,
+    full: Kernel,
+}
+
+impl Pipelines {
+    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+        let slots = [Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite];
+        Pipelines {
+            incremental: Kernel::new(device, module, "numerical incremental", "incremental", &slots, &[]),
+            full: Kernel::new(device, module, "numerical full", "full", &slots, &[]),
+        }
+    }
+}
+
+/// Where each part of the forward cache sits in the `cache` buffer (in 4-byte words).
+#[derive(Debug, Clone)]
+pub(crate) struct CacheLayout {
+    pub(crate) header: Vec<u32>,
+    pub(crate) labels_at: usize,
+    pub(crate) pre_at: Vec<usize>,
+    pub(crate) post_at: Vec<usize>,
+    pub(crate) probs_at: usize,
+    pub(crate) words: usize,
+}
+
+/// The cache layout for `rows` samples of `spec`: header, layer table, labels, a_l, z_l, probs.
+pub(crate) fn cache_layout(spec: &MlpSpec, rows: usize) -> Result<CacheLayout> {
+    let layers = spec.layers();
+    let mut at = 8 + 8 * layers.len();
+    let labels_at = at;
+    at += rows;
+    let mut pre_at = Vec::new();
+    for l in &layers {
+        pre_at.push(at);
+        at += rows * l.fan_out;
+    }
+    let mut post_at = Vec::new();
+    for &h in &spec.hidden {
+        post_at.push(at);
+        at += rows * h;
+    }
+    let probs_at = at;
+    at += rows * spec.classes;
+    let mut header = vec![0u32; 8 + 8 * layers.len()];
+    header[0] = word("cache offset", labels_at)?;
+    header[1] = word("cache offset", probs_at)?;
+    for (l, layer) in layers.iter().enumerate() {
+        let t = &mut header[8 + 8 * l..16 + 8 * l];
+        t[0] = word("fan_in", layer.fan_in)?;
+        t[1] = word("fan_out", layer.fan_out)?;
+        t[2] = word("weight offset", layer.w_offset)?;
+        t[3] = word("bias offset", layer.b_offset)?;
+        t[4] = word("cache offset", pre_at[l])?;
+        t[5] = match post_at.get(l) {
+            Some(&p) => word("cache offset", p)?,
+            None => 0,
+        };
+    }
+    Ok(CacheLayout { header, labels_at, pre_at, post_at, probs_at, words: at })
+}
+
+/// The kernels keep change vectors (and, for `full`, whole activations) in private arrays of
+/// MAX_WIDTH: a wider layer there is a clear error rather than a wrong answer.
+pub fn check_widths(spec: &MlpSpec, strategy: PerturbStrategy) -> Result<()> {
+    let sizes = spec.sizes();
+    // incremental: everything above the first hidden layer; full: every layer but the input.
+    let from = match strategy {
+        PerturbStrategy::Incremental => 2,
+        PerturbStrategy::Full => 1,
+    };
+    if let Some(&w) = sizes[from.min(sizes.len() - 1)..].iter().max() {
+        if w > MAX_WIDTH {
+            return Err(Error::Gpu(format!(
+                "the GPU's {} numerical gradient holds layers of at most {MAX_WIDTH} units in registers, and {} has one of {w}; \
+                 use {}--device cpu",
+                strategy.name(),
+                spec.describe(),
+                if strategy == PerturbStrategy::Full { "--numgrad incremental or " } else { "" }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The parameter ranges of the dispatches for one gradient: (first parameter, count). Sized by
+/// the work budget per dispatch and the adapter's workgroup-grid limit, so a bigger model or
+/// batch runs in more dispatches rather than in one that trips a watchdog.
+pub fn parameter_chunks(
+    spec: &MlpSpec,
+    rows: usize,
+    strategy: PerturbStrategy,
+    max_groups_per_dim: u32,
+) -> Vec<(usize, usize)> {
+    let p = spec.num_params();
+    let rows = rows.max(1);
+    let max_groups = max_groups_per_dim.max(1) as usize;
+    let per = match strategy {
+        PerturbStrategy::Incremental => (INCREMENTAL_EVALS_PER_DISPATCH / rows).min(max_groups * 256),
+        PerturbStrategy::Full => {
+            let macs_per_param = 2 * rows * spec.layers().iter().map(|l| l.w_len() + l.fan_out).sum::<usize>();
+            (FULL_MACS_PER_DISPATCH / macs_per_param.max(1)).min(max_groups)
+        }
+    }
+    .max(1);
+    (0..p).step_by(per).map(|start| (start, per.min(p - start))).collect()
+}
+
+/// The launches of one numerical gradient on a batch of `rows`, bound once.
+#[derive(Debug)]
+pub(crate) struct NumericalPlan {
+    pub(crate) cache: wgpu::Buffer,
+    pub(crate) layout: CacheLayout,
+    pub(crate) dispatches: Vec<Dispatch>,
+    h: f32,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan(
+    k: &Kernels,
+    ctx: &Context,
+    spec: &MlpSpec,
+    rows: usize,
+    strategy: PerturbStrategy,
+    h: f32,
+    theta: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+) -> Result<NumericalPlan> {
+    check_widths(spec, strategy)?;
+    let layout = cache_layout(spec, rows)?;
+    let cache = ctx.storage("numerical-gradient cache", layout.words)?;
+    ctx.write(&cache, 0, &layout.header);
+    let max_groups = ctx.limits().max_compute_workgroups_per_dimension;
+    let mut dispatches = Vec::new();
+    for (start, count) in parameter_chunks(spec, rows, strategy, max_groups) {
+        let words = [
+            word("parameter", start)?,
+            word("parameters", count)?,
+            word("rows", rows)?,
+            word("layers", spec.num_layers())?,
+            word("classes", spec.classes)?,
+            super::kernels::act_code(spec.activation),
+            h.to_bits(),
+            0,
+        ];
+        let (kernel, groups) = match strategy {
+            PerturbStrategy::Incremental => (&k.numerical.incremental, groups_1d(ctx, count)),
+            PerturbStrategy::Full => {
+                let g = count as u32;
+                (&k.numerical.full, [g.min(max_groups), g.div_ceil(max_groups.max(1)), 1])
+            }
+        };
+        dispatches.push(kernel.dispatch(ctx, words, &[theta, x, &cache, grad], groups)?);
+    }
+    Ok(NumericalPlan { cache, layout, dispatches, h })
+}
+
+impl NumericalPlan {
+    /// Uses `h` from the next submission on.
+    pub(crate) fn set_h(&mut self, ctx: &Context, h: f32) {
+        if self.h != h {
+            for d in &self.dispatches {
+                d.set_param(ctx, H_WORD, h.to_bits());
+            }
+            self.h = h;
+        }
+    }
+
+    /// Records the copies that assemble the cache from the plan's forward buffers.
+    pub(crate) fn record_cache_copies(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        labels: &wgpu::Buffer,
+        pre: &[wgpu::Buffer],
+        post: &[wgpu::Buffer],
+        probs: &wgpu::Buffer,
+    ) {
+        let copy = |encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, at: usize| {
+            encoder.copy_buffer_to_buffer(src, 0, &self.cache, (at * 4) as u64, src.size());
+        };
+        copy(encoder, labels, self.layout.labels_at);
+        for (b, &at) in pre.iter().zip(&self.layout.pre_at) {
+            copy(encoder, b, at);
+        }
+        for (b, &at) in post.iter().zip(&self.layout.post_at) {
+            copy(encoder, b, at);
+        }
+        copy(encoder, probs, self.layout.probs_at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Activation, MlpSpec};
+
+    #[test]
+    fn chunks_cover_every_parameter_once_and_grow_with_the_model() {
+        let small = MlpSpec::two_layer(784, 50, 10).unwrap();
+        let big = MlpSpec::two_layer(784, 1000, 10).unwrap();
+        for (spec, strategy) in [
+            (&small, PerturbStrategy::Incremental),
+            (&big, PerturbStrategy::Incremental),
+            (&small, PerturbStrategy::Full),
+        ] {
+            let c = parameter_chunks(spec, 100, strategy, 65535);
+            assert_eq!(c.iter().map(|c| c.1).sum::<usize>(), spec.num_params());
+            assert!(c.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+        }
+        assert_eq!(parameter_chunks(&small, 100, PerturbStrategy::Incremental, 65535).len(), 1);
+        assert!(parameter_chunks(&big, 100, PerturbStrategy::Incremental, 65535).len() >= 9);
+        // A tight grid limit splits further.
+        assert!(parameter_chunks(&small, 100, PerturbStrategy::Incremental, 16).len() >= 9);
+        let wide = MlpSpec::new(784, vec![50, 300], 10, Activation::Relu).unwrap();
+        assert!(check_widths(&wide, PerturbStrategy::Incremental).is_err());
+        assert!(check_widths(&big, PerturbStrategy::Incremental).is_ok());
+        assert!(check_widths(&big, PerturbStrategy::Full).is_err());
+    }
+}
