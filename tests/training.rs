@@ -5,12 +5,12 @@ use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
 use gpu_train::cpu::CpuBackend;
 use gpu_train::data::{self, Mnist};
 use gpu_train::model::{relative_error, MlpSpec, Params};
-use gpu_train::train::{train, TrainConfig};
+use gpu_train::train::{train, EvalRecord, TrainConfig};
 use std::sync::Arc;
 
 fn run<B: Backend>(mut backend: B, spec: &MlpSpec, cfg: &TrainConfig, train_size: usize) -> (B, gpu_train::train::TrainSummary) {
     backend.set_params(&Params::init(spec, cfg.seed)).unwrap();
-    let summary = train(&mut backend, train_size, cfg, |r| {
+    let summary = train(&mut backend, train_size, cfg, |r: &EvalRecord| {
         println!("iter {:>5} loss {:.4} train {:.4} test {:.4}", r.iter, r.batch_loss, r.train.accuracy(), r.test.accuracy())
     })
     .unwrap();
@@ -100,7 +100,7 @@ fn divergence_stops_with_an_error_naming_the_iteration() {
     let cfg = TrainConfig { grad: GradMethod::Backprop, iters: 50, eval_every: 1, ..TrainConfig::default() };
     let mut backend = GoesNan { inner: CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(), steps: 0 };
     backend.set_params(&Params::init(&spec, 0)).unwrap();
-    let err = train(&mut backend, data.train.len(), &cfg, |_| {}).unwrap_err().to_string();
+    let err = train(&mut backend, data.train.len(), &cfg, |_: &EvalRecord| {}).unwrap_err().to_string();
     assert!(err.contains("diverged at iteration 3") && err.contains("--lr 0.01"), "{err}");
 }
 

@@ -1,0 +1,3 @@
+//! What training leaves behind for a reader: the chapter's figures as PNG or SVG files.
+
+pub mod plot;
