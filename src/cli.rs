@@ -44,6 +44,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Numerical gradient (each strategy, each device) against backprop, per parameter tensor.
     Gradcheck(GradcheckArgs),
+    /// Time forward, backprop, the numerical gradient and a training step on the CPU and the
+    /// GPU over a grid of sizes: median/min/max, op counts, rates, growth, optional NumPy peer.
+    Bench(gpu_train::bench::BenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -278,6 +281,11 @@ pub fn main_with_args() -> Result<i32> {
             Ok(0)
         }
         Command::Gradcheck(args) => run_gradcheck(&args).map(|_| 0),
+        Command::Bench(args) => {
+            let mut out = std::io::stdout().lock();
+            gpu_train::bench::run(&args, &mut out)?;
+            Ok(0)
+        }
         Command::Demo(args) => {
             let mut out = std::io::stdout().lock();
             let files = gpu_train::demo::run(args.out.as_deref(), &mut out)?;

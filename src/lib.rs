@@ -4,6 +4,7 @@
 //! them checked against an f64 CPU reference.
 
 pub mod backend;
+pub mod bench;
 pub mod check;
 pub mod checkpoint;
 pub mod cpu;

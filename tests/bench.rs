@@ -1,0 +1,193 @@
+//! `gpu-train bench` on a tiny grid: the table lists every case with a positive median and op
+//! count, `--json` writes every field, and a GPU case produces a row (on lavapipe in CI; with
+//! CI=true a GPU that cannot be found fails the test instead of skipping).
+
+use gpu_train::bench::{self, BenchArgs, Device, Report, Work};
+use std::path::PathBuf;
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Runs the bench with `flags`; returns the report and what it printed.
+fn bench(flags: &[&str]) -> (Report, String) {
+    let args = BenchArgs::try_parse_from(flags).unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+    let mut out = Vec::new();
+    let report = bench::run(&args, &mut out).unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+    (report, String::from_utf8(out).expect("the table is UTF-8"))
+}
+
+/// The table row of (device, what) at batch 100, hidden 50, split into columns.
+fn row<'a>(table: &'a str, device: &str, what: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|c| c.len() > 4 && c[0] == device && c[1] == what && c[2] == "100" && c[3] == "50")
+        .unwrap_or_else(|| panic!("no {device} {what} row at batch 100, hidden 50 in:\n{table}"))
+}
+
+/// A "<number> <unit>" cell starting at column i, as a positive number.
+fn positive(cols: &[&str], i: usize, what: &str) -> f64 {
+    let v: f64 = cols[i]
+        .parse()
+        .unwrap_or_else(|_| panic!("{what}: {:?} is not a number in {cols:?}", cols[i]));
+    assert!(v > 0.0, "{what} is {v} in {cols:?}");
+    v
+}
+
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn cpu_table_and_json_list_every_case() {
+    let json = TempFile(
+        std::env::temp_dir().join(format!("gpu-train-bench-test-{}.json", std::process::id())),
+    );
+    let path = json.0.to_string_lossy().into_owned();
+    let flags = [
+        "--device",
+        "cpu",
+        "--hidden",
+        "50",
+        "--batch",
+        "100",
+        "--what",
+        "forward,backprop",
+        "--repeat",
+        "2",
+        "--json",
+        &path,
+    ];
+    let (report, table) = bench(&flags);
+    for what in ["forward", "backprop"] {
+        let cols = row(&table, "cpu", what);
+        // device what batch hidden params reps median unit min unit max unit ops unit rate unit
+        assert_eq!(cols[5], "2", "{what}: repeats in {cols:?}");
+        positive(&cols, 6, "median");
+        positive(&cols, 12, "ops");
+        assert!(cols[13].ends_with("FLOP"), "{what}: ops unit in {cols:?}");
+    }
+    assert!(table.contains("wall (submit+wait)"), "{table}");
+    assert!(
+        table.contains("timestamp"),
+        "the footnote says timestamp queries are not used:\n{table}"
+    );
+    assert_eq!(report.cases.len(), 2, "{:?}", report.cases);
+    for c in &report.cases {
+        assert_eq!(
+            (c.device, c.batch, c.hidden, c.repeats, c.status.as_str()),
+            (Device::Cpu, 100, 50, 2, "ok")
+        );
+        assert!(
+            c.median_s.is_some_and(|m| m > 0.0) && c.ops > 0.0 && c.rate.is_some_and(|r| r > 0.0),
+            "{c:?}"
+        );
+    }
+    let backprop = report
+        .cases
+        .iter()
+        .find(|c| c.what == Work::Backprop)
+        .expect("a backprop case");
+    assert_eq!(
+        backprop.ops,
+        3.0 * 2.0 * 100.0 * (784.0 * 50.0 + 50.0 * 10.0)
+    );
+
+    let text = std::fs::read_to_string(&json.0).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}\n{text}"));
+    for field in [
+        "command",
+        "date_utc",
+        "cpu_model",
+        "threads",
+        "adapter",
+        "data",
+        "budget_s",
+        "cases",
+        "fits",
+        "crossovers",
+    ] {
+        assert!(v.get(field).is_some(), "JSON lacks {field}:\n{text}");
+    }
+    let cases = v["cases"].as_array().expect("cases is an array");
+    assert_eq!(cases.len(), 2);
+    for c in cases {
+        for field in [
+            "device", "what", "batch", "hidden", "repeats", "median_s", "min_s", "max_s", "ops",
+            "op_unit", "rate", "status",
+        ] {
+            assert!(c.get(field).is_some(), "a case lacks {field}: {c}");
+        }
+        assert_eq!(c["device"], "cpu");
+        assert_eq!(c["status"], "ok");
+        assert!(c["median_s"].as_f64().is_some_and(|m| m > 0.0), "{c}");
+        assert!(
+            c["min_s"].as_f64() <= c["median_s"].as_f64()
+                && c["median_s"].as_f64() <= c["max_s"].as_f64(),
+            "{c}"
+        );
+    }
+    let whats: Vec<&str> = cases.iter().filter_map(|c| c["what"].as_str()).collect();
+    assert_eq!(whats, ["forward", "backprop"]);
+    // One size per device and work: a fit has no exponent to give, and says so with nulls.
+    assert!(
+        v["fits"]
+            .as_array()
+            .is_some_and(|f| f.len() == 2 && f.iter().all(|f| f["k_hidden"].is_null())),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_gpu_case_produces_a_row() {
+    let (report, table) = bench(&[
+        "--device", "gpu", "--hidden", "50", "--batch", "100", "--what", "forward", "--repeat", "1",
+    ]);
+    assert_eq!(report.cases.len(), 1, "{table}");
+    let case = &report.cases[0];
+    assert_eq!((case.device, case.what), (Device::Gpu, Work::Forward));
+    if case.status.starts_with("not run") {
+        assert!(!ci(), "CI=true and no usable GPU: {}", case.status);
+        eprintln!("skipped: {}", case.status);
+        let cols = row(&table, "gpu", "forward");
+        assert!(cols.contains(&"not"), "the row says why: {cols:?}");
+        return;
+    }
+    assert_eq!(case.status, "ok", "{table}");
+    assert!(report.adapter.is_some(), "the header names the adapter");
+    let cols = row(&table, "gpu", "forward");
+    assert_eq!(cols[5], "1");
+    positive(&cols, 6, "median");
+    positive(&cols, 12, "ops");
+    assert!(table.contains("gpu:      "), "{table}");
+}
+
+#[test]
+fn bad_flags_name_the_flag_and_the_choices() {
+    let e = BenchArgs::try_parse_from(["--what", "everything"])
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "--what",
+        "forward",
+        "backprop",
+        "numerical-incremental",
+        "numerical-full",
+        "train-step",
+    ] {
+        assert!(e.contains(needle), "{needle:?} not in: {e}");
+    }
+    let args = BenchArgs::try_parse_from(["--device", "cpu", "--repeat", "0"]).expect("parses");
+    let e = bench::run(&args, &mut Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("--repeat"), "{e}");
+    // Found before anything is measured, not after.
+    let args = BenchArgs::try_parse_from(["--json", "/no/such/folder/bench.json"]).expect("parses");
+    let e = bench::run(&args, &mut Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("--json") && e.contains("/no/such/folder"), "{e}");
+}
