@@ -55,10 +55,24 @@ fn help_and_version() {
 
 #[test]
 fn a_short_run_prints_evaluations_and_the_final_line() {
-    let out = gpu_train(&["train", "--device", "cpu", "--grad", "backprop", "--iters", "30", "--eval-every", "10"]);
+    let dir = std::env::temp_dir().join(format!("gpu-train-cli-short-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out_dir = dir.to_string_lossy().into_owned();
+    let out = gpu_train(&["train", "--device", "cpu", "--grad", "backprop", "--iters", "30", "--eval-every", "10", "--out", &out_dir]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("embedded MNIST subset"), "{stdout}");
     assert_eq!(stdout.lines().filter(|l| l.starts_with("iter ")).count(), 4, "iterations 0, 10, 20, 29:\n{stdout}");
-    assert!(stdout.lines().last().unwrap().starts_with("final: iteration 30"), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let n = lines.len();
+    assert!(n >= 2 && lines[n - 2].starts_with("final: iteration 30"), "{stdout}");
+    // The last line names the run's files, and they exist.
+    assert!(lines[n - 1].starts_with("metrics: "), "{stdout}");
+    for file in ["metrics.csv", "loss.png", "accuracy.png", "checkpoint.safetensors", "config.json"] {
+        assert!(dir.join(file).is_file(), "{file} missing in {}", dir.display());
+        if file != "config.json" {
+            assert!(lines[n - 1].contains(&dir.join(file).to_string_lossy().into_owned()), "{stdout}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

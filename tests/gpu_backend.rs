@@ -3,13 +3,12 @@
 //! included), a deeper relu net; and the device selection API. Runs on any adapter, lavapipe
 //! included; with CI=true a missing adapter fails instead of skipping.
 
-use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, Split, DEFAULT_H};
+use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, Split};
 use gpu_train::cpu::CpuBackend;
 use gpu_train::data::{self, Mnist, Sampler, SamplerKind};
 use gpu_train::gpu::{self, AutoChoice, Context, GpuBackend, GpuOptions};
 use gpu_train::model::{relative_error, Activation, MlpSpec, Params};
 use gpu_train::tolerance::{GPU_BACKPROP_REL, GPU_TRAINING_200_STEPS_REL};
-use gpu_train::Error;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 

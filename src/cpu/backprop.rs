@@ -4,6 +4,7 @@ use super::activation::activate_grad;
 use super::forward::ForwardCache;
 use super::matmul::{matmul_a_bt, matmul_at_b};
 use super::real::Real;
+use super::sparse::{sparse_at_b_into, SparseRows};
 use crate::backend::CEE_DELTA;
 use crate::model::MlpSpec;
 
@@ -36,14 +37,50 @@ pub fn backprop<T: Real>(
     labels: &[u8],
     batch: usize,
 ) -> Vec<T> {
+    backprop_with(spec, params, x, cache, labels, batch, None)
+}
+
+/// `backprop`, with the first layer's weight gradient over `sparse` (the non-zero entries of
+/// `x`) when given.
+pub fn backprop_with<T: Real>(
+    spec: &MlpSpec,
+    params: &[T],
+    x: &[T],
+    cache: &ForwardCache<T>,
+    labels: &[u8],
+    batch: usize,
+    sparse: Option<&SparseRows<T>>,
+) -> Vec<T> {
+    let mut grad = Vec::new();
+    backprop_into(spec, params, x, cache, labels, batch, sparse, &mut grad);
+    grad
+}
+
+/// `backprop_with` into `grad`, reusing its allocation (a training step would otherwise map and
+/// fault in a fresh 160 KB buffer each time).
+#[allow(clippy::too_many_arguments)]
+pub fn backprop_into<T: Real>(
+    spec: &MlpSpec,
+    params: &[T],
+    x: &[T],
+    cache: &ForwardCache<T>,
+    labels: &[u8],
+    batch: usize,
+    sparse: Option<&SparseRows<T>>,
+    grad: &mut Vec<T>,
+) {
     let layers = spec.layers();
-    let mut grad = vec![T::ZERO; spec.num_params()];
+    grad.clear();
+    grad.resize(spec.num_params(), T::ZERO);
     let mut delta = output_delta(&cache.probs, labels, spec.classes);
     for l in (0..layers.len()).rev() {
         let layer = layers[l];
         let input = cache.input_of(l, x);
-        let dw = matmul_at_b(input, &delta, batch, layer.fan_in, layer.fan_out);
-        grad[layer.w_offset..layer.w_offset + layer.w_len()].copy_from_slice(&dw);
+        let dw = &mut grad[layer.w_offset..layer.w_offset + layer.w_len()];
+        match sparse {
+            Some(sx) if l == 0 => sparse_at_b_into(sx, &delta, layer.fan_out, dw),
+            _ => dw.copy_from_slice(&matmul_at_b(input, &delta, batch, layer.fan_in, layer.fan_out)),
+        }
         let db = &mut grad[layer.b_offset..layer.b_offset + layer.fan_out];
         for row in delta.chunks(layer.fan_out) {
             for (g, &d) in db.iter_mut().zip(row) {
@@ -60,5 +97,4 @@ pub fn backprop<T: Real>(
             delta = dz;
         }
     }
-    grad
 }

@@ -5,6 +5,7 @@ use super::activation::activate;
 use super::matmul::matmul_into;
 use super::real::Real;
 use super::softmax::softmax_rows;
+use super::sparse::{sparse_matmul_add, SparseRows};
 use crate::model::MlpSpec;
 
 /// Everything the forward pass computed for one batch.
@@ -34,6 +35,18 @@ impl<T: Real> ForwardCache<T> {
 
 /// Runs the whole net on `batch` rows of `x` (batch x input).
 pub fn forward<T: Real>(spec: &MlpSpec, params: &[T], x: &[T], batch: usize) -> ForwardCache<T> {
+    forward_with(spec, params, x, batch, None)
+}
+
+/// `forward`, with the first layer's product over `sparse` (the non-zero entries of `x`) when
+/// given.
+pub fn forward_with<T: Real>(
+    spec: &MlpSpec,
+    params: &[T],
+    x: &[T],
+    batch: usize,
+    sparse: Option<&SparseRows<T>>,
+) -> ForwardCache<T> {
     let layers = spec.layers();
     let mut pre = Vec::with_capacity(layers.len());
     let mut post: Vec<Vec<T>> = Vec::with_capacity(layers.len() - 1);
@@ -42,10 +55,20 @@ pub fn forward<T: Real>(spec: &MlpSpec, params: &[T], x: &[T], batch: usize) -> 
         let w = &params[layer.w_offset..layer.w_offset + layer.w_len()];
         let b = &params[layer.b_offset..layer.b_offset + layer.fan_out];
         let mut a = vec![T::ZERO; batch * layer.fan_out];
-        matmul_into(input, w, batch, layer.fan_in, layer.fan_out, &mut a);
-        for row in a.chunks_mut(layer.fan_out) {
-            for (v, &bias) in row.iter_mut().zip(b) {
-                *v += bias;
+        match sparse {
+            Some(sx) if l == 0 => {
+                for row in a.chunks_mut(layer.fan_out) {
+                    row.copy_from_slice(b);
+                }
+                sparse_matmul_add(sx, w, layer.fan_out, &mut a);
+            }
+            _ => {
+                matmul_into(input, w, batch, layer.fan_in, layer.fan_out, &mut a);
+                for row in a.chunks_mut(layer.fan_out) {
+                    for (v, &bias) in row.iter_mut().zip(b) {
+                        *v += bias;
+                    }
+                }
             }
         }
         if l + 1 < layers.len() {

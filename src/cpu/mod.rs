@@ -11,12 +11,14 @@ pub mod numerical;
 pub mod real;
 pub mod sgd;
 pub mod softmax;
+pub mod sparse;
 
 use crate::backend::{Backend, Evaluation, GradMethod, PerturbStrategy, Split};
 use crate::data::{Dataset, Mnist};
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
-use forward::{forward, ForwardCache};
+use forward::{forward, forward_with, ForwardCache};
+use sparse::{NonZeroPixels, SparseRows, SPARSE_MAX_DENSITY};
 use rayon::prelude::*;
 pub use real::Real;
 use std::sync::Arc;
@@ -38,8 +40,19 @@ pub struct CpuBackend<T: Real> {
     data: Arc<Mnist>,
     params: Vec<T>,
     indices: Vec<u32>,
+    /// The batch as dense rows, filled on first use (`x_ready`): a backprop step on a sparse
+    /// batch never needs it.
     x: Vec<T>,
+    x_ready: bool,
     labels: Vec<u8>,
+    /// The training set's non-zero pixels, indexed on the first batch (None inside: too wide).
+    nonzero: Option<Option<Arc<NonZeroPixels>>>,
+    /// The non-zero entries of the batch, used when it is sparse enough for the first layer's
+    /// products to skip the zeros (`sparse_used`).
+    sparse: SparseRows<T>,
+    sparse_used: bool,
+    /// The last backprop step's gradient, kept for its allocation.
+    grad_buf: Vec<T>,
     /// The forward pass of the current batch at the current parameters, when computed.
     cache: Option<ForwardCache<T>>,
 }
@@ -59,7 +72,20 @@ impl<T: Real> CpuBackend<T> {
             ));
         }
         let params = vec![T::ZERO; spec.num_params()];
-        Ok(CpuBackend { spec, data, params, indices: Vec::new(), x: Vec::new(), labels: Vec::new(), cache: None })
+        Ok(CpuBackend {
+            spec,
+            data,
+            params,
+            indices: Vec::new(),
+            x: Vec::new(),
+            x_ready: false,
+            labels: Vec::new(),
+            nonzero: None,
+            sparse: SparseRows::default(),
+            sparse_used: false,
+            grad_buf: Vec::new(),
+            cache: None,
+        })
     }
 
     fn cache(&mut self) -> Result<&ForwardCache<T>> {
@@ -67,18 +93,35 @@ impl<T: Real> CpuBackend<T> {
             return Err(Error::config("batch", "no batch selected: call set_batch first"));
         }
         if self.cache.is_none() {
-            self.cache = Some(forward(&self.spec, &self.params, &self.x, self.indices.len()));
+            if !self.sparse_used {
+                self.dense_x();
+            }
+            let sparse = self.sparse_used.then_some(&self.sparse);
+            self.cache = Some(forward_with(&self.spec, &self.params, &self.x, self.indices.len(), sparse));
         }
         Ok(self.cache.as_ref().expect("set just above"))
+    }
+
+    fn dense_x(&mut self) {
+        if !self.x_ready {
+            fill_x(&self.data.train, &self.indices, &mut self.x);
+            self.x_ready = true;
+        }
     }
 
     /// The gradient in the backend's own precision.
     pub fn gradient_native(&mut self, method: GradMethod) -> Result<Vec<T>> {
         self.cache()?;
+        if !(method == GradMethod::Backprop && self.sparse_used) {
+            self.dense_x();
+        }
         let cache = self.cache.as_ref().expect("computed by cache()");
         let batch = self.indices.len();
         Ok(match method {
-            GradMethod::Backprop => backprop::backprop(&self.spec, &self.params, &self.x, cache, &self.labels, batch),
+            GradMethod::Backprop => {
+                let sparse = self.sparse_used.then_some(&self.sparse);
+                backprop::backprop_with(&self.spec, &self.params, &self.x, cache, &self.labels, batch, sparse)
+            }
             GradMethod::Numerical { strategy, h } => {
                 let h = T::from_f64(h);
                 match strategy {
@@ -138,7 +181,15 @@ impl<T: Real> Backend for CpuBackend<T> {
         }
         self.indices.clear();
         self.indices.extend_from_slice(indices);
-        fill_x(&self.data.train, indices, &mut self.x);
+        self.x_ready = false;
+        let train = &self.data.train;
+        match self.nonzero.get_or_insert_with(|| NonZeroPixels::new(train).map(Arc::new)) {
+            Some(index) => {
+                self.sparse.fill_from_index(index, indices);
+                self.sparse_used = self.sparse.density() <= SPARSE_MAX_DENSITY;
+            }
+            None => self.sparse_used = false,
+        }
         self.labels = indices.iter().map(|&i| self.data.train.label(i as usize)).collect();
         self.cache = None;
         Ok(())
@@ -156,8 +207,20 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn step(&mut self, method: GradMethod, lr: f64) -> Result<()> {
-        let grad = self.gradient_native(method)?;
-        sgd::sgd(&mut self.params, &grad, T::from_f64(lr));
+        if method == GradMethod::Backprop {
+            self.cache()?;
+            if !self.sparse_used {
+                self.dense_x();
+            }
+            let cache = self.cache.as_ref().expect("computed by cache()");
+            let sparse = self.sparse_used.then_some(&self.sparse);
+            let batch = self.indices.len();
+            backprop::backprop_into(&self.spec, &self.params, &self.x, cache, &self.labels, batch, sparse, &mut self.grad_buf);
+            sgd::sgd(&mut self.params, &self.grad_buf, T::from_f64(lr));
+        } else {
+            let grad = self.gradient_native(method)?;
+            sgd::sgd(&mut self.params, &grad, T::from_f64(lr));
+        }
         self.cache = None;
         Ok(())
     }

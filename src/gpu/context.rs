@@ -565,10 +565,23 @@ impl Context {
             let _ = tx.send(r);
         });
         self.wait(index, what)?;
-        match rx.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Gpu(format!("{what}: mapping the read-back buffer failed: {e}"))),
-            Err(_) => {
+        // With several threads on one device, another thread's poll may be the one running this
+        // callback, and it can still be on its way when our wait returns: keep polling briefly.
+        let deadline = std::time::Instant::now() + WAIT_TIMEOUT;
+        let mapped = loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(2)) {
+                Ok(r) => break Some(r),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+                Err(mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() > deadline => break None,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.device.poll(wgpu::PollType::Poll);
+                }
+            }
+        };
+        match mapped {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Gpu(format!("{what}: mapping the read-back buffer failed: {e}"))),
+            None => {
                 return Err(Error::Gpu(format!(
                     "{what}: the read-back buffer was never mapped although the GPU finished; \
                      this is a driver problem, try --device cpu"
