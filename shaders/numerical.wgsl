@@ -151,9 +151,26 @@ fn unit_change(l: u32, j: u32, b: u32, e: f32) -> f32 {
         return 0.0;
     }
     // Layer l + 1 sees row j of its weights only.
-    var da: array<f32, 256>;
     let nfo = table(l + 1u, 1u);
     let row = table(l + 1u, 2u) + j * nfo;
+    if (l + 1u == last) {
+        // The logits themselves (the chapter's two-layer net): stream the logit shifts
+        // dz W[j, k] straight into S, with no array (WGSL zero-fills a function-scope array at
+        // each call, and 2 KB of private memory per invocation costs occupancy on a real GPU;
+        // on lavapipe it made no measurable difference). Same values, same order as
+        // logit_change.
+        var s = 0.0;
+        var dt = 0.0;
+        for (var k = 0u; k < nfo; k++) {
+            let em1 = expm1c(dz * theta[row + k]);
+            s += cf(probs + k) * em1;
+            if (k == t) {
+                dt = em1;
+            }
+        }
+        return change_from(cf(probs + t), dt, s);
+    }
+    var da: array<f32, 256>;
     for (var k = 0u; k < nfo; k++) {
         da[k] = dz * theta[row + k];
     }
