@@ -19,7 +19,9 @@ fn step_bench(c: &mut Criterion) {
         cpu.set_params(&Params::init(&spec, 0)).unwrap();
         let mut group = c.benchmark_group("cpu_f32_784_50_10_batch_100");
         if slow {
-            group.sample_size(10).measurement_time(Duration::from_secs(60));
+            group
+                .sample_size(10)
+                .measurement_time(Duration::from_secs(60));
         }
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -31,9 +33,25 @@ fn step_bench(c: &mut Criterion) {
         group.finish();
     };
     bench(c, "backprop_step", GradMethod::Backprop, false);
-    bench(c, "numerical_incremental_step", GradMethod::Numerical { strategy: PerturbStrategy::Incremental, h: DEFAULT_H }, false);
+    bench(
+        c,
+        "numerical_incremental_step",
+        GradMethod::Numerical {
+            strategy: PerturbStrategy::Incremental,
+            h: DEFAULT_H,
+        },
+        false,
+    );
     if std::env::var_os("BENCH_SKIP_FULL").is_none() {
-        bench(c, "numerical_full_step", GradMethod::Numerical { strategy: PerturbStrategy::Full, h: DEFAULT_H }, true);
+        bench(
+            c,
+            "numerical_full_step",
+            GradMethod::Numerical {
+                strategy: PerturbStrategy::Full,
+                h: DEFAULT_H,
+            },
+            true,
+        );
     }
 }
 

@@ -44,7 +44,9 @@ impl GradMethod {
     pub fn describe(&self) -> String {
         match self {
             GradMethod::Backprop => "backprop".to_string(),
-            GradMethod::Numerical { strategy, h } => format!("numerical ({}, h = {h:e})", strategy.name()),
+            GradMethod::Numerical { strategy, h } => {
+                format!("numerical ({}, h = {h:e})", strategy.name())
+            }
         }
     }
 }

@@ -23,9 +23,20 @@ pub fn per_tensor(spec: &MlpSpec, got: &[f64], reference: &[f64]) -> (Vec<Tensor
         .tensors()
         .into_iter()
         .map(|t| {
-            let (g, r) = (&got[t.offset..t.offset + t.len], &reference[t.offset..t.offset + t.len]);
-            let max_abs = g.iter().zip(r).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-            TensorError { name: t.name, relative: relative_error(g, r), max_abs }
+            let (g, r) = (
+                &got[t.offset..t.offset + t.len],
+                &reference[t.offset..t.offset + t.len],
+            );
+            let max_abs = g
+                .iter()
+                .zip(r)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            TensorError {
+                name: t.name,
+                relative: relative_error(g, r),
+                max_abs,
+            }
         })
         .collect();
     (tensors, relative_error(got, reference))
@@ -35,8 +46,14 @@ pub fn per_tensor(spec: &MlpSpec, got: &[f64], reference: &[f64]) -> (Vec<Tensor
 pub fn tolerance_for(method: GradMethod) -> f64 {
     match method {
         GradMethod::Backprop => GPU_BACKPROP_REL,
-        GradMethod::Numerical { strategy: PerturbStrategy::Incremental, .. } => F32_NUMERICAL_VS_F64,
-        GradMethod::Numerical { strategy: PerturbStrategy::Full, .. } => GPU_NUMERICAL_FULL_REL,
+        GradMethod::Numerical {
+            strategy: PerturbStrategy::Incremental,
+            ..
+        } => F32_NUMERICAL_VS_F64,
+        GradMethod::Numerical {
+            strategy: PerturbStrategy::Full,
+            ..
+        } => GPU_NUMERICAL_FULL_REL,
     }
 }
 
@@ -47,24 +64,39 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(spec: MlpSpec, data: Arc<Mnist>) -> Result<Self> {
-        Ok(Checker { oracle: CpuBackend::new(spec, data)? })
+        Ok(Checker {
+            oracle: CpuBackend::new(spec, data)?,
+        })
     }
 
     /// The device's gradient of the current batch against the oracle's (the numerical gradient
     /// is checked against the f64 `incremental`, backprop against f64 backprop). An error names
     /// the step, the tensor and the error when beyond tolerance.
-    pub fn check(&mut self, step: usize, device: &mut dyn Backend, batch: &[u32], method: GradMethod) -> Result<(f64, Vec<TensorError>)> {
+    pub fn check(
+        &mut self,
+        step: usize,
+        device: &mut dyn Backend,
+        batch: &[u32],
+        method: GradMethod,
+    ) -> Result<(f64, Vec<TensorError>)> {
         let got = device.gradient(method)?;
         self.oracle.set_params(&device.params()?)?;
         self.oracle.set_batch(batch)?;
         let reference_method = match method {
             GradMethod::Backprop => GradMethod::Backprop,
-            GradMethod::Numerical { h, .. } => GradMethod::Numerical { strategy: PerturbStrategy::Incremental, h },
+            GradMethod::Numerical { h, .. } => GradMethod::Numerical {
+                strategy: PerturbStrategy::Incremental,
+                h,
+            },
         };
         let reference = self.oracle.gradient(reference_method)?;
         let (tensors, total) = per_tensor(device.spec(), &got, &reference);
         let tol = tolerance_for(method);
-        if let Some(worst) = tensors.iter().filter(|t| !(t.relative <= tol)).max_by(|a, b| a.relative.total_cmp(&b.relative)) {
+        if let Some(worst) = tensors
+            .iter()
+            .filter(|t| !(t.relative <= tol))
+            .max_by(|a, b| a.relative.total_cmp(&b.relative))
+        {
             return Err(Error::Numerics(format!(
                 "gradient check failed at step {step}: {} of {} differs from the f64 CPU reference by {:.3e} relative \
                  (max abs {:.3e}; tolerance {tol:e}); the device's {} gradient is wrong: report it, and use --device cpu meanwhile",
@@ -81,5 +113,8 @@ impl Checker {
 
 /// The numerical gradient with the chapter's h.
 pub fn numerical(strategy: PerturbStrategy) -> GradMethod {
-    GradMethod::Numerical { strategy, h: DEFAULT_H }
+    GradMethod::Numerical {
+        strategy,
+        h: DEFAULT_H,
+    }
 }

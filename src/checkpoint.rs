@@ -37,7 +37,10 @@ pub struct Checkpoint {
 }
 
 fn bad(file: &Path, what: impl Into<String>) -> Error {
-    Error::Checkpoint { file: file.to_path_buf(), what: what.into() }
+    Error::Checkpoint {
+        file: file.to_path_buf(),
+        what: what.into(),
+    }
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -51,7 +54,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().ok_or_else(|| bad(path, "is not a file path"))?.to_string_lossy().into_owned();
+    let name = path
+        .file_name()
+        .ok_or_else(|| bad(path, "is not a file path"))?
+        .to_string_lossy()
+        .into_owned();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -81,7 +88,10 @@ pub fn to_bytes(ckpt: &Checkpoint, precision: StoredPrecision) -> Result<Vec<u8>
         .map(|t| {
             let values = &ckpt.params.data[t.offset..t.offset + t.len];
             let bytes = match precision {
-                StoredPrecision::F32 => values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
+                StoredPrecision::F32 => values
+                    .iter()
+                    .flat_map(|&v| (v as f32).to_le_bytes())
+                    .collect(),
                 StoredPrecision::F64 => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
             };
             (t.name, t.shape, bytes)
@@ -104,7 +114,8 @@ pub fn to_bytes(ckpt: &Checkpoint, precision: StoredPrecision) -> Result<Vec<u8>
     meta.insert("sampler".into(), json(&ckpt.sampler));
     meta.insert("config".into(), json(&ckpt.config));
     meta.insert("seed".into(), ckpt.config.seed.to_string());
-    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Numerics(format!("serialising a checkpoint: {e}")))
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::Numerics(format!("serialising a checkpoint: {e}")))
 }
 
 /// Saves atomically.
@@ -123,23 +134,53 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
         bad(path, format!("not a readable safetensors file ({e}); it may be truncated or corrupted: use an earlier checkpoint"))
     })?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(path, format!("unreadable header: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(path, format!("unreadable header: {e}")))?;
     let meta = header.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(bad(path, "not a gpu-train checkpoint (its metadata has no \"format\": \"gpu-train checkpoint 1\")"));
     }
-    let field = |key: &str| meta.get(key).ok_or_else(|| bad(path, format!("metadata lacks \"{key}\"")));
-    let parse_err = |key: &str, e: serde_json::Error| bad(path, format!("metadata \"{key}\" is malformed: {e}"));
+    let field = |key: &str| {
+        meta.get(key)
+            .ok_or_else(|| bad(path, format!("metadata lacks \"{key}\"")))
+    };
+    let parse_err = |key: &str, e: serde_json::Error| {
+        bad(path, format!("metadata \"{key}\" is malformed: {e}"))
+    };
     let spec: MlpSpec = serde_json::from_str(field("spec")?).map_err(|e| parse_err("spec", e))?;
-    let spec = MlpSpec::new(spec.input, spec.hidden, spec.classes, spec.activation).map_err(|e| bad(path, e.to_string()))?;
-    let iteration: usize = field("iteration")?.parse().map_err(|_| bad(path, "metadata \"iteration\" is not a number"))?;
-    let sampler: SamplerState = serde_json::from_str(field("sampler")?).map_err(|e| parse_err("sampler", e))?;
-    let config: TrainConfig = serde_json::from_str(field("config")?).map_err(|e| parse_err("config", e))?;
+    let spec = MlpSpec::new(spec.input, spec.hidden, spec.classes, spec.activation)
+        .map_err(|e| bad(path, e.to_string()))?;
+    let iteration: usize = field("iteration")?
+        .parse()
+        .map_err(|_| bad(path, "metadata \"iteration\" is not a number"))?;
+    let sampler: SamplerState =
+        serde_json::from_str(field("sampler")?).map_err(|e| parse_err("sampler", e))?;
+    let config: TrainConfig =
+        serde_json::from_str(field("config")?).map_err(|e| parse_err("config", e))?;
     let mut data = vec![0.0; spec.num_params()];
     for t in spec.tensors() {
-        let view = st.tensor(&t.name).map_err(|_| bad(path, format!("tensor {} is missing (a {} net has {})", t.name, spec.describe(), names(&spec))))?;
+        let view = st.tensor(&t.name).map_err(|_| {
+            bad(
+                path,
+                format!(
+                    "tensor {} is missing (a {} net has {})",
+                    t.name,
+                    spec.describe(),
+                    names(&spec)
+                ),
+            )
+        })?;
         if view.shape() != t.shape.as_slice() {
-            return Err(bad(path, format!("tensor {} has shape {:?}, the spec {} needs {:?}", t.name, view.shape(), spec.describe(), t.shape)));
+            return Err(bad(
+                path,
+                format!(
+                    "tensor {} has shape {:?}, the spec {} needs {:?}",
+                    t.name,
+                    view.shape(),
+                    spec.describe(),
+                    t.shape
+                ),
+            ));
         }
         let out = &mut data[t.offset..t.offset + t.len];
         match view.dtype() {
@@ -153,15 +194,41 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
                     *o = f64::from_le_bytes(c.try_into().expect("chunks of 8"));
                 }
             }
-            other => return Err(bad(path, format!("tensor {} is {other:?}; gpu-train stores F32 or F64", t.name))),
+            other => {
+                return Err(bad(
+                    path,
+                    format!(
+                        "tensor {} is {other:?}; gpu-train stores F32 or F64",
+                        t.name
+                    ),
+                ))
+            }
         }
     }
-    let notes = meta.into_iter().filter(|(k, _)| !matches!(k.as_str(), "format" | "spec" | "iteration" | "sampler" | "config" | "seed")).collect();
-    Ok(Checkpoint { params: Params { spec, data }, iteration, sampler, config, notes })
+    let notes = meta
+        .into_iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "format" | "spec" | "iteration" | "sampler" | "config" | "seed"
+            )
+        })
+        .collect();
+    Ok(Checkpoint {
+        params: Params { spec, data },
+        iteration,
+        sampler,
+        config,
+        notes,
+    })
 }
 
 fn names(spec: &MlpSpec) -> String {
-    spec.tensors().iter().map(|t| format!("{} {:?}", t.name, t.shape)).collect::<Vec<_>>().join(", ")
+    spec.tensors()
+        .iter()
+        .map(|t| format!("{} {:?}", t.name, t.shape))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Checks that a checkpoint fits the net a run expects; the error names both shapes.
@@ -169,7 +236,13 @@ pub fn check_fits(path: &Path, found: &MlpSpec, expected: &MlpSpec) -> Result<()
     if found != expected {
         return Err(bad(
             path,
-            format!("holds a {} net ({}), but this run needs {} ({})", found.describe(), names(found), expected.describe(), names(expected)),
+            format!(
+                "holds a {} net ({}), but this run needs {} ({})",
+                found.describe(),
+                names(found),
+                expected.describe(),
+                names(expected)
+            ),
         ));
     }
     Ok(())

@@ -302,7 +302,11 @@ fn explicit(m: Option<&ArgMatches>, id: &str) -> bool {
 }
 
 /// Picks the backend for `--device`, saying which and why.
-fn make_backend(args: &TrainArgs, spec: &MlpSpec, data: Arc<Mnist>) -> Result<(Box<dyn Backend>, String)> {
+fn make_backend(
+    args: &TrainArgs,
+    spec: &MlpSpec,
+    data: Arc<Mnist>,
+) -> Result<(Box<dyn Backend>, String)> {
     let cpu = |why: String| -> Result<(Box<dyn Backend>, String)> {
         let b: Box<dyn Backend> = match args.precision {
             PrecisionArg::F32 => Box::new(CpuBackend::<f32>::new(spec.clone(), data.clone())?),
@@ -311,7 +315,8 @@ fn make_backend(args: &TrainArgs, spec: &MlpSpec, data: Arc<Mnist>) -> Result<(B
         Ok((b, why))
     };
     let gpu = |ctx: Context, why: &str| -> Result<(Box<dyn Backend>, String)> {
-        let b = GpuBackend::new(Arc::new(ctx), spec.clone(), data.clone()).context("setting up the GPU backend")?;
+        let b = GpuBackend::new(Arc::new(ctx), spec.clone(), data.clone())
+            .context("setting up the GPU backend")?;
         Ok((Box::new(b), why.to_string()))
     };
     match args.device {
@@ -319,7 +324,9 @@ fn make_backend(args: &TrainArgs, spec: &MlpSpec, data: Arc<Mnist>) -> Result<(B
         DeviceArg::Gpu => gpu(Context::gpu()?, "--device gpu"),
         DeviceArg::Auto => match Context::auto()? {
             AutoChoice::Gpu(ctx) => gpu(ctx, "--device auto: a hardware adapter"),
-            AutoChoice::Cpu { reason } => cpu(format!("--device auto: {reason}; using the CPU backend")),
+            AutoChoice::Cpu { reason } => {
+                cpu(format!("--device auto: {reason}; using the CPU backend"))
+            }
         },
     }
 }
@@ -364,7 +371,12 @@ struct CliObserver<'a> {
 }
 
 impl CliObserver<'_> {
-    fn save(&mut self, done: usize, backend: &mut dyn Backend, sampler: &SamplerState) -> gpu_train::Result<PathBuf> {
+    fn save(
+        &mut self,
+        done: usize,
+        backend: &mut dyn Backend,
+        sampler: &SamplerState,
+    ) -> gpu_train::Result<PathBuf> {
         let mut ckpt = self.template.clone();
         ckpt.params = backend.params()?;
         ckpt.iteration = done;
@@ -376,7 +388,12 @@ impl CliObserver<'_> {
 }
 
 impl Observer for CliObserver<'_> {
-    fn before_step(&mut self, iter: usize, backend: &mut dyn Backend, batch: &[u32]) -> gpu_train::Result<()> {
+    fn before_step(
+        &mut self,
+        iter: usize,
+        backend: &mut dyn Backend,
+        batch: &[u32],
+    ) -> gpu_train::Result<()> {
         let due = match self.check_every {
             Some(0) => false,
             Some(n) => iter % n == 0,
@@ -384,7 +401,10 @@ impl Observer for CliObserver<'_> {
         };
         if let (true, Some(checker)) = (due, self.checker.as_mut()) {
             let (total, tensors) = checker.check(iter, backend, batch, self.grad)?;
-            let parts: Vec<String> = tensors.iter().map(|t| format!("{} {:.1e}", t.name, t.relative)).collect();
+            let parts: Vec<String> = tensors
+                .iter()
+                .map(|t| format!("{} {:.1e}", t.name, t.relative))
+                .collect();
             self.printer.line(&format!(
                 "check step {iter}: {} gradient vs the f64 CPU reference: {total:.2e} relative ({})",
                 self.grad.describe(),
@@ -415,7 +435,12 @@ impl Observer for CliObserver<'_> {
         Ok(())
     }
 
-    fn after_step(&mut self, done: usize, backend: &mut dyn Backend, sampler: &SamplerState) -> gpu_train::Result<Control> {
+    fn after_step(
+        &mut self,
+        done: usize,
+        backend: &mut dyn Backend,
+        sampler: &SamplerState,
+    ) -> gpu_train::Result<Control> {
         if let Some(bar) = &self.printer.bar {
             bar.set_position(done as u64);
         }
@@ -423,7 +448,10 @@ impl Observer for CliObserver<'_> {
             self.interrupt_checkpoint = Some(self.save(done, backend, sampler)?);
             return Ok(Control::Stop);
         }
-        if self.checkpoint_every.is_some_and(|n| n > 0 && done % n == 0) {
+        if self
+            .checkpoint_every
+            .is_some_and(|n| n > 0 && done % n == 0)
+        {
             self.save(done, backend, sampler)?;
         }
         Ok(Control::Continue)
@@ -446,22 +474,46 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
         bail!("--checkpoint-every: must be at least 1 (or leave it out: the checkpoint is written at the end)");
     }
     let mnist = data::load(args.data.as_deref()).context("loading MNIST")?;
-    let flags_spec = MlpSpec::new(mnist.train.input_width(), args.hidden.clone(), mnist.train.classes(), args.activation())?;
+    let flags_spec = MlpSpec::new(
+        mnist.train.input_width(),
+        args.hidden.clone(),
+        mnist.train.classes(),
+        args.activation(),
+    )?;
     // A resumed run takes its net, settings and batch sequence from the checkpoint; only what
     // does not change the trajectory (length, evaluation and logging cadence) comes from flags.
     let (spec, cfg, params, start) = match &args.resume {
         Some(path) => {
             let ckpt = checkpoint::load(path)?;
-            let data_spec = MlpSpec { hidden: ckpt.params.spec.hidden.clone(), activation: ckpt.params.spec.activation, ..flags_spec.clone() };
-            checkpoint::check_fits(path, &ckpt.params.spec, &data_spec).context("the checkpoint does not fit this data")?;
+            let data_spec = MlpSpec {
+                hidden: ckpt.params.spec.hidden.clone(),
+                activation: ckpt.params.spec.activation,
+                ..flags_spec.clone()
+            };
+            checkpoint::check_fits(path, &ckpt.params.spec, &data_spec)
+                .context("the checkpoint does not fit this data")?;
             if explicit(matches, "hidden") || explicit(matches, "activation") {
-                checkpoint::check_fits(path, &ckpt.params.spec, &flags_spec).context("the checkpoint does not fit --hidden/--activation")?;
+                checkpoint::check_fits(path, &ckpt.params.spec, &flags_spec)
+                    .context("the checkpoint does not fit --hidden/--activation")?;
             }
-            let cfg = TrainConfig { iters: args.iters, eval_every: args.eval_every, loss_every: args.loss_every, ..ckpt.config.clone() };
-            let start = Start { iteration: ckpt.iteration, sampler: ckpt.sampler };
+            let cfg = TrainConfig {
+                iters: args.iters,
+                eval_every: args.eval_every,
+                loss_every: args.loss_every,
+                ..ckpt.config.clone()
+            };
+            let start = Start {
+                iteration: ckpt.iteration,
+                sampler: ckpt.sampler,
+            };
             (ckpt.params.spec.clone(), cfg, ckpt.params, Some(start))
         }
-        None => (flags_spec.clone(), args.config(), Params::init(&flags_spec, args.seed), None),
+        None => (
+            flags_spec.clone(),
+            args.config(),
+            Params::init(&flags_spec, args.seed),
+            None,
+        ),
     };
     cfg.validate()?;
     let train_size = mnist.train.len();
@@ -488,8 +540,15 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
         bar.set_position(start.map_or(0, |s| s.iteration) as u64);
         bar
     });
-    let printer = Printer { quiet: args.quiet, json: args.json, bar };
-    printer.line(&format!("gpu-train {} | data: {data_line}", env!("CARGO_PKG_VERSION")));
+    let printer = Printer {
+        quiet: args.quiet,
+        json: args.json,
+        bar,
+    };
+    printer.line(&format!(
+        "gpu-train {} | data: {data_line}",
+        env!("CARGO_PKG_VERSION")
+    ));
     printer.line(&format!("device: {} ({why})", backend.name()));
     printer.line(&format!(
         "model: {}, {} parameters | gradient: {} | batch {}, lr {}, {} iterations, seed {}, evaluate every {}",
@@ -503,7 +562,11 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
         cfg.eval_every
     ));
     if let (Some(path), Some(s)) = (&args.resume, start) {
-        printer.line(&format!("resuming {} at iteration {} (settings from the checkpoint)", path.display(), s.iteration));
+        printer.line(&format!(
+            "resuming {} at iteration {} (settings from the checkpoint)",
+            path.display(),
+            s.iteration
+        ));
     }
     printer.line(&format!("run folder: {}", out_dir.display()));
 
@@ -519,8 +582,20 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let sampler0 = SamplerState { kind: cfg.sampler, n: train_size, seed: cfg.seed, batches_drawn: 0, batch_size: 0 };
-    let template = Checkpoint { params: params.clone(), iteration: 0, sampler: sampler0, config: cfg.clone(), notes };
+    let sampler0 = SamplerState {
+        kind: cfg.sampler,
+        n: train_size,
+        seed: cfg.seed,
+        batches_drawn: 0,
+        batch_size: 0,
+    };
+    let template = Checkpoint {
+        params: params.clone(),
+        iteration: 0,
+        sampler: sampler0,
+        config: cfg.clone(),
+        notes,
+    };
     run_dir.write_config(&serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "device": backend.name(),
@@ -621,7 +696,11 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
     printer.line(&format!(
         "metrics: {} | plots: {} | checkpoint: {}",
         run_dir.path.join("metrics.csv").display(),
-        plots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        plots
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         ckpt_path.display()
     ));
     Ok(0)
@@ -632,7 +711,10 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
 fn write_plots(run_dir: &RunDir, train_size: usize, batch: usize) -> Result<Vec<PathBuf>> {
     let (losses, evals) = run_dir.history()?;
     let per_epoch = (train_size as f64 / batch as f64).max(1.0);
-    let epochs: Vec<(f64, f64, f64)> = evals.iter().map(|&(i, tr, te)| (i as f64 / per_epoch, tr, te)).collect();
+    let epochs: Vec<(f64, f64, f64)> = evals
+        .iter()
+        .map(|&(i, tr, te)| (i as f64 / per_epoch, tr, te))
+        .collect();
     let loss_png = run_dir.path.join("loss.png");
     let acc_png = run_dir.path.join("accuracy.png");
     gpu_train::report::plot::loss_curve(&loss_png, &losses, "training loss")?;
@@ -644,15 +726,30 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
     let ckpt = checkpoint::load(&args.weights)?;
     let mnist = data::load(args.data.as_deref()).context("loading MNIST")?;
     let spec = &ckpt.params.spec;
-    let data_spec = MlpSpec { input: mnist.train.input_width(), classes: mnist.train.classes(), ..spec.clone() };
-    checkpoint::check_fits(&args.weights, spec, &data_spec).context("the checkpoint does not fit this data")?;
+    let data_spec = MlpSpec {
+        input: mnist.train.input_width(),
+        classes: mnist.train.classes(),
+        ..spec.clone()
+    };
+    checkpoint::check_fits(&args.weights, spec, &data_spec)
+        .context("the checkpoint does not fit this data")?;
     let split = match args.split {
         SplitArg::Train => &mnist.train,
         SplitArg::Test => &mnist.test,
     };
     let report = gpu_train::cpu::confusion(spec, &ckpt.params, split);
-    println!("checkpoint: {} ({}, iteration {})", args.weights.display(), spec.describe(), ckpt.iteration);
-    println!("data: {} ({:?} split, {} images)", mnist.describe(), args.split, split.len());
+    println!(
+        "checkpoint: {} ({}, iteration {})",
+        args.weights.display(),
+        spec.describe(),
+        ckpt.iteration
+    );
+    println!(
+        "data: {} ({:?} split, {} images)",
+        mnist.describe(),
+        args.split,
+        split.len()
+    );
     print!("{}", report.render());
     Ok(())
 }
@@ -664,14 +761,20 @@ fn run_gradcheck(args: &GradcheckArgs) -> Result<()> {
         ActivationArg::Sigmoid => Activation::Sigmoid,
         ActivationArg::Relu => Activation::Relu,
     };
-    let spec = MlpSpec::new(mnist.train.input_width(), args.hidden.clone(), mnist.train.classes(), act)?;
+    let spec = MlpSpec::new(
+        mnist.train.input_width(),
+        args.hidden.clone(),
+        mnist.train.classes(),
+        act,
+    )?;
     if args.batch == 0 {
         bail!("--batch: must be at least 1 (the chapter's gradient check uses 3)");
     }
     // The parameters: at init, or after some f32 backprop steps.
     let mut trainer = CpuBackend::<f32>::new(spec.clone(), mnist.clone())?;
     trainer.set_params(&Params::init(&spec, args.seed))?;
-    let mut sampler = gpu_train::data::Sampler::new(SamplerKind::WithReplacement, mnist.train.len(), args.seed)?;
+    let mut sampler =
+        gpu_train::data::Sampler::new(SamplerKind::WithReplacement, mnist.train.len(), args.seed)?;
     let mut batch = Vec::new();
     for _ in 0..args.steps {
         sampler.next_batch(100, &mut batch)?;
@@ -692,23 +795,55 @@ fn run_gradcheck(args: &GradcheckArgs) -> Result<()> {
         args.h
     );
     let with_h = |m: GradMethod| match m {
-        GradMethod::Numerical { strategy, .. } => GradMethod::Numerical { strategy, h: args.h },
+        GradMethod::Numerical { strategy, .. } => GradMethod::Numerical {
+            strategy,
+            h: args.h,
+        },
         other => other,
     };
-    let methods = [numerical(PerturbStrategy::Incremental), numerical(PerturbStrategy::Full), GradMethod::Backprop].map(with_h);
+    let methods = [
+        numerical(PerturbStrategy::Incremental),
+        numerical(PerturbStrategy::Full),
+        GradMethod::Backprop,
+    ]
+    .map(with_h);
     let mut devices: Vec<(String, Box<dyn Backend>)> = Vec::new();
     if args.device != CheckDeviceArg::Gpu {
-        devices.push(("cpu f64".into(), Box::new(CpuBackend::<f64>::new(spec.clone(), mnist.clone())?)));
-        devices.push(("cpu f32".into(), Box::new(CpuBackend::<f32>::new(spec.clone(), mnist.clone())?)));
+        devices.push((
+            "cpu f64".into(),
+            Box::new(CpuBackend::<f64>::new(spec.clone(), mnist.clone())?),
+        ));
+        devices.push((
+            "cpu f32".into(),
+            Box::new(CpuBackend::<f32>::new(spec.clone(), mnist.clone())?),
+        ));
     }
     if args.device != CheckDeviceArg::Cpu {
         let ctx = Context::gpu()?;
         let name = format!("gpu {}", ctx.adapter_info().name);
-        devices.push((name, Box::new(GpuBackend::new(Arc::new(ctx), spec.clone(), mnist.clone())?)));
+        devices.push((
+            name,
+            Box::new(GpuBackend::new(Arc::new(ctx), spec.clone(), mnist.clone())?),
+        ));
     }
     let names: Vec<String> = spec.tensors().into_iter().map(|t| t.name).collect();
-    println!("{:<40} {:<36} {:>10}  {}", "device", "gradient", "all (rel)", names.iter().map(|n| format!("{n:>20}")).collect::<String>());
-    println!("{:<40} {:<36} {:>10}  {}", "", "", "", names.iter().map(|_| format!("{:>20}", "rel / max abs")).collect::<String>());
+    println!(
+        "{:<40} {:<36} {:>10}  {}",
+        "device",
+        "gradient",
+        "all (rel)",
+        names.iter().map(|n| format!("{n:>20}")).collect::<String>()
+    );
+    println!(
+        "{:<40} {:<36} {:>10}  {}",
+        "",
+        "",
+        "",
+        names
+            .iter()
+            .map(|_| format!("{:>20}", "rel / max abs"))
+            .collect::<String>()
+    );
     for (name, backend) in devices.iter_mut() {
         backend.set_params(&params)?;
         backend.set_batch(&indices)?;
@@ -717,7 +852,12 @@ fn run_gradcheck(args: &GradcheckArgs) -> Result<()> {
             match backend.gradient(method) {
                 Ok(g) => {
                     let (tensors, total) = per_tensor(&spec, &g, &exact);
-                    let cells: String = tensors.iter().map(|t| format!("{:>20}", format!("{:.1e} / {:.1e}", t.relative, t.max_abs))).collect();
+                    let cells: String = tensors
+                        .iter()
+                        .map(|t| {
+                            format!("{:>20}", format!("{:.1e} / {:.1e}", t.relative, t.max_abs))
+                        })
+                        .collect();
                     println!(
                         "{:<40} {:<36} {:>10.2e}  {cells}  ({:.2} s)",
                         name,

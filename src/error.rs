@@ -42,12 +42,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn config(field: impl Into<String>, what: impl Into<String>) -> Self {
-        Error::Config { field: field.into(), what: what.into() }
+        Error::Config {
+            field: field.into(),
+            what: what.into(),
+        }
     }
     pub fn data(file: impl Into<PathBuf>, what: impl Into<String>) -> Self {
-        Error::Data { file: file.into(), what: what.into() }
+        Error::Data {
+            file: file.into(),
+            what: what.into(),
+        }
     }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

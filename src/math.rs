@@ -27,16 +27,27 @@ pub enum Targets<'a> {
 /// case). With `delta` = 0 a term whose target is 0 counts as 0 (the limit of t ln y), so the
 /// chapter's NaN (0 * -inf in NumPy) cannot appear; a target class predicted with probability 0
 /// is an error (the loss is infinite), never a silent NaN.
-pub fn cross_entropy_error_with_delta(y: &[f64], classes: usize, t: Targets, delta: f64) -> Result<f64> {
+pub fn cross_entropy_error_with_delta(
+    y: &[f64],
+    classes: usize,
+    t: Targets,
+    delta: f64,
+) -> Result<f64> {
     if classes == 0 || y.len() % classes != 0 || y.is_empty() {
-        return Err(Error::config("y", format!("{} values do not make rows of {classes} classes", y.len())));
+        return Err(Error::config(
+            "y",
+            format!("{} values do not make rows of {classes} classes", y.len()),
+        ));
     }
     let rows = y.len() / classes;
     let mut total = 0.0;
     match t {
         Targets::OneHot(t) => {
             if t.len() != y.len() {
-                return Err(Error::config("t", format!("one-hot targets have {} values, y has {}", t.len(), y.len())));
+                return Err(Error::config(
+                    "t",
+                    format!("one-hot targets have {} values, y has {}", t.len(), y.len()),
+                ));
             }
             for (&yk, &tk) in y.iter().zip(t) {
                 if tk != 0.0 {
@@ -46,11 +57,17 @@ pub fn cross_entropy_error_with_delta(y: &[f64], classes: usize, t: Targets, del
         }
         Targets::Labels(labels) => {
             if labels.len() != rows {
-                return Err(Error::config("t", format!("{} labels for {rows} rows", labels.len())));
+                return Err(Error::config(
+                    "t",
+                    format!("{} labels for {rows} rows", labels.len()),
+                ));
             }
             for (row, &label) in labels.iter().enumerate() {
                 if label >= classes {
-                    return Err(Error::config("t", format!("label {label} in row {row} is not below {classes}")));
+                    return Err(Error::config(
+                        "t",
+                        format!("label {label} in row {row} is not below {classes}"),
+                    ));
                 }
                 total -= (y[row * classes + label] + delta).ln();
             }
@@ -151,7 +168,13 @@ impl SimpleNet {
 
     /// x . W
     pub fn predict(&self, x: &[f64]) -> Vec<f64> {
-        (0..Self::CLASSES).map(|j| (0..Self::INPUTS).map(|i| x[i] * self.w[i * Self::CLASSES + j]).sum()).collect()
+        (0..Self::CLASSES)
+            .map(|j| {
+                (0..Self::INPUTS)
+                    .map(|i| x[i] * self.w[i * Self::CLASSES + j])
+                    .sum()
+            })
+            .collect()
     }
 
     pub fn loss(&self, x: &[f64], label: usize) -> Result<f64> {
@@ -163,7 +186,11 @@ impl SimpleNet {
     pub fn numerical_gradient(&mut self, x: &[f64], label: usize) -> Vec<f64> {
         let mut w = self.w.clone();
         let g = numerical_gradient(
-            |w| SimpleNet { w: w.to_vec() }.loss(x, label).unwrap_or(f64::NAN),
+            |w| {
+                SimpleNet { w: w.to_vec() }
+                    .loss(x, label)
+                    .unwrap_or(f64::NAN)
+            },
             &mut w,
         );
         self.w = w;
@@ -189,7 +216,11 @@ mod tests {
 
     fn close(got: f64, want: f64, rtol: f64) {
         let err = (got - want).abs();
-        assert!(err <= rtol * want.abs(), "got {got:.17e}, want {want:.17e}, rel err {:.3e}", err / want.abs());
+        assert!(
+            err <= rtol * want.abs(),
+            "got {got:.17e}, want {want:.17e}, rel err {:.3e}",
+            err / want.abs()
+        );
     }
     const R: f64 = crate::tolerance::SEED_VALUE_RTOL;
 
@@ -209,10 +240,22 @@ mod tests {
     #[test]
     fn cross_entropy_rows() {
         let t = one_hot(2, 10);
-        close(cross_entropy_error(&Y2, 10, Targets::OneHot(&t)).unwrap(), 0.510825457099338, R);
-        close(cross_entropy_error(&Y7, 10, Targets::OneHot(&t)).unwrap(), 2.302584092994546, R);
+        close(
+            cross_entropy_error(&Y2, 10, Targets::OneHot(&t)).unwrap(),
+            0.510825457099338,
+            R,
+        );
+        close(
+            cross_entropy_error(&Y7, 10, Targets::OneHot(&t)).unwrap(),
+            2.302584092994546,
+            R,
+        );
         // A 1-D y with a 1-D label is a batch of one.
-        close(cross_entropy_error(&Y2, 10, Targets::Labels(&[2])).unwrap(), 0.510825457099338, R);
+        close(
+            cross_entropy_error(&Y2, 10, Targets::Labels(&[2])).unwrap(),
+            0.510825457099338,
+            R,
+        );
     }
 
     #[test]
@@ -231,8 +274,16 @@ mod tests {
     fn batched_cross_entropy_rows() {
         let y: Vec<f64> = Y2.iter().chain(Y7.iter()).cloned().collect();
         let t: Vec<f64> = one_hot(2, 10).into_iter().chain(one_hot(2, 10)).collect();
-        close(cross_entropy_error(&y, 10, Targets::OneHot(&t)).unwrap(), 1.406704775046942, R);
-        close(cross_entropy_error(&y, 10, Targets::Labels(&[2, 2])).unwrap(), 1.406704775046942, R);
+        close(
+            cross_entropy_error(&y, 10, Targets::OneHot(&t)).unwrap(),
+            1.406704775046942,
+            R,
+        );
+        close(
+            cross_entropy_error(&y, 10, Targets::Labels(&[2, 2])).unwrap(),
+            1.406704775046942,
+            R,
+        );
     }
 
     #[test]
@@ -270,8 +321,16 @@ mod tests {
         let f3 = |x: f64| 3.0 * x.powi(4) + 2.0 * x.powi(3) + 6.0 * x * x + 7.0;
         close(numerical_diff(f3, 6.0), 2880.0000007368, 1e-9);
         // Partial derivatives of x0^2 + x1^2 at (3, 4).
-        close(numerical_diff(|x0| x0 * x0 + 4.0f64 * 4.0, 3.0), 6.00000000000378, R);
-        close(numerical_diff(|x1| 3.0f64 * 3.0 + x1 * x1, 4.0), 7.999999999999119, R);
+        close(
+            numerical_diff(|x0| x0 * x0 + 4.0f64 * 4.0, 3.0),
+            6.00000000000378,
+            R,
+        );
+        close(
+            numerical_diff(|x1| 3.0f64 * 3.0 + x1 * x1, 4.0),
+            7.999999999999119,
+            R,
+        );
     }
 
     #[test]
@@ -304,7 +363,11 @@ mod tests {
     }
 
     fn simple_net() -> SimpleNet {
-        SimpleNet { w: vec![0.47355232, 0.9977393, 0.84668094, 0.85557411, 0.03563661, 0.69422093] }
+        SimpleNet {
+            w: vec![
+                0.47355232, 0.9977393, 0.84668094, 0.85557411, 0.03563661, 0.69422093,
+            ],
+        }
     }
 
     #[test]
@@ -329,6 +392,10 @@ mod tests {
         for (g, w) in g.iter().zip(want) {
             close(*g, w, 1e-8);
         }
-        assert_eq!(net.w, simple_net().w, "each element restored after perturbation");
+        assert_eq!(
+            net.w,
+            simple_net().w,
+            "each element restored after perturbation"
+        );
     }
 }

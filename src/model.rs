@@ -71,9 +71,17 @@ pub struct TensorView {
 
 impl MlpSpec {
     /// Validates the sizes: every layer needs at least one unit.
-    pub fn new(input: usize, hidden: Vec<usize>, classes: usize, activation: Activation) -> Result<Self> {
+    pub fn new(
+        input: usize,
+        hidden: Vec<usize>,
+        classes: usize,
+        activation: Activation,
+    ) -> Result<Self> {
         if input == 0 {
-            return Err(Error::config("input width", "must be at least 1 (rows x cols of the images)"));
+            return Err(Error::config(
+                "input width",
+                "must be at least 1 (rows x cols of the images)",
+            ));
         }
         if let Some(pos) = hidden.iter().position(|&h| h == 0) {
             return Err(Error::config(
@@ -82,9 +90,17 @@ impl MlpSpec {
             ));
         }
         if classes < 2 {
-            return Err(Error::config("classes", "need at least 2 classes for softmax"));
+            return Err(Error::config(
+                "classes",
+                "need at least 2 classes for softmax",
+            ));
         }
-        Ok(MlpSpec { input, hidden, classes, activation })
+        Ok(MlpSpec {
+            input,
+            hidden,
+            classes,
+            activation,
+        })
     }
 
     /// The chapter's TwoLayerNet: 784-50-10, sigmoid.
@@ -112,7 +128,12 @@ impl MlpSpec {
         sizes
             .windows(2)
             .map(|w| {
-                let l = LayerLayout { fan_in: w[0], fan_out: w[1], w_offset: off, b_offset: off + w[0] * w[1] };
+                let l = LayerLayout {
+                    fan_in: w[0],
+                    fan_out: w[1],
+                    w_offset: off,
+                    b_offset: off + w[0] * w[1],
+                };
                 off += w[0] * w[1] + w[1];
                 l
             })
@@ -133,14 +154,22 @@ impl MlpSpec {
                 offset: l.w_offset,
                 len: l.w_len(),
             });
-            out.push(TensorView { name: format!("b{}", i + 1), shape: vec![l.fan_out], offset: l.b_offset, len: l.fan_out });
+            out.push(TensorView {
+                name: format!("b{}", i + 1),
+                shape: vec![l.fan_out],
+                offset: l.b_offset,
+                len: l.fan_out,
+            });
         }
         out
     }
 
     /// The name of the tensor that holds flat parameter `p`, and the index inside it.
     pub fn locate(&self, p: usize) -> Option<(String, usize)> {
-        self.tensors().into_iter().find(|t| p >= t.offset && p < t.offset + t.len).map(|t| (t.name, p - t.offset))
+        self.tensors()
+            .into_iter()
+            .find(|t| p >= t.offset && p < t.offset + t.len)
+            .map(|t| (t.name, p - t.offset))
     }
 
     /// A short description: "784-50-10 sigmoid".
@@ -163,7 +192,10 @@ pub const WEIGHT_INIT_STD: f64 = 0.01;
 
 impl Params {
     pub fn zeros(spec: &MlpSpec) -> Self {
-        Params { spec: spec.clone(), data: vec![0.0; spec.num_params()] }
+        Params {
+            spec: spec.clone(),
+            data: vec![0.0; spec.num_params()],
+        }
     }
 
     /// The chapter's initialisation: weights 0.01 x N(0, 1), biases zero. Seeded with a named,
@@ -184,14 +216,26 @@ impl Params {
         if data.len() != spec.num_params() {
             return Err(Error::config(
                 "params",
-                format!("{} values for a {} net that has {}", data.len(), spec.describe(), spec.num_params()),
+                format!(
+                    "{} values for a {} net that has {}",
+                    data.len(),
+                    spec.describe(),
+                    spec.num_params()
+                ),
             ));
         }
-        Ok(Params { spec: spec.clone(), data })
+        Ok(Params {
+            spec: spec.clone(),
+            data,
+        })
     }
 
     pub fn tensor(&self, name: &str) -> Option<&[f64]> {
-        self.spec.tensors().into_iter().find(|t| t.name == name).map(|t| &self.data[t.offset..t.offset + t.len])
+        self.spec
+            .tensors()
+            .into_iter()
+            .find(|t| t.name == name)
+            .map(|t| &self.data[t.offset..t.offset + t.len])
     }
 
     pub fn to_f32(&self) -> Vec<f32> {
@@ -201,8 +245,17 @@ impl Params {
 
 /// ||a - b|| / ||b|| (the relative error used throughout; 0 when both are zero).
 pub fn relative_error(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "relative_error on vectors of different lengths");
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "relative_error on vectors of different lengths"
+    );
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     if den == 0.0 {
         num
@@ -220,7 +273,10 @@ mod tests {
         let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
         assert_eq!(spec.num_params(), 39760);
         let t = spec.tensors();
-        let shapes: Vec<(String, Vec<usize>)> = t.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
+        let shapes: Vec<(String, Vec<usize>)> = t
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone()))
+            .collect();
         assert_eq!(
             shapes,
             vec![

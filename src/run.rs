@@ -21,10 +21,18 @@ pub struct RunDir {
 
 /// `runs/<UTC timestamp>`, e.g. runs/2026-11-23T19-30-05Z.
 pub fn default_path() -> PathBuf {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    PathBuf::from("runs").join(format!("{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}Z", rem / 3600, rem / 60 % 60, rem % 60))
+    PathBuf::from("runs").join(format!(
+        "{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    ))
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -42,7 +50,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 fn open_csv(path: &Path, header: &str) -> Result<BufWriter<File>> {
     let fresh = !path.exists();
-    let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
     let mut w = BufWriter::new(file);
     if fresh {
         writeln!(w, "{header}").map_err(|e| Error::io(path, e))?;
@@ -55,12 +67,32 @@ impl RunDir {
     /// naming the folder, when it cannot be written.
     pub fn create(path: &Path, device: &str, gradient: &str) -> Result<Self> {
         std::fs::create_dir_all(path).map_err(|e| {
-            Error::config("--out", format!("cannot create the run folder {}: {e}; choose a writable --out DIR", path.display()))
+            Error::config(
+                "--out",
+                format!(
+                    "cannot create the run folder {}: {e}; choose a writable --out DIR",
+                    path.display()
+                ),
+            )
         })?;
-        let unwritable = |e: Error| Error::config("--out", format!("the run folder {} is not writable ({e}); choose another --out DIR", path.display()));
+        let unwritable = |e: Error| {
+            Error::config(
+                "--out",
+                format!(
+                    "the run folder {} is not writable ({e}); choose another --out DIR",
+                    path.display()
+                ),
+            )
+        };
         let metrics = open_csv(&path.join("metrics.csv"), METRICS_HEADER).map_err(unwritable)?;
         let losses = open_csv(&path.join("loss.csv"), "iteration,loss").map_err(unwritable)?;
-        Ok(RunDir { path: path.to_path_buf(), metrics, losses, device: csv_field(device), gradient: csv_field(gradient) })
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            metrics,
+            losses,
+            device: csv_field(device),
+            gradient: csv_field(gradient),
+        })
     }
 
     pub fn checkpoint_path(&self) -> PathBuf {
@@ -93,14 +125,21 @@ impl RunDir {
     }
 
     pub fn flush(&mut self) -> Result<()> {
-        self.losses.flush().map_err(|e| Error::io(self.path.join("loss.csv"), e))?;
-        self.metrics.flush().map_err(|e| Error::io(self.path.join("metrics.csv"), e))
+        self.losses
+            .flush()
+            .map_err(|e| Error::io(self.path.join("loss.csv"), e))?;
+        self.metrics
+            .flush()
+            .map_err(|e| Error::io(self.path.join("metrics.csv"), e))
     }
 
     /// The loss curve and the evaluations read back from this folder's CSV files (so a resumed
     /// run plots its whole history).
     pub fn history(&self) -> Result<(Vec<(usize, f64)>, Vec<(usize, f64, f64)>)> {
-        let read = |name: &str| std::fs::read_to_string(self.path.join(name)).map_err(|e| Error::io(self.path.join(name), e));
+        let read = |name: &str| {
+            std::fs::read_to_string(self.path.join(name))
+                .map_err(|e| Error::io(self.path.join(name), e))
+        };
         let losses = read("loss.csv")?
             .lines()
             .skip(1)
@@ -114,7 +153,11 @@ impl RunDir {
             .skip(1)
             .filter_map(|l| {
                 let f: Vec<&str> = l.split(',').collect();
-                Some((f.first()?.parse().ok()?, f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+                Some((
+                    f.first()?.parse().ok()?,
+                    f.get(2)?.parse().ok()?,
+                    f.get(3)?.parse().ok()?,
+                ))
             })
             .collect();
         Ok((losses, evals))

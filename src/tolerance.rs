@@ -23,7 +23,11 @@ impl Tolerance {
 /// (ref, out) pairs beyond tolerance and the worst error, so a failing test says where it broke.
 pub fn compare(what: &str, out: &[f64], reference: &[f64], tol: Tolerance) -> Result<(), String> {
     if out.len() != reference.len() {
-        return Err(format!("{what}: {} values, expected {}", out.len(), reference.len()));
+        return Err(format!(
+            "{what}: {} values, expected {}",
+            out.len(),
+            reference.len()
+        ));
     }
     let mut bad = Vec::new();
     let mut worst = (0usize, 0.0f64);
@@ -39,8 +43,11 @@ pub fn compare(what: &str, out: &[f64], reference: &[f64], tol: Tolerance) -> Re
     if bad.is_empty() {
         return Ok(());
     }
-    let pairs: Vec<String> =
-        bad.iter().take(6).map(|&i| format!("[{i}] ref {:.9e} out {:.9e}", reference[i], out[i])).collect();
+    let pairs: Vec<String> = bad
+        .iter()
+        .take(6)
+        .map(|&i| format!("[{i}] ref {:.9e} out {:.9e}", reference[i], out[i]))
+        .collect();
     Err(format!(
         "{what}: {} of {} values beyond atol {:e} + rtol {:e} * |ref|; first: {}; worst at [{}]: |err| = {:.3e} (ref {:.9e}, out {:.9e})",
         bad.len(),

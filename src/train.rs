@@ -49,20 +49,35 @@ impl TrainConfig {
     /// Rejects settings that cannot train, naming the flag and the fix.
     pub fn validate(&self) -> Result<()> {
         if self.batch == 0 {
-            return Err(Error::config("--batch", "must be at least 1 (the chapter uses 100)"));
+            return Err(Error::config(
+                "--batch",
+                "must be at least 1 (the chapter uses 100)",
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::config("--lr", format!("must be a positive number, got {}; the chapter uses 0.1", self.lr)));
+            return Err(Error::config(
+                "--lr",
+                format!(
+                    "must be a positive number, got {}; the chapter uses 0.1",
+                    self.lr
+                ),
+            ));
         }
         if self.loss_every == 0 {
             return Err(Error::config("--loss-every", "must be at least 1"));
         }
         if self.eval_every == 0 {
-            return Err(Error::config("--eval-every", "must be at least 1 (the chapter evaluates every 600 iterations)"));
+            return Err(Error::config(
+                "--eval-every",
+                "must be at least 1 (the chapter evaluates every 600 iterations)",
+            ));
         }
         if let GradMethod::Numerical { h, .. } = self.grad {
             if !(h.is_finite() && h > 0.0) {
-                return Err(Error::config("--h", format!("must be a positive number, got {h}; the chapter uses 1e-4")));
+                return Err(Error::config(
+                    "--h",
+                    format!("must be a positive number, got {h}; the chapter uses 1e-4"),
+                ));
             }
         }
         Ok(())
@@ -111,7 +126,12 @@ pub enum Control {
 pub trait Observer {
     /// Before step `iter` (0-based) runs, with its batch already selected: where a gradient
     /// check looks at the step's gradient.
-    fn before_step(&mut self, _iter: usize, _backend: &mut dyn Backend, _batch: &[u32]) -> Result<()> {
+    fn before_step(
+        &mut self,
+        _iter: usize,
+        _backend: &mut dyn Backend,
+        _batch: &[u32],
+    ) -> Result<()> {
         Ok(())
     }
     /// The batch loss after step `iter` (0-based), every `loss_every` steps.
@@ -123,7 +143,12 @@ pub trait Observer {
     }
     /// After `done` steps, with the sampler's state at that point (what a checkpoint needs).
     /// Returning `Control::Stop` ends the run cleanly.
-    fn after_step(&mut self, _done: usize, _backend: &mut dyn Backend, _sampler: &SamplerState) -> Result<Control> {
+    fn after_step(
+        &mut self,
+        _done: usize,
+        _backend: &mut dyn Backend,
+        _sampler: &SamplerState,
+    ) -> Result<Control> {
         Ok(Control::Continue)
     }
 }
@@ -143,7 +168,12 @@ pub struct Start {
 }
 
 /// Runs the chapter's loop on `backend`, whose parameters must already be set.
-pub fn train(backend: &mut dyn Backend, train_size: usize, cfg: &TrainConfig, mut observer: impl Observer) -> Result<TrainSummary> {
+pub fn train(
+    backend: &mut dyn Backend,
+    train_size: usize,
+    cfg: &TrainConfig,
+    mut observer: impl Observer,
+) -> Result<TrainSummary> {
     train_from(backend, train_size, cfg, None, &mut observer)
 }
 
@@ -190,16 +220,32 @@ pub fn train_from(
             if evaluate {
                 let train = backend.evaluate(Split::Train)?;
                 let test = backend.evaluate(Split::Test)?;
-                let rec = EvalRecord { iter: i, batch_loss, train, test, seconds: clock.elapsed().as_secs_f64() };
+                let rec = EvalRecord {
+                    iter: i,
+                    batch_loss,
+                    train,
+                    test,
+                    seconds: clock.elapsed().as_secs_f64(),
+                };
                 observer.on_eval(&rec)?;
                 evals.push(rec);
             }
         }
         if observer.after_step(done, backend, &sampler.state())? == Control::Stop && !last {
-            return Ok(TrainSummary { evals, seconds: clock.elapsed().as_secs_f64(), iters: done, interrupted: true });
+            return Ok(TrainSummary {
+                evals,
+                seconds: clock.elapsed().as_secs_f64(),
+                iters: done,
+                interrupted: true,
+            });
         }
     }
-    Ok(TrainSummary { evals, seconds: clock.elapsed().as_secs_f64(), iters: done, interrupted: false })
+    Ok(TrainSummary {
+        evals,
+        seconds: clock.elapsed().as_secs_f64(),
+        iters: done,
+        interrupted: false,
+    })
 }
 fn diverged(iter: usize, loss: f64, lr: f64) -> Error {
     Error::Numerics(format!(

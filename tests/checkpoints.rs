@@ -13,7 +13,8 @@ use std::sync::{Arc, OnceLock};
 
 fn mnist() -> Arc<Mnist> {
     static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
-    DATA.get_or_init(|| Arc::new(data::embedded().unwrap())).clone()
+    DATA.get_or_init(|| Arc::new(data::embedded().unwrap()))
+        .clone()
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -30,7 +31,12 @@ struct StopAt {
 }
 
 impl Observer for StopAt {
-    fn after_step(&mut self, done: usize, backend: &mut dyn Backend, s: &SamplerState) -> gpu_train::Result<Control> {
+    fn after_step(
+        &mut self,
+        done: usize,
+        backend: &mut dyn Backend,
+        s: &SamplerState,
+    ) -> gpu_train::Result<Control> {
         if done == self.at {
             self.saved = Some((backend.params()?, *s));
             return Ok(Control::Stop);
@@ -45,8 +51,20 @@ impl Observer for Nothing {}
 #[test]
 fn a_resumed_run_ends_bit_exact_where_an_uninterrupted_one_does() {
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
-    for grad in [GradMethod::Backprop, GradMethod::Numerical { strategy: PerturbStrategy::Incremental, h: DEFAULT_H }] {
-        let cfg = TrainConfig { iters: 24, eval_every: 10, grad, seed: 5, ..TrainConfig::default() };
+    for grad in [
+        GradMethod::Backprop,
+        GradMethod::Numerical {
+            strategy: PerturbStrategy::Incremental,
+            h: DEFAULT_H,
+        },
+    ] {
+        let cfg = TrainConfig {
+            iters: 24,
+            eval_every: 10,
+            grad,
+            seed: 5,
+            ..TrainConfig::default()
+        };
         let n = mnist().train.len();
         let fresh = || {
             let mut b = CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap();
@@ -57,20 +75,42 @@ fn a_resumed_run_ends_bit_exact_where_an_uninterrupted_one_does() {
         train_from(&mut whole, n, &cfg, None, &mut Nothing).unwrap();
 
         let mut first = fresh();
-        let mut stop = StopAt { at: 11, saved: None };
+        let mut stop = StopAt {
+            at: 11,
+            saved: None,
+        };
         let s = train_from(&mut first, n, &cfg, None, &mut stop).unwrap();
         assert!(s.interrupted && s.iters == 11);
         // Through the file format, as a real resume goes.
         let (params, sampler) = stop.saved.unwrap();
-        let ckpt = Checkpoint { params, iteration: 11, sampler, config: cfg.clone(), notes: Default::default() };
+        let ckpt = Checkpoint {
+            params,
+            iteration: 11,
+            sampler,
+            config: cfg.clone(),
+            notes: Default::default(),
+        };
         let bytes = checkpoint::to_bytes(&ckpt, StoredPrecision::F64).unwrap();
         let back = checkpoint::from_bytes(Path::new("mem"), &bytes).unwrap();
         assert_eq!(back, ckpt);
         let mut resumed = CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap();
         resumed.set_params(&back.params).unwrap();
-        train_from(&mut resumed, n, &back.config, Some(Start { iteration: back.iteration, sampler: back.sampler }), &mut Nothing)
-            .unwrap();
-        assert_eq!(resumed.params().unwrap().data, whole.params().unwrap().data, "{grad:?}: resume is not bit-exact");
+        train_from(
+            &mut resumed,
+            n,
+            &back.config,
+            Some(Start {
+                iteration: back.iteration,
+                sampler: back.sampler,
+            }),
+            &mut Nothing,
+        )
+        .unwrap();
+        assert_eq!(
+            resumed.params().unwrap().data,
+            whole.params().unwrap().data,
+            "{grad:?}: resume is not bit-exact"
+        );
     }
 }
 
@@ -82,30 +122,86 @@ fn bin() -> Command {
 
 fn run_ok(args: &[&str]) {
     let out = bin().args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn cli_resume_equals_uninterrupted_f64() {
     let d = temp_dir("cli-resume");
-    let common = ["train", "--device", "cpu", "--precision", "f64", "--grad", "backprop", "--seed", "9", "--eval-every", "100"];
+    let common = [
+        "train",
+        "--device",
+        "cpu",
+        "--precision",
+        "f64",
+        "--grad",
+        "backprop",
+        "--seed",
+        "9",
+        "--eval-every",
+        "100",
+    ];
     let (a, b, c) = (d.join("a"), d.join("b"), d.join("c"));
-    run_ok(&[&common[..], &["--iters", "30", "--out", a.to_str().unwrap()]].concat());
+    run_ok(
+        &[
+            &common[..],
+            &["--iters", "30", "--out", a.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     let a_ckpt = a.join("checkpoint.safetensors");
-    run_ok(&[&common[..], &["--iters", "70", "--resume", a_ckpt.to_str().unwrap(), "--out", b.to_str().unwrap()]].concat());
-    run_ok(&[&common[..], &["--iters", "70", "--out", c.to_str().unwrap()]].concat());
+    run_ok(
+        &[
+            &common[..],
+            &[
+                "--iters",
+                "70",
+                "--resume",
+                a_ckpt.to_str().unwrap(),
+                "--out",
+                b.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    run_ok(
+        &[
+            &common[..],
+            &["--iters", "70", "--out", c.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     let resumed = checkpoint::load(&b.join("checkpoint.safetensors")).unwrap();
     let whole = checkpoint::load(&c.join("checkpoint.safetensors")).unwrap();
     assert_eq!(resumed.iteration, 70);
-    assert_eq!(resumed.params.data, whole.params.data, "resumed run differs from the uninterrupted one");
+    assert_eq!(
+        resumed.params.data, whole.params.data,
+        "resumed run differs from the uninterrupted one"
+    );
     // A resume with a net of another shape names both shapes.
     let out = bin()
         .args(&common)
-        .args(["--iters", "40", "--hidden", "20", "--resume", a_ckpt.to_str().unwrap(), "--out", d.join("e").to_str().unwrap()])
+        .args([
+            "--iters",
+            "40",
+            "--hidden",
+            "20",
+            "--resume",
+            a_ckpt.to_str().unwrap(),
+            "--out",
+            d.join("e").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("784-50-10") && err.contains("784-20-10"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("784-50-10") && err.contains("784-20-10"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -113,7 +209,17 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits_130() {
     let d = temp_dir("sigint");
     let out = d.join("run");
     let mut child = bin()
-        .args(["train", "--device", "cpu", "--grad", "backprop", "--iters", "10000000", "--eval-every", "10000000"])
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--grad",
+            "backprop",
+            "--iters",
+            "10000000",
+            "--eval-every",
+            "10000000",
+        ])
         .args(["--loss-every", "1000", "--out", out.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -124,15 +230,24 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits_130() {
     let mut line = String::new();
     while !line.starts_with("run folder") {
         line.clear();
-        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0, "the run ended before training started");
+        assert!(
+            std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0,
+            "the run ended before training started"
+        );
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("checkpoint written to") && stderr.contains("--resume"), "{stderr}");
+    assert!(
+        stderr.contains("checkpoint written to") && stderr.contains("--resume"),
+        "{stderr}"
+    );
     let ckpt = checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
     assert!(ckpt.iteration > 0);
     assert_eq!(ckpt.sampler.batches_drawn, ckpt.iteration as u64);
@@ -141,7 +256,13 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits_130() {
 
 fn saved_checkpoint(d: &Path) -> (PathBuf, Vec<u8>) {
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
-    let sampler = SamplerState { kind: Default::default(), n: 30000, seed: 0, batches_drawn: 0, batch_size: 0 };
+    let sampler = SamplerState {
+        kind: Default::default(),
+        n: 30000,
+        seed: 0,
+        batches_drawn: 0,
+        batch_size: 0,
+    };
     let ckpt = Checkpoint {
         params: Params::init(&spec, 1),
         iteration: 0,
@@ -161,21 +282,46 @@ fn damaged_checkpoints_are_clear_errors() {
     let (good, bytes) = saved_checkpoint(&d);
     assert!(checkpoint::load(&good).is_ok());
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("truncated", bytes[..bytes.len() / 2].to_vec(), "truncated or corrupted"),
+        (
+            "truncated",
+            bytes[..bytes.len() / 2].to_vec(),
+            "truncated or corrupted",
+        ),
         ("empty", Vec::new(), "truncated or corrupted"),
-        ("garbage-header", { let mut b = bytes.clone(); b[10] = b'#'; b[11] = b'!'; b }, "corrupted"),
+        (
+            "garbage-header",
+            {
+                let mut b = bytes.clone();
+                b[10] = b'#';
+                b[11] = b'!';
+                b
+            },
+            "corrupted",
+        ),
     ];
     for (name, data, needle) in cases {
         let p = d.join(format!("{name}.safetensors"));
         std::fs::write(&p, data).unwrap();
         let e = checkpoint::load(&p).unwrap_err().to_string();
-        assert!(e.contains(p.to_str().unwrap()) && e.contains(needle), "{name}: {e}");
+        assert!(
+            e.contains(p.to_str().unwrap()) && e.contains(needle),
+            "{name}: {e}"
+        );
     }
-    let e = checkpoint::load(&d.join("missing.safetensors")).unwrap_err().to_string();
-    assert!(e.contains("missing.safetensors") && e.contains("cannot read"), "{e}");
+    let e = checkpoint::load(&d.join("missing.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing.safetensors") && e.contains("cannot read"),
+        "{e}"
+    );
     // A safetensors file from elsewhere: readable, but not ours.
     let foreign = safetensors::serialize(
-        [("w", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &[0, 0, 0, 0]).unwrap())],
+        [(
+            "w",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &[0, 0, 0, 0])
+                .unwrap(),
+        )],
         None,
     )
     .unwrap();
@@ -192,19 +338,46 @@ fn a_checkpoint_of_another_shape_names_both_shapes() {
     // eval on data whose images are not 784 wide: both shapes named.
     let small = d.join("small");
     std::fs::create_dir_all(&small).unwrap();
-    let images: Vec<u8> = [&[0u8, 0, 8, 3][..], &3u32.to_be_bytes(), &2u32.to_be_bytes(), &2u32.to_be_bytes(), &[7u8; 12]].concat();
+    let images: Vec<u8> = [
+        &[0u8, 0, 8, 3][..],
+        &3u32.to_be_bytes(),
+        &2u32.to_be_bytes(),
+        &2u32.to_be_bytes(),
+        &[7u8; 12],
+    ]
+    .concat();
     let labels: Vec<u8> = [&[0u8, 0, 8, 1][..], &3u32.to_be_bytes(), &[1u8, 2, 3]].concat();
-    for (name, bytes) in [("train-images-idx3-ubyte", &images), ("t10k-images-idx3-ubyte", &images), ("train-labels-idx1-ubyte", &labels), ("t10k-labels-idx1-ubyte", &labels)] {
+    for (name, bytes) in [
+        ("train-images-idx3-ubyte", &images),
+        ("t10k-images-idx3-ubyte", &images),
+        ("train-labels-idx1-ubyte", &labels),
+        ("t10k-labels-idx1-ubyte", &labels),
+    ] {
         std::fs::write(small.join(name), bytes).unwrap();
     }
-    let out = bin().args(["eval", "--weights", good.to_str().unwrap(), "--data", small.to_str().unwrap()]).output().unwrap();
+    let out = bin()
+        .args([
+            "eval",
+            "--weights",
+            good.to_str().unwrap(),
+            "--data",
+            small.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("784-50-10") && err.contains("4-50-10"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("784-50-10") && err.contains("4-50-10"),
+        "{err}"
+    );
     // The tensors themselves disagreeing with the spec in the metadata.
     // Same length, so the header stays well-formed: only the claimed spec changes.
     let mut bytes = std::fs::read(&good).unwrap();
     let needle = br#"\"hidden\":[50]"#;
-    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("the spec is in the header");
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the spec is in the header");
     bytes[at + needle.len() - 2] = b'1';
     let p = d.join("lying.safetensors");
     std::fs::write(&p, &bytes).unwrap();
@@ -216,11 +389,47 @@ fn a_checkpoint_of_another_shape_names_both_shapes() {
 fn eval_prints_accuracy_and_the_confusion_matrix() {
     let d = temp_dir("eval");
     let run = d.join("run");
-    run_ok(&["train", "--device", "cpu", "--grad", "backprop", "--iters", "900", "--eval-every", "1000", "--out", run.to_str().unwrap()]);
-    let out = bin().args(["eval", "--weights", run.join("checkpoint.safetensors").to_str().unwrap()]).output().unwrap();
+    run_ok(&[
+        "train",
+        "--device",
+        "cpu",
+        "--grad",
+        "backprop",
+        "--iters",
+        "900",
+        "--eval-every",
+        "1000",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let out = bin()
+        .args([
+            "eval",
+            "--weights",
+            run.join("checkpoint.safetensors").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("confusion matrix") && text.contains("per-class accuracy") && text.contains("of 5000"), "{text}");
-    let acc: f64 = text.split("accuracy ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("confusion matrix")
+            && text.contains("per-class accuracy")
+            && text.contains("of 5000"),
+        "{text}"
+    );
+    let acc: f64 = text
+        .split("accuracy ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(acc > 0.7, "{text}");
 }

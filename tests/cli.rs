@@ -17,7 +17,10 @@ fn fails_with(args: &[&str], needles: &[&str]) {
     assert!(!out.status.success(), "{args:?} should fail");
     assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     for n in needles {
-        assert!(stderr.contains(n), "{args:?}: stderr lacks {n:?}:\n{stderr}");
+        assert!(
+            stderr.contains(n),
+            "{args:?}: stderr lacks {n:?}:\n{stderr}"
+        );
     }
 }
 
@@ -28,17 +31,26 @@ fn bad_flags_are_clear_errors() {
     fails_with(&["train", "--lr", "-0.5"], &["--lr", "positive"]);
     fails_with(&["train", "--lr", "NaN"], &["--lr", "positive"]);
     fails_with(&["train", "--hidden", "0"], &["--hidden", "0 units"]);
-    fails_with(&["train", "--hidden", "50,0"], &["--hidden", "hidden layer 2"]);
+    fails_with(
+        &["train", "--hidden", "50,0"],
+        &["--hidden", "hidden layer 2"],
+    );
     fails_with(&["train", "--eval-every", "0"], &["--eval-every"]);
     fails_with(&["train", "--h", "0"], &["--h"]);
     fails_with(&["train", "--frobnicate"], &["--frobnicate"]);
-    fails_with(&["train", "--device", "tpu"], &["--device", "auto", "cpu", "gpu"]);
+    fails_with(
+        &["train", "--device", "tpu"],
+        &["--device", "auto", "cpu", "gpu"],
+    );
     fails_with(&["train", "--batch", "many"], &["--batch"]);
 }
 
 #[test]
 fn a_missing_data_dir_says_where_it_looked() {
-    fails_with(&["train", "--data", "/nonexistent/mnist"], &["/nonexistent/mnist", "MNIST_DIR"]);
+    fails_with(
+        &["train", "--data", "/nonexistent/mnist"],
+        &["/nonexistent/mnist", "MNIST_DIR"],
+    );
 }
 
 #[test]
@@ -46,7 +58,19 @@ fn help_and_version() {
     let out = gpu_train(&["train", "--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--device", "--grad", "--numgrad", "--data", "--hidden", "--activation", "--batch", "--lr", "--iters", "--seed", "--eval-every"] {
+    for flag in [
+        "--device",
+        "--grad",
+        "--numgrad",
+        "--data",
+        "--hidden",
+        "--activation",
+        "--batch",
+        "--lr",
+        "--iters",
+        "--seed",
+        "--eval-every",
+    ] {
         assert!(help.contains(flag), "help lacks {flag}");
     }
     let out = gpu_train(&["--version"]);
@@ -58,20 +82,56 @@ fn a_short_run_prints_evaluations_and_the_final_line() {
     let dir = std::env::temp_dir().join(format!("gpu-train-cli-short-run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out_dir = dir.to_string_lossy().into_owned();
-    let out = gpu_train(&["train", "--device", "cpu", "--grad", "backprop", "--iters", "30", "--eval-every", "10", "--out", &out_dir]);
+    let out = gpu_train(&[
+        "train",
+        "--device",
+        "cpu",
+        "--grad",
+        "backprop",
+        "--iters",
+        "30",
+        "--eval-every",
+        "10",
+        "--out",
+        &out_dir,
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("embedded MNIST subset"), "{stdout}");
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("iter ")).count(), 4, "iterations 0, 10, 20, 29:\n{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("iter ")).count(),
+        4,
+        "iterations 0, 10, 20, 29:\n{stdout}"
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     let n = lines.len();
-    assert!(n >= 2 && lines[n - 2].starts_with("final: iteration 30"), "{stdout}");
+    assert!(
+        n >= 2 && lines[n - 2].starts_with("final: iteration 30"),
+        "{stdout}"
+    );
     // The last line names the run's files, and they exist.
     assert!(lines[n - 1].starts_with("metrics: "), "{stdout}");
-    for file in ["metrics.csv", "loss.png", "accuracy.png", "checkpoint.safetensors", "config.json"] {
-        assert!(dir.join(file).is_file(), "{file} missing in {}", dir.display());
+    for file in [
+        "metrics.csv",
+        "loss.png",
+        "accuracy.png",
+        "checkpoint.safetensors",
+        "config.json",
+    ] {
+        assert!(
+            dir.join(file).is_file(),
+            "{file} missing in {}",
+            dir.display()
+        );
         if file != "config.json" {
-            assert!(lines[n - 1].contains(&dir.join(file).to_string_lossy().into_owned()), "{stdout}");
+            assert!(
+                lines[n - 1].contains(&dir.join(file).to_string_lossy().into_owned()),
+                "{stdout}"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -63,10 +63,17 @@ fn prints_the_chapters_numbers() {
 
 #[test]
 fn writes_the_figures_into_the_out_dir() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo").join("figures");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("demo")
+        .join("figures");
     let _ = std::fs::remove_dir_all(&dir);
     let (text, files) = run(Some(&dir));
-    for name in ["gradient_field.png", "descent_path.png", "gradient_field.svg", "descent_path.svg"] {
+    for name in [
+        "gradient_field.png",
+        "descent_path.png",
+        "gradient_field.svg",
+        "descent_path.svg",
+    ] {
         let path = dir.join(name);
         assert!(files.contains(&path), "{name} not returned: {files:?}");
         assert!(text.contains(name), "{name} not reported");
@@ -87,5 +94,8 @@ fn an_unwritable_out_dir_is_a_clear_error() {
     std::fs::write(&blocker, b"x").unwrap();
     let dir = blocker.join("figures");
     let err = gpu_train::demo::run(Some(&dir), &mut Vec::new()).unwrap_err();
-    assert!(err.to_string().contains(&dir.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&dir.display().to_string()),
+        "{err}"
+    );
 }

@@ -47,7 +47,8 @@ macro_rules! ctx_or_skip {
 
 fn mnist() -> Arc<Mnist> {
     static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
-    DATA.get_or_init(|| Arc::new(data::embedded().unwrap_or_else(|e| panic!("{e}")))).clone()
+    DATA.get_or_init(|| Arc::new(data::embedded().unwrap_or_else(|e| panic!("{e}"))))
+        .clone()
 }
 
 fn two_layer() -> MlpSpec {
@@ -55,8 +56,14 @@ fn two_layer() -> MlpSpec {
 }
 
 /// A GPU and a CPU f32 backend on the same initial parameters.
-fn pair(ctx: Arc<Context>, spec: &MlpSpec, seed: u64, options: GpuOptions) -> (GpuBackend, CpuBackend<f32>) {
-    let mut g = GpuBackend::with_options(ctx, spec.clone(), mnist(), options).unwrap_or_else(|e| panic!("{e}"));
+fn pair(
+    ctx: Arc<Context>,
+    spec: &MlpSpec,
+    seed: u64,
+    options: GpuOptions,
+) -> (GpuBackend, CpuBackend<f32>) {
+    let mut g = GpuBackend::with_options(ctx, spec.clone(), mnist(), options)
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut c = CpuBackend::<f32>::new(spec.clone(), mnist()).unwrap();
     let p = Params::init(spec, seed);
     g.set_params(&p).unwrap();
@@ -80,15 +87,24 @@ fn one_backprop_step_matches_the_cpu_f32_step() {
 
     let (gl, cl) = (g.batch_loss().unwrap(), c.batch_loss().unwrap());
     eprintln!("batch loss: gpu {gl:.9} cpu {cl:.9}");
-    assert!((gl - cl).abs() <= 1e-5 * cl.abs(), "batch loss gpu {gl} vs cpu {cl}");
+    assert!(
+        (gl - cl).abs() <= 1e-5 * cl.abs(),
+        "batch loss gpu {gl} vs cpu {cl}"
+    );
 
     let gg = g.gradient(GradMethod::Backprop).unwrap();
     let cg = c.gradient(GradMethod::Backprop).unwrap();
     let rel = relative_error(&gg, &cg);
     eprintln!("backprop gradient relative error, 784-50-10 sigmoid: {rel:.2e}");
-    assert!(rel <= GPU_BACKPROP_REL, "gradient relative error {rel:e} > {GPU_BACKPROP_REL:e}");
+    assert!(
+        rel <= GPU_BACKPROP_REL,
+        "gradient relative error {rel:e} > {GPU_BACKPROP_REL:e}"
+    );
     for t in spec.tensors() {
-        let r = relative_error(&gg[t.offset..t.offset + t.len], &cg[t.offset..t.offset + t.len]);
+        let r = relative_error(
+            &gg[t.offset..t.offset + t.len],
+            &cg[t.offset..t.offset + t.len],
+        );
         assert!(r <= GPU_BACKPROP_REL, "{}: relative error {r:e}", t.name);
     }
 
@@ -96,10 +112,16 @@ fn one_backprop_step_matches_the_cpu_f32_step() {
     c.step(GradMethod::Backprop, LR).unwrap();
     let rel = relative_error(&g.params().unwrap().data, &c.params().unwrap().data);
     eprintln!("parameters after one step, relative error {rel:.2e}");
-    assert!(rel <= 1e-6, "parameters after one step: relative error {rel:e}");
+    assert!(
+        rel <= 1e-6,
+        "parameters after one step: relative error {rel:e}"
+    );
     // The loss at the new parameters (same batch: no new gather needed) also agrees.
     let (gl, cl) = (g.batch_loss().unwrap(), c.batch_loss().unwrap());
-    assert!((gl - cl).abs() <= 1e-5 * cl.abs(), "loss after the step: gpu {gl} vs cpu {cl}");
+    assert!(
+        (gl - cl).abs() <= 1e-5 * cl.abs(),
+        "loss after the step: gpu {gl} vs cpu {cl}"
+    );
 }
 
 #[test]
@@ -130,7 +152,10 @@ fn two_hundred_steps_then_evaluation_match_the_cpu_f32_run() {
         gpu_time * 5.0,
         cpu_time * 5.0
     );
-    assert!(rel <= GPU_TRAINING_200_STEPS_REL, "after 200 steps: relative error {rel:e}");
+    assert!(
+        rel <= GPU_TRAINING_200_STEPS_REL,
+        "after 200 steps: relative error {rel:e}"
+    );
 
     let t = Instant::now();
     let ge = g.evaluate(Split::Test).unwrap();
@@ -147,8 +172,18 @@ fn two_hundred_steps_then_evaluation_match_the_cpu_f32_run() {
         eval_time * 1e3
     );
     assert_eq!(ge.count, ce.count);
-    assert!(ge.correct.abs_diff(ce.correct) <= 2, "correct: gpu {} cpu {}", ge.correct, ce.correct);
-    assert!((ge.loss - ce.loss).abs() <= 1e-4 * ce.loss, "loss: gpu {} cpu {}", ge.loss, ce.loss);
+    assert!(
+        ge.correct.abs_diff(ce.correct) <= 2,
+        "correct: gpu {} cpu {}",
+        ge.correct,
+        ce.correct
+    );
+    assert!(
+        (ge.loss - ce.loss).abs() <= 1e-4 * ce.loss,
+        "loss: gpu {} cpu {}",
+        ge.loss,
+        ce.loss
+    );
     // A net that learned something (the chapter's sigmoid net at lr 0.1 is slow to start: its
     // loss falls from ln 10 = 2.303), so the agreement above is not two untouched nets.
     assert!(ge.loss < 2.25, "test loss after 200 steps {}", ge.loss);
@@ -160,26 +195,54 @@ fn evaluation_in_chunks_over_split_data_agrees_with_the_cpu() {
     let spec = two_layer();
     // Small evaluation chunks with a short last one, and the data set cut into many buffers:
     // the paths a large data set takes on an adapter with small bindings.
-    let options = GpuOptions { data_chunk_rows: Some(997), eval_chunk_rows: Some(300) };
+    let options = GpuOptions {
+        data_chunk_rows: Some(997),
+        eval_chunk_rows: Some(300),
+    };
     let (mut g, mut c) = pair(ctx, &spec, 5, options);
     let (train_chunks, test_chunks) = g.data_chunks();
-    assert!(train_chunks > 1 && test_chunks > 1, "{train_chunks} {test_chunks}");
+    assert!(
+        train_chunks > 1 && test_chunks > 1,
+        "{train_chunks} {test_chunks}"
+    );
     let mut b = Vec::new();
     batches(6).next_batch(257, &mut b).unwrap();
     g.set_batch(&b).unwrap();
     c.set_batch(&b).unwrap();
-    let rel = relative_error(&g.gradient(GradMethod::Backprop).unwrap(), &c.gradient(GradMethod::Backprop).unwrap());
-    assert!(rel <= GPU_BACKPROP_REL, "gradient from split data: relative error {rel:e}");
+    let rel = relative_error(
+        &g.gradient(GradMethod::Backprop).unwrap(),
+        &c.gradient(GradMethod::Backprop).unwrap(),
+    );
+    assert!(
+        rel <= GPU_BACKPROP_REL,
+        "gradient from split data: relative error {rel:e}"
+    );
     // The test split (the train split takes the same path through a bigger buffer set, and
     // 30,000 rows are slow on a software adapter).
     let ge = g.evaluate(Split::Test).unwrap();
     let ce = c.evaluate(Split::Test).unwrap();
-    eprintln!("test split in chunks: gpu {} loss {:.7}, cpu {} loss {:.7}", ge.correct, ge.loss, ce.correct, ce.loss);
+    eprintln!(
+        "test split in chunks: gpu {} loss {:.7}, cpu {} loss {:.7}",
+        ge.correct, ge.loss, ce.correct, ce.loss
+    );
     assert_eq!(ge.count, ce.count);
-    assert!(ge.correct.abs_diff(ce.correct) <= 2, "correct: gpu {} cpu {}", ge.correct, ce.correct);
-    assert!((ge.loss - ce.loss).abs() <= 1e-4 * ce.loss, "loss: gpu {} cpu {}", ge.loss, ce.loss);
+    assert!(
+        ge.correct.abs_diff(ce.correct) <= 2,
+        "correct: gpu {} cpu {}",
+        ge.correct,
+        ce.correct
+    );
+    assert!(
+        (ge.loss - ce.loss).abs() <= 1e-4 * ce.loss,
+        "loss: gpu {} cpu {}",
+        ge.loss,
+        ce.loss
+    );
     // Evaluation leaves the training batch alone: the gradient is unchanged.
-    let again = relative_error(&g.gradient(GradMethod::Backprop).unwrap(), &c.gradient(GradMethod::Backprop).unwrap());
+    let again = relative_error(
+        &g.gradient(GradMethod::Backprop).unwrap(),
+        &c.gradient(GradMethod::Backprop).unwrap(),
+    );
     assert!(again <= GPU_BACKPROP_REL, "{again:e}");
 }
 
@@ -187,9 +250,18 @@ fn evaluation_in_chunks_over_split_data_agrees_with_the_cpu() {
 fn deeper_relu_and_sigmoid_nets_match_the_cpu_gradient() {
     let ctx = ctx_or_skip!();
     for (spec, batch) in [
-        (MlpSpec::new(784, vec![64, 33], 10, Activation::Relu).unwrap(), 100),
-        (MlpSpec::new(784, vec![17, 9, 5], 10, Activation::Sigmoid).unwrap(), 7),
-        (MlpSpec::new(784, vec![40, 20], 10, Activation::Relu).unwrap(), 1),
+        (
+            MlpSpec::new(784, vec![64, 33], 10, Activation::Relu).unwrap(),
+            100,
+        ),
+        (
+            MlpSpec::new(784, vec![17, 9, 5], 10, Activation::Sigmoid).unwrap(),
+            7,
+        ),
+        (
+            MlpSpec::new(784, vec![40, 20], 10, Activation::Relu).unwrap(),
+            1,
+        ),
     ] {
         let (mut g, mut c) = pair(ctx.clone(), &spec, 7, GpuOptions::default());
         let mut b = Vec::new();
@@ -200,8 +272,15 @@ fn deeper_relu_and_sigmoid_nets_match_the_cpu_gradient() {
             let gg = g.gradient(GradMethod::Backprop).unwrap();
             let cg = c.gradient(GradMethod::Backprop).unwrap();
             let rel = relative_error(&gg, &cg);
-            eprintln!("{} batch {batch} step {step}: gradient relative error {rel:.2e}", spec.describe());
-            assert!(rel <= GPU_BACKPROP_REL, "{}: gradient relative error {rel:e}", spec.describe());
+            eprintln!(
+                "{} batch {batch} step {step}: gradient relative error {rel:.2e}",
+                spec.describe()
+            );
+            assert!(
+                rel <= GPU_BACKPROP_REL,
+                "{}: gradient relative error {rel:e}",
+                spec.describe()
+            );
             g.step(GradMethod::Backprop, LR).unwrap();
             c.step(GradMethod::Backprop, LR).unwrap();
         }
@@ -216,15 +295,24 @@ fn parameters_round_trip_and_misuse_is_a_clear_error() {
     let p = Params::init(&spec, 9);
     let back = g.params().unwrap();
     let want: Vec<f64> = p.to_f32().into_iter().map(f64::from).collect();
-    assert_eq!(back.data, want, "set_params/params must round-trip f32 values exactly");
+    assert_eq!(
+        back.data, want,
+        "set_params/params must round-trip f32 values exactly"
+    );
 
     let e = g.batch_loss().unwrap_err().to_string();
     assert!(e.contains("set_batch"), "{e}");
-    let e = g.set_batch(&[0, mnist().train.len() as u32]).unwrap_err().to_string();
+    let e = g
+        .set_batch(&[0, mnist().train.len() as u32])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("outside the training set"), "{e}");
     g.set_batch(&[1, 2, 3]).unwrap();
     // A non-finite step size is refused before anything is dispatched.
-    let bad_h = GradMethod::Numerical { strategy: PerturbStrategy::Incremental, h: f64::NAN };
+    let bad_h = GradMethod::Numerical {
+        strategy: PerturbStrategy::Incremental,
+        h: f64::NAN,
+    };
     assert!(g.gradient(bad_h).is_err());
     let other = MlpSpec::two_layer(784, 20, 10).unwrap();
     assert!(g.set_params(&Params::init(&other, 0)).is_err());
@@ -236,20 +324,36 @@ fn device_selection_reports_what_it_found() {
     let ctx = ctx_or_skip!();
     assert!(!ctx.describe().is_empty());
     let adapters = gpu::list_adapters();
-    assert!(!adapters.is_empty(), "Context::gpu() found an adapter that list_adapters() does not show");
+    assert!(
+        !adapters.is_empty(),
+        "Context::gpu() found an adapter that list_adapters() does not show"
+    );
     let report = gpu::devices_report();
     eprintln!("{report}");
     assert!(report.contains("--device auto picks"), "{report}");
-    assert!(adapters.iter().any(|a| report.contains(&a.name)), "{report}");
+    assert!(
+        adapters.iter().any(|a| report.contains(&a.name)),
+        "{report}"
+    );
     // auto never picks a software adapter: with only those it says CPU, and why.
     let any_hardware = adapters.iter().any(|a| a.hardware && a.problem.is_none());
     match Context::auto().unwrap() {
         AutoChoice::Gpu(c) => {
-            assert!(any_hardware, "auto picked {} although no hardware adapter is usable", c.describe())
+            assert!(
+                any_hardware,
+                "auto picked {} although no hardware adapter is usable",
+                c.describe()
+            )
         }
         AutoChoice::Cpu { reason } => {
-            assert!(!any_hardware || std::env::var(gpu::ADAPTER_ENV).is_ok(), "auto chose the CPU: {reason}");
-            assert!(reason.contains("software") || reason.contains("no "), "{reason}");
+            assert!(
+                !any_hardware || std::env::var(gpu::ADAPTER_ENV).is_ok(),
+                "auto chose the CPU: {reason}"
+            );
+            assert!(
+                reason.contains("software") || reason.contains("no "),
+                "{reason}"
+            );
         }
     }
 }

@@ -7,11 +7,13 @@ use gpu_train::cpu;
 use gpu_train::data::{self, Mnist};
 use gpu_train::gpu::gather::{gather, ResidentSplit};
 use gpu_train::gpu::matmul::{matmul, Matmul, MatmulArgs};
-use gpu_train::gpu::{accuracy, backprop, cross_entropy, run, sgd, softmax, Context, Kernels, Operand};
+use gpu_train::gpu::{
+    accuracy, backprop, cross_entropy, run, sgd, softmax, Context, Kernels, Operand,
+};
 use gpu_train::model::{relative_error, Activation};
 use gpu_train::tolerance::{
-    compare, Tolerance, GPU_ACTIVATION_GRAD, GPU_BIAS_GRAD, GPU_CROSS_ENTROPY, GPU_MATMUL, GPU_MEAN, GPU_OUTPUT_DELTA,
-    GPU_SGD, GPU_SOFTMAX,
+    compare, Tolerance, GPU_ACTIVATION_GRAD, GPU_BIAS_GRAD, GPU_CROSS_ENTROPY, GPU_MATMUL,
+    GPU_MEAN, GPU_OUTPUT_DELTA, GPU_SGD, GPU_SOFTMAX,
 };
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
@@ -32,7 +34,9 @@ fn gpu() -> Option<&'static Gpu> {
             eprintln!("GPU kernels on {}", ctx.describe());
             Some(Gpu { ctx, k })
         }
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI=true and no usable GPU adapter: {e}"),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and no usable GPU adapter: {e}")
+        }
         Err(e) => {
             eprintln!("skipped: no adapter ({e})");
             None
@@ -56,7 +60,9 @@ fn mnist() -> &'static Mnist {
 }
 
 fn uniform(rng: &mut Pcg64, n: usize, scale: f32) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()
+    (0..n)
+        .map(|_| rng.random_range(-1.0f32..1.0) * scale)
+        .collect()
 }
 
 fn to_f64(v: &[f32]) -> Vec<f64> {
@@ -65,25 +71,49 @@ fn to_f64(v: &[f32]) -> Vec<f64> {
 
 /// A buffer of `pad_before + len + pad_after` NaNs: the kernel must write exactly the middle.
 fn poisoned(g: &Gpu, len: usize, pad_before: usize, pad_after: usize) -> wgpu::Buffer {
-    g.ctx.upload("poisoned output", &vec![f32::NAN; pad_before + len + pad_after]).unwrap()
+    g.ctx
+        .upload(
+            "poisoned output",
+            &vec![f32::NAN; pad_before + len + pad_after],
+        )
+        .unwrap()
 }
 
 /// Reads `len` values at `offset` of a poisoned buffer and checks the padding is still NaN.
-fn read_poisoned(g: &Gpu, buf: &wgpu::Buffer, offset: usize, len: usize, pad_after: usize) -> Vec<f32> {
+fn read_poisoned(
+    g: &Gpu,
+    buf: &wgpu::Buffer,
+    offset: usize,
+    len: usize,
+    pad_after: usize,
+) -> Vec<f32> {
     let all: Vec<f32> = g.ctx.read(buf, 0, offset + len + pad_after).unwrap();
     let outside = all[..offset].iter().chain(&all[offset + len..]);
-    assert!(outside.into_iter().all(|v| v.is_nan()), "a kernel wrote outside its output range");
+    assert!(
+        outside.into_iter().all(|v| v.is_nan()),
+        "a kernel wrote outside its output range"
+    );
     all[offset..offset + len].to_vec()
 }
 
 /// Compares, panics with `compare`'s report on failure, and prints the measured errors.
 fn check(what: &str, out: &[f32], reference: &[f64], tol: Tolerance) {
     let out = to_f64(out);
-    let max_abs = out.iter().zip(reference).map(|(o, r)| (o - r).abs()).fold(0.0, f64::max);
-    let used =
-        out.iter().zip(reference).map(|(o, r)| (o - r).abs() / (tol.atol + tol.rtol * r.abs())).fold(0.0, f64::max);
+    let max_abs = out
+        .iter()
+        .zip(reference)
+        .map(|(o, r)| (o - r).abs())
+        .fold(0.0, f64::max);
+    let used = out
+        .iter()
+        .zip(reference)
+        .map(|(o, r)| (o - r).abs() / (tol.atol + tol.rtol * r.abs()))
+        .fold(0.0, f64::max);
     let rel = relative_error(&out, reference);
-    eprintln!("{what}: max |err| {max_abs:.2e}, relative {rel:.2e}, {:.0}% of tolerance", used * 100.0);
+    eprintln!(
+        "{what}: max |err| {max_abs:.2e}, relative {rel:.2e}, {:.0}% of tolerance",
+        used * 100.0
+    );
     if let Err(e) = compare(what, &out, reference, tol) {
         panic!("{e}");
     }
@@ -150,13 +180,29 @@ fn run_matmul(g: &Gpu, kind: Matmul, m: usize, k: usize, n: usize, seed: u64) {
         }
     }
     let what = format!("matmul {kind:?} {m}x{k}x{n}");
-    check(&what, &read_poisoned(g, &c_buf, c_off, m * n, 3), &want, GPU_MATMUL);
+    check(
+        &what,
+        &read_poisoned(g, &c_buf, c_off, m * n, 3),
+        &want,
+        GPU_MATMUL,
+    );
     if let Some(act) = act {
-        let post_want: Vec<f64> = want.iter().map(|&v| cpu::activation::activate(act, v)).collect();
-        check(&format!("{what} post"), &read_poisoned(g, &post_buf, post_off, m * n, 2), &post_want, GPU_MATMUL);
+        let post_want: Vec<f64> = want
+            .iter()
+            .map(|&v| cpu::activation::activate(act, v))
+            .collect();
+        check(
+            &format!("{what} post"),
+            &read_poisoned(g, &post_buf, post_off, m * n, 2),
+            &post_want,
+            GPU_MATMUL,
+        );
     } else {
         let untouched: Vec<f32> = g.ctx.read(&post_buf, 0, post_off + m * n + 2).unwrap();
-        assert!(untouched.iter().all(|v| v.is_nan()), "{what} wrote a post-activation it should not");
+        assert!(
+            untouched.iter().all(|v| v.is_nan()),
+            "{what} wrote a post-activation it should not"
+        );
     }
 }
 
@@ -181,16 +227,32 @@ fn matmul_all_variants_at_odd_sizes() {
 #[test]
 fn softmax_rows_at_odd_sizes() {
     let g = gpu_or_skip!();
-    for (i, &(rows, cols)) in [(1, 10), (7, 10), (100, 10), (257, 33), (33, 1), (10, 257)].iter().enumerate() {
+    for (i, &(rows, cols)) in [(1, 10), (7, 10), (100, 10), (257, 33), (33, 1), (10, 257)]
+        .iter()
+        .enumerate()
+    {
         let mut rng = Pcg64::seed_from_u64(100 + i as u64);
         let x = uniform(&mut rng, rows * cols, 10.0);
         let x_buf = g.ctx.upload("logits", &x).unwrap();
         let y_buf = poisoned(g, rows * cols, 0, 1);
-        let d = softmax::softmax(&g.k, &g.ctx, rows, cols, Operand::whole(&x_buf), Operand::whole(&y_buf)).unwrap();
+        let d = softmax::softmax(
+            &g.k,
+            &g.ctx,
+            rows,
+            cols,
+            Operand::whole(&x_buf),
+            Operand::whole(&y_buf),
+        )
+        .unwrap();
         run(&g.ctx, &[&d]).unwrap();
         let mut want = to_f64(&x);
         cpu::softmax::softmax_rows(&mut want, cols);
-        check(&format!("softmax {rows}x{cols}"), &read_poisoned(g, &y_buf, 0, rows * cols, 1), &want, GPU_SOFTMAX);
+        check(
+            &format!("softmax {rows}x{cols}"),
+            &read_poisoned(g, &y_buf, 0, rows * cols, 1),
+            &want,
+            GPU_SOFTMAX,
+        );
         // The logits are an input the backward pass and the numerical gradient still need.
         assert_eq!(g.ctx.read::<f32>(&x_buf, 0, rows * cols).unwrap(), x);
     }
@@ -201,12 +263,28 @@ fn softmax_of_huge_logits_neither_overflows_nor_loses_the_small_ones() {
     let g = gpu_or_skip!();
     let x_buf = g.ctx.upload("logits", &[1010.0f32, 1000.0, 990.0]).unwrap();
     let y_buf = poisoned(g, 3, 0, 0);
-    let d = softmax::softmax(&g.k, &g.ctx, 1, 3, Operand::whole(&x_buf), Operand::whole(&y_buf)).unwrap();
+    let d = softmax::softmax(
+        &g.k,
+        &g.ctx,
+        1,
+        3,
+        Operand::whole(&x_buf),
+        Operand::whole(&y_buf),
+    )
+    .unwrap();
     run(&g.ctx, &[&d]).unwrap();
     let y: Vec<f32> = g.ctx.read(&y_buf, 0, 3).unwrap();
-    check("softmax [1010, 1000, 990]", &y, &[9.99954600e-01, 4.53978686e-05, 2.06106005e-09], GPU_SOFTMAX);
+    check(
+        "softmax [1010, 1000, 990]",
+        &y,
+        &[9.99954600e-01, 4.53978686e-05, 2.06106005e-09],
+        GPU_SOFTMAX,
+    );
     // Relative too: the smallest probability must not be lost to the absolute floor.
-    assert!((f64::from(y[2]) / 2.06106005e-09 - 1.0).abs() < 1e-4, "{y:?}");
+    assert!(
+        (f64::from(y[2]) / 2.06106005e-09 - 1.0).abs() < 1e-4,
+        "{y:?}"
+    );
 }
 
 /// rows x cols probabilities (softmax of random logits) and random labels.
@@ -218,13 +296,21 @@ fn probs_and_labels(rng: &mut Pcg64, rows: usize, cols: usize) -> (Vec<f32>, Vec
 }
 
 fn labels_buf(g: &Gpu, labels: &[u8]) -> wgpu::Buffer {
-    g.ctx.upload("labels", &labels.iter().map(|&l| u32::from(l)).collect::<Vec<u32>>()).unwrap()
+    g.ctx
+        .upload(
+            "labels",
+            &labels.iter().map(|&l| u32::from(l)).collect::<Vec<u32>>(),
+        )
+        .unwrap()
 }
 
 #[test]
 fn cross_entropy_sum_squares_and_mean() {
     let g = gpu_or_skip!();
-    for (i, &(rows, cols)) in [(1, 10), (7, 10), (100, 10), (257, 33), (1000, 2)].iter().enumerate() {
+    for (i, &(rows, cols)) in [(1, 10), (7, 10), (100, 10), (257, 33), (1000, 2)]
+        .iter()
+        .enumerate()
+    {
         let mut rng = Pcg64::seed_from_u64(200 + i as u64);
         let (p, labels) = probs_and_labels(&mut rng, rows, cols);
         let p_buf = g.ctx.upload("probs", &p).unwrap();
@@ -233,15 +319,22 @@ fn cross_entropy_sum_squares_and_mean() {
         let sse_buf = poisoned(g, rows, 0, 1);
         let mean_buf = poisoned(g, 1, 2, 1);
         let k = (&g.k, &g.ctx);
-        let ce = cross_entropy::cross_entropy(k.0, k.1, rows, cols, &p_buf, &l_buf, &ce_buf).unwrap();
-        let sse = cross_entropy::sum_squares(k.0, k.1, rows, cols, &p_buf, &l_buf, &sse_buf).unwrap();
+        let ce =
+            cross_entropy::cross_entropy(k.0, k.1, rows, cols, &p_buf, &l_buf, &ce_buf).unwrap();
+        let sse =
+            cross_entropy::sum_squares(k.0, k.1, rows, cols, &p_buf, &l_buf, &sse_buf).unwrap();
         let mean = cross_entropy::mean(k.0, k.1, rows, &ce_buf, &mean_buf, 2).unwrap();
         run(&g.ctx, &[&ce, &sse, &mean]).unwrap();
 
         let p64 = to_f64(&p);
         let ce_want = cpu::cross_entropy::cross_entropy_labels(&p64, &labels, cols);
         let ce_out = read_poisoned(g, &ce_buf, 0, rows, 1);
-        check(&format!("cross entropy {rows}x{cols}"), &ce_out, &ce_want, GPU_CROSS_ENTROPY);
+        check(
+            &format!("cross entropy {rows}x{cols}"),
+            &ce_out,
+            &ce_want,
+            GPU_CROSS_ENTROPY,
+        );
         let sse_want = cpu::cross_entropy::sum_squares_labels(&p64, &labels, cols);
         check(
             &format!("sum of squares {rows}x{cols}"),
@@ -251,7 +344,12 @@ fn cross_entropy_sum_squares_and_mean() {
         );
         // The mean of the GPU's own per-sample losses: this checks the reduction alone.
         let mean_want = cpu::cross_entropy::mean(&ce_out);
-        check(&format!("mean of {rows}"), &read_poisoned(g, &mean_buf, 2, 1, 1), &[mean_want], GPU_MEAN);
+        check(
+            &format!("mean of {rows}"),
+            &read_poisoned(g, &mean_buf, 2, 1, 1),
+            &[mean_want],
+            GPU_MEAN,
+        );
     }
 }
 
@@ -264,19 +362,26 @@ fn cross_entropy_of_a_bad_label_is_nan_not_a_wrong_number() {
     let d = cross_entropy::cross_entropy(&g.k, &g.ctx, 2, 2, &p_buf, &l_buf, &out).unwrap();
     run(&g.ctx, &[&d]).unwrap();
     let v: Vec<f32> = g.ctx.read(&out, 0, 2).unwrap();
-    assert!((v[0] - std::f32::consts::LN_2).abs() < 1e-6 && v[1].is_nan(), "{v:?}");
+    assert!(
+        (v[0] - std::f32::consts::LN_2).abs() < 1e-6 && v[1].is_nan(),
+        "{v:?}"
+    );
 }
 
 #[test]
 fn backprop_output_delta_activation_derivative_and_bias_gradient() {
     let g = gpu_or_skip!();
-    for (i, &(rows, cols)) in [(1, 10), (7, 10), (100, 10), (257, 33), (33, 257)].iter().enumerate() {
+    for (i, &(rows, cols)) in [(1, 10), (7, 10), (100, 10), (257, 33), (33, 257)]
+        .iter()
+        .enumerate()
+    {
         let mut rng = Pcg64::seed_from_u64(300 + i as u64);
         let (p, labels) = probs_and_labels(&mut rng, rows, cols);
         let p_buf = g.ctx.upload("probs", &p).unwrap();
         let l_buf = labels_buf(g, &labels);
         let delta_buf = poisoned(g, rows * cols, 0, 1);
-        let d = backprop::output_delta(&g.k, &g.ctx, rows, cols, &p_buf, &l_buf, &delta_buf).unwrap();
+        let d =
+            backprop::output_delta(&g.k, &g.ctx, rows, cols, &p_buf, &l_buf, &delta_buf).unwrap();
         run(&g.ctx, &[&d]).unwrap();
         let want = cpu::backprop::output_delta(&to_f64(&p), &labels, cols);
         check(
@@ -290,7 +395,15 @@ fn backprop_output_delta_activation_derivative_and_bias_gradient() {
         let delta = uniform(&mut rng, rows * cols, 1.0);
         let delta_in = g.ctx.upload("delta", &delta).unwrap();
         let grad_buf = poisoned(g, cols, 7, 3);
-        let d = backprop::bias_grad(&g.k, &g.ctx, rows, cols, &delta_in, Operand::at(&grad_buf, 7)).unwrap();
+        let d = backprop::bias_grad(
+            &g.k,
+            &g.ctx,
+            rows,
+            cols,
+            &delta_in,
+            Operand::at(&grad_buf, 7),
+        )
+        .unwrap();
         run(&g.ctx, &[&d]).unwrap();
         let mut want = vec![0.0f64; cols];
         for row in to_f64(&delta).chunks(cols) {
@@ -298,24 +411,41 @@ fn backprop_output_delta_activation_derivative_and_bias_gradient() {
                 *w += v;
             }
         }
-        check(&format!("bias gradient {rows}x{cols}"), &read_poisoned(g, &grad_buf, 7, cols, 3), &want, GPU_BIAS_GRAD);
+        check(
+            &format!("bias gradient {rows}x{cols}"),
+            &read_poisoned(g, &grad_buf, 7, cols, 3),
+            &want,
+            GPU_BIAS_GRAD,
+        );
 
         for act in [Activation::Sigmoid, Activation::Relu] {
             let n = rows * cols;
             let mut pre = uniform(&mut rng, n, 4.0);
             pre.iter_mut().step_by(5).for_each(|v| *v = 0.0); // relu'(0) = 0
-            let post: Vec<f32> = pre.iter().map(|&a| cpu::activation::activate(act, a)).collect();
+            let post: Vec<f32> = pre
+                .iter()
+                .map(|&a| cpu::activation::activate(act, a))
+                .collect();
             let d0 = uniform(&mut rng, n, 1.0);
             let pre_buf = g.ctx.upload("pre", &pre).unwrap();
             let post_buf = g.ctx.upload("post", &post).unwrap();
             let d_buf = g.ctx.upload("d", &d0).unwrap();
-            let disp = backprop::act_backward(&g.k, &g.ctx, n, act, &pre_buf, &post_buf, &d_buf).unwrap();
+            let disp =
+                backprop::act_backward(&g.k, &g.ctx, n, act, &pre_buf, &post_buf, &d_buf).unwrap();
             run(&g.ctx, &[&disp]).unwrap();
             let want: Vec<f64> = (0..n)
-                .map(|i| f64::from(d0[i]) * cpu::activation::activate_grad(act, f64::from(pre[i]), f64::from(post[i])))
+                .map(|i| {
+                    f64::from(d0[i])
+                        * cpu::activation::activate_grad(act, f64::from(pre[i]), f64::from(post[i]))
+                })
                 .collect();
             let out: Vec<f32> = g.ctx.read(&d_buf, 0, n).unwrap();
-            check(&format!("{} derivative x {n}", act.name()), &out, &want, GPU_ACTIVATION_GRAD);
+            check(
+                &format!("{} derivative x {n}", act.name()),
+                &out,
+                &want,
+                GPU_ACTIVATION_GRAD,
+            );
         }
     }
 }
@@ -338,17 +468,27 @@ fn sgd_over_the_flat_vector() {
         let g64 = to_f64(&grad);
         cpu::sgd::sgd(&mut want, &g64, f64::from(0.3f32));
         cpu::sgd::sgd(&mut want, &g64, f64::from(0.05f32));
-        check(&format!("sgd x {n}"), &g.ctx.read::<f32>(&t_buf, 0, n).unwrap(), &want, GPU_SGD);
+        check(
+            &format!("sgd x {n}"),
+            &g.ctx.read::<f32>(&t_buf, 0, n).unwrap(),
+            &want,
+            GPU_SGD,
+        );
     }
 }
 
 #[test]
 fn accuracy_counts_exactly_with_ties_going_to_the_first_max() {
     let g = gpu_or_skip!();
-    for (i, &(rows, cols)) in [(1, 10), (7, 10), (100, 10), (257, 33), (1000, 3)].iter().enumerate() {
+    for (i, &(rows, cols)) in [(1, 10), (7, 10), (100, 10), (257, 33), (1000, 3)]
+        .iter()
+        .enumerate()
+    {
         let mut rng = Pcg64::seed_from_u64(500 + i as u64);
         // Scores from four values, so ties between the label and an earlier column are common.
-        let scores: Vec<f32> = (0..rows * cols).map(|_| [0.0, 0.25, 0.5, 1.0][rng.random_range(0..4)]).collect();
+        let scores: Vec<f32> = (0..rows * cols)
+            .map(|_| [0.0, 0.25, 0.5, 1.0][rng.random_range(0..4)])
+            .collect();
         let labels: Vec<u8> = (0..rows).map(|_| rng.random_range(0..cols) as u8).collect();
         let s_buf = g.ctx.upload("scores", &scores).unwrap();
         let l_buf = labels_buf(g, &labels);
@@ -366,7 +506,9 @@ fn check_gather(g: &Gpu, max_rows: Option<usize>) {
     let train = &mnist().train;
     let split = ResidentSplit::upload(&g.ctx, "train", train, max_rows).unwrap();
     let mut rng = Pcg64::seed_from_u64(600);
-    let mut indices: Vec<u32> = (0..257).map(|_| rng.random_range(0..train.len() as u32)).collect();
+    let mut indices: Vec<u32> = (0..257)
+        .map(|_| rng.random_range(0..train.len() as u32))
+        .collect();
     indices.extend([0, train.len() as u32 - 1, 5, 5]);
     let rows = indices.len();
     let width = train.input_width();
@@ -379,7 +521,11 @@ fn check_gather(g: &Gpu, max_rows: Option<usize>) {
     let mut want = vec![0.0f32; rows * width];
     train.fill_batch_f32(&indices, &mut want);
     let got = read_poisoned(g, &x_buf, 0, rows * width, 1);
-    let mismatches = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    let mismatches = got
+        .iter()
+        .zip(&want)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
     assert_eq!(
         mismatches,
         0,
@@ -387,9 +533,15 @@ fn check_gather(g: &Gpu, max_rows: Option<usize>) {
         split.chunk_count()
     );
     let labels: Vec<u32> = g.ctx.read(&l_buf, 0, rows).unwrap();
-    let want_labels: Vec<u32> = indices.iter().map(|&i| u32::from(train.label(i as usize))).collect();
+    let want_labels: Vec<u32> = indices
+        .iter()
+        .map(|&i| u32::from(train.label(i as usize)))
+        .collect();
     assert_eq!(labels, want_labels);
-    eprintln!("gather {rows} x {width} from {} chunk(s): bit-exact", split.chunk_count());
+    eprintln!(
+        "gather {rows} x {width} from {} chunk(s): bit-exact",
+        split.chunk_count()
+    );
 }
 
 #[test]
@@ -423,5 +575,8 @@ fn a_device_error_becomes_an_error_on_the_next_call_not_a_panic() {
     });
     let e = ctx.read::<f32>(&ok, 0, 2).unwrap_err();
     assert!(matches!(e, gpu_train::Error::Gpu(_)), "{e}");
-    assert!(e.to_string().contains("invalid on purpose") && e.to_string().contains("--device cpu"), "{e}");
+    assert!(
+        e.to_string().contains("invalid on purpose") && e.to_string().contains("--device cpu"),
+        "{e}"
+    );
 }

@@ -12,14 +12,22 @@ use gpu_train::tolerance::{F32_NUMERICAL_VS_F64, GPU_NUMERICAL_FULL_REL};
 use rand::{Rng, SeedableRng};
 use std::sync::{Arc, OnceLock};
 
-const INCREMENTAL: GradMethod = GradMethod::Numerical { strategy: PerturbStrategy::Incremental, h: DEFAULT_H };
-const FULL: GradMethod = GradMethod::Numerical { strategy: PerturbStrategy::Full, h: DEFAULT_H };
+const INCREMENTAL: GradMethod = GradMethod::Numerical {
+    strategy: PerturbStrategy::Incremental,
+    h: DEFAULT_H,
+};
+const FULL: GradMethod = GradMethod::Numerical {
+    strategy: PerturbStrategy::Full,
+    h: DEFAULT_H,
+};
 
 fn context() -> Option<Arc<Context>> {
     static CTX: OnceLock<Option<Arc<Context>>> = OnceLock::new();
     CTX.get_or_init(|| match Context::gpu() {
         Ok(ctx) => Some(Arc::new(ctx)),
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("CI=true and no usable GPU adapter: {e}"),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and no usable GPU adapter: {e}")
+        }
         Err(e) => {
             eprintln!("skipped: no adapter ({e})");
             None
@@ -39,7 +47,8 @@ macro_rules! ctx_or_skip {
 
 fn mnist() -> Arc<Mnist> {
     static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
-    DATA.get_or_init(|| Arc::new(data::embedded().unwrap())).clone()
+    DATA.get_or_init(|| Arc::new(data::embedded().unwrap()))
+        .clone()
 }
 
 fn batch(seed: u64, rows: usize) -> Vec<u32> {
@@ -49,20 +58,32 @@ fn batch(seed: u64, rows: usize) -> Vec<u32> {
     b
 }
 
-fn grad<B: Backend>(backend: &mut B, params: &Params, indices: &[u32], method: GradMethod) -> Vec<f64> {
+fn grad<B: Backend>(
+    backend: &mut B,
+    params: &Params,
+    indices: &[u32],
+    method: GradMethod,
+) -> Vec<f64> {
     backend.set_params(params).unwrap();
     backend.set_batch(indices).unwrap();
     backend.gradient(method).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn oracle(spec: &MlpSpec, params: &Params, indices: &[u32]) -> Vec<f64> {
-    grad(&mut CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(), params, indices, INCREMENTAL)
+    grad(
+        &mut CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(),
+        params,
+        indices,
+        INCREMENTAL,
+    )
 }
 
 /// Random parameters large enough that the activations are far from linear.
 fn random_params(spec: &MlpSpec, seed: u64) -> Params {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
-    let data = (0..spec.num_params()).map(|_| rng.random_range(-0.3..0.3)).collect();
+    let data = (0..spec.num_params())
+        .map(|_| rng.random_range(-0.3..0.3))
+        .collect();
     Params::from_vec(spec, data).unwrap()
 }
 
@@ -70,7 +91,12 @@ fn random_params(spec: &MlpSpec, seed: u64) -> Params {
 fn gpu_numerical_gradient_matches_the_f64_oracle_on_random_nets() {
     let ctx = ctx_or_skip!();
     for seed in 0..2u64 {
-        for (hidden, act) in [(vec![16], Activation::Sigmoid), (vec![12], Activation::Relu), (vec![12, 8], Activation::Sigmoid), (vec![10, 7], Activation::Relu)] {
+        for (hidden, act) in [
+            (vec![16], Activation::Sigmoid),
+            (vec![12], Activation::Relu),
+            (vec![12, 8], Activation::Sigmoid),
+            (vec![10, 7], Activation::Relu),
+        ] {
             let spec = MlpSpec::new(784, hidden, 10, act).unwrap();
             let params = random_params(&spec, seed);
             let b = batch(seed, 20);
@@ -78,8 +104,15 @@ fn gpu_numerical_gradient_matches_the_f64_oracle_on_random_nets() {
             let mut gpu = GpuBackend::new(ctx.clone(), spec.clone(), mnist()).unwrap();
             let inc = grad(&mut gpu, &params, &b, INCREMENTAL);
             let rel = relative_error(&inc, &want);
-            println!("seed {seed} {}: gpu incremental vs f64 oracle {rel:.2e}", spec.describe());
-            assert!(rel <= F32_NUMERICAL_VS_F64, "seed {seed} {}: {rel:e}", spec.describe());
+            println!(
+                "seed {seed} {}: gpu incremental vs f64 oracle {rel:.2e}",
+                spec.describe()
+            );
+            assert!(
+                rel <= F32_NUMERICAL_VS_F64,
+                "seed {seed} {}: {rel:e}",
+                spec.describe()
+            );
         }
     }
 }
@@ -89,7 +122,10 @@ fn gpu_numerical_gradient_matches_the_f64_oracle_on_random_nets() {
 #[test]
 fn gpu_full_matches_the_oracle_and_incremental_to_its_tolerance() {
     let ctx = ctx_or_skip!();
-    for (hidden, act) in [(vec![8], Activation::Sigmoid), (vec![6, 5], Activation::Relu)] {
+    for (hidden, act) in [
+        (vec![8], Activation::Sigmoid),
+        (vec![6, 5], Activation::Relu),
+    ] {
         let spec = MlpSpec::new(784, hidden, 10, act).unwrap();
         let params = random_params(&spec, 3);
         let b = batch(3, 4);
@@ -98,9 +134,20 @@ fn gpu_full_matches_the_oracle_and_incremental_to_its_tolerance() {
         let full = grad(&mut gpu, &params, &b, FULL);
         let inc = grad(&mut gpu, &params, &b, INCREMENTAL);
         let (rel_full, rel_pair) = (relative_error(&full, &want), relative_error(&full, &inc));
-        println!("{}: gpu full vs f64 oracle {rel_full:.2e}, full vs incremental {rel_pair:.2e}", spec.describe());
-        assert!(rel_full <= GPU_NUMERICAL_FULL_REL, "{}: {rel_full:e}", spec.describe());
-        assert!(rel_pair <= GPU_NUMERICAL_FULL_REL, "{}: {rel_pair:e}", spec.describe());
+        println!(
+            "{}: gpu full vs f64 oracle {rel_full:.2e}, full vs incremental {rel_pair:.2e}",
+            spec.describe()
+        );
+        assert!(
+            rel_full <= GPU_NUMERICAL_FULL_REL,
+            "{}: {rel_full:e}",
+            spec.describe()
+        );
+        assert!(
+            rel_pair <= GPU_NUMERICAL_FULL_REL,
+            "{}: {rel_pair:e}",
+            spec.describe()
+        );
     }
 }
 
@@ -126,7 +173,10 @@ fn gpu_incremental_on_784_50_10_at_init_and_after_1000_steps() {
         let rel = relative_error(&got, &want);
         println!("784-50-10 {what}: gpu incremental vs f64 oracle {rel:.2e}");
         assert!(rel <= F32_NUMERICAL_VS_F64, "{what}: {rel:e}");
-        assert_eq!(gpu.numerical_dispatches(PerturbStrategy::Incremental), Some(1));
+        assert_eq!(
+            gpu.numerical_dispatches(PerturbStrategy::Incremental),
+            Some(1)
+        );
     }
 }
 
@@ -139,7 +189,9 @@ fn a_784_1000_10_net_runs_in_more_dispatches() {
     let want = oracle(&spec, &params, &b);
     let mut gpu = GpuBackend::new(ctx, spec.clone(), mnist()).unwrap();
     let got = grad(&mut gpu, &params, &b, INCREMENTAL);
-    let dispatches = gpu.numerical_dispatches(PerturbStrategy::Incremental).unwrap();
+    let dispatches = gpu
+        .numerical_dispatches(PerturbStrategy::Incremental)
+        .unwrap();
     let rel = relative_error(&got, &want);
     println!("784-1000-10: {dispatches} dispatches, gpu incremental vs f64 oracle {rel:.2e}");
     assert!(dispatches > 1, "{dispatches}");
@@ -147,19 +199,33 @@ fn a_784_1000_10_net_runs_in_more_dispatches() {
     // `full` keeps whole layers in registers: a 1000-wide one is a clear error, not a wrong answer.
     gpu.set_batch(&b).unwrap();
     let e = gpu.gradient(FULL).unwrap_err().to_string();
-    assert!(e.contains("at most 256") && e.contains("--numgrad incremental"), "{e}");
+    assert!(
+        e.contains("at most 256") && e.contains("--numgrad incremental"),
+        "{e}"
+    );
 }
 
 #[test]
 fn gpu_numerical_training_follows_the_cpu() {
     let ctx = ctx_or_skip!();
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
-    let cfg = gpu_train::train::TrainConfig { iters: 40, eval_every: 1000, seed: 4, ..Default::default() };
+    let cfg = gpu_train::train::TrainConfig {
+        iters: 40,
+        eval_every: 1000,
+        seed: 4,
+        ..Default::default()
+    };
     let mut gpu = GpuBackend::new(ctx, spec.clone(), mnist()).unwrap();
     let mut cpu = CpuBackend::<f32>::new(spec.clone(), mnist()).unwrap();
     for b in [&mut gpu as &mut dyn Backend, &mut cpu as &mut dyn Backend] {
         b.set_params(&Params::init(&spec, cfg.seed)).unwrap();
-        gpu_train::train::train(b, mnist().train.len(), &cfg, |_: &gpu_train::train::EvalRecord| {}).unwrap();
+        gpu_train::train::train(
+            b,
+            mnist().train.len(),
+            &cfg,
+            |_: &gpu_train::train::EvalRecord| {},
+        )
+        .unwrap();
     }
     let rel = relative_error(&gpu.params().unwrap().data, &cpu.params().unwrap().data);
     println!("40 numerical steps, gpu vs cpu f32 parameters: {rel:.2e}");

@@ -5,16 +5,25 @@ use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
 use gpu_train::cpu::{forward::forward, numerical, CpuBackend};
 use gpu_train::data::{self, Mnist, Sampler, SamplerKind};
 use gpu_train::model::{relative_error, Activation, MlpSpec, Params};
-use gpu_train::tolerance::{F32_NUMERICAL_VS_F64, F64_BACKPROP_VS_NUMERICAL, F64_FULL_VS_INCREMENTAL};
+use gpu_train::tolerance::{
+    F32_NUMERICAL_VS_F64, F64_BACKPROP_VS_NUMERICAL, F64_FULL_VS_INCREMENTAL,
+};
 use rand::{Rng, SeedableRng};
 use std::sync::{Arc, OnceLock};
 
-const INCREMENTAL: GradMethod = GradMethod::Numerical { strategy: PerturbStrategy::Incremental, h: DEFAULT_H };
-const FULL: GradMethod = GradMethod::Numerical { strategy: PerturbStrategy::Full, h: DEFAULT_H };
+const INCREMENTAL: GradMethod = GradMethod::Numerical {
+    strategy: PerturbStrategy::Incremental,
+    h: DEFAULT_H,
+};
+const FULL: GradMethod = GradMethod::Numerical {
+    strategy: PerturbStrategy::Full,
+    h: DEFAULT_H,
+};
 
 fn mnist() -> Arc<Mnist> {
     static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
-    DATA.get_or_init(|| Arc::new(data::embedded().expect("the embedded subset loads"))).clone()
+    DATA.get_or_init(|| Arc::new(data::embedded().expect("the embedded subset loads")))
+        .clone()
 }
 
 fn batch(seed: u64) -> Vec<u32> {
@@ -39,7 +48,12 @@ fn trained(steps: usize) -> Params {
     cpu.params().unwrap()
 }
 
-fn gradient<B: Backend>(mut backend: B, params: &Params, indices: &[u32], method: GradMethod) -> Vec<f64> {
+fn gradient<B: Backend>(
+    mut backend: B,
+    params: &Params,
+    indices: &[u32],
+    method: GradMethod,
+) -> Vec<f64> {
     backend.set_params(params).unwrap();
     backend.set_batch(indices).unwrap();
     backend.gradient(method).unwrap()
@@ -48,25 +62,53 @@ fn gradient<B: Backend>(mut backend: B, params: &Params, indices: &[u32], method
 #[test]
 fn f64_backprop_and_numerical_gradient_agree_on_784_50_10() {
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
-    for (what, params) in [("at init", Params::init(&spec, 0)), ("after 100 steps", trained(100))] {
+    for (what, params) in [
+        ("at init", Params::init(&spec, 0)),
+        ("after 100 steps", trained(100)),
+    ] {
         let b = batch(42);
-        let bp = gradient(CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(), &params, &b, GradMethod::Backprop);
-        let num = gradient(CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(), &params, &b, INCREMENTAL);
+        let bp = gradient(
+            CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(),
+            &params,
+            &b,
+            GradMethod::Backprop,
+        );
+        let num = gradient(
+            CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(),
+            &params,
+            &b,
+            INCREMENTAL,
+        );
         let rel = relative_error(&num, &bp);
         println!("f64 numerical (incremental) vs backprop, 784-50-10 {what}: {rel:.3e}");
-        assert!(rel <= F64_BACKPROP_VS_NUMERICAL, "{what}: relative error {rel:e}");
+        assert!(
+            rel <= F64_BACKPROP_VS_NUMERICAL,
+            "{what}: relative error {rel:e}"
+        );
     }
 }
 
 /// A random net and batch: weights large enough that the activations are far from linear, and
 /// inputs with many exact zeros (as MNIST's pixels), so the skipping of zero inputs is exercised.
-fn random_case(seed: u64, hidden: Vec<usize>, act: Activation) -> (MlpSpec, Vec<f64>, Vec<f64>, Vec<u8>) {
+fn random_case(
+    seed: u64,
+    hidden: Vec<usize>,
+    act: Activation,
+) -> (MlpSpec, Vec<f64>, Vec<f64>, Vec<u8>) {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
     let spec = MlpSpec::new(23, hidden, 7, act).unwrap();
-    let params: Vec<f64> = (0..spec.num_params()).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let params: Vec<f64> = (0..spec.num_params())
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let batch = 11;
     let x: Vec<f64> = (0..batch * spec.input)
-        .map(|_| if rng.random_bool(0.7) { 0.0 } else { rng.random_range(0.0..1.0) })
+        .map(|_| {
+            if rng.random_bool(0.7) {
+                0.0
+            } else {
+                rng.random_range(0.0..1.0)
+            }
+        })
         .collect();
     let labels: Vec<u8> = (0..batch).map(|_| rng.random_range(0..7u8)).collect();
     (spec, params, x, labels)
@@ -79,15 +121,28 @@ fn f64_full_and_incremental_agree_on_random_nets() {
             for act in [Activation::Sigmoid, Activation::Relu] {
                 let (spec, params, x, labels) = random_case(seed, hidden.clone(), act);
                 let batch = labels.len();
-                let full = numerical::numerical_gradient_full(&spec, &params, &x, &labels, batch, DEFAULT_H);
+                let full = numerical::numerical_gradient_full(
+                    &spec, &params, &x, &labels, batch, DEFAULT_H,
+                );
                 let cache = forward(&spec, &params, &x, batch);
-                let inc = numerical::numerical_gradient_incremental(&spec, &params, &x, &labels, &cache, DEFAULT_H);
+                let inc = numerical::numerical_gradient_incremental(
+                    &spec, &params, &x, &labels, &cache, DEFAULT_H,
+                );
                 let rel = relative_error(&inc, &full);
-                assert!(rel <= F64_FULL_VS_INCREMENTAL, "seed {seed} {} : {rel:e}", spec.describe());
+                assert!(
+                    rel <= F64_FULL_VS_INCREMENTAL,
+                    "seed {seed} {} : {rel:e}",
+                    spec.describe()
+                );
                 // And both are the gradient: backprop agrees to the central difference's error.
-                let bp = gpu_train::cpu::backprop::backprop(&spec, &params, &x, &cache, &labels, batch);
+                let bp =
+                    gpu_train::cpu::backprop::backprop(&spec, &params, &x, &cache, &labels, batch);
                 let rel_bp = relative_error(&inc, &bp);
-                assert!(rel_bp <= F64_BACKPROP_VS_NUMERICAL, "seed {seed} {} vs backprop: {rel_bp:e}", spec.describe());
+                assert!(
+                    rel_bp <= F64_BACKPROP_VS_NUMERICAL,
+                    "seed {seed} {} vs backprop: {rel_bp:e}",
+                    spec.describe()
+                );
             }
         }
     }
@@ -96,12 +151,27 @@ fn f64_full_and_incremental_agree_on_random_nets() {
 #[test]
 fn f32_incremental_is_within_1e_5_of_the_f64_oracle() {
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
-    for (what, params) in [("at init", Params::init(&spec, 0)), ("after 2000 backprop steps", trained(2000))] {
+    for (what, params) in [
+        ("at init", Params::init(&spec, 0)),
+        ("after 2000 backprop steps", trained(2000)),
+    ] {
         let b = batch(7);
-        let oracle = gradient(CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(), &params, &b, INCREMENTAL);
-        let f32_inc = gradient(CpuBackend::<f32>::new(spec.clone(), mnist()).unwrap(), &params, &b, INCREMENTAL);
+        let oracle = gradient(
+            CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(),
+            &params,
+            &b,
+            INCREMENTAL,
+        );
+        let f32_inc = gradient(
+            CpuBackend::<f32>::new(spec.clone(), mnist()).unwrap(),
+            &params,
+            &b,
+            INCREMENTAL,
+        );
         let rel = relative_error(&f32_inc, &oracle);
-        println!("f32 incremental (loss change from the cached pass) vs f64 oracle, {what}: {rel:.3e}");
+        println!(
+            "f32 incremental (loss change from the cached pass) vs f64 oracle, {what}: {rel:.3e}"
+        );
         assert!(rel <= F32_NUMERICAL_VS_F64, "{what}: {rel:e}");
     }
 }
@@ -114,10 +184,23 @@ fn f32_full_by_subtracting_losses_is_noisy() {
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
     let params = Params::init(&spec, 0);
     let b = batch(7);
-    let oracle = gradient(CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(), &params, &b, INCREMENTAL);
-    let f32_full = gradient(CpuBackend::<f32>::new(spec.clone(), mnist()).unwrap(), &params, &b, FULL);
+    let oracle = gradient(
+        CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(),
+        &params,
+        &b,
+        INCREMENTAL,
+    );
+    let f32_full = gradient(
+        CpuBackend::<f32>::new(spec.clone(), mnist()).unwrap(),
+        &params,
+        &b,
+        FULL,
+    );
     let rel = relative_error(&f32_full, &oracle);
     println!("f32 full (two batch losses subtracted) vs f64 oracle, at init: {rel:.3e}");
-    assert!(rel > 1e-3, "subtracting f32 losses should lose digits; got {rel:e}");
+    assert!(
+        rel > 1e-3,
+        "subtracting f32 losses should lose digits; got {rel:e}"
+    );
     assert!(rel < 1.0, "but it is still a gradient; got {rel:e}");
 }

@@ -7,7 +7,9 @@ use gpu_train::math;
 use gpu_train::report::plot;
 
 fn out_dir(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plots").join(test);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("plots")
+        .join(test);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -15,8 +17,18 @@ fn out_dir(test: &str) -> PathBuf {
 /// Checks the PNG signature and reads width and height from the IHDR chunk.
 fn assert_png_800x600(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(bytes.len() > 24, "{}: only {} bytes", path.display(), bytes.len());
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}: not a PNG", path.display());
+    assert!(
+        bytes.len() > 24,
+        "{}: only {} bytes",
+        path.display(),
+        bytes.len()
+    );
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{}: not a PNG",
+        path.display()
+    );
     assert_eq!(&bytes[12..16], b"IHDR");
     let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
     let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
@@ -25,7 +37,14 @@ fn assert_png_800x600(path: &Path) {
 }
 
 fn falling_loss(n: usize, rate: f64) -> Vec<(usize, f64)> {
-    (0..n).map(|i| (i, 2.3 * (-rate * i as f64).exp() + 0.1 * ((i * 7919) % 13) as f64 / 13.0)).collect()
+    (0..n)
+        .map(|i| {
+            (
+                i,
+                2.3 * (-rate * i as f64).exp() + 0.1 * ((i * 7919) % 13) as f64 / 13.0,
+            )
+        })
+        .collect()
 }
 
 fn descent() -> Vec<Vec<f64>> {
@@ -41,7 +60,13 @@ fn every_figure_is_an_800x600_png() {
 
     let acc = dir.join("accuracy.png");
     let epochs: Vec<(f64, f64, f64)> = (0..17)
-        .map(|e| (e as f64, 0.1 + 0.85 * (1.0 - (-0.5 * e as f64).exp()), 0.1 + 0.84 * (1.0 - (-0.5 * e as f64).exp())))
+        .map(|e| {
+            (
+                e as f64,
+                0.1 + 0.85 * (1.0 - (-0.5 * e as f64).exp()),
+                0.1 + 0.84 * (1.0 - (-0.5 * e as f64).exp()),
+            )
+        })
         .collect();
     plot::accuracy_chart(&acc, &epochs).unwrap();
     assert_png_800x600(&acc);
@@ -74,7 +99,12 @@ fn the_picture_follows_the_data() {
 fn empty_and_non_finite_data_still_draw() {
     let dir = out_dir("edge");
     plot::loss_curve(dir.join("empty.png"), &[], "no data").unwrap();
-    plot::loss_curve(dir.join("nan.png"), &[(0, 2.3), (1, f64::NAN), (2, f64::INFINITY), (3, 1.0)], "nan").unwrap();
+    plot::loss_curve(
+        dir.join("nan.png"),
+        &[(0, 2.3), (1, f64::NAN), (2, f64::INFINITY), (3, 1.0)],
+        "nan",
+    )
+    .unwrap();
     plot::accuracy_chart(dir.join("empty_acc.png"), &[]).unwrap();
     plot::descent_path(dir.join("empty_path.png"), &[]).unwrap();
     for name in ["empty.png", "nan.png", "empty_acc.png", "empty_path.png"] {
@@ -85,7 +115,12 @@ fn empty_and_non_finite_data_still_draw() {
 #[test]
 fn svg_by_extension() {
     let dir = out_dir("svg");
-    let files = [dir.join("loss.svg"), dir.join("acc.svg"), dir.join("field.svg"), dir.join("path.SVG")];
+    let files = [
+        dir.join("loss.svg"),
+        dir.join("acc.svg"),
+        dir.join("field.svg"),
+        dir.join("path.SVG"),
+    ];
     plot::loss_curve(&files[0], &falling_loss(100, 0.02), "loss").unwrap();
     plot::accuracy_chart(&files[1], &[(0.0, 0.1, 0.1), (1.0, 0.8, 0.79)]).unwrap();
     plot::gradient_field(&files[2]).unwrap();
@@ -98,7 +133,11 @@ fn svg_by_extension() {
             f.display(),
             &text[..40.min(text.len())]
         );
-        assert!(text.contains("800") && text.contains("600"), "{}: size missing", f.display());
+        assert!(
+            text.contains("800") && text.contains("600"),
+            "{}: size missing",
+            f.display()
+        );
     }
 }
 
@@ -111,7 +150,10 @@ fn an_unwritable_path_is_an_error_naming_it() {
     for name in ["loss.png", "loss.svg"] {
         let target = blocker.join(name);
         let err = plot::loss_curve(&target, &falling_loss(10, 0.1), "loss").unwrap_err();
-        assert!(err.to_string().contains(&target.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&target.display().to_string()),
+            "{err}"
+        );
     }
     assert!(plot::accuracy_chart(blocker.join("a.png"), &[]).is_err());
     assert!(plot::gradient_field(blocker.join("g.png")).is_err());

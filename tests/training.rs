@@ -8,10 +8,21 @@ use gpu_train::model::{relative_error, MlpSpec, Params};
 use gpu_train::train::{train, EvalRecord, TrainConfig};
 use std::sync::Arc;
 
-fn run<B: Backend>(mut backend: B, spec: &MlpSpec, cfg: &TrainConfig, train_size: usize) -> (B, gpu_train::train::TrainSummary) {
+fn run<B: Backend>(
+    mut backend: B,
+    spec: &MlpSpec,
+    cfg: &TrainConfig,
+    train_size: usize,
+) -> (B, gpu_train::train::TrainSummary) {
     backend.set_params(&Params::init(spec, cfg.seed)).unwrap();
     let summary = train(&mut backend, train_size, cfg, |r: &EvalRecord| {
-        println!("iter {:>5} loss {:.4} train {:.4} test {:.4}", r.iter, r.batch_loss, r.train.accuracy(), r.test.accuracy())
+        println!(
+            "iter {:>5} loss {:.4} train {:.4} test {:.4}",
+            r.iter,
+            r.batch_loss,
+            r.train.accuracy(),
+            r.test.accuracy()
+        )
     })
     .unwrap();
     (backend, summary)
@@ -25,8 +36,17 @@ fn embedded() -> Arc<Mnist> {
 fn backprop_on_the_embedded_default_reaches_92_percent() {
     let data = embedded();
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
-    let cfg = TrainConfig { grad: GradMethod::Backprop, eval_every: 5000, ..TrainConfig::default() };
-    let (_, summary) = run(CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(), &spec, &cfg, data.train.len());
+    let cfg = TrainConfig {
+        grad: GradMethod::Backprop,
+        eval_every: 5000,
+        ..TrainConfig::default()
+    };
+    let (_, summary) = run(
+        CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(),
+        &spec,
+        &cfg,
+        data.train.len(),
+    );
     let acc = summary.last().unwrap().test.accuracy();
     println!("embedded default, cpu f32 backprop, 10000 iterations: test accuracy {acc:.4}");
     assert!(acc >= 0.92, "test accuracy {acc}");
@@ -36,19 +56,53 @@ fn backprop_on_the_embedded_default_reaches_92_percent() {
 fn numerical_gradient_trains_the_same_net_as_backprop_f64() {
     let data = embedded();
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
-    let base = TrainConfig { iters: 300, eval_every: 100, seed: 3, ..TrainConfig::default() };
-    let numerical_cfg =
-        TrainConfig { grad: GradMethod::Numerical { strategy: PerturbStrategy::Incremental, h: DEFAULT_H }, ..base.clone() };
-    let backprop_cfg = TrainConfig { grad: GradMethod::Backprop, ..base };
-    let (mut num, num_sum) = run(CpuBackend::<f64>::new(spec.clone(), data.clone()).unwrap(), &spec, &numerical_cfg, data.train.len());
-    let (mut bp, bp_sum) = run(CpuBackend::<f64>::new(spec.clone(), data.clone()).unwrap(), &spec, &backprop_cfg, data.train.len());
+    let base = TrainConfig {
+        iters: 300,
+        eval_every: 100,
+        seed: 3,
+        ..TrainConfig::default()
+    };
+    let numerical_cfg = TrainConfig {
+        grad: GradMethod::Numerical {
+            strategy: PerturbStrategy::Incremental,
+            h: DEFAULT_H,
+        },
+        ..base.clone()
+    };
+    let backprop_cfg = TrainConfig {
+        grad: GradMethod::Backprop,
+        ..base
+    };
+    let (mut num, num_sum) = run(
+        CpuBackend::<f64>::new(spec.clone(), data.clone()).unwrap(),
+        &spec,
+        &numerical_cfg,
+        data.train.len(),
+    );
+    let (mut bp, bp_sum) = run(
+        CpuBackend::<f64>::new(spec.clone(), data.clone()).unwrap(),
+        &spec,
+        &backprop_cfg,
+        data.train.len(),
+    );
     for (n, b) in num_sum.evals.iter().zip(&bp_sum.evals) {
         assert_eq!(n.iter, b.iter);
-        assert!((n.batch_loss - b.batch_loss).abs() <= 1e-6 * b.batch_loss, "iter {}: {} vs {}", n.iter, n.batch_loss, b.batch_loss);
+        assert!(
+            (n.batch_loss - b.batch_loss).abs() <= 1e-6 * b.batch_loss,
+            "iter {}: {} vs {}",
+            n.iter,
+            n.batch_loss,
+            b.batch_loss
+        );
         assert!((n.test.loss - b.test.loss).abs() <= 1e-6 * b.test.loss);
     }
     let (first, last) = (num_sum.evals.first().unwrap(), num_sum.last().unwrap());
-    assert!(last.test.loss < first.test.loss - 0.5, "the loss falls: {} -> {}", first.test.loss, last.test.loss);
+    assert!(
+        last.test.loss < first.test.loss - 0.5,
+        "the loss falls: {} -> {}",
+        first.test.loss,
+        last.test.loss
+    );
     let rel = relative_error(&num.params().unwrap().data, &bp.params().unwrap().data);
     println!("f64, 300 iterations: numerical vs backprop parameters, relative {rel:.3e}");
     assert!(rel <= 1e-3, "{rel:e}");
@@ -79,7 +133,11 @@ impl Backend for GoesNan {
         self.inner.set_batch(i)
     }
     fn batch_loss(&mut self) -> gpu_train::Result<f64> {
-        Ok(if self.steps > 3 { f64::NAN } else { self.inner.batch_loss()? })
+        Ok(if self.steps > 3 {
+            f64::NAN
+        } else {
+            self.inner.batch_loss()?
+        })
     }
     fn gradient(&mut self, m: GradMethod) -> gpu_train::Result<Vec<f64>> {
         self.inner.gradient(m)
@@ -88,7 +146,10 @@ impl Backend for GoesNan {
         self.steps += 1;
         self.inner.step(m, lr)
     }
-    fn evaluate(&mut self, s: gpu_train::backend::Split) -> gpu_train::Result<gpu_train::backend::Evaluation> {
+    fn evaluate(
+        &mut self,
+        s: gpu_train::backend::Split,
+    ) -> gpu_train::Result<gpu_train::backend::Evaluation> {
         self.inner.evaluate(s)
     }
 }
@@ -97,11 +158,24 @@ impl Backend for GoesNan {
 fn divergence_stops_with_an_error_naming_the_iteration() {
     let data = embedded();
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
-    let cfg = TrainConfig { grad: GradMethod::Backprop, iters: 50, eval_every: 1, ..TrainConfig::default() };
-    let mut backend = GoesNan { inner: CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(), steps: 0 };
+    let cfg = TrainConfig {
+        grad: GradMethod::Backprop,
+        iters: 50,
+        eval_every: 1,
+        ..TrainConfig::default()
+    };
+    let mut backend = GoesNan {
+        inner: CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(),
+        steps: 0,
+    };
     backend.set_params(&Params::init(&spec, 0)).unwrap();
-    let err = train(&mut backend, data.train.len(), &cfg, |_: &EvalRecord| {}).unwrap_err().to_string();
-    assert!(err.contains("diverged at iteration 3") && err.contains("--lr 0.01"), "{err}");
+    let err = train(&mut backend, data.train.len(), &cfg, |_: &EvalRecord| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("diverged at iteration 3") && err.contains("--lr 0.01"),
+        "{err}"
+    );
 }
 
 /// Full MNIST, the chapter's configuration with backprop: >= 94% test accuracy. Needs the data:
@@ -110,18 +184,40 @@ fn divergence_stops_with_an_error_naming_the_iteration() {
 fn backprop_on_full_mnist_reaches_94_percent() {
     let dir = std::env::var_os("MNIST_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"));
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist")
+        });
     if !dir.exists() {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "full MNIST not found at {}", dir.display());
-        eprintln!("skipped: full MNIST not found at {} (set MNIST_DIR)", dir.display());
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "full MNIST not found at {}",
+            dir.display()
+        );
+        eprintln!(
+            "skipped: full MNIST not found at {} (set MNIST_DIR)",
+            dir.display()
+        );
         return;
     }
     let data = Arc::new(data::load(Some(&dir)).unwrap());
     assert_eq!(data.train.len(), 60_000);
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
-    let cfg = TrainConfig { grad: GradMethod::Backprop, eval_every: 5000, ..TrainConfig::default() };
-    let (_, summary) = run(CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(), &spec, &cfg, data.train.len());
+    let cfg = TrainConfig {
+        grad: GradMethod::Backprop,
+        eval_every: 5000,
+        ..TrainConfig::default()
+    };
+    let (_, summary) = run(
+        CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(),
+        &spec,
+        &cfg,
+        data.train.len(),
+    );
     let acc = summary.last().unwrap().test.accuracy();
-    println!("full MNIST, cpu f32 backprop, 10000 iterations: test accuracy {acc:.4} in {:.1} s", summary.seconds);
+    println!(
+        "full MNIST, cpu f32 backprop, 10000 iterations: test accuracy {acc:.4} in {:.1} s",
+        summary.seconds
+    );
     assert!(acc >= 0.94, "test accuracy {acc}");
 }

@@ -68,7 +68,13 @@ impl<T: Real> ActivationPoint<T> {
             Activation::Sigmoid => (-a.abs()).exp(),
             Activation::Relu => T::ZERO,
         };
-        ActivationPoint { act, a, u, inv_1pu: T::ONE / (T::ONE + u), sign }
+        ActivationPoint {
+            act,
+            a,
+            u,
+            inv_1pu: T::ONE / (T::ONE + u),
+            sign,
+        }
     }
 
     pub fn regime(&self, e_max: T) -> ShiftRegime {
@@ -153,11 +159,17 @@ mod tests {
                     1.0 / (1.0 + (-(a32 + e32)).exp()) - 1.0 / (1.0 + (-a32).exp())
                 };
                 let naive_err = 2e-15 / (1.0 + (-a).exp());
-                assert!((got - want32).abs() <= 1e-6 * want32.abs() + naive_err, "a {a} e {e}: {got} vs {want32} ({want})");
+                assert!(
+                    (got - want32).abs() <= 1e-6 * want32.abs() + naive_err,
+                    "a {a} e {e}: {got} vs {want32} ({want})"
+                );
                 // The naive f64 reference itself is only good to ~1e-16 * sigmoid(a).
                 let got64 = activation_change(Activation::Sigmoid, a, e);
                 let naive_err = 2e-15 / (1.0 + (-a).exp());
-                assert!((got64 - want).abs() <= 1e-9 * want.abs() + naive_err, "f64 a {a} e {e}: {got64} vs {want}");
+                assert!(
+                    (got64 - want).abs() <= 1e-9 * want.abs() + naive_err,
+                    "f64 a {a} e {e}: {got64} vs {want}"
+                );
             }
         }
     }
@@ -166,7 +178,10 @@ mod tests {
     fn relu_change() {
         assert_eq!(activation_change(Activation::Relu, 2.0f64, 1e-4), 1e-4);
         assert_eq!(activation_change(Activation::Relu, -2.0f64, 1e-4), 0.0);
-        assert_eq!(activation_change(Activation::Relu, -0.5e-4f64, 1e-4), 0.5e-4);
+        assert_eq!(
+            activation_change(Activation::Relu, -0.5e-4f64, 1e-4),
+            0.5e-4
+        );
         assert_eq!(activation_grad_relu_at_zero(), 0.0);
     }
 

@@ -79,7 +79,13 @@ pub fn backprop_into<T: Real>(
         let dw = &mut grad[layer.w_offset..layer.w_offset + layer.w_len()];
         match sparse {
             Some(sx) if l == 0 => sparse_at_b_into(sx, &delta, layer.fan_out, dw),
-            _ => dw.copy_from_slice(&matmul_at_b(input, &delta, batch, layer.fan_in, layer.fan_out)),
+            _ => dw.copy_from_slice(&matmul_at_b(
+                input,
+                &delta,
+                batch,
+                layer.fan_in,
+                layer.fan_out,
+            )),
         }
         let db = &mut grad[layer.b_offset..layer.b_offset + layer.fan_out];
         for row in delta.chunks(layer.fan_out) {

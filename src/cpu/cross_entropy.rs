@@ -7,7 +7,11 @@ use crate::backend::CEE_DELTA;
 /// Per-sample losses -ln(p_t + 1e-7).
 pub fn cross_entropy_labels<T: Real>(probs: &[T], labels: &[u8], classes: usize) -> Vec<T> {
     let delta = T::from_f64(CEE_DELTA);
-    labels.iter().enumerate().map(|(b, &t)| -(probs[b * classes + t as usize] + delta).ln()).collect()
+    labels
+        .iter()
+        .enumerate()
+        .map(|(b, &t)| -(probs[b * classes + t as usize] + delta).ln())
+        .collect()
 }
 
 /// Mean of per-sample losses, accumulated in f64 so the mean itself adds no round-off.
@@ -109,7 +113,15 @@ impl<'a, T: Real> RowShift<'a, T> {
             *m = *m / T::from_f64(fact);
         }
         let pt = p[t];
-        RowShift { p, w, t, moments, w_max, w_t: w[t], c: pt / (pt + T::from_f64(CEE_DELTA)) }
+        RowShift {
+            p,
+            w,
+            t,
+            moments,
+            w_max,
+            w_t: w[t],
+            c: pt / (pt + T::from_f64(CEE_DELTA)),
+        }
     }
 
     /// Whether every shift |dz| <= dz_max can take `change_series`: each expm1 argument below
@@ -159,23 +171,42 @@ mod tests {
             softmax_rows(&mut q, 4);
             -(q[2] + CEE_DELTA).ln()
         };
-        for d in [[1e-3, 0.0, -2e-3, 5e-4], [0.0, 0.0, 0.1, 0.0], [0.4, -0.3, 0.0, 0.2]] {
+        for d in [
+            [1e-3, 0.0, -2e-3, 5e-4],
+            [0.0, 0.0, 0.1, 0.0],
+            [0.4, -0.3, 0.0, 0.2],
+        ] {
             let shifted: Vec<f64> = logits.iter().zip(&d).map(|(a, b)| a + b).collect();
             let want = loss(&shifted) - loss(&logits);
             let got = cross_entropy_change(&p, 2, &d);
-            assert!((got - want).abs() <= 1e-12 * want.abs().max(1e-3), "{got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1e-3),
+                "{got} vs {want}"
+            );
         }
         let mut d = [0.0; 4];
         d[1] = 3e-4;
-        assert!((cross_entropy_change_one(&p, 2, 1, 3e-4) - cross_entropy_change(&p, 2, &d)).abs() < 1e-18);
+        assert!(
+            (cross_entropy_change_one(&p, 2, 1, 3e-4) - cross_entropy_change(&p, 2, &d)).abs()
+                < 1e-18
+        );
         let w = [0.7, -1.3, 0.05, 2.2];
         for dz in [1e-6, -4e-5, 2e-4, 0.05] {
             let d: Vec<f64> = w.iter().map(|wk| dz * wk).collect();
-            let (a, b) = (RowShift::new(&p, 2, &w).change(dz), cross_entropy_change(&p, 2, &d));
-            assert!((a - b).abs() <= 1e-14 * b.abs(), "row shift {dz}: {a:e} vs {b:e}");
+            let (a, b) = (
+                RowShift::new(&p, 2, &w).change(dz),
+                cross_entropy_change(&p, 2, &d),
+            );
+            assert!(
+                (a - b).abs() <= 1e-14 * b.abs(),
+                "row shift {dz}: {a:e} vs {b:e}"
+            );
         }
         d = [0.0; 4];
         d[2] = -3e-4;
-        assert!((cross_entropy_change_one(&p, 2, 2, -3e-4) - cross_entropy_change(&p, 2, &d)).abs() < 1e-18);
+        assert!(
+            (cross_entropy_change_one(&p, 2, 2, -3e-4) - cross_entropy_change(&p, 2, &d)).abs()
+                < 1e-18
+        );
     }
 }

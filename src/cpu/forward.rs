@@ -78,5 +78,10 @@ pub fn forward_with<T: Real>(
     }
     let mut probs = pre[layers.len() - 1].clone();
     softmax_rows(&mut probs, spec.classes);
-    ForwardCache { batch, pre, post, probs }
+    ForwardCache {
+        batch,
+        pre,
+        post,
+        probs,
+    }
 }

@@ -24,27 +24,89 @@ pub fn matmul_into<T: Real>(a: &[T], b: &[T], m: usize, k: usize, n: usize, c: &
         return;
     }
     if 2 * m * k * n < PARALLEL_MIN_FLOPS || m <= ROWS_PER_CHUNK {
-        T::gemm(m, k, n, T::ONE, a, k as isize, 1, b, n as isize, 1, T::ZERO, c, n as isize, 1);
+        T::gemm(
+            m,
+            k,
+            n,
+            T::ONE,
+            a,
+            k as isize,
+            1,
+            b,
+            n as isize,
+            1,
+            T::ZERO,
+            c,
+            n as isize,
+            1,
+        );
         return;
     }
-    c.par_chunks_mut(ROWS_PER_CHUNK * n).enumerate().for_each(|(chunk, c)| {
-        let rows = c.len() / n;
-        let a = &a[chunk * ROWS_PER_CHUNK * k..][..rows * k];
-        T::gemm(rows, k, n, T::ONE, a, k as isize, 1, b, n as isize, 1, T::ZERO, c, n as isize, 1);
-    });
+    c.par_chunks_mut(ROWS_PER_CHUNK * n)
+        .enumerate()
+        .for_each(|(chunk, c)| {
+            let rows = c.len() / n;
+            let a = &a[chunk * ROWS_PER_CHUNK * k..][..rows * k];
+            T::gemm(
+                rows,
+                k,
+                n,
+                T::ONE,
+                a,
+                k as isize,
+                1,
+                b,
+                n as isize,
+                1,
+                T::ZERO,
+                c,
+                n as isize,
+                1,
+            );
+        });
 }
 
 /// C = A^T . B where A is (k x m) and B is (k x n): the weight gradient input^T . delta.
 pub fn matmul_at_b<T: Real>(a: &[T], b: &[T], k: usize, m: usize, n: usize) -> Vec<T> {
     let mut c = vec![T::ZERO; m * n];
-    T::gemm(m, k, n, T::ONE, a, 1, m as isize, b, n as isize, 1, T::ZERO, &mut c, n as isize, 1);
+    T::gemm(
+        m,
+        k,
+        n,
+        T::ONE,
+        a,
+        1,
+        m as isize,
+        b,
+        n as isize,
+        1,
+        T::ZERO,
+        &mut c,
+        n as isize,
+        1,
+    );
     c
 }
 
 /// C = A . B^T where A is (m x k) and B is (n x k): the back-propagated delta . W^T.
 pub fn matmul_a_bt<T: Real>(a: &[T], b: &[T], m: usize, k: usize, n: usize) -> Vec<T> {
     let mut c = vec![T::ZERO; m * n];
-    T::gemm(m, k, n, T::ONE, a, k as isize, 1, b, 1, k as isize, T::ZERO, &mut c, n as isize, 1);
+    T::gemm(
+        m,
+        k,
+        n,
+        T::ONE,
+        a,
+        k as isize,
+        1,
+        b,
+        1,
+        k as isize,
+        T::ZERO,
+        &mut c,
+        n as isize,
+        1,
+    );
     c
 }
 
@@ -65,18 +127,40 @@ mod tests {
     #[test]
     fn products_match_the_naive_loops() {
         for &(m, k, n) in &[(1, 1, 1), (7, 33, 10), (257, 784, 50), (100, 50, 10)] {
-            let a: Vec<f64> = (0..m * k).map(|i| ((i * 37 % 101) as f64 - 50.0) / 50.0).collect();
-            let b: Vec<f64> = (0..k * n).map(|i| ((i * 53 % 97) as f64 - 48.0) / 48.0).collect();
+            let a: Vec<f64> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f64 - 50.0) / 50.0)
+                .collect();
+            let b: Vec<f64> = (0..k * n)
+                .map(|i| ((i * 53 % 97) as f64 - 48.0) / 48.0)
+                .collect();
             let want = naive(&a, &b, m, k, n);
             let got = matmul(&a, &b, m, k, n);
-            crate::tolerance::compare("matmul", &got, &want, crate::tolerance::Tolerance::new(1e-12, 1e-12)).unwrap();
+            crate::tolerance::compare(
+                "matmul",
+                &got,
+                &want,
+                crate::tolerance::Tolerance::new(1e-12, 1e-12),
+            )
+            .unwrap();
             // A^T B with A stored k x m.
             let at: Vec<f64> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
             let got = matmul_at_b(&at, &b, k, m, n);
-            crate::tolerance::compare("matmul_at_b", &got, &want, crate::tolerance::Tolerance::new(1e-12, 1e-12)).unwrap();
+            crate::tolerance::compare(
+                "matmul_at_b",
+                &got,
+                &want,
+                crate::tolerance::Tolerance::new(1e-12, 1e-12),
+            )
+            .unwrap();
             let bt: Vec<f64> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
             let got = matmul_a_bt(&a, &bt, m, k, n);
-            crate::tolerance::compare("matmul_a_bt", &got, &want, crate::tolerance::Tolerance::new(1e-12, 1e-12)).unwrap();
+            crate::tolerance::compare(
+                "matmul_a_bt",
+                &got,
+                &want,
+                crate::tolerance::Tolerance::new(1e-12, 1e-12),
+            )
+            .unwrap();
         }
     }
 }

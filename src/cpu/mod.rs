@@ -18,9 +18,9 @@ use crate::data::{Dataset, Mnist};
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
 use forward::{forward, forward_with, ForwardCache};
-use sparse::{NonZeroPixels, SparseRows, SPARSE_MAX_DENSITY};
 use rayon::prelude::*;
 pub use real::Real;
+use sparse::{NonZeroPixels, SparseRows, SPARSE_MAX_DENSITY};
 use std::sync::Arc;
 
 /// Rows per chunk when evaluating a whole split: bounds the activations' memory.
@@ -31,7 +31,11 @@ pub fn fill_x<T: Real>(data: &Dataset, indices: &[u32], out: &mut Vec<T>) {
     let inv = 1.0 / 255.0;
     out.clear();
     for &i in indices {
-        out.extend(data.image(i as usize).iter().map(|&px| T::from_f64(px as f64 * inv)));
+        out.extend(
+            data.image(i as usize)
+                .iter()
+                .map(|&px| T::from_f64(px as f64 * inv)),
+        );
     }
 }
 
@@ -90,14 +94,23 @@ impl<T: Real> CpuBackend<T> {
 
     fn cache(&mut self) -> Result<&ForwardCache<T>> {
         if self.indices.is_empty() {
-            return Err(Error::config("batch", "no batch selected: call set_batch first"));
+            return Err(Error::config(
+                "batch",
+                "no batch selected: call set_batch first",
+            ));
         }
         if self.cache.is_none() {
             if !self.sparse_used {
                 self.dense_x();
             }
             let sparse = self.sparse_used.then_some(&self.sparse);
-            self.cache = Some(forward_with(&self.spec, &self.params, &self.x, self.indices.len(), sparse));
+            self.cache = Some(forward_with(
+                &self.spec,
+                &self.params,
+                &self.x,
+                self.indices.len(),
+                sparse,
+            ));
         }
         Ok(self.cache.as_ref().expect("set just above"))
     }
@@ -120,14 +133,27 @@ impl<T: Real> CpuBackend<T> {
         Ok(match method {
             GradMethod::Backprop => {
                 let sparse = self.sparse_used.then_some(&self.sparse);
-                backprop::backprop_with(&self.spec, &self.params, &self.x, cache, &self.labels, batch, sparse)
+                backprop::backprop_with(
+                    &self.spec,
+                    &self.params,
+                    &self.x,
+                    cache,
+                    &self.labels,
+                    batch,
+                    sparse,
+                )
             }
             GradMethod::Numerical { strategy, h } => {
                 let h = T::from_f64(h);
                 match strategy {
-                    PerturbStrategy::Full => {
-                        numerical::numerical_gradient_full(&self.spec, &self.params, &self.x, &self.labels, batch, h)
-                    }
+                    PerturbStrategy::Full => numerical::numerical_gradient_full(
+                        &self.spec,
+                        &self.params,
+                        &self.x,
+                        &self.labels,
+                        batch,
+                        h,
+                    ),
                     PerturbStrategy::Incremental => numerical::numerical_gradient_incremental(
                         &self.spec,
                         &self.params,
@@ -159,7 +185,11 @@ impl<T: Real> Backend for CpuBackend<T> {
         if params.spec != self.spec {
             return Err(Error::config(
                 "params",
-                format!("parameters of a {} net given to a {} backend", params.spec.describe(), self.spec.describe()),
+                format!(
+                    "parameters of a {} net given to a {} backend",
+                    params.spec.describe(),
+                    self.spec.describe()
+                ),
             ));
         }
         self.params = params.data.iter().map(|&v| T::from_f64(v)).collect();
@@ -174,23 +204,35 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn set_batch(&mut self, indices: &[u32]) -> Result<()> {
         let n = self.data.train.len();
         if indices.is_empty() {
-            return Err(Error::config("--batch", "the batch is empty; use --batch 1 or more"));
+            return Err(Error::config(
+                "--batch",
+                "the batch is empty; use --batch 1 or more",
+            ));
         }
         if let Some(&bad) = indices.iter().find(|&&i| i as usize >= n) {
-            return Err(Error::config("batch", format!("index {bad} is outside the training set of {n}")));
+            return Err(Error::config(
+                "batch",
+                format!("index {bad} is outside the training set of {n}"),
+            ));
         }
         self.indices.clear();
         self.indices.extend_from_slice(indices);
         self.x_ready = false;
         let train = &self.data.train;
-        match self.nonzero.get_or_insert_with(|| NonZeroPixels::new(train).map(Arc::new)) {
+        match self
+            .nonzero
+            .get_or_insert_with(|| NonZeroPixels::new(train).map(Arc::new))
+        {
             Some(index) => {
                 self.sparse.fill_from_index(index, indices);
                 self.sparse_used = self.sparse.density() <= SPARSE_MAX_DENSITY;
             }
             None => self.sparse_used = false,
         }
-        self.labels = indices.iter().map(|&i| self.data.train.label(i as usize)).collect();
+        self.labels = indices
+            .iter()
+            .map(|&i| self.data.train.label(i as usize))
+            .collect();
         self.cache = None;
         Ok(())
     }
@@ -199,11 +241,19 @@ impl<T: Real> Backend for CpuBackend<T> {
         let classes = self.spec.classes;
         let labels = self.labels.clone();
         let cache = self.cache()?;
-        Ok(cross_entropy::mean(&cross_entropy::cross_entropy_labels(&cache.probs, &labels, classes)))
+        Ok(cross_entropy::mean(&cross_entropy::cross_entropy_labels(
+            &cache.probs,
+            &labels,
+            classes,
+        )))
     }
 
     fn gradient(&mut self, method: GradMethod) -> Result<Vec<f64>> {
-        Ok(self.gradient_native(method)?.iter().map(|v| v.to_f64()).collect())
+        Ok(self
+            .gradient_native(method)?
+            .iter()
+            .map(|v| v.to_f64())
+            .collect())
     }
 
     fn step(&mut self, method: GradMethod, lr: f64) -> Result<()> {
@@ -215,7 +265,16 @@ impl<T: Real> Backend for CpuBackend<T> {
             let cache = self.cache.as_ref().expect("computed by cache()");
             let sparse = self.sparse_used.then_some(&self.sparse);
             let batch = self.indices.len();
-            backprop::backprop_into(&self.spec, &self.params, &self.x, cache, &self.labels, batch, sparse, &mut self.grad_buf);
+            backprop::backprop_into(
+                &self.spec,
+                &self.params,
+                &self.x,
+                cache,
+                &self.labels,
+                batch,
+                sparse,
+                &mut self.grad_buf,
+            );
             sgd::sgd(&mut self.params, &self.grad_buf, T::from_f64(lr));
         } else {
             let grad = self.gradient_native(method)?;
@@ -239,14 +298,22 @@ impl<T: Real> Backend for CpuBackend<T> {
                 fill_x(data, rows, &mut x);
                 let labels: Vec<u8> = rows.iter().map(|&i| data.label(i as usize)).collect();
                 let cache = forward(spec, params, &x, rows.len());
-                let losses = cross_entropy::cross_entropy_labels(&cache.probs, &labels, spec.classes);
+                let losses =
+                    cross_entropy::cross_entropy_labels(&cache.probs, &labels, spec.classes);
                 let loss: f64 = losses.iter().map(|v| v.to_f64()).sum();
-                (loss, accuracy::correct_count(&cache.probs, &labels, spec.classes))
+                (
+                    loss,
+                    accuracy::correct_count(&cache.probs, &labels, spec.classes),
+                )
             })
             .collect();
         let loss: f64 = parts.iter().map(|p| p.0).sum();
         let correct = parts.iter().map(|p| p.1).sum();
-        Ok(Evaluation { loss: loss / data.len().max(1) as f64, correct, count: data.len() })
+        Ok(Evaluation {
+            loss: loss / data.len().max(1) as f64,
+            correct,
+            count: data.len(),
+        })
     }
 }
 
@@ -267,11 +334,21 @@ impl ConfusionReport {
 
     /// Recall per true class: the diagonal over the row sums.
     pub fn per_class_accuracy(&self) -> Vec<f64> {
-        self.matrix.iter().enumerate().map(|(k, row)| row[k] as f64 / row.iter().sum::<usize>().max(1) as f64).collect()
+        self.matrix
+            .iter()
+            .enumerate()
+            .map(|(k, row)| row[k] as f64 / row.iter().sum::<usize>().max(1) as f64)
+            .collect()
     }
 
     pub fn render(&self) -> String {
-        let mut s = format!("loss {:.4} | accuracy {:.4} ({} of {})\n", self.loss, self.accuracy(), self.correct, self.count);
+        let mut s = format!(
+            "loss {:.4} | accuracy {:.4} ({} of {})\n",
+            self.loss,
+            self.accuracy(),
+            self.correct,
+            self.count
+        );
         s += "confusion matrix (rows: true class, columns: predicted)\n      ";
         for k in 0..self.matrix.len() {
             s += &format!("{k:>6}");
@@ -304,11 +381,15 @@ pub fn confusion(spec: &MlpSpec, params: &Params, data: &Dataset) -> ConfusionRe
             fill_x::<f32>(data, rows, &mut x);
             let labels: Vec<u8> = rows.iter().map(|&i| data.label(i as usize)).collect();
             let cache = forward(spec, &p, &x, rows.len());
-            let loss = cross_entropy::cross_entropy_labels(&cache.probs, &labels, classes).iter().map(|&v| v as f64).sum();
+            let loss = cross_entropy::cross_entropy_labels(&cache.probs, &labels, classes)
+                .iter()
+                .map(|&v| v as f64)
+                .sum();
             let mut m = vec![vec![0usize; classes]; classes];
             for (b, &t) in labels.iter().enumerate() {
                 let row = &cache.probs[b * classes..(b + 1) * classes];
-                let pred = (1..classes).fold(0, |best, k| if row[k] > row[best] { k } else { best });
+                let pred =
+                    (1..classes).fold(0, |best, k| if row[k] > row[best] { k } else { best });
                 m[t as usize][pred] += 1;
             }
             (loss, m)
@@ -325,5 +406,10 @@ pub fn confusion(spec: &MlpSpec, params: &Params, data: &Dataset) -> ConfusionRe
         }
     }
     let correct = (0..classes).map(|k| matrix[k][k]).sum();
-    ConfusionReport { loss: loss / data.len().max(1) as f64, correct, count: data.len(), matrix }
+    ConfusionReport {
+        loss: loss / data.len().max(1) as f64,
+        correct,
+        count: data.len(),
+        matrix,
+    }
 }

@@ -2,7 +2,9 @@
 //! every parameter p, by the two strategies of DESIGN.md (CPU twin of shaders/numerical.wgsl).
 
 use super::activation::{activation_change, ActivationPoint, ShiftRegime};
-use super::cross_entropy::{cross_entropy_change, cross_entropy_change_one, cross_entropy_labels, RowShift};
+use super::cross_entropy::{
+    cross_entropy_change, cross_entropy_change_one, cross_entropy_labels, RowShift,
+};
 use super::forward::{forward, ForwardCache};
 use super::real::Real;
 use crate::model::MlpSpec;
@@ -142,13 +144,20 @@ fn accumulate_sample<T: Real>(
         let e_max = h * scratch.nz_value.iter().fold(T::ONE, |m, &v| m.max(v.abs()));
         for j in 0..layer.fan_out {
             if l == last {
-                add_unit(acc, layer, j, input, h, |e| cross_entropy_change_one(p, t, j, e));
+                add_unit(acc, layer, j, input, h, |e| {
+                    cross_entropy_change_one(p, t, j, e)
+                });
             } else if l + 1 == last {
                 // The hot path of a one-hidden-layer net: unit j reaches the logits through
                 // row j of the output weights only.
-                let unit = ActivationPoint::new(spec.activation, cache.pre[l][b * layer.fan_out + j]);
+                let unit =
+                    ActivationPoint::new(spec.activation, cache.pre[l][b * layer.fan_out + j]);
                 let out = layers[last];
-                let row = RowShift::new(p, t, &params[out.w_offset + j * out.fan_out..][..out.fan_out]);
+                let row = RowShift::new(
+                    p,
+                    t,
+                    &params[out.w_offset + j * out.fan_out..][..out.fan_out],
+                );
                 match unit.regime(e_max) {
                     ShiftRegime::Dead => {}
                     ShiftRegime::Series if row.series_ok(unit.max_change(e_max)) => {

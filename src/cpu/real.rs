@@ -178,7 +178,9 @@ pub fn expm1_fast<T: Real>(x: T) -> T {
 #[inline(always)]
 pub fn expm1_series<T: Real>(x: T) -> T {
     let c = |v: f64| T::from_f64(v);
-    x * (T::ONE + x * (c(0.5) + x * (c(1.0 / 6.0) + x * (c(1.0 / 24.0) + x * (c(1.0 / 120.0) + x * c(1.0 / 720.0))))))
+    x * (T::ONE
+        + x * (c(0.5)
+            + x * (c(1.0 / 6.0) + x * (c(1.0 / 24.0) + x * (c(1.0 / 120.0) + x * c(1.0 / 720.0))))))
 }
 
 /// ln(1 + x): the alternating series to x^6 / 6 where |x| < 1e-3 (exact as above), libm's
@@ -196,7 +198,8 @@ pub fn ln_1p_fast<T: Real>(x: T) -> T {
 #[inline(always)]
 pub fn ln_1p_series<T: Real>(x: T) -> T {
     let c = |v: f64| T::from_f64(v);
-    x * (T::ONE + x * (c(-0.5) + x * (c(1.0 / 3.0) + x * (c(-0.25) + x * (c(0.2) + x * c(-1.0 / 6.0))))))
+    x * (T::ONE
+        + x * (c(-0.5) + x * (c(1.0 / 3.0) + x * (c(-0.25) + x * (c(0.2) + x * c(-1.0 / 6.0))))))
 }
 
 #[cfg(test)]
@@ -205,11 +208,19 @@ mod tests {
 
     #[test]
     fn fast_series_match_libm() {
-        for &x in &[0.0f64, 1e-12, -3.3e-9, 2.5e-5, -7.7e-5, 9.99e-4, -9.99e-4, 1.5e-3, -0.4, 3.0] {
+        for &x in &[
+            0.0f64, 1e-12, -3.3e-9, 2.5e-5, -7.7e-5, 9.99e-4, -9.99e-4, 1.5e-3, -0.4, 3.0,
+        ] {
             let (a, b) = (expm1_fast(x), x.exp_m1());
-            assert!((a - b).abs() <= 2.5e-16 * b.abs(), "expm1 {x}: {a:e} vs {b:e}");
+            assert!(
+                (a - b).abs() <= 2.5e-16 * b.abs(),
+                "expm1 {x}: {a:e} vs {b:e}"
+            );
             let (a, b) = (ln_1p_fast(x), x.ln_1p());
-            assert!((a - b).abs() <= 2.5e-16 * b.abs(), "ln_1p {x}: {a:e} vs {b:e}");
+            assert!(
+                (a - b).abs() <= 2.5e-16 * b.abs(),
+                "ln_1p {x}: {a:e} vs {b:e}"
+            );
             let xf = x as f32;
             let (a, b) = (expm1_fast(xf) as f64, (xf as f64).exp_m1());
             assert!((a - b).abs() <= 1.2e-7 * b.abs(), "f32 expm1 {x}");

@@ -36,8 +36,12 @@ impl NonZeroPixels {
             return None;
         }
         let nonzero = data.images().iter().filter(|&&p| p != 0).count();
-        let mut index =
-            NonZeroPixels { width, starts: Vec::with_capacity(data.len() + 1), cols: Vec::with_capacity(nonzero), pixels: Vec::with_capacity(nonzero) };
+        let mut index = NonZeroPixels {
+            width,
+            starts: Vec::with_capacity(data.len() + 1),
+            cols: Vec::with_capacity(nonzero),
+            pixels: Vec::with_capacity(nonzero),
+        };
         index.starts.push(0);
         for i in 0..data.len() {
             for (c, &p) in data.image(i).iter().enumerate() {
@@ -110,7 +114,8 @@ impl<T: Real> SparseRows<T> {
         for &i in indices {
             let (a, b) = (index.starts[i as usize], index.starts[i as usize + 1]);
             self.cols.extend(index.cols[a..b].iter().map(|&c| c as u32));
-            self.vals.extend(index.pixels[a..b].iter().map(|&p| scale[p as usize]));
+            self.vals
+                .extend(index.pixels[a..b].iter().map(|&p| scale[p as usize]));
             self.starts.push(self.cols.len());
         }
         self.index_columns();
@@ -195,7 +200,11 @@ fn block_sum<T: Real, const W: usize>(
 /// out (n) += sum over `terms` (v, offset) of v * base[offset..][..n]: the one inner loop of
 /// both sparse products.
 #[inline(always)]
-fn add_scaled_rows<T: Real>(out: &mut [T], base: &[T], terms: impl Iterator<Item = (T, usize)> + Clone) {
+fn add_scaled_rows<T: Real>(
+    out: &mut [T],
+    base: &[T],
+    terms: impl Iterator<Item = (T, usize)> + Clone,
+) {
     let n = out.len();
     let mut start = 0;
     while start < n {
@@ -244,8 +253,18 @@ fn with_wide_simd<R>(body: impl FnOnce() -> R) -> R {
 
 /// out (B x n) += X (B x I, sparse) . w (I x n). `out` holds the bias rows on entry.
 pub fn sparse_matmul_add<T: Real>(x: &SparseRows<T>, w: &[T], n: usize, out: &mut [T]) {
-    assert_eq!(w.len(), x.width * n, "sparse_matmul_add: W is not {} x {n}", x.width);
-    assert_eq!(out.len(), x.rows() * n, "sparse_matmul_add: out is not {} x {n}", x.rows());
+    assert_eq!(
+        w.len(),
+        x.width * n,
+        "sparse_matmul_add: W is not {} x {n}",
+        x.width
+    );
+    assert_eq!(
+        out.len(),
+        x.rows() * n,
+        "sparse_matmul_add: out is not {} x {n}",
+        x.rows()
+    );
     if n == 0 {
         return;
     }
@@ -266,7 +285,9 @@ pub fn sparse_matmul_add<T: Real>(x: &SparseRows<T>, w: &[T], n: usize, out: &mu
         rows(0, out);
     } else {
         let rows_per = x.rows().div_ceil(threads).max(1);
-        out.par_chunks_mut(rows_per * n).enumerate().for_each(|(chunk, block)| rows(chunk * rows_per, block));
+        out.par_chunks_mut(rows_per * n)
+            .enumerate()
+            .for_each(|(chunk, block)| rows(chunk * rows_per, block));
     }
 }
 
@@ -274,8 +295,18 @@ pub fn sparse_matmul_add<T: Real>(x: &SparseRows<T>, w: &[T], n: usize, out: &mu
 /// by input column (a counting sort), so each row of `grad` is one sum accumulated in registers
 /// and written once; threads own disjoint ranges of rows.
 pub fn sparse_at_b_into<T: Real>(x: &SparseRows<T>, delta: &[T], n: usize, grad: &mut [T]) {
-    assert_eq!(delta.len(), x.rows() * n, "sparse_at_b: delta is not {} x {n}", x.rows());
-    assert_eq!(grad.len(), x.width * n, "sparse_at_b: grad is not {} x {n}", x.width);
+    assert_eq!(
+        delta.len(),
+        x.rows() * n,
+        "sparse_at_b: delta is not {} x {n}",
+        x.rows()
+    );
+    assert_eq!(
+        grad.len(),
+        x.width * n,
+        "sparse_at_b: grad is not {} x {n}",
+        x.width
+    );
     if n == 0 || x.width == 0 {
         return;
     }
@@ -287,7 +318,9 @@ pub fn sparse_at_b_into<T: Real>(x: &SparseRows<T>, delta: &[T], n: usize, grad:
                 for (i, g) in block.chunks_mut(n).enumerate() {
                     let c = first + i;
                     g.iter_mut().for_each(|v| *v = T::ZERO);
-                    let terms = by_col[col_starts[c]..col_starts[c + 1]].iter().map(|&(r, v)| (v, r as usize * n));
+                    let terms = by_col[col_starts[c]..col_starts[c + 1]]
+                        .iter()
+                        .map(|&(r, v)| (v, r as usize * n));
                     add_scaled_rows(g, delta, terms);
                 }
             },
@@ -298,7 +331,9 @@ pub fn sparse_at_b_into<T: Real>(x: &SparseRows<T>, delta: &[T], n: usize, grad:
         rows(0, grad);
     } else {
         let cols_per = x.width.div_ceil(threads).max(1);
-        grad.par_chunks_mut(cols_per * n).enumerate().for_each(|(chunk, block)| rows(chunk * cols_per, block));
+        grad.par_chunks_mut(cols_per * n)
+            .enumerate()
+            .for_each(|(chunk, block)| rows(chunk * cols_per, block));
     }
 }
 
@@ -311,11 +346,28 @@ mod tests {
     /// Rows with ~80% zeros, like MNIST, at sizes that split over threads and ones that don't.
     #[test]
     fn sparse_products_match_the_dense_ones() {
-        for &(b, i, n) in &[(1, 1, 1), (3, 7, 5), (100, 784, 50), (257, 33, 10), (64, 784, 1)] {
-            let x: Vec<f64> =
-                (0..b * i).map(|k| if k * 7 % 10 < 2 { ((k * 37 % 101) as f64) / 101.0 } else { 0.0 }).collect();
-            let w: Vec<f64> = (0..i * n).map(|k| ((k * 53 % 97) as f64 - 48.0) / 48.0).collect();
-            let d: Vec<f64> = (0..b * n).map(|k| ((k * 29 % 89) as f64 - 44.0) / 44.0).collect();
+        for &(b, i, n) in &[
+            (1, 1, 1),
+            (3, 7, 5),
+            (100, 784, 50),
+            (257, 33, 10),
+            (64, 784, 1),
+        ] {
+            let x: Vec<f64> = (0..b * i)
+                .map(|k| {
+                    if k * 7 % 10 < 2 {
+                        ((k * 37 % 101) as f64) / 101.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let w: Vec<f64> = (0..i * n)
+                .map(|k| ((k * 53 % 97) as f64 - 48.0) / 48.0)
+                .collect();
+            let d: Vec<f64> = (0..b * n)
+                .map(|k| ((k * 29 % 89) as f64 - 44.0) / 44.0)
+                .collect();
             let mut s = SparseRows::default();
             s.fill_from_dense(&x, i);
             assert!(s.density() < 0.3, "{}", s.density());
@@ -325,7 +377,13 @@ mod tests {
             compare("sparse x.W", &got, &want, Tolerance::new(1e-12, 1e-12)).unwrap();
             let mut got = vec![f64::NAN; i * n];
             sparse_at_b_into(&s, &d, n, &mut got);
-            compare("sparse x^T.delta", &got, &matmul_at_b(&x, &d, b, i, n), Tolerance::new(1e-12, 1e-12)).unwrap();
+            compare(
+                "sparse x^T.delta",
+                &got,
+                &matmul_at_b(&x, &d, b, i, n),
+                Tolerance::new(1e-12, 1e-12),
+            )
+            .unwrap();
         }
     }
 }

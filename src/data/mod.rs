@@ -39,14 +39,10 @@ const HOW_TO_POINT: &str = "point `--data DIR` or the MNIST_DIR environment vari
 const EMBEDDED_PREFIX: &str = "embedded:src/data/mnist-subset/";
 
 /// The embedded subset's files, compiled in so that the binary never reads them at run time.
-const EMBEDDED_TRAIN_IMAGES: &[u8] =
-    include_bytes!("mnist-subset/train-images-idx3-ubyte.gz");
-const EMBEDDED_TRAIN_LABELS: &[u8] =
-    include_bytes!("mnist-subset/train-labels-idx1-ubyte.gz");
-const EMBEDDED_TEST_IMAGES: &[u8] =
-    include_bytes!("mnist-subset/t10k-images-idx3-ubyte.gz");
-const EMBEDDED_TEST_LABELS: &[u8] =
-    include_bytes!("mnist-subset/t10k-labels-idx1-ubyte.gz");
+const EMBEDDED_TRAIN_IMAGES: &[u8] = include_bytes!("mnist-subset/train-images-idx3-ubyte.gz");
+const EMBEDDED_TRAIN_LABELS: &[u8] = include_bytes!("mnist-subset/train-labels-idx1-ubyte.gz");
+const EMBEDDED_TEST_IMAGES: &[u8] = include_bytes!("mnist-subset/t10k-images-idx3-ubyte.gz");
+const EMBEDDED_TEST_LABELS: &[u8] = include_bytes!("mnist-subset/t10k-labels-idx1-ubyte.gz");
 
 /// `i / 255` for every byte value, as `f32` and `f64`: the book's `x / 255.0` normalisation,
 /// bit-for-bit (computed once, by correctly rounded division, at compile time).

@@ -32,7 +32,9 @@ use rand_pcg::Pcg64;
 use crate::error::{Error, Result};
 
 /// How a [`Sampler`] picks batch indices; see the [module docs](self).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SamplerKind {
     /// Independent uniform indices, like `np.random.choice(n, batch)`; the book's way.

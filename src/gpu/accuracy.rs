@@ -14,7 +14,16 @@ pub(crate) struct Pipelines {
 impl Pipelines {
     pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
         use Slot::*;
-        Pipelines { accuracy: Kernel::new(device, module, "accuracy", "accuracy", &[Read, Read, ReadWrite], &[]) }
+        Pipelines {
+            accuracy: Kernel::new(
+                device,
+                module,
+                "accuracy",
+                "accuracy",
+                &[Read, Read, ReadWrite],
+                &[],
+            ),
+        }
     }
 }
 
@@ -30,5 +39,7 @@ pub fn accuracy(
     count: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let params = [word("rows", rows)?, word("cols", cols)?, 0, 0, 0, 0, 0, 0];
-    k.accuracy.accuracy.dispatch(ctx, params, &[scores, labels, count], groups_1d(ctx, rows))
+    k.accuracy
+        .accuracy
+        .dispatch(ctx, params, &[scores, labels, count], groups_1d(ctx, rows))
 }

@@ -94,8 +94,15 @@ impl Plan {
         let indices = ctx.storage("batch indices", rows)?;
         let x = ctx.storage("batch X", rows * spec.input)?;
         let labels = ctx.storage("batch labels", rows)?;
-        let pre = layers.iter().map(|l| ctx.storage("pre-activation", rows * l.fan_out)).collect::<Result<Vec<_>>>()?;
-        let post = spec.hidden.iter().map(|&h| ctx.storage("activation", rows * h)).collect::<Result<Vec<_>>>()?;
+        let pre = layers
+            .iter()
+            .map(|l| ctx.storage("pre-activation", rows * l.fan_out))
+            .collect::<Result<Vec<_>>>()?;
+        let post = spec
+            .hidden
+            .iter()
+            .map(|&h| ctx.storage("activation", rows * h))
+            .collect::<Result<Vec<_>>>()?;
         let probs = ctx.storage("probabilities", rows * classes)?;
         let losses = ctx.storage("per-sample losses", rows)?;
         let loss = ctx.storage("mean loss", 1)?;
@@ -115,11 +122,22 @@ impl Plan {
                 bias: Some(Operand::at(s.params, layer.b_offset)),
                 post: hidden.then(|| Operand::whole(&post[l])),
             };
-            let kind = if hidden { Matmul::AddBiasAct(spec.activation) } else { Matmul::AddBias };
+            let kind = if hidden {
+                Matmul::AddBiasAct(spec.activation)
+            } else {
+                Matmul::AddBias
+            };
             forward.push(matmul(k, ctx, kind, &args)?);
         }
         let logits = &pre[layers.len() - 1];
-        forward.push(softmax::softmax(k, ctx, rows, classes, Operand::whole(logits), Operand::whole(&probs))?);
+        forward.push(softmax::softmax(
+            k,
+            ctx,
+            rows,
+            classes,
+            Operand::whole(logits),
+            Operand::whole(&probs),
+        )?);
         let loss_pass = vec![
             cross_entropy::cross_entropy(k, ctx, rows, classes, &probs, &labels, &losses)?,
             cross_entropy::mean(k, ctx, rows, &losses, &loss, 0)?,
@@ -128,9 +146,20 @@ impl Plan {
 
         let (mut deltas, mut backward) = (Vec::new(), Vec::new());
         if with_backward {
-            deltas = layers.iter().map(|l| ctx.storage("delta", rows * l.fan_out)).collect::<Result<Vec<_>>>()?;
+            deltas = layers
+                .iter()
+                .map(|l| ctx.storage("delta", rows * l.fan_out))
+                .collect::<Result<Vec<_>>>()?;
             let last = layers.len() - 1;
-            backward.push(backprop::output_delta(k, ctx, rows, classes, &probs, &labels, &deltas[last])?);
+            backward.push(backprop::output_delta(
+                k,
+                ctx,
+                rows,
+                classes,
+                &probs,
+                &labels,
+                &deltas[last],
+            )?);
             for l in (0..layers.len()).rev() {
                 let layer = layers[l];
                 // dW_l = input_l^T d_l: input_l is rows x fan_in, i.e. K x M of A^T B.
@@ -244,7 +273,10 @@ pub struct GpuBackend {
 fn chunks(n: usize, max: usize) -> Vec<(usize, usize)> {
     let count = n.div_ceil(max.max(1)).max(1);
     let per = n.div_ceil(count).max(1);
-    (0..n).step_by(per).map(|start| (start, per.min(n - start))).collect()
+    (0..n)
+        .step_by(per)
+        .map(|start| (start, per.min(n - start)))
+        .collect()
 }
 
 impl GpuBackend {
@@ -283,8 +315,14 @@ impl GpuBackend {
         // Evaluation rows: capped so the widest activation of a chunk fits one binding.
         let widest = spec.sizes().into_iter().max().unwrap_or(1);
         let by_limit = (ctx.max_binding_bytes() as usize / (4 * widest)).max(1);
-        let eval_rows = options.eval_chunk_rows.unwrap_or(DEFAULT_EVAL_ROWS).min(by_limit).clamp(1, MAX_ROWS);
-        let max_chunks = chunks(train.len(), eval_rows).len().max(chunks(test.len(), eval_rows).len());
+        let eval_rows = options
+            .eval_chunk_rows
+            .unwrap_or(DEFAULT_EVAL_ROWS)
+            .min(by_limit)
+            .clamp(1, MAX_ROWS);
+        let max_chunks = chunks(train.len(), eval_rows)
+            .len()
+            .max(chunks(test.len(), eval_rows).len());
         let eval_means = ctx.storage("evaluation chunk losses", max_chunks)?;
         let staging = ctx.staging("read-back", n.max(max_chunks + 1));
         let sgd = sgd::sgd(&kernels, &ctx, n, 0.0, &params, &grad)?;
@@ -339,27 +377,45 @@ impl GpuBackend {
     /// Records the work on the current batch into one encoder: gather (first use of the batch
     /// only), forward, then what `work` needs.
     fn record_batch(&mut self, work: Work, what: &str) -> Result<(wgpu::CommandEncoder, PlanKey)> {
-        let batch =
-            self.batch.as_mut().ok_or_else(|| Error::config("batch", "no batch selected: call set_batch first"))?;
-        let plan =
-            self.plans.get(&batch.key).ok_or_else(|| Error::Gpu("the batch's plan is missing (a bug)".into()))?;
+        let batch = self
+            .batch
+            .as_mut()
+            .ok_or_else(|| Error::config("batch", "no batch selected: call set_batch first"))?;
+        let plan = self
+            .plans
+            .get(&batch.key)
+            .ok_or_else(|| Error::Gpu("the batch's plan is missing (a bug)".into()))?;
         let mut encoder = self.ctx.encoder(what);
         let gather: &[Dispatch] = if batch.gathered { &[] } else { &plan.gather };
         let sgd = matches!(work, Work::Step(_)).then_some(&self.sgd);
         match work {
-            Work::Loss => record_all(&mut encoder, gather.iter().chain(&plan.forward).chain(&plan.loss_pass)),
-            Work::Gradient(GradMethod::Backprop) | Work::Step(GradMethod::Backprop) => {
-                record_all(&mut encoder, gather.iter().chain(&plan.forward).chain(&plan.backward).chain(sgd))
-            }
-            Work::Gradient(GradMethod::Numerical { strategy, .. }) | Work::Step(GradMethod::Numerical { strategy, .. }) => {
+            Work::Loss => record_all(
+                &mut encoder,
+                gather.iter().chain(&plan.forward).chain(&plan.loss_pass),
+            ),
+            Work::Gradient(GradMethod::Backprop) | Work::Step(GradMethod::Backprop) => record_all(
+                &mut encoder,
+                gather
+                    .iter()
+                    .chain(&plan.forward)
+                    .chain(&plan.backward)
+                    .chain(sgd),
+            ),
+            Work::Gradient(GradMethod::Numerical { strategy, .. })
+            | Work::Step(GradMethod::Numerical { strategy, .. }) => {
                 // The unperturbed pass, then its cache assembled for the perturbation kernels
                 // (copies sit between compute passes), then the perturbations and the update.
-                let num = plan
-                    .numerical
-                    .get(&strategy)
-                    .ok_or_else(|| Error::Gpu("the numerical gradient's plan is missing (a bug)".into()))?;
+                let num = plan.numerical.get(&strategy).ok_or_else(|| {
+                    Error::Gpu("the numerical gradient's plan is missing (a bug)".into())
+                })?;
                 record_all(&mut encoder, gather.iter().chain(&plan.forward));
-                num.record_cache_copies(&mut encoder, &plan.labels, &plan.pre, &plan.post, &plan.probs);
+                num.record_cache_copies(
+                    &mut encoder,
+                    &plan.labels,
+                    &plan.pre,
+                    &plan.post,
+                    &plan.probs,
+                );
                 record_all(&mut encoder, num.dispatches.iter().chain(sgd));
             }
         }
@@ -385,7 +441,11 @@ impl GpuBackend {
         if params.spec != self.spec {
             return Err(Error::config(
                 "params",
-                format!("parameters of a {} net given to a {} backend", params.spec.describe(), self.spec.describe()),
+                format!(
+                    "parameters of a {} net given to a {} backend",
+                    params.spec.describe(),
+                    self.spec.describe()
+                ),
             ));
         }
         Ok(())
@@ -394,7 +454,11 @@ impl GpuBackend {
     /// The dispatches one numerical gradient of the selected batch takes (once built).
     pub fn numerical_dispatches(&self, strategy: PerturbStrategy) -> Option<usize> {
         let key = self.batch.as_ref()?.key;
-        self.plans.get(&key)?.numerical.get(&strategy).map(|n| n.dispatches.len())
+        self.plans
+            .get(&key)?
+            .numerical
+            .get(&strategy)
+            .map(|n| n.dispatches.len())
     }
 
     /// Builds what `method` needs on the selected batch's plan: the numerical gradient's
@@ -404,13 +468,34 @@ impl GpuBackend {
             return Ok(());
         };
         if !(h.is_finite() && h > 0.0) {
-            return Err(Error::config("--h", format!("must be a positive number, got {h}")));
+            return Err(Error::config(
+                "--h",
+                format!("must be a positive number, got {h}"),
+            ));
         }
-        let key = self.batch.as_ref().ok_or_else(|| Error::config("batch", "no batch selected: call set_batch first"))?.key;
-        let plan = self.plans.get_mut(&key).ok_or_else(|| Error::Gpu("the batch's plan is missing (a bug)".into()))?;
+        let key = self
+            .batch
+            .as_ref()
+            .ok_or_else(|| Error::config("batch", "no batch selected: call set_batch first"))?
+            .key;
+        let plan = self
+            .plans
+            .get_mut(&key)
+            .ok_or_else(|| Error::Gpu("the batch's plan is missing (a bug)".into()))?;
         if !plan.numerical.contains_key(&strategy) {
-            let built = numerical::plan(&self.kernels, &self.ctx, &self.spec, plan.rows, strategy, h as f32, &self.params, &plan.x, &self.grad)?;
-            self.ctx.check("building the numerical gradient's launches")?;
+            let built = numerical::plan(
+                &self.kernels,
+                &self.ctx,
+                &self.spec,
+                plan.rows,
+                strategy,
+                h as f32,
+                &self.params,
+                &plan.x,
+                &self.grad,
+            )?;
+            self.ctx
+                .check("building the numerical gradient's launches")?;
             plan.numerical.insert(strategy, built);
         }
         if let Some(num) = plan.numerical.get_mut(&strategy) {
@@ -419,7 +504,6 @@ impl GpuBackend {
         Ok(())
     }
 }
-
 
 impl Backend for GpuBackend {
     fn name(&self) -> String {
@@ -439,8 +523,14 @@ impl Backend for GpuBackend {
     fn params(&mut self) -> Result<Params> {
         let n = self.spec.num_params();
         let encoder = self.ctx.encoder("read parameters");
-        let v: Vec<f32> =
-            Self::read_back(&self.ctx, &self.staging, encoder, &self.params, n, "reading the parameters")?;
+        let v: Vec<f32> = Self::read_back(
+            &self.ctx,
+            &self.staging,
+            encoder,
+            &self.params,
+            n,
+            "reading the parameters",
+        )?;
         self.in_flight = None;
         Params::from_vec(&self.spec, v.into_iter().map(f64::from).collect())
     }
@@ -448,29 +538,52 @@ impl Backend for GpuBackend {
     fn set_batch(&mut self, indices: &[u32]) -> Result<()> {
         let n = self.train.len();
         if indices.is_empty() {
-            return Err(Error::config("--batch", "the batch is empty; use --batch 1 or more"));
+            return Err(Error::config(
+                "--batch",
+                "the batch is empty; use --batch 1 or more",
+            ));
         }
         if indices.len() > MAX_ROWS {
             return Err(Error::config(
                 "--batch",
-                format!("{} rows; the GPU backend takes at most {MAX_ROWS}", indices.len()),
+                format!(
+                    "{} rows; the GPU backend takes at most {MAX_ROWS}",
+                    indices.len()
+                ),
             ));
         }
         if let Some(&bad) = indices.iter().find(|&&i| i as usize >= n) {
-            return Err(Error::config("batch", format!("index {bad} is outside the training set of {n}")));
+            return Err(Error::config(
+                "batch",
+                format!("index {bad} is outside the training set of {n}"),
+            ));
         }
-        let key = PlanKey { test: false, rows: indices.len(), backward: true };
+        let key = PlanKey {
+            test: false,
+            rows: indices.len(),
+            backward: true,
+        };
         self.plan(key)?;
         let plan = &self.plans[&key];
         self.ctx.write(&plan.indices, 0, indices);
-        self.batch = Some(Batch { key, gathered: false });
+        self.batch = Some(Batch {
+            key,
+            gathered: false,
+        });
         Ok(())
     }
 
     fn batch_loss(&mut self) -> Result<f64> {
         let (encoder, key) = self.record_batch(Work::Loss, "batch loss")?;
         let loss = &self.plans[&key].loss;
-        let v: Vec<f32> = Self::read_back(&self.ctx, &self.staging, encoder, loss, 1, "computing the batch loss")?;
+        let v: Vec<f32> = Self::read_back(
+            &self.ctx,
+            &self.staging,
+            encoder,
+            loss,
+            1,
+            "computing the batch loss",
+        )?;
         self.in_flight = None;
         Ok(f64::from(v[0]))
     }
@@ -479,7 +592,14 @@ impl Backend for GpuBackend {
         self.prepare(method)?;
         let n = self.spec.num_params();
         let (encoder, _) = self.record_batch(Work::Gradient(method), "gradient")?;
-        let v: Vec<f32> = Self::read_back(&self.ctx, &self.staging, encoder, &self.grad, n, "computing the gradient")?;
+        let v: Vec<f32> = Self::read_back(
+            &self.ctx,
+            &self.staging,
+            encoder,
+            &self.grad,
+            n,
+            "computing the gradient",
+        )?;
         self.in_flight = None;
         Ok(v.into_iter().map(f64::from).collect())
     }
@@ -501,18 +621,34 @@ impl Backend for GpuBackend {
 
     fn evaluate(&mut self, split: Split) -> Result<Evaluation> {
         let test = split == Split::Test;
-        let n = if test { self.test.len() } else { self.train.len() };
+        let n = if test {
+            self.test.len()
+        } else {
+            self.train.len()
+        };
         if n == 0 {
-            return Ok(Evaluation { loss: 0.0, correct: 0, count: 0 });
+            return Ok(Evaluation {
+                loss: 0.0,
+                correct: 0,
+                count: 0,
+            });
         }
         let parts = chunks(n, self.eval_rows);
         for &(_, rows) in &parts {
-            self.plan(PlanKey { test, rows, backward: false })?;
+            self.plan(PlanKey {
+                test,
+                rows,
+                backward: false,
+            })?;
         }
         let last = parts.len() - 1;
         let mut read = None;
         for (c, &(start, rows)) in parts.iter().enumerate() {
-            let plan = &self.plans[&PlanKey { test, rows, backward: false }];
+            let plan = &self.plans[&PlanKey {
+                test,
+                rows,
+                backward: false,
+            }];
             let indices: Vec<u32> = (start as u32..(start + rows) as u32).collect();
             self.ctx.write(&plan.indices, 0, &indices);
             let mut encoder = self.ctx.encoder("evaluate");
@@ -521,7 +657,11 @@ impl Backend for GpuBackend {
             }
             record_all(
                 &mut encoder,
-                plan.gather.iter().chain(&plan.forward).chain(&plan.loss_pass).chain([&plan.accuracy]),
+                plan.gather
+                    .iter()
+                    .chain(&plan.forward)
+                    .chain(&plan.loss_pass)
+                    .chain([&plan.accuracy]),
             );
             encoder.copy_buffer_to_buffer(&plan.loss, 0, &self.eval_means, (c * 4) as u64, 4);
             if c < last {
@@ -529,17 +669,41 @@ impl Backend for GpuBackend {
                 self.ctx.submit(encoder, "evaluating")?;
             } else {
                 let count = parts.len();
-                encoder.copy_buffer_to_buffer(&self.eval_means, 0, &self.staging, 0, (count * 4) as u64);
-                encoder.copy_buffer_to_buffer(&self.correct, 0, &self.staging, (count * 4) as u64, 4);
-                read = Some(self.ctx.submit_and_read::<u32>(encoder, &self.staging, count + 1, "evaluating")?);
+                encoder.copy_buffer_to_buffer(
+                    &self.eval_means,
+                    0,
+                    &self.staging,
+                    0,
+                    (count * 4) as u64,
+                );
+                encoder.copy_buffer_to_buffer(
+                    &self.correct,
+                    0,
+                    &self.staging,
+                    (count * 4) as u64,
+                    4,
+                );
+                read = Some(self.ctx.submit_and_read::<u32>(
+                    encoder,
+                    &self.staging,
+                    count + 1,
+                    "evaluating",
+                )?);
             }
         }
         self.in_flight = None;
         let read = read.ok_or_else(|| Error::Gpu("evaluation read nothing back (a bug)".into()))?;
         // Chunk means back to a sum in f64, so the total adds no f32 round-off of its own.
-        let loss: f64 =
-            parts.iter().zip(&read).map(|(&(_, rows), &bits)| f64::from(f32::from_bits(bits)) * rows as f64).sum();
-        Ok(Evaluation { loss: loss / n as f64, correct: read[parts.len()] as usize, count: n })
+        let loss: f64 = parts
+            .iter()
+            .zip(&read)
+            .map(|(&(_, rows), &bits)| f64::from(f32::from_bits(bits)) * rows as f64)
+            .sum();
+        Ok(Evaluation {
+            loss: loss / n as f64,
+            correct: read[parts.len()] as usize,
+            count: n,
+        })
     }
 }
 
@@ -549,7 +713,16 @@ mod tests {
 
     #[test]
     fn chunks_cover_every_row_once_in_near_equal_parts() {
-        assert_eq!(chunks(10000, 2048), vec![(0, 2000), (2000, 2000), (4000, 2000), (6000, 2000), (8000, 2000)]);
+        assert_eq!(
+            chunks(10000, 2048),
+            vec![
+                (0, 2000),
+                (2000, 2000),
+                (4000, 2000),
+                (6000, 2000),
+                (8000, 2000)
+            ]
+        );
         assert_eq!(chunks(2000, 2048), vec![(0, 2000)]);
         assert_eq!(chunks(7, 3), vec![(0, 3), (3, 3), (6, 1)]);
         assert_eq!(chunks(1, 5), vec![(0, 1)]);

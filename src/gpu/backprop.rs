@@ -20,7 +20,14 @@ impl Pipelines {
     pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
         use Slot::*;
         Pipelines {
-            output_delta: Kernel::new(device, module, "output delta", "output_delta", &[Read, Read, ReadWrite], &[]),
+            output_delta: Kernel::new(
+                device,
+                module,
+                "output delta",
+                "output_delta",
+                &[Read, Read, ReadWrite],
+                &[],
+            ),
             act_backward: Kernel::new(
                 device,
                 module,
@@ -29,7 +36,14 @@ impl Pipelines {
                 &[Read, Read, ReadWrite],
                 &[],
             ),
-            bias_grad: Kernel::new(device, module, "bias gradient", "bias_grad", &[Read, ReadWrite], &[]),
+            bias_grad: Kernel::new(
+                device,
+                module,
+                "bias gradient",
+                "bias_grad",
+                &[Read, ReadWrite],
+                &[],
+            ),
         }
     }
 }
@@ -45,7 +59,12 @@ pub fn output_delta(
     delta: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let params = [word("rows", rows)?, word("cols", cols)?, 0, 0, 0, 0, 0, 0];
-    k.backprop.output_delta.dispatch(ctx, params, &[probs, labels, delta], groups_1d(ctx, rows * cols))
+    k.backprop.output_delta.dispatch(
+        ctx,
+        params,
+        &[probs, labels, delta],
+        groups_1d(ctx, rows * cols),
+    )
 }
 
 /// d *= act'(pre, post) over `n` elements, in place.
@@ -59,7 +78,9 @@ pub fn act_backward(
     d: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let params = [word("n", n)?, act_code(act), 0, 0, 0, 0, 0, 0];
-    k.backprop.act_backward.dispatch(ctx, params, &[pre, post, d], groups_1d(ctx, n))
+    k.backprop
+        .act_backward
+        .dispatch(ctx, params, &[pre, post, d], groups_1d(ctx, n))
 }
 
 /// grad[offset + n] = sum over the rows of delta[.][n] (rows x cols).
@@ -71,6 +92,17 @@ pub fn bias_grad(
     delta: &wgpu::Buffer,
     grad: Operand,
 ) -> Result<Dispatch> {
-    let params = [word("rows", rows)?, word("cols", cols)?, word("gradient offset", grad.offset)?, 0, 0, 0, 0, 0];
-    k.backprop.bias_grad.dispatch(ctx, params, &[delta, grad.buffer], groups_1d(ctx, cols))
+    let params = [
+        word("rows", rows)?,
+        word("cols", cols)?,
+        word("gradient offset", grad.offset)?,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    k.backprop
+        .bias_grad
+        .dispatch(ctx, params, &[delta, grad.buffer], groups_1d(ctx, cols))
 }

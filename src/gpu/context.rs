@@ -100,18 +100,30 @@ struct Selection {
 
 impl Selection {
     fn from_env() -> Result<Self> {
-        let var = |name| std::env::var(name).ok().map(|s: String| s.trim().to_string()).filter(|s| !s.is_empty());
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .map(|s: String| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
         let backend = var(BACKEND_ENV);
         let backends = match &backend {
             Some(b) => parse_backend(b)?,
             None => wgpu::Backends::all(),
         };
-        Ok(Selection { backends, backend, name: var(ADAPTER_ENV).map(|n| n.to_lowercase()) })
+        Ok(Selection {
+            backends,
+            backend,
+            name: var(ADAPTER_ENV).map(|n| n.to_lowercase()),
+        })
     }
 
     fn matches(&self, info: &wgpu::AdapterInfo) -> bool {
         self.backends.contains(wgpu::Backends::from(info.backend))
-            && self.name.as_ref().is_none_or(|n| info.name.to_lowercase().contains(n))
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|n| info.name.to_lowercase().contains(n))
     }
 
     /// "GPU_TRAIN_BACKEND=vulkan, GPU_TRAIN_ADAPTER=nvidia", or "" without a filter.
@@ -130,7 +142,10 @@ fn parse_backend(s: &str) -> Result<wgpu::Backends> {
         "metal" => Ok(wgpu::Backends::METAL),
         "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
         "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
-        other => Err(Error::config(BACKEND_ENV, format!("unknown backend {other:?}; use vulkan, metal, dx12 or gl"))),
+        other => Err(Error::config(
+            BACKEND_ENV,
+            format!("unknown backend {other:?}; use vulkan, metal, dx12 or gl"),
+        )),
     }
 }
 
@@ -153,8 +168,15 @@ fn is_hardware(info: &wgpu::AdapterInfo) -> bool {
 /// The limits to request, or which one the adapter cannot give (named, with need and offer).
 fn required_limits(adapter: &wgpu::Adapter) -> std::result::Result<wgpu::Limits, String> {
     let offered = adapter.limits();
-    if !adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS) {
-        return Err("no compute shaders (a GL ES 3.0-level driver); use its Vulkan/Metal/DX12 driver".into());
+    if !adapter
+        .get_downlevel_capabilities()
+        .flags
+        .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+    {
+        return Err(
+            "no compute shaders (a GL ES 3.0-level driver); use its Vulkan/Metal/DX12 driver"
+                .into(),
+        );
     }
     let checks: [(&str, u64, u64); 7] = [
         (
@@ -162,8 +184,16 @@ fn required_limits(adapter: &wgpu::Adapter) -> std::result::Result<wgpu::Limits,
             needs::INVOCATIONS_PER_WORKGROUP.into(),
             offered.max_compute_invocations_per_workgroup.into(),
         ),
-        ("max_compute_workgroup_size_x", needs::WORKGROUP_SIZE_X.into(), offered.max_compute_workgroup_size_x.into()),
-        ("max_compute_workgroup_size_y", needs::WORKGROUP_SIZE_Y.into(), offered.max_compute_workgroup_size_y.into()),
+        (
+            "max_compute_workgroup_size_x",
+            needs::WORKGROUP_SIZE_X.into(),
+            offered.max_compute_workgroup_size_x.into(),
+        ),
+        (
+            "max_compute_workgroup_size_y",
+            needs::WORKGROUP_SIZE_Y.into(),
+            offered.max_compute_workgroup_size_y.into(),
+        ),
         (
             "max_compute_workgroup_storage_size",
             needs::WORKGROUP_STORAGE_BYTES.into(),
@@ -182,17 +212,23 @@ fn required_limits(adapter: &wgpu::Adapter) -> std::result::Result<wgpu::Limits,
         (
             "max_storage_buffer_binding_size",
             needs::MIN_STORAGE_BINDING_BYTES,
-            offered.max_storage_buffer_binding_size.min(offered.max_buffer_size),
+            offered
+                .max_storage_buffer_binding_size
+                .min(offered.max_buffer_size),
         ),
     ];
     if let Some((name, need, offer)) = checks.iter().find(|(_, need, offer)| need > offer) {
-        return Err(format!("{name}: the kernels need {need}, the adapter offers {offer}"));
+        return Err(format!(
+            "{name}: the kernels need {need}, the adapter offers {offer}"
+        ));
     }
     let mut req = wgpu::Limits::downlevel_defaults();
     req.max_compute_invocations_per_workgroup = needs::INVOCATIONS_PER_WORKGROUP;
     req.max_compute_workgroup_size_x = needs::WORKGROUP_SIZE_X;
-    req.max_compute_workgroup_size_y = needs::WORKGROUP_SIZE_Y.max(req.max_compute_workgroup_size_y);
-    req.max_compute_workgroup_storage_size = needs::WORKGROUP_STORAGE_BYTES.max(req.max_compute_workgroup_storage_size);
+    req.max_compute_workgroup_size_y =
+        needs::WORKGROUP_SIZE_Y.max(req.max_compute_workgroup_size_y);
+    req.max_compute_workgroup_storage_size =
+        needs::WORKGROUP_STORAGE_BYTES.max(req.max_compute_workgroup_storage_size);
     req.max_storage_buffers_per_shader_stage = needs::STORAGE_BUFFERS_PER_STAGE;
     req.max_uniform_buffers_per_shader_stage =
         needs::UNIFORM_BUFFERS_PER_STAGE.max(req.max_uniform_buffers_per_shader_stage);
@@ -239,10 +275,15 @@ fn enumerate(backends: wgpu::Backends) -> (wgpu::Instance, Vec<wgpu::Adapter>) {
 
 /// Every adapter this build can see (all backends, ignoring the environment's filter), best first.
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    enumerate(wgpu::Backends::all()).1.iter().map(summarize).collect()
+    enumerate(wgpu::Backends::all())
+        .1
+        .iter()
+        .map(summarize)
+        .collect()
 }
 
-const INSTALL_HINT: &str = "install a Vulkan driver (on Debian/Ubuntu `apt-get install mesa-vulkan-drivers \
+const INSTALL_HINT: &str =
+    "install a Vulkan driver (on Debian/Ubuntu `apt-get install mesa-vulkan-drivers \
     libvulkan1` gives the software adapter lavapipe), or use --device cpu";
 
 /// The printable report of `gpu-train devices`: every adapter, its limits, and what `auto`
@@ -257,7 +298,15 @@ pub fn devices_report() -> String {
     }
     for (i, a) in all.iter().enumerate() {
         let _ = writeln!(out, "[{i}] {}", a.describe());
-        let _ = writeln!(out, "    driver info: {}", if a.driver_info.is_empty() { "-" } else { &a.driver_info });
+        let _ = writeln!(
+            out,
+            "    driver info: {}",
+            if a.driver_info.is_empty() {
+                "-"
+            } else {
+                &a.driver_info
+            }
+        );
         let _ = writeln!(
             out,
             "    {}; max storage binding {} MiB, max buffer {} MiB, workgroup storage {} KiB, \
@@ -309,14 +358,23 @@ fn choose<'a>(
     }
     let found: Vec<String> = adapters.iter().map(|a| summarize(a).describe()).collect();
     let found = found.join("; ");
-    let matching: Vec<&wgpu::Adapter> = adapters.iter().filter(|a| sel.matches(&a.get_info())).collect();
+    let matching: Vec<&wgpu::Adapter> = adapters
+        .iter()
+        .filter(|a| sel.matches(&a.get_info()))
+        .collect();
     if matching.is_empty() {
-        return Err(format!("no adapter matches {} (found: {found}); change or unset the variable", sel.describe()));
+        return Err(format!(
+            "no adapter matches {} (found: {found}); change or unset the variable",
+            sel.describe()
+        ));
     }
     let wanted: Vec<&wgpu::Adapter> = match request {
         DeviceRequest::Gpu => matching,
         DeviceRequest::Auto => {
-            let hw: Vec<&wgpu::Adapter> = matching.into_iter().filter(|a| is_hardware(&a.get_info())).collect();
+            let hw: Vec<&wgpu::Adapter> = matching
+                .into_iter()
+                .filter(|a| is_hardware(&a.get_info()))
+                .collect();
             if hw.is_empty() {
                 return Err(format!(
                     "no hardware GPU adapter, only software ones (found: {found}); \
@@ -333,7 +391,10 @@ fn choose<'a>(
             Err(p) => problems.push(format!("{}: {p}", summarize(a).describe())),
         }
     }
-    Err(format!("no adapter can run the kernels: {}", problems.join("; ")))
+    Err(format!(
+        "no adapter can run the kernels: {}",
+        problems.join("; ")
+    ))
 }
 
 /// The first error the device reported, kept so that the next call fails with it.
@@ -359,7 +420,9 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("adapter", &self.describe()).finish()
+        f.debug_struct("Context")
+            .field("adapter", &self.describe())
+            .finish()
     }
 }
 
@@ -394,8 +457,8 @@ impl Context {
     fn open(instance: wgpu::Instance, adapter: &wgpu::Adapter) -> Result<Context> {
         let info = adapter.get_info();
         let describe = summarize(adapter).describe();
-        let required_limits =
-            required_limits(adapter).map_err(|p| Error::Gpu(format!("{describe} cannot run the kernels: {p}")))?;
+        let required_limits = required_limits(adapter)
+            .map_err(|p| Error::Gpu(format!("{describe} cannot run the kernels: {p}")))?;
         let desc = wgpu::DeviceDescriptor {
             label: Some("gpu-train"),
             required_features: wgpu::Features::empty(),
@@ -414,17 +477,32 @@ impl Context {
         device.set_device_lost_callback(move |reason, msg| {
             // Dropping the device reports `Destroyed`: that is us shutting down, not a failure.
             if reason != wgpu::DeviceLostReason::Destroyed {
-                record(&slot, format!("the device was lost ({reason:?}): {msg}; re-run, or use --device cpu"));
+                record(
+                    &slot,
+                    format!("the device was lost ({reason:?}): {msg}; re-run, or use --device cpu"),
+                );
             }
         });
         let limits = device.limits();
-        Ok(Context { _instance: instance, device, queue, info, limits, errors })
+        Ok(Context {
+            _instance: instance,
+            device,
+            queue,
+            info,
+            limits,
+            errors,
+        })
     }
 
     /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, llvmpipe)" for the start-up line.
     pub fn describe(&self) -> String {
         let i = &self.info;
-        describe(&i.name, &format!("{:?}", i.backend), &format!("{:?}", i.device_type), &i.driver)
+        describe(
+            &i.name,
+            &format!("{:?}", i.backend),
+            &format!("{:?}", i.device_type),
+            &i.driver,
+        )
     }
 
     /// The device, for kernels built outside this module (they should report errors through
@@ -448,7 +526,9 @@ impl Context {
 
     /// The largest storage binding (and buffer) this device accepts, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Fails with the first error the device reported (validation, out of memory, device lost).
@@ -482,18 +562,21 @@ impl Context {
         if data.is_empty() {
             return self.storage(label, 0);
         }
-        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage: storage_usage(),
-        }))
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: storage_usage(),
+            }))
     }
 
     /// Overwrites `buffer` from element `offset` on; takes effect before the next submission.
     pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset: usize, data: &[T]) {
         if !data.is_empty() {
             let at = (offset * std::mem::size_of::<T>()) as u64;
-            self.queue.write_buffer(buffer, at, bytemuck::cast_slice(data));
+            self.queue
+                .write_buffer(buffer, at, bytemuck::cast_slice(data));
         }
     }
 
@@ -523,11 +606,16 @@ impl Context {
     }
 
     pub(crate) fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
-        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
     }
 
     /// Submits one command buffer and reports any error the recording or submission raised.
-    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder, what: &str) -> Result<wgpu::SubmissionIndex> {
+    pub(crate) fn submit(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        what: &str,
+    ) -> Result<wgpu::SubmissionIndex> {
         let index = self.queue.submit([encoder.finish()]);
         self.check(what)?;
         Ok(index)
@@ -572,7 +660,9 @@ impl Context {
             match rx.recv_timeout(std::time::Duration::from_millis(2)) {
                 Ok(r) => break Some(r),
                 Err(mpsc::RecvTimeoutError::Disconnected) => break None,
-                Err(mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() > deadline => break None,
+                Err(mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() > deadline => {
+                    break None
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = self.device.poll(wgpu::PollType::Poll);
                 }
@@ -580,7 +670,11 @@ impl Context {
         };
         match mapped {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Gpu(format!("{what}: mapping the read-back buffer failed: {e}"))),
+            Some(Err(e)) => {
+                return Err(Error::Gpu(format!(
+                    "{what}: mapping the read-back buffer failed: {e}"
+                )))
+            }
             None => {
                 return Err(Error::Gpu(format!(
                     "{what}: the read-back buffer was never mapped although the GPU finished; \
@@ -589,9 +683,9 @@ impl Context {
             }
         }
         let out = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("{what}: reading the mapped buffer failed: {e}")))?;
+            let view = slice.get_mapped_range().map_err(|e| {
+                Error::Gpu(format!("{what}: reading the mapped buffer failed: {e}"))
+            })?;
             bytemuck::cast_slice::<u8, T>(&view)[..len].to_vec()
         };
         staging.unmap();
@@ -600,12 +694,23 @@ impl Context {
 
     /// Reads `len` elements of `buffer` from element `offset` (a one-off staging buffer: for
     /// tests and tools; the backend reuses its own).
-    pub fn read<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<T>> {
+    pub fn read<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<Vec<T>> {
         let staging = self.staging("read-back", len);
         let mut encoder = self.encoder("read-back");
         let size = (len * std::mem::size_of::<T>()) as u64;
         if size > 0 {
-            encoder.copy_buffer_to_buffer(buffer, (offset * std::mem::size_of::<T>()) as u64, &staging, 0, size);
+            encoder.copy_buffer_to_buffer(
+                buffer,
+                (offset * std::mem::size_of::<T>()) as u64,
+                &staging,
+                0,
+                size,
+            );
         }
         self.submit_and_read(encoder, &staging, len, "reading a buffer back")
     }
@@ -629,10 +734,21 @@ mod tests {
 
     #[test]
     fn no_adapter_says_how_to_get_one() {
-        let sel = Selection { backends: wgpu::Backends::METAL, backend: Some("metal".into()), name: None };
+        let sel = Selection {
+            backends: wgpu::Backends::METAL,
+            backend: Some("metal".into()),
+            name: None,
+        };
         let e = choose(&[], &sel, DeviceRequest::Gpu).unwrap_err();
-        assert!(e.contains("no GPU adapter found (GPU_TRAIN_BACKEND=metal)"), "{e}");
-        assert!(e.contains("apt-get install mesa-vulkan-drivers libvulkan1") && e.contains("--device cpu"), "{e}");
+        assert!(
+            e.contains("no GPU adapter found (GPU_TRAIN_BACKEND=metal)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("apt-get install mesa-vulkan-drivers libvulkan1")
+                && e.contains("--device cpu"),
+            "{e}"
+        );
     }
 
     #[test]

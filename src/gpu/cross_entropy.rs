@@ -20,8 +20,22 @@ impl Pipelines {
         use Slot::*;
         let per_row = [Read, Read, ReadWrite];
         Pipelines {
-            cross_entropy: Kernel::new(device, module, "cross entropy", "cross_entropy", &per_row, &[]),
-            sum_squares: Kernel::new(device, module, "sum of squares", "sum_squares", &per_row, &[]),
+            cross_entropy: Kernel::new(
+                device,
+                module,
+                "cross entropy",
+                "cross_entropy",
+                &per_row,
+                &[],
+            ),
+            sum_squares: Kernel::new(
+                device,
+                module,
+                "sum of squares",
+                "sum_squares",
+                &per_row,
+                &[],
+            ),
             mean: Kernel::new(device, module, "mean", "mean", &[Read, ReadWrite], &[]),
         }
     }
@@ -38,7 +52,12 @@ pub fn cross_entropy(
     losses: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let params = [word("rows", rows)?, word("cols", cols)?, 0, 0, 0, 0, 0, 0];
-    k.cross_entropy.cross_entropy.dispatch(ctx, params, &[probs, labels, losses], groups_1d(ctx, rows))
+    k.cross_entropy.cross_entropy.dispatch(
+        ctx,
+        params,
+        &[probs, labels, losses],
+        groups_1d(ctx, rows),
+    )
 }
 
 /// losses[b] = 0.5 * sum_k (probs[b][k] - onehot(t_b)[k])^2.
@@ -52,7 +71,12 @@ pub fn sum_squares(
     losses: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let params = [word("rows", rows)?, word("cols", cols)?, 0, 0, 0, 0, 0, 0];
-    k.cross_entropy.sum_squares.dispatch(ctx, params, &[probs, labels, losses], groups_1d(ctx, rows))
+    k.cross_entropy.sum_squares.dispatch(
+        ctx,
+        params,
+        &[probs, labels, losses],
+        groups_1d(ctx, rows),
+    )
 }
 
 /// out[out_index] = mean of the first `n` values (one workgroup).
@@ -64,6 +88,17 @@ pub fn mean(
     out: &wgpu::Buffer,
     out_index: usize,
 ) -> Result<Dispatch> {
-    let params = [word("n", n)?, word("out index", out_index)?, 0, 0, 0, 0, 0, 0];
-    k.cross_entropy.mean.dispatch(ctx, params, &[values, out], [1, 1, 1])
+    let params = [
+        word("n", n)?,
+        word("out index", out_index)?,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    k.cross_entropy
+        .mean
+        .dispatch(ctx, params, &[values, out], [1, 1, 1])
 }

@@ -63,13 +63,25 @@ pub struct ResidentSplit {
 
 /// Packs bytes 4 to a u32, little-endian (byte j in bits 8*(j % 4)); the tail is zero-padded.
 pub fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
-    bytes.chunks(4).map(|c| c.iter().enumerate().fold(0u32, |w, (i, &b)| w | (u32::from(b) << (8 * i)))).collect()
+    bytes
+        .chunks(4)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u32, |w, (i, &b)| w | (u32::from(b) << (8 * i)))
+        })
+        .collect()
 }
 
 impl ResidentSplit {
     /// Uploads `data` once. `max_rows` caps the rows per chunk below what the binding limit
     /// allows (tests use it to exercise the split path on small data).
-    pub fn upload(ctx: &Context, label: &str, data: &Dataset, max_rows: Option<usize>) -> Result<Self> {
+    pub fn upload(
+        ctx: &Context,
+        label: &str,
+        data: &Dataset,
+        max_rows: Option<usize>,
+    ) -> Result<Self> {
         let width = data.input_width();
         let limit = ctx.max_binding_bytes() as usize;
         // Whole images per chunk: the pixels (width bytes each) and the labels (4 bytes each)
@@ -88,17 +100,27 @@ impl ResidentSplit {
             let end = (start + per_chunk).min(data.len());
             let name = format!("{label} rows {start}..{end}");
             chunks.push(Chunk {
-                pixels: ctx.upload(&format!("{name} pixels"), &pack_bytes(&images[start * width..end * width]))?,
+                pixels: ctx.upload(
+                    &format!("{name} pixels"),
+                    &pack_bytes(&images[start * width..end * width]),
+                )?,
                 labels: ctx.upload(
                     &format!("{name} labels"),
-                    &labels[start..end].iter().map(|&l| u32::from(l)).collect::<Vec<u32>>(),
+                    &labels[start..end]
+                        .iter()
+                        .map(|&l| u32::from(l))
+                        .collect::<Vec<u32>>(),
                 )?,
                 row_start: start,
                 row_end: end,
             });
             start = end;
         }
-        Ok(ResidentSplit { chunks, len: data.len(), width })
+        Ok(ResidentSplit {
+            chunks,
+            len: data.len(),
+            width,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -146,7 +168,12 @@ pub fn gather(
                 0,
                 0,
             ];
-            p.gather.dispatch(ctx, params, &[indices, &c.pixels, &c.labels, &p.table, x, batch_labels], groups)
+            p.gather.dispatch(
+                ctx,
+                params,
+                &[indices, &c.pixels, &c.labels, &p.table, x, batch_labels],
+                groups,
+            )
         })
         .collect()
 }

@@ -61,8 +61,10 @@ impl Kernel {
                 count: None,
             })
             .collect();
-        let layout =
-            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(name), entries: &entries });
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(name),
+            entries: &entries,
+        });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(name),
             bind_group_layouts: &[Some(&layout)],
@@ -73,10 +75,18 @@ impl Kernel {
             layout: Some(&pipeline_layout),
             module,
             entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                ..Default::default()
+            },
             cache: None,
         });
-        Kernel { name: name.to_string(), pipeline, layout, slots: slots.to_vec() }
+        Kernel {
+            name: name.to_string(),
+            pipeline,
+            layout,
+            slots: slots.to_vec(),
+        }
     }
 
     /// One launch: a fresh parameter uniform holding `params`, and a bind group over `buffers`
@@ -115,7 +125,10 @@ impl Kernel {
         let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&uniform)
             .chain(buffers.iter().copied())
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&self.name),
@@ -161,8 +174,14 @@ impl Dispatch {
 
 /// Records `dispatches` in order into one compute pass of `encoder` (wgpu inserts the barriers
 /// between launches that read what an earlier one wrote).
-pub fn record_all<'a>(encoder: &mut wgpu::CommandEncoder, dispatches: impl IntoIterator<Item = &'a Dispatch>) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+pub fn record_all<'a>(
+    encoder: &mut wgpu::CommandEncoder,
+    dispatches: impl IntoIterator<Item = &'a Dispatch>,
+) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: None,
+        timestamp_writes: None,
+    });
     for d in dispatches {
         d.record(&mut pass);
     }
@@ -190,7 +209,11 @@ pub(crate) fn groups_1d(ctx: &Context, n: usize) -> [u32; 3] {
 
 /// Workgroups covering `x` by `y` items with a `wx` by `wy` workgroup.
 pub(crate) fn groups_2d(x: usize, wx: u32, y: usize, wy: u32) -> [u32; 3] {
-    [x.div_ceil(wx as usize) as u32, y.div_ceil(wy as usize) as u32, 1]
+    [
+        x.div_ceil(wx as usize) as u32,
+        y.div_ceil(wy as usize) as u32,
+        1,
+    ]
 }
 
 /// A matrix inside a buffer: `buffer` from element `offset` on (W_l inside the flat parameters).
@@ -211,7 +234,11 @@ impl<'a> Operand<'a> {
 
 /// A sizes/offsets value for a uniform word; the kernels index with u32.
 pub(crate) fn word(what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Gpu(format!("{what} = {v} does not fit the kernels' 32-bit indices")))
+    u32::try_from(v).map_err(|_| {
+        Error::Gpu(format!(
+            "{what} = {v} does not fit the kernels' 32-bit indices"
+        ))
+    })
 }
 
 /// The activation's code in the shaders (matmul's ACT, backprop's act_backward).
@@ -245,12 +272,37 @@ impl Kernels {
         let k = Kernels {
             gather: build(ctx, "gather.wgsl", gather::SOURCE, gather::Pipelines::new)?,
             matmul: build(ctx, "matmul.wgsl", matmul::SOURCE, matmul::Pipelines::new)?,
-            softmax: build(ctx, "softmax.wgsl", softmax::SOURCE, softmax::Pipelines::new)?,
-            cross_entropy: build(ctx, "cross_entropy.wgsl", cross_entropy::SOURCE, cross_entropy::Pipelines::new)?,
-            backprop: build(ctx, "backprop.wgsl", backprop::SOURCE, backprop::Pipelines::new)?,
+            softmax: build(
+                ctx,
+                "softmax.wgsl",
+                softmax::SOURCE,
+                softmax::Pipelines::new,
+            )?,
+            cross_entropy: build(
+                ctx,
+                "cross_entropy.wgsl",
+                cross_entropy::SOURCE,
+                cross_entropy::Pipelines::new,
+            )?,
+            backprop: build(
+                ctx,
+                "backprop.wgsl",
+                backprop::SOURCE,
+                backprop::Pipelines::new,
+            )?,
             sgd: build(ctx, "sgd.wgsl", sgd::SOURCE, sgd::Pipelines::new)?,
-            accuracy: build(ctx, "accuracy.wgsl", accuracy::SOURCE, accuracy::Pipelines::new)?,
-            numerical: build(ctx, "numerical.wgsl", numerical::SOURCE, numerical::Pipelines::new)?,
+            accuracy: build(
+                ctx,
+                "accuracy.wgsl",
+                accuracy::SOURCE,
+                accuracy::Pipelines::new,
+            )?,
+            numerical: build(
+                ctx,
+                "numerical.wgsl",
+                numerical::SOURCE,
+                numerical::Pipelines::new,
+            )?,
             unused_read: ctx.storage("unused read binding", 1)?,
             unused_write: ctx.storage("unused written binding", 1)?,
         };
@@ -268,10 +320,12 @@ fn build<P>(
     pipelines: impl FnOnce(&wgpu::Device, &wgpu::ShaderModule) -> P,
 ) -> Result<P> {
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(file),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
-    });
+    let module = ctx
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(file),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
     let p = pipelines(&ctx.device, &module);
     match pollster::block_on(scope.pop()) {
         None => Ok(p),

@@ -41,14 +41,21 @@ impl Pipelines {
     pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
         use Slot::*;
         let slots = [Read, Read, Read, ReadWrite, ReadWrite];
-        let k = |name: &str, c: &[(&str, f64)]| Kernel::new(device, module, name, "matmul", &slots, c);
+        let k =
+            |name: &str, c: &[(&str, f64)]| Kernel::new(device, module, name, "matmul", &slots, c);
         Pipelines {
             ab: k("matmul A B", &[]),
             at_b: k("matmul A^T B", &[("TRANS_A", 1.0)]),
             a_bt: k("matmul A B^T", &[("TRANS_B", 1.0)]),
             add_bias: k("matmul + bias", &[("BIAS", 1.0)]),
-            sigmoid: k("matmul + bias + sigmoid", &[("BIAS", 1.0), ("ACT", act_code(Activation::Sigmoid).into())]),
-            relu: k("matmul + bias + relu", &[("BIAS", 1.0), ("ACT", act_code(Activation::Relu).into())]),
+            sigmoid: k(
+                "matmul + bias + sigmoid",
+                &[("BIAS", 1.0), ("ACT", act_code(Activation::Sigmoid).into())],
+            ),
+            relu: k(
+                "matmul + bias + relu",
+                &[("BIAS", 1.0), ("ACT", act_code(Activation::Relu).into())],
+            ),
         }
     }
 
@@ -78,8 +85,16 @@ pub struct MatmulArgs<'a> {
     pub post: Option<Operand<'a>>,
 }
 
-pub fn matmul(kernels: &Kernels, ctx: &Context, kind: Matmul, args: &MatmulArgs) -> Result<Dispatch> {
-    let wants = (matches!(kind, Matmul::AddBias | Matmul::AddBiasAct(_)), matches!(kind, Matmul::AddBiasAct(_)));
+pub fn matmul(
+    kernels: &Kernels,
+    ctx: &Context,
+    kind: Matmul,
+    args: &MatmulArgs,
+) -> Result<Dispatch> {
+    let wants = (
+        matches!(kind, Matmul::AddBias | Matmul::AddBiasAct(_)),
+        matches!(kind, Matmul::AddBiasAct(_)),
+    );
     if wants != (args.bias.is_some(), args.post.is_some()) {
         return Err(Error::Gpu(format!(
             "matmul {kind:?}: bias given {}, post given {} (a bug in the caller)",
@@ -102,7 +117,13 @@ pub fn matmul(kernels: &Kernels, ctx: &Context, kind: Matmul, args: &MatmulArgs)
     kernels.matmul.get(kind).dispatch(
         ctx,
         params,
-        &[args.a.buffer, args.b.buffer, bias.buffer, args.c.buffer, post.buffer],
+        &[
+            args.a.buffer,
+            args.b.buffer,
+            bias.buffer,
+            args.c.buffer,
+            post.buffer,
+        ],
         groups_2d(args.n, BLOCK, args.m, BLOCK),
     )
 }

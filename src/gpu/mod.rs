@@ -22,6 +22,7 @@ pub mod softmax;
 
 pub use backend::{GpuBackend, GpuOptions, DEFAULT_EVAL_ROWS};
 pub use context::{
-    devices_report, list_adapters, AdapterSummary, AutoChoice, Context, DeviceRequest, ADAPTER_ENV, BACKEND_ENV,
+    devices_report, list_adapters, AdapterSummary, AutoChoice, Context, DeviceRequest, ADAPTER_ENV,
+    BACKEND_ENV,
 };
 pub use kernels::{record_all, run, Dispatch, Kernels, Operand};

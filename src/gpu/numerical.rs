@@ -35,7 +35,14 @@ impl Pipelines {
     pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
         let slots = [Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite];
         Pipelines {
-            incremental: Kernel::new(device, module, "numerical incremental", "incremental", &slots, &[]),
+            incremental: Kernel::new(
+                device,
+                module,
+                "numerical incremental",
+                "incremental",
+                &slots,
+                &[],
+            ),
             full: Kernel::new(device, module, "numerical full", "full", &slots, &[]),
         }
     }
@@ -85,7 +92,14 @@ pub(crate) fn cache_layout(spec: &MlpSpec, rows: usize) -> Result<CacheLayout> {
             None => 0,
         };
     }
-    Ok(CacheLayout { header, labels_at, pre_at, post_at, probs_at, words: at })
+    Ok(CacheLayout {
+        header,
+        labels_at,
+        pre_at,
+        post_at,
+        probs_at,
+        words: at,
+    })
 }
 
 /// The kernels keep change vectors (and, for `full`, whole activations) in private arrays of
@@ -124,14 +138,25 @@ pub fn parameter_chunks(
     let rows = rows.max(1);
     let max_groups = max_groups_per_dim.max(1) as usize;
     let per = match strategy {
-        PerturbStrategy::Incremental => (INCREMENTAL_EVALS_PER_DISPATCH / rows).min(max_groups * 256),
+        PerturbStrategy::Incremental => {
+            (INCREMENTAL_EVALS_PER_DISPATCH / rows).min(max_groups * 256)
+        }
         PerturbStrategy::Full => {
-            let macs_per_param = 2 * rows * spec.layers().iter().map(|l| l.w_len() + l.fan_out).sum::<usize>();
+            let macs_per_param = 2
+                * rows
+                * spec
+                    .layers()
+                    .iter()
+                    .map(|l| l.w_len() + l.fan_out)
+                    .sum::<usize>();
             (FULL_MACS_PER_DISPATCH / macs_per_param.max(1)).min(max_groups)
         }
     }
     .max(1);
-    (0..p).step_by(per).map(|start| (start, per.min(p - start))).collect()
+    (0..p)
+        .step_by(per)
+        .map(|start| (start, per.min(p - start)))
+        .collect()
 }
 
 /// The launches of one numerical gradient on a batch of `rows`, bound once.
@@ -176,12 +201,20 @@ pub(crate) fn plan(
             PerturbStrategy::Incremental => (&k.numerical.incremental, groups_1d(ctx, count)),
             PerturbStrategy::Full => {
                 let g = count as u32;
-                (&k.numerical.full, [g.min(max_groups), g.div_ceil(max_groups.max(1)), 1])
+                (
+                    &k.numerical.full,
+                    [g.min(max_groups), g.div_ceil(max_groups.max(1)), 1],
+                )
             }
         };
         dispatches.push(kernel.dispatch(ctx, words, &[theta, x, &cache, grad], groups)?);
     }
-    Ok(NumericalPlan { cache, layout, dispatches, h })
+    Ok(NumericalPlan {
+        cache,
+        layout,
+        dispatches,
+        h,
+    })
 }
 
 impl NumericalPlan {
@@ -236,7 +269,10 @@ mod tests {
             assert_eq!(c.iter().map(|c| c.1).sum::<usize>(), spec.num_params());
             assert!(c.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
         }
-        assert_eq!(parameter_chunks(&small, 100, PerturbStrategy::Incremental, 65535).len(), 1);
+        assert_eq!(
+            parameter_chunks(&small, 100, PerturbStrategy::Incremental, 65535).len(),
+            1
+        );
         assert!(parameter_chunks(&big, 100, PerturbStrategy::Incremental, 65535).len() >= 9);
         // A tight grid limit splits further.
         assert!(parameter_chunks(&small, 100, PerturbStrategy::Incremental, 16).len() >= 9);

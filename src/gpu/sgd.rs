@@ -16,7 +16,16 @@ pub(crate) struct Pipelines {
 
 impl Pipelines {
     pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
-        Pipelines { sgd: Kernel::new(device, module, "sgd", "sgd", &[Slot::ReadWrite, Slot::Read], &[]) }
+        Pipelines {
+            sgd: Kernel::new(
+                device,
+                module,
+                "sgd",
+                "sgd",
+                &[Slot::ReadWrite, Slot::Read],
+                &[],
+            ),
+        }
     }
 }
 
@@ -30,7 +39,9 @@ pub fn sgd(
     grad: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let words = [word("parameters", n)?, lr.to_bits(), 0, 0, 0, 0, 0, 0];
-    k.sgd.sgd.dispatch(ctx, words, &[params, grad], groups_1d(ctx, n))
+    k.sgd
+        .sgd
+        .dispatch(ctx, words, &[params, grad], groups_1d(ctx, n))
 }
 
 /// Changes the learning rate of an `sgd` launch (effective from the next submission).

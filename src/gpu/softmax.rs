@@ -13,12 +13,28 @@ pub(crate) struct Pipelines {
 
 impl Pipelines {
     pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
-        Pipelines { softmax: Kernel::new(device, module, "softmax", "softmax", &[Slot::Read, Slot::ReadWrite], &[]) }
+        Pipelines {
+            softmax: Kernel::new(
+                device,
+                module,
+                "softmax",
+                "softmax",
+                &[Slot::Read, Slot::ReadWrite],
+                &[],
+            ),
+        }
     }
 }
 
 /// y = softmax(x) row by row (rows x cols, max-subtracted); x is left as it is.
-pub fn softmax(k: &Kernels, ctx: &Context, rows: usize, cols: usize, x: Operand, y: Operand) -> Result<Dispatch> {
+pub fn softmax(
+    k: &Kernels,
+    ctx: &Context,
+    rows: usize,
+    cols: usize,
+    x: Operand,
+    y: Operand,
+) -> Result<Dispatch> {
     let params = [
         word("rows", rows)?,
         word("cols", cols)?,
@@ -29,5 +45,7 @@ pub fn softmax(k: &Kernels, ctx: &Context, rows: usize, cols: usize, x: Operand,
         0,
         0,
     ];
-    k.softmax.softmax.dispatch(ctx, params, &[x.buffer, y.buffer], groups_1d(ctx, rows))
+    k.softmax
+        .softmax
+        .dispatch(ctx, params, &[x.buffer, y.buffer], groups_1d(ctx, rows))
 }

@@ -25,7 +25,8 @@ const TAB_ORANGE: RGBColor = RGBColor(255, 127, 14);
 const FONT: &str = "sans-serif";
 
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
-type Drawn<DB, T = ()> = std::result::Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+type Drawn<DB, T = ()> =
+    std::result::Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// Draws `$draw(&root, args..)` on the backend the extension picks and saves it. A macro
 /// because the drawing functions are generic over the backend and a closure cannot be.
@@ -74,7 +75,11 @@ fn register_font() {
     static ONCE: Once = Once::new();
     // A failure here cannot be fixed at run time and would surface as a drawing error anyway.
     ONCE.call_once(|| {
-        let _ = plotters::style::register_font(FONT, FontStyle::Normal, include_bytes!("DejaVuSans.ttf"));
+        let _ = plotters::style::register_font(
+            FONT,
+            FontStyle::Normal,
+            include_bytes!("DejaVuSans.ttf"),
+        );
     });
 }
 
@@ -89,7 +94,11 @@ fn chart<'a, DB: DrawingBackend>(
     square: bool,
 ) -> Drawn<DB, Chart<'a, DB>> {
     root.fill(&WHITE)?;
-    let side = if square { 20 + (PNG_SIZE.0 - PNG_SIZE.1) / 2 } else { 20 };
+    let side = if square {
+        20 + (PNG_SIZE.0 - PNG_SIZE.1) / 2
+    } else {
+        20
+    };
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 24))
         .margin(20)
@@ -122,35 +131,78 @@ fn draw_loss_curve<DB: DrawingBackend>(
     points: &[(usize, f64)],
     title: &str,
 ) -> Drawn<DB> {
-    let line: Vec<(f64, f64)> = points.iter().filter(|p| p.1.is_finite()).map(|&(i, l)| (i as f64, l)).collect();
+    let line: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.1.is_finite())
+        .map(|&(i, l)| (i as f64, l))
+        .collect();
     let x_max = line.iter().map(|p| p.0).fold(1.0, f64::max);
     let y_min = line.iter().map(|p| p.1).fold(0.0, f64::min);
-    let y_max = line.iter().map(|p| p.1 * 1.05).fold(f64::MIN_POSITIVE, f64::max);
-    let mut chart = chart(root, title, 0.0..x_max, y_min..y_max, ("iteration", "loss"), false)?;
+    let y_max = line
+        .iter()
+        .map(|p| p.1 * 1.05)
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let mut chart = chart(
+        root,
+        title,
+        0.0..x_max,
+        y_min..y_max,
+        ("iteration", "loss"),
+        false,
+    )?;
     chart.draw_series(LineSeries::new(line, TAB_BLUE.stroke_width(1)))?;
     Ok(())
 }
 
-fn draw_accuracy_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, epochs: &[(f64, f64, f64)]) -> Drawn<DB> {
+fn draw_accuracy_chart<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    epochs: &[(f64, f64, f64)],
+) -> Drawn<DB> {
     let x_max = epochs.iter().map(|e| e.0).fold(1.0, f64::max);
-    let mut chart = chart(root, "accuracy per epoch", 0.0..x_max, 0.0..1.0, ("epochs", "accuracy"), false)?;
+    let mut chart = chart(
+        root,
+        "accuracy per epoch",
+        0.0..x_max,
+        0.0..1.0,
+        ("epochs", "accuracy"),
+        false,
+    )?;
     // As in the chapter: train solid with circles, test dashed with squares.
     let train = TAB_BLUE.stroke_width(2);
-    chart.draw_series(LineSeries::new(epochs.iter().map(|e| (e.0, e.1)), train))?.label("train acc").legend(move |c| {
-        EmptyElement::at(c) + PathElement::new([(0, 0), (24, 0)], train) + Circle::new((12, 0), 4, train.filled())
-    });
-    chart.draw_series(epochs.iter().map(|e| Circle::new((e.0, e.1), 4, train.filled())))?;
+    chart
+        .draw_series(LineSeries::new(epochs.iter().map(|e| (e.0, e.1)), train))?
+        .label("train acc")
+        .legend(move |c| {
+            EmptyElement::at(c)
+                + PathElement::new([(0, 0), (24, 0)], train)
+                + Circle::new((12, 0), 4, train.filled())
+        });
+    chart.draw_series(
+        epochs
+            .iter()
+            .map(|e| Circle::new((e.0, e.1), 4, train.filled())),
+    )?;
 
     let test = TAB_ORANGE.stroke_width(2);
     let square = || Rectangle::new([(-4, -4), (4, 4)], test.filled());
-    chart.draw_series(DashedLineSeries::new(epochs.iter().map(|e| (e.0, e.2)), 8, 5, test))?.label("test acc").legend(
-        move |c| {
+    chart
+        .draw_series(DashedLineSeries::new(
+            epochs.iter().map(|e| (e.0, e.2)),
+            8,
+            5,
+            test,
+        ))?
+        .label("test acc")
+        .legend(move |c| {
             EmptyElement::at(c)
                 + PathElement::new([(0, 0), (24, 0)], test)
                 + Rectangle::new([(8, -4), (16, 4)], test.filled())
-        },
-    );
-    chart.draw_series(epochs.iter().map(|e| EmptyElement::at((e.0, e.2)) + square()))?;
+        });
+    chart.draw_series(
+        epochs
+            .iter()
+            .map(|e| EmptyElement::at((e.0, e.2)) + square()),
+    )?;
 
     chart
         .configure_series_labels()
@@ -173,14 +225,35 @@ fn draw_gradient_field<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>) -> Dra
         })
         .collect();
     // Scale so the longest arrow spans 1.6 grid steps: long enough to read, little overlap.
-    let longest = field.iter().map(|(_, d)| d[0].hypot(d[1])).fold(0.0, f64::max);
+    let longest = field
+        .iter()
+        .map(|(_, d)| d[0].hypot(d[1]))
+        .fold(0.0, f64::max);
     let scale = 1.6 * 0.25 / longest;
-    let arrows: Vec<Arrow> = field.iter().filter_map(|&(p, d)| Arrow::new(p, [d[0] * scale, d[1] * scale])).collect();
+    let arrows: Vec<Arrow> = field
+        .iter()
+        .filter_map(|&(p, d)| Arrow::new(p, [d[0] * scale, d[1] * scale]))
+        .collect();
 
-    let mut chart = chart(root, "−∇f of f(x0, x1) = x0^2 + x1^2", -2.5..2.5, -2.5..2.5, ("x0", "x1"), true)?;
+    let mut chart = chart(
+        root,
+        "−∇f of f(x0, x1) = x0^2 + x1^2",
+        -2.5..2.5,
+        -2.5..2.5,
+        ("x0", "x1"),
+        true,
+    )?;
     let ink = BLACK.stroke_width(1);
-    chart.draw_series(arrows.iter().map(|a| PathElement::new([a.tail, a.base], ink)))?;
-    chart.draw_series(arrows.iter().map(|a| Polygon::new(a.head.to_vec(), BLACK.filled())))?;
+    chart.draw_series(
+        arrows
+            .iter()
+            .map(|a| PathElement::new([a.tail, a.base], ink)),
+    )?;
+    chart.draw_series(
+        arrows
+            .iter()
+            .map(|a| Polygon::new(a.head.to_vec(), BLACK.filled())),
+    )?;
     chart.draw_series([Circle::new((0.0, 0.0), 4, RED.filled())])?;
     Ok(())
 }
@@ -205,14 +278,32 @@ impl Arrow {
         let back = len / 3.0;
         let base = (tip.0 - ux * back, tip.1 - uy * back);
         let half = back / 2.5;
-        let head = [tip, (base.0 - uy * half, base.1 + ux * half), (base.0 + uy * half, base.1 - ux * half)];
-        Some(Arrow { tail: (p[0], p[1]), base, head })
+        let head = [
+            tip,
+            (base.0 - uy * half, base.1 + ux * half),
+            (base.0 + uy * half, base.1 - ux * half),
+        ];
+        Some(Arrow {
+            tail: (p[0], p[1]),
+            base,
+            head,
+        })
     }
 }
 
-fn draw_descent_path<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, points: &[Vec<f64>]) -> Drawn<DB> {
+fn draw_descent_path<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    points: &[Vec<f64>],
+) -> Drawn<DB> {
     const R: f64 = 4.0;
-    let mut chart = chart(root, "gradient descent on f(x0, x1) = x0^2 + x1^2", -R..R, -R..R, ("x0", "x1"), true)?;
+    let mut chart = chart(
+        root,
+        "gradient descent on f(x0, x1) = x0^2 + x1^2",
+        -R..R,
+        -R..R,
+        ("x0", "x1"),
+        true,
+    )?;
     let dashed = BLACK.mix(0.35).stroke_width(1);
     // Contours f = r^2; r = 5 passes through the chapter's start (-3, 4).
     for r in [0.5, 1.0, 2.0, 3.0, 4.0, 5.0] {
@@ -221,18 +312,29 @@ fn draw_descent_path<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, points: 
             (r * a.cos(), r * a.sin())
         });
         // Clip by hand: plotters draws outside the plot box otherwise.
-        let inside: Vec<_> = circle.filter(|p| p.0.abs() <= R && p.1.abs() <= R).collect();
+        let inside: Vec<_> = circle
+            .filter(|p| p.0.abs() <= R && p.1.abs() <= R)
+            .collect();
         for run in inside.chunk_by(|a, b| (a.0 - b.0).abs() + (a.1 - b.1).abs() < 0.5) {
             chart.draw_series(DashedLineSeries::new(run.iter().copied(), 6, 4, dashed))?;
         }
     }
     for axis in [[(-R, 0.0), (R, 0.0)], [(0.0, -R), (0.0, R)]] {
-        chart.draw_series(DashedLineSeries::new(axis, 8, 6, TAB_BLUE.mix(0.6).stroke_width(1)))?;
+        chart.draw_series(DashedLineSeries::new(
+            axis,
+            8,
+            6,
+            TAB_BLUE.mix(0.6).stroke_width(1),
+        ))?;
     }
     let in_box = |p: &&Vec<f64>| p.len() >= 2 && p[0].abs() <= R && p[1].abs() <= R;
     let visible: Vec<(f64, f64)> = points.iter().filter(in_box).map(|p| (p[0], p[1])).collect();
     chart.draw_series(LineSeries::new(visible.iter().copied(), TAB_BLUE.mix(0.35)))?;
-    chart.draw_series(visible.iter().map(|&p| Circle::new(p, 5, TAB_BLUE.filled())))?;
+    chart.draw_series(
+        visible
+            .iter()
+            .map(|&p| Circle::new(p, 5, TAB_BLUE.filled())),
+    )?;
     if let Some(start) = points.first().filter(in_box).map(|p| (p[0], p[1])) {
         let label = format!("start ({}, {})", tick(&start.0), tick(&start.1));
         chart.draw_series([EmptyElement::at(start) + Text::new(label, (12, -6), (FONT, 16))])?;
