@@ -136,3 +136,24 @@ fn a_short_run_prints_evaluations_and_the_final_line() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--device gpu` when no adapter matches (here: the name filter excludes every one, which is
+/// what a machine without a GPU driver looks like) is a clear error and a non-zero exit.
+#[test]
+fn device_gpu_without_a_usable_adapter_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gpu-train"))
+        .args([
+            "train", "--device", "gpu", "--grad", "backprop", "--iters", "1",
+        ])
+        .env_remove("MNIST_DIR")
+        .env("GPU_TRAIN_ADAPTER", "no-such-adapter-anywhere")
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("no adapter matches") && stderr.contains("GPU_TRAIN_ADAPTER"),
+        "{stderr}"
+    );
+}

@@ -580,3 +580,24 @@ fn a_device_error_becomes_an_error_on_the_next_call_not_a_panic() {
         "{e}"
     );
 }
+
+#[test]
+fn a_destroyed_device_is_an_error_not_a_panic_or_a_hang() {
+    if gpu().is_none() {
+        return;
+    }
+    // A context of its own: what a lost device (driver reset, GPU unplugged) leaves behind.
+    let ctx = Context::gpu().unwrap();
+    let ok = ctx.upload("before", &[1.0f32, 2.0]).unwrap();
+    ctx.device().destroy();
+    let started = std::time::Instant::now();
+    let e = ctx.read::<f32>(&ok, 0, 2).unwrap_err();
+    assert!(matches!(e, gpu_train::Error::Gpu(_)), "{e}");
+    assert!(e.to_string().contains("--device cpu"), "{e}");
+    eprintln!("after destroy: {e}");
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "took {:?}",
+        started.elapsed()
+    );
+}

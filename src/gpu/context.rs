@@ -623,15 +623,25 @@ impl Context {
 
     /// Blocks until submission `index` has finished (and its callbacks ran), or times out.
     pub(crate) fn wait(&self, index: wgpu::SubmissionIndex, what: &str) -> Result<()> {
-        self.device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: Some(WAIT_TIMEOUT) }).map_err(
-            |e| {
-                Error::Gpu(format!(
-                    "{what}: waiting for the GPU failed: {e} (after {} s at most); the adapter may be hung \
-                     or far too slow for this size; try a smaller --batch or --device cpu",
+        let polled = self.device.poll(wgpu::PollType::Wait {
+            submission_index: Some(index),
+            timeout: Some(WAIT_TIMEOUT),
+        });
+        if let Err(e) = polled {
+            // A device error (lost, destroyed, validation) says more than the wait's own.
+            self.check(what)?;
+            return Err(Error::Gpu(match e {
+                wgpu::PollError::Timeout => format!(
+                    "{what}: the GPU did not finish within {} s; the adapter may be hung or far \
+                     too slow for this size; try a smaller --batch or --device cpu",
                     WAIT_TIMEOUT.as_secs()
-                ))
-            },
-        )?;
+                ),
+                wgpu::PollError::WrongSubmissionIndex(..) => format!(
+                    "{what}: the GPU refused the work ({e}); the device is probably lost (a driver \
+                     reset or a removed GPU): re-run, or use --device cpu"
+                ),
+            }));
+        }
         self.check(what)
     }
 
