@@ -35,6 +35,9 @@ pub trait Real:
     fn abs(self) -> Self;
     fn max(self, other: Self) -> Self;
     fn is_finite(self) -> bool;
+    /// self * a + b rounded once. Fast only where compiled with the `fma` target feature
+    /// (elsewhere it is a libm call): use it only behind a feature check.
+    fn mul_add(self, a: Self, b: Self) -> Self;
 
     /// C (m x n) = alpha * A (m x k) . B (k x n) + beta * C, with explicit row/column strides so
     /// that transposes cost nothing.
@@ -107,6 +110,10 @@ macro_rules! impl_real {
             #[inline]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
             fn gemm(
                 m: usize,

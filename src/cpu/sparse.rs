@@ -77,26 +77,36 @@ pub struct SparseRows<T> {
 }
 
 impl<T: Real> SparseRows<T> {
-    /// Regroups the rows' entries by column (a counting sort).
+    /// Regroups the rows' entries by column (a counting sort). The fields are split into local
+    /// borrows first, so the loops keep their pointers in registers.
     fn index_columns(&mut self) {
-        let width = self.width;
-        self.col_starts.clear();
-        self.col_starts.resize(width + 1, 0);
-        for &c in &self.cols {
-            self.col_starts[c as usize + 1] += 1;
+        let SparseRows {
+            width,
+            starts,
+            cols,
+            vals,
+            col_starts,
+            by_col,
+            next,
+        } = self;
+        let width = *width;
+        col_starts.clear();
+        col_starts.resize(width + 1, 0);
+        for &c in cols.iter() {
+            col_starts[c as usize + 1] += 1;
         }
         for c in 0..width {
-            self.col_starts[c + 1] += self.col_starts[c];
+            col_starts[c + 1] += col_starts[c];
         }
-        self.by_col.clear();
-        self.by_col.resize(self.cols.len(), (0, T::ZERO));
-        let next = &mut self.next;
+        by_col.clear();
+        by_col.resize(cols.len(), (0, T::ZERO));
         next.clear();
-        next.extend(self.col_starts[..width].iter().map(|&s| s as u32));
-        for (r, w) in self.starts.windows(2).enumerate() {
-            for (&c, &v) in self.cols[w[0]..w[1]].iter().zip(&self.vals[w[0]..w[1]]) {
+        next.extend(col_starts[..width].iter().map(|&s| s as u32));
+        let (next, by_col) = (&mut next[..], &mut by_col[..]);
+        for (r, w) in starts.windows(2).enumerate() {
+            for (&c, &v) in cols[w[0]..w[1]].iter().zip(&vals[w[0]..w[1]]) {
                 let slot = &mut next[c as usize];
-                self.by_col[*slot as usize] = (r as u32, v);
+                by_col[*slot as usize] = (r as u32, v);
                 *slot += 1;
             }
         }
@@ -171,7 +181,7 @@ const MAX_COLUMNS: usize = 4 * BLOCK;
 /// that ends less than W after `start` (the last rows of `base`) is read zero-padded; the
 /// columns past the caller's width are ignored by the caller.
 #[inline(always)]
-fn block_sum<T: Real, const W: usize>(
+fn block_sum<T: Real, const W: usize, const FMA: bool>(
     base: &[T],
     start: usize,
     terms: impl Iterator<Item = (T, usize)>,
@@ -191,7 +201,11 @@ fn block_sum<T: Real, const W: usize>(
             }
         };
         for k in 0..W {
-            acc[k] += v * r[k];
+            acc[k] = if FMA {
+                v.mul_add(r[k], acc[k])
+            } else {
+                acc[k] + v * r[k]
+            };
         }
     }
     acc
@@ -200,7 +214,7 @@ fn block_sum<T: Real, const W: usize>(
 /// out (n) += sum over `terms` (v, offset) of v * base[offset..][..n]: the one inner loop of
 /// both sparse products.
 #[inline(always)]
-fn add_scaled_rows<T: Real>(
+fn add_scaled_rows<T: Real, const FMA: bool>(
     out: &mut [T],
     base: &[T],
     terms: impl Iterator<Item = (T, usize)> + Clone,
@@ -215,40 +229,56 @@ fn add_scaled_rows<T: Real>(
             }
         };
         match width.div_ceil(BLOCK) {
-            1 => add(&block_sum::<T, BLOCK>(base, start, terms.clone())),
-            2 => add(&block_sum::<T, { 2 * BLOCK }>(base, start, terms.clone())),
-            3 => add(&block_sum::<T, { 3 * BLOCK }>(base, start, terms.clone())),
-            _ => add(&block_sum::<T, MAX_COLUMNS>(base, start, terms.clone())),
+            1 => add(&block_sum::<T, BLOCK, FMA>(base, start, terms.clone())),
+            2 => add(&block_sum::<T, { 2 * BLOCK }, FMA>(
+                base,
+                start,
+                terms.clone(),
+            )),
+            3 => add(&block_sum::<T, { 3 * BLOCK }, FMA>(
+                base,
+                start,
+                terms.clone(),
+            )),
+            _ => add(&block_sum::<T, MAX_COLUMNS, FMA>(
+                base,
+                start,
+                terms.clone(),
+            )),
         }
         start += width;
     }
 }
 
-/// Runs `body` compiled for AVX-512 or AVX2 when the CPU has it (the body is inlined into a
-/// `target_feature` function; the default build targets baseline x86-64, 4-wide SSE2), else as
-/// built.
+/// Runs `body` compiled for AVX-512 or AVX2 (with FMA) when the CPU has them (the body is
+/// inlined into a `target_feature` function; the default build targets baseline x86-64, 4-wide
+/// SSE2), else as built. `body` is told whether fused multiply-adds are available: without the
+/// feature, `mul_add` would be a libm call per element.
 #[inline(always)]
-fn with_wide_simd<R>(body: impl FnOnce() -> R) -> R {
+fn with_wide_simd<R>(body: impl FnOnce(bool) -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
-            body()
+        #[target_feature(enable = "avx512f,fma")]
+        unsafe fn avx512<R>(body: impl FnOnce(bool) -> R) -> R {
+            body(true)
         }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
-            body()
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(body: impl FnOnce(bool) -> R) -> R {
+            body(true)
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU was just checked to support AVX-512F.
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU was just checked to support AVX-512F and FMA.
             return unsafe { avx512(body) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU was just checked to support AVX2.
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU was just checked to support AVX2 and FMA.
             return unsafe { avx2(body) };
         }
     }
-    body()
+    body(false)
 }
 
 /// out (B x n) += X (B x I, sparse) . w (I x n). `out` holds the bias rows on entry.
@@ -271,11 +301,15 @@ pub fn sparse_matmul_add<T: Real>(x: &SparseRows<T>, w: &[T], n: usize, out: &mu
     let rows = |first: usize, block: &mut [T]| {
         with_wide_simd(
             #[inline(always)]
-            || {
+            |fma| {
                 for (i, acc) in block.chunks_mut(n).enumerate() {
                     let (cols, vals) = x.row(first + i);
                     let terms = cols.iter().zip(vals).map(|(&c, &v)| (v, c as usize * n));
-                    add_scaled_rows(acc, w, terms);
+                    if fma {
+                        add_scaled_rows::<T, true>(acc, w, terms);
+                    } else {
+                        add_scaled_rows::<T, false>(acc, w, terms);
+                    }
                 }
             },
         )
@@ -314,14 +348,18 @@ pub fn sparse_at_b_into<T: Real>(x: &SparseRows<T>, delta: &[T], n: usize, grad:
     let rows = |first: usize, block: &mut [T]| {
         with_wide_simd(
             #[inline(always)]
-            || {
+            |fma| {
                 for (i, g) in block.chunks_mut(n).enumerate() {
                     let c = first + i;
                     g.iter_mut().for_each(|v| *v = T::ZERO);
                     let terms = by_col[col_starts[c]..col_starts[c + 1]]
                         .iter()
                         .map(|&(r, v)| (v, r as usize * n));
-                    add_scaled_rows(g, delta, terms);
+                    if fma {
+                        add_scaled_rows::<T, true>(g, delta, terms);
+                    } else {
+                        add_scaled_rows::<T, false>(g, delta, terms);
+                    }
                 }
             },
         )
