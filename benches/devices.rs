@@ -35,12 +35,14 @@ fn devices(c: &mut Criterion) {
     let data = Arc::new(data::embedded().expect("embedded MNIST"));
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
     let mut all = backends(&spec, &data);
-    let mut sampler = Sampler::new(SamplerKind::WithReplacement, data.train.len(), 0).unwrap();
     let mut batch = Vec::new();
     for (work, group_name) in [(0, "forward_784_50_10"), (1, "backprop_784_50_10")] {
         let mut group = c.benchmark_group(group_name);
         group.sample_size(10);
         for rows in [100usize, 1000] {
+            // A sampler draws one batch size: a new one per size.
+            let mut sampler =
+                Sampler::new(SamplerKind::WithReplacement, data.train.len(), 0).unwrap();
             for (name, backend) in all.iter_mut() {
                 group.bench_with_input(BenchmarkId::new(*name, rows), &rows, |b, &rows| {
                     b.iter(|| {
