@@ -167,12 +167,17 @@ fn is_hardware(info: &wgpu::AdapterInfo) -> bool {
 
 /// The limits to request, or which one the adapter cannot give (named, with need and offer).
 fn required_limits(adapter: &wgpu::Adapter) -> std::result::Result<wgpu::Limits, String> {
-    let offered = adapter.limits();
-    if !adapter
+    let compute = adapter
         .get_downlevel_capabilities()
         .flags
-        .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-    {
+        .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS);
+    limits_for(&adapter.limits(), compute)
+}
+
+/// `required_limits` of an adapter offering `offered` (with compute shaders or not).
+fn limits_for(offered: &wgpu::Limits, compute: bool) -> std::result::Result<wgpu::Limits, String> {
+    let offered = offered.clone();
+    if !compute {
         return Err(
             "no compute shaders (a GL ES 3.0-level driver); use its Vulkan/Metal/DX12 driver"
                 .into(),
@@ -759,6 +764,39 @@ mod tests {
                 && e.contains("--device cpu"),
             "{e}"
         );
+    }
+
+    /// An adapter that cannot give a limit the kernels need is refused, naming the limit, what
+    /// the kernels need and what it offers; one without compute shaders likewise.
+    #[test]
+    fn a_limit_the_adapter_cannot_give_is_named() {
+        let good = wgpu::Limits::default();
+        assert!(limits_for(&good, true).is_ok());
+        let small = wgpu::Limits {
+            max_storage_buffer_binding_size: 64 << 10,
+            ..good.clone()
+        };
+        let e = limits_for(&small, true).unwrap_err();
+        assert!(
+            e.contains("max_storage_buffer_binding_size")
+                && e.contains("1048576")
+                && e.contains("65536"),
+            "{e}"
+        );
+        let narrow = wgpu::Limits {
+            max_compute_invocations_per_workgroup: 128,
+            ..good.clone()
+        };
+        let e = limits_for(&narrow, true).unwrap_err();
+        assert!(
+            e.contains("max_compute_invocations_per_workgroup") && e.contains("need 256"),
+            "{e}"
+        );
+        let e = limits_for(&good, false).unwrap_err();
+        assert!(e.contains("no compute shaders"), "{e}");
+        // What is asked for never exceeds what is offered.
+        let asked = limits_for(&good, true).unwrap();
+        assert!(asked.max_storage_buffer_binding_size <= good.max_storage_buffer_binding_size);
     }
 
     #[test]
