@@ -288,10 +288,8 @@ pub fn main_with_args() -> Result<i32> {
         }
         Command::Demo(args) => {
             let mut out = std::io::stdout().lock();
-            let files = gpu_train::demo::run(args.out.as_deref(), &mut out)?;
-            for f in files {
-                println!("wrote {}", f.display());
-            }
+            // demo::run lists the files it wrote itself.
+            gpu_train::demo::run(args.out.as_deref(), &mut out)?;
             Ok(0)
         }
     }
