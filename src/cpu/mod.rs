@@ -20,7 +20,7 @@ use crate::model::{MlpSpec, Params};
 use forward::{forward, forward_with, ForwardCache};
 use rayon::prelude::*;
 pub use real::Real;
-use sparse::{NonZeroPixels, SparseRows, SPARSE_MAX_DENSITY};
+use sparse::{SparseRows, SPARSE_MAX_DENSITY};
 use std::sync::Arc;
 
 /// Rows per chunk when evaluating a whole split: bounds the activations' memory.
@@ -49,8 +49,6 @@ pub struct CpuBackend<T: Real> {
     x: Vec<T>,
     x_ready: bool,
     labels: Vec<u8>,
-    /// The training set's non-zero pixels, indexed on the first batch (None inside: too wide).
-    nonzero: Option<Option<Arc<NonZeroPixels>>>,
     /// The non-zero entries of the batch, used when it is sparse enough for the first layer's
     /// products to skip the zeros (`sparse_used`).
     sparse: SparseRows<T>,
@@ -84,7 +82,6 @@ impl<T: Real> CpuBackend<T> {
             x: Vec::new(),
             x_ready: false,
             labels: Vec::new(),
-            nonzero: None,
             sparse: SparseRows::default(),
             sparse_used: false,
             grad_buf: Vec::new(),
@@ -218,11 +215,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         self.indices.clear();
         self.indices.extend_from_slice(indices);
         self.x_ready = false;
-        let train = &self.data.train;
-        match self
-            .nonzero
-            .get_or_insert_with(|| NonZeroPixels::new(train).map(Arc::new))
-        {
+        match self.data.train.nonzero_pixels() {
             Some(index) => {
                 self.sparse.fill_from_index(index, indices);
                 self.sparse_used = self.sparse.density() <= SPARSE_MAX_DENSITY;

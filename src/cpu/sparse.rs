@@ -6,7 +6,7 @@
 //! Shapes: B rows of width I (the batch), W1 is I x H row-major, delta is B x H.
 
 use super::real::Real;
-use crate::data::Dataset;
+use crate::data::NonZeroPixels;
 use rayon::prelude::*;
 
 /// Above this fraction of non-zero inputs the dense `matrixmultiply` kernels are faster (their
@@ -16,50 +16,6 @@ pub const SPARSE_MAX_DENSITY: f64 = 0.35;
 /// costs tens of microseconds on a VM, as much as ~1M multiply-adds here (measured: the
 /// chapter's batch of 100, 0.78M, ran slower on two threads than on one).
 const PARALLEL_MIN_MACS: usize = 4_000_000;
-
-/// The non-zero pixels of every image of a data set, found once so that a batch's sparse rows
-/// are a copy of a few slices (scanning a batch's 78,400 pixels would cost a third of a step).
-/// 3 bytes a non-zero pixel: 28 MB for MNIST's 60,000 training images.
-#[derive(Debug, Clone)]
-pub struct NonZeroPixels {
-    width: usize,
-    starts: Vec<usize>,
-    cols: Vec<u16>,
-    pixels: Vec<u8>,
-}
-
-impl NonZeroPixels {
-    /// None when an image is wider than u16 columns can index (the dense path is used then).
-    pub fn new(data: &Dataset) -> Option<NonZeroPixels> {
-        let width = data.input_width();
-        if width > u16::MAX as usize + 1 {
-            return None;
-        }
-        let nonzero = data.images().iter().filter(|&&p| p != 0).count();
-        let mut index = NonZeroPixels {
-            width,
-            starts: Vec::with_capacity(data.len() + 1),
-            cols: Vec::with_capacity(nonzero),
-            pixels: Vec::with_capacity(nonzero),
-        };
-        index.starts.push(0);
-        for i in 0..data.len() {
-            for (c, &p) in data.image(i).iter().enumerate() {
-                if p != 0 {
-                    index.cols.push(c as u16);
-                    index.pixels.push(p);
-                }
-            }
-            index.starts.push(index.cols.len());
-        }
-        Some(index)
-    }
-
-    /// Fraction of non-zero pixels over the whole set.
-    pub fn density(&self) -> f64 {
-        self.cols.len() as f64 / (self.starts.len().saturating_sub(1) * self.width).max(1) as f64
-    }
-}
 
 /// The non-zero entries of each row of a batch (compressed sparse rows, columns ascending).
 #[derive(Debug, Clone, Default)]

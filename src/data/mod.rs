@@ -7,9 +7,13 @@
 //! a directory is given (`--data DIR`) or `MNIST_DIR` is set.
 
 pub mod idx;
+mod nonzero;
 pub mod sampler;
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+pub use nonzero::NonZeroPixels;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -68,7 +72,7 @@ const PIXEL_F64: [f64; 256] = {
 /// Labelled images held as bytes: pixels 0..=255, row-major, one image after another, and one
 /// label per image. Kept as `u8` (a quarter of `f32`) and converted per batch, which is cheap
 /// next to a training step.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Dataset {
     images: Vec<u8>,
     labels: Vec<u8>,
@@ -76,7 +80,32 @@ pub struct Dataset {
     cols: usize,
     classes: usize,
     source: String,
+    /// `nonzero_pixels`, built on first use (None inside: images too wide to index).
+    nonzero: Arc<OnceLock<Option<NonZeroPixels>>>,
 }
+
+// By content: the index is derived from the pixels, built or not.
+impl PartialEq for Dataset {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.images,
+            &self.labels,
+            self.rows,
+            self.cols,
+            self.classes,
+            &self.source,
+        ) == (
+            &other.images,
+            &other.labels,
+            other.rows,
+            other.cols,
+            other.classes,
+            &other.source,
+        )
+    }
+}
+
+impl Eq for Dataset {}
 
 impl fmt::Debug for Dataset {
     // Summarised: the derived form would print every pixel.
@@ -138,6 +167,7 @@ impl Dataset {
             cols,
             classes,
             source,
+            nonzero: Arc::new(OnceLock::new()),
         })
     }
 
@@ -166,6 +196,14 @@ impl Dataset {
     /// Number of classes; every label is below it.
     pub fn classes(&self) -> usize {
         self.classes
+    }
+
+    /// The non-zero pixels of every image (3 bytes each), indexed on the first call and shared
+    /// by every clone of this data set; None when an image is too wide for u16 columns.
+    pub fn nonzero_pixels(&self) -> Option<&NonZeroPixels> {
+        self.nonzero
+            .get_or_init(|| NonZeroPixels::new(self))
+            .as_ref()
     }
 
     /// All pixels, row-major, image after image.
