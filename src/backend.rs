@@ -97,4 +97,9 @@ pub trait Backend {
     fn step(&mut self, method: GradMethod, lr: f64) -> Result<()>;
     /// Loss and accuracy over a whole split at the current parameters.
     fn evaluate(&mut self, split: Split) -> Result<Evaluation>;
+    /// Seconds the device spent on the last batch call (batch_loss or gradient), from GPU
+    /// timestamp queries; None where there are none (the CPU, adapters without them).
+    fn last_device_seconds(&mut self) -> Result<Option<f64>> {
+        Ok(None)
+    }
 }

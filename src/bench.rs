@@ -314,6 +314,11 @@ pub struct CaseResult {
     /// Operations of one call, in `op_unit`.
     pub ops: f64,
     pub op_unit: OpUnit,
+    /// GPU rows, where the adapter has timestamp queries: the median of the device's own time
+    /// for the same repeats (from the first to the last kernel of the call, without submission
+    /// and read-back overhead). None on the CPU, for train-step (two submissions), and without
+    /// timestamps.
+    pub device_median_s: Option<f64>,
     /// ops / median_s, in `rate_unit`.
     pub rate: Option<f64>,
     pub rate_unit: &'static str,
@@ -398,7 +403,7 @@ pub struct Report {
 }
 
 const TIMING: &str = "wall clock around set_batch + the call (submit+wait on the GPU: each call ends with a readback); \
-                      GPU timestamp queries are not used yet";
+                      on GPU rows also device_median_s, from timestamp queries where the adapter has them";
 
 /// Runs the bench, prints the header at once and the table, fits and peer comparison at the end
 /// to `out`, writes `--json`, and returns the report. Progress goes to stderr when it is a
@@ -618,10 +623,29 @@ struct Runner<'a> {
 impl Runner<'_> {
     /// The row of one case: its op count, and its timings when it has any.
     fn row(&self, what: Work, shape: &Shape, status: String, samples: &[f64]) -> CaseResult {
+        self.row_timed(what, shape, status, samples, &[])
+    }
+
+    /// `row`, with the device's own times of the same repeats (all of them, or none is used).
+    fn row_timed(
+        &self,
+        what: Work,
+        shape: &Shape,
+        status: String,
+        samples: &[f64],
+        device: &[Option<f64>],
+    ) -> CaseResult {
         let cost = what.cost(shape);
         let mut sorted = samples.to_vec();
         sorted.sort_by(f64::total_cmp);
-        let median = median(&sorted);
+        let wall_median = median(&sorted);
+        let mut on_device: Vec<f64> = device.iter().flatten().copied().collect();
+        on_device.sort_by(f64::total_cmp);
+        let device_median_s = if !on_device.is_empty() && on_device.len() == device.len() {
+            median(&on_device)
+        } else {
+            None
+        };
         CaseResult {
             device: self.device,
             what,
@@ -629,12 +653,13 @@ impl Runner<'_> {
             hidden: shape.hidden,
             params: shape.params,
             repeats: if status == "ok" { samples.len() } else { 0 },
-            median_s: median,
+            median_s: wall_median,
             min_s: sorted.first().copied(),
             max_s: sorted.last().copied(),
+            device_median_s,
             ops: cost.ops,
             op_unit: cost.unit,
-            rate: median.filter(|&m| m > 0.0).map(|m| cost.ops / m),
+            rate: wall_median.filter(|&m| m > 0.0).map(|m| cost.ops / m),
             rate_unit: cost.unit.rate_unit(),
             status,
         }
@@ -750,7 +775,7 @@ impl Runner<'_> {
             Err(e) => return row(format!("error: {e}"), &[]),
         };
         let warm = match calls.time(backend, what) {
-            Ok(t) => t,
+            Ok((t, _)) => t,
             Err(e) => return row(format!("error: {e}"), &[]),
         };
         // The warm-up is the truth where the price was off: when it shows that a timed repeat
@@ -770,13 +795,17 @@ impl Runner<'_> {
         // A slow case gets fewer repeats: they may use half the budget (at least one runs).
         let fit = (0.5 * budget / warm.max(1e-9)).floor() as usize;
         let mut samples = Vec::new();
+        let mut on_device = Vec::new();
         for _ in 0..fit.clamp(1, self.grid.repeat) {
             match calls.time(backend, what) {
-                Ok(t) => samples.push(t),
+                Ok((t, d)) => {
+                    samples.push(t);
+                    on_device.push(d);
+                }
                 Err(e) => return row(format!("error: {e}"), &[]),
             }
         }
-        row("ok".into(), &samples)
+        self.row_timed(what, shape, "ok".into(), &samples, &on_device)
     }
 }
 
@@ -802,7 +831,7 @@ fn probe(
     budget: f64,
 ) -> Result<(f64, String)> {
     let at = |backend: &mut dyn Backend, size: usize| -> Result<(f64, String)> {
-        let t = Calls::new(train, size)?.time(backend, what)?;
+        let (t, _) = Calls::new(train, size)?.time(backend, what)?;
         let scale = batch as f64 / size as f64;
         Ok((
             t * scale,
@@ -836,12 +865,18 @@ impl Calls {
         })
     }
 
-    /// Seconds of one call: set_batch + the work (drawing the batch is not timed).
-    fn time(&mut self, backend: &mut dyn Backend, what: Work) -> Result<f64> {
+    /// Seconds of one call: set_batch + the work (drawing the batch is not timed); and the
+    /// device's own seconds for it, where it has timestamps (read after the clock stops).
+    fn time(&mut self, backend: &mut dyn Backend, what: Work) -> Result<(f64, Option<f64>)> {
         self.sampler.next_batch(self.size, &mut self.batch)?;
         let start = Instant::now();
         what.run_once(backend, &self.batch)?;
-        Ok(start.elapsed().as_secs_f64())
+        let wall = start.elapsed().as_secs_f64();
+        // train-step is two submissions (step, then the loss): the timestamps cover the last.
+        let device = backend
+            .last_device_seconds()?
+            .filter(|_| what != Work::TrainStep);
+        Ok((wall, device))
     }
 }
 
@@ -1342,6 +1377,12 @@ fn write_body<W: Write + ?Sized>(out: &mut W, grid: &Grid, r: &Report) -> std::i
                 } else {
                     String::new()
                 };
+                let vs = match c.device_median_s {
+                    Some(d) => format!("{vs}; kernels {}³", secs(d))
+                        .trim_start_matches("; ")
+                        .to_string(),
+                    None => vs,
+                };
                 let note = if c.status == "ok" {
                     vs
                 } else {
@@ -1374,11 +1415,24 @@ fn write_body<W: Write + ?Sized>(out: &mut W, grid: &Grid, r: &Report) -> std::i
     }
     writeln!(out)?;
     writeln!(out, "¹ wall (submit+wait): wall clock around set_batch + the call, median of the timed repeats after")?;
-    writeln!(out, "  one warm-up; each call reads its result back, so on the GPU it is submit-and-wait. GPU timestamp")?;
-    writeln!(
-        out,
-        "  queries are not used yet, so kernel time alone would be lower on the GPU rows."
-    )?;
+    writeln!(out, "  one warm-up; each call reads its result back, so on the GPU it is submit-and-wait. The ratios")?;
+    writeln!(out, "  compare these wall times.")?;
+    if r.cases.iter().any(|c| c.device_median_s.is_some()) {
+        writeln!(out, "³ kernels: the GPU's own time for the call, from timestamp queries around its work (first kernel")?;
+        writeln!(
+            out,
+            "  to last, same repeats, median): wall minus submission, read-back and host overhead."
+        )?;
+    } else if r
+        .cases
+        .iter()
+        .any(|c| c.device == Device::Gpu && c.median_s.is_some())
+    {
+        writeln!(
+            out,
+            "  This adapter has no timestamp queries: the GPU rows are wall clock only."
+        )?;
+    }
     writeln!(out, "² forward = 2*B*sum(fan_in*fan_out) FLOPs (bias, activation, softmax and loss are O(B*(H+10)),")?;
     writeln!(out, "  under 1% here, not counted); backprop ~ 3x forward; train-step = backprop + the forward of the loss")?;
     writeln!(out, "  readback = 4x forward (SGD's 2P not counted); numerical-full = 2P forward passes; numerical-incremental")?;

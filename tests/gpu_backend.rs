@@ -357,3 +357,43 @@ fn device_selection_reports_what_it_found() {
         }
     }
 }
+
+#[test]
+fn timestamps_time_the_batch_work_when_the_adapter_has_them() {
+    let ctx = ctx_or_skip!();
+    let spec = two_layer();
+    let (mut g, _) = pair(ctx.clone(), &spec, 3, GpuOptions::default());
+    let mut s = batches(3);
+    let mut idx = Vec::new();
+    s.next_batch(100, &mut idx).unwrap();
+    g.set_batch(&idx).unwrap();
+    assert_eq!(
+        g.last_device_seconds().unwrap(),
+        None,
+        "nothing recorded yet"
+    );
+    for what in ["loss", "gradient"] {
+        let start = Instant::now();
+        if what == "loss" {
+            g.batch_loss().unwrap();
+        } else {
+            g.gradient(GradMethod::Backprop).unwrap();
+        }
+        let wall = start.elapsed().as_secs_f64();
+        let device = g.last_device_seconds().unwrap();
+        eprintln!(
+            "{what}: wall {:.3} ms, timestamps {:?} ms",
+            wall * 1e3,
+            device.map(|d| d * 1e3)
+        );
+        match device {
+            Some(d) => assert!(d > 0.0 && d <= wall, "{what}: device {d} s, wall {wall} s"),
+            None => assert!(
+                !ctx.has_timestamps(),
+                "{what}: the device has timestamps but gave none"
+            ),
+        }
+        // Read once: a second call has nothing new.
+        assert_eq!(g.last_device_seconds().unwrap(), None);
+    }
+}

@@ -267,6 +267,72 @@ pub struct GpuBackend {
     /// The last step's submission, waited for before the next one is submitted, so at most two
     /// steps are queued and an error surfaces one step late at most.
     in_flight: Option<wgpu::SubmissionIndex>,
+    /// Timestamps around each batch call's work, where the device has them.
+    timer: Option<Timer>,
+}
+
+/// Two timestamps bracketing the work recorded for one batch call (an empty compute pass
+/// before, one after), resolved and copied out in the same submission.
+#[derive(Debug)]
+struct Timer {
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    period_ns: f64,
+    /// Whether the last recorded batch work carried the timestamps.
+    recorded: bool,
+}
+
+impl Timer {
+    fn new(ctx: &Context) -> Option<Timer> {
+        if !ctx.has_timestamps() {
+            return None;
+        }
+        let device = ctx.device();
+        let buffer = |label, usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Some(Timer {
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("batch work timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolved: buffer(
+                "timestamps resolved",
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            ),
+            staging: buffer(
+                "timestamps read-back",
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ),
+            period_ns: f64::from(ctx.queue().get_timestamp_period()),
+            recorded: false,
+        })
+    }
+
+    /// An empty compute pass that writes timestamp `index` at its beginning (0) or end (1).
+    fn mark(&self, encoder: &mut wgpu::CommandEncoder, index: u32) {
+        let _pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("timestamp"),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &self.queries,
+                beginning_of_pass_write_index: (index == 0).then_some(0),
+                end_of_pass_write_index: (index == 1).then_some(1),
+            }),
+        });
+    }
+
+    fn finish(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.mark(encoder, 1);
+        encoder.resolve_query_set(&self.queries, 0..2, &self.resolved, 0);
+        encoder.copy_buffer_to_buffer(&self.resolved, 0, &self.staging, 0, 16);
+    }
 }
 
 /// Splits `n` rows into nearly equal chunks of at most `max` rows: (start, rows) each.
@@ -327,6 +393,7 @@ impl GpuBackend {
         let staging = ctx.staging("read-back", n.max(max_chunks + 1));
         let sgd = sgd::sgd(&kernels, &ctx, n, 0.0, &params, &grad)?;
         ctx.check("uploading the data set")?;
+        let timer = Timer::new(&ctx);
         Ok(GpuBackend {
             ctx,
             kernels,
@@ -344,6 +411,7 @@ impl GpuBackend {
             plans: HashMap::new(),
             batch: None,
             in_flight: None,
+            timer,
         })
     }
 
@@ -386,6 +454,9 @@ impl GpuBackend {
             .get(&batch.key)
             .ok_or_else(|| Error::Gpu("the batch's plan is missing (a bug)".into()))?;
         let mut encoder = self.ctx.encoder(what);
+        if let Some(t) = &self.timer {
+            t.mark(&mut encoder, 0);
+        }
         let gather: &[Dispatch] = if batch.gathered { &[] } else { &plan.gather };
         let sgd = matches!(work, Work::Step(_)).then_some(&self.sgd);
         match work {
@@ -420,6 +491,10 @@ impl GpuBackend {
             }
         }
         batch.gathered = true;
+        if let Some(t) = &mut self.timer {
+            t.finish(&mut encoder);
+            t.recorded = true;
+        }
         Ok((encoder, batch.key))
     }
 
@@ -617,6 +692,26 @@ impl Backend for GpuBackend {
             self.ctx.wait(previous, "training step")?;
         }
         Ok(())
+    }
+
+    fn last_device_seconds(&mut self) -> Result<Option<f64>> {
+        let Some(t) = &mut self.timer else {
+            return Ok(None);
+        };
+        if !std::mem::take(&mut t.recorded) {
+            return Ok(None);
+        }
+        // The batch call waited for its submission (it read its result back), so the copies
+        // into the staging buffer are done; a step still in flight is waited for first.
+        if let Some(index) = self.in_flight.take() {
+            self.ctx.wait(index, "timestamps")?;
+        }
+        let ticks: Vec<u64> = self
+            .ctx
+            .read_finished(&t.staging, 2, "reading the timestamps")?;
+        Ok(Some(
+            ticks[1].saturating_sub(ticks[0]) as f64 * t.period_ns * 1e-9,
+        ))
     }
 
     fn evaluate(&mut self, split: Split) -> Result<Evaluation> {

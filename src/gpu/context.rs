@@ -421,6 +421,9 @@ pub struct Context {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     errors: ErrorSlot,
+    /// Whether the device was opened with TIMESTAMP_QUERY (requested whenever the adapter has
+    /// it: the bench times kernels with it).
+    timestamps: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -464,9 +467,14 @@ impl Context {
         let describe = summarize(adapter).describe();
         let required_limits = required_limits(adapter)
             .map_err(|p| Error::Gpu(format!("{describe} cannot run the kernels: {p}")))?;
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let desc = wgpu::DeviceDescriptor {
             label: Some("gpu-train"),
-            required_features: wgpu::Features::empty(),
+            required_features: if timestamps {
+                wgpu::Features::TIMESTAMP_QUERY
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits,
             ..Default::default()
         };
@@ -496,7 +504,24 @@ impl Context {
             info,
             limits,
             errors,
+            timestamps,
         })
+    }
+
+    /// Whether kernels can be timed with timestamp queries on this device.
+    pub fn has_timestamps(&self) -> bool {
+        self.timestamps
+    }
+
+    /// Maps `staging` (whose copies were part of a submission that has finished) and returns
+    /// its first `len` elements, without submitting anything.
+    pub(crate) fn read_finished<T: bytemuck::Pod>(
+        &self,
+        staging: &wgpu::Buffer,
+        len: usize,
+        what: &str,
+    ) -> Result<Vec<T>> {
+        self.submit_and_read(self.encoder(what), staging, len, what)
     }
 
     /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, llvmpipe)" for the start-up line.
