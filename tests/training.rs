@@ -221,3 +221,78 @@ fn backprop_on_full_mnist_reaches_94_percent() {
     );
     assert!(acc >= 0.94, "test accuracy {acc}");
 }
+
+/// A device whose gradient is wrong in one tensor (b2 off by 1%).
+struct WrongB2 {
+    inner: CpuBackend<f32>,
+}
+
+impl Backend for WrongB2 {
+    fn name(&self) -> String {
+        "wrong-b2".into()
+    }
+    fn spec(&self) -> &MlpSpec {
+        self.inner.spec()
+    }
+    fn set_params(&mut self, p: &Params) -> gpu_train::Result<()> {
+        self.inner.set_params(p)
+    }
+    fn params(&mut self) -> gpu_train::Result<Params> {
+        self.inner.params()
+    }
+    fn set_batch(&mut self, i: &[u32]) -> gpu_train::Result<()> {
+        self.inner.set_batch(i)
+    }
+    fn batch_loss(&mut self) -> gpu_train::Result<f64> {
+        self.inner.batch_loss()
+    }
+    fn gradient(&mut self, m: GradMethod) -> gpu_train::Result<Vec<f64>> {
+        let mut g = self.inner.gradient(m)?;
+        let n = g.len();
+        for v in &mut g[n - 10..] {
+            *v *= 1.01;
+        }
+        Ok(g)
+    }
+    fn step(&mut self, m: GradMethod, lr: f64) -> gpu_train::Result<()> {
+        self.inner.step(m, lr)
+    }
+    fn evaluate(
+        &mut self,
+        s: gpu_train::backend::Split,
+    ) -> gpu_train::Result<gpu_train::backend::Evaluation> {
+        self.inner.evaluate(s)
+    }
+}
+
+/// --check-every's checker: a right gradient passes with its figures, a wrong one stops the run
+/// with an error naming the step, the tensor and the error.
+#[test]
+fn the_reference_check_names_the_step_and_the_tensor() {
+    let data = embedded();
+    let spec = MlpSpec::two_layer(784, 20, 10).unwrap();
+    let batch: Vec<u32> = (0..50).map(|i| i * 13).collect();
+    let mut checker = gpu_train::check::Checker::new(spec.clone(), data.clone()).unwrap();
+    let mut good = CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap();
+    good.set_params(&Params::init(&spec, 1)).unwrap();
+    good.set_batch(&batch).unwrap();
+    let method = GradMethod::Numerical {
+        strategy: PerturbStrategy::Incremental,
+        h: DEFAULT_H,
+    };
+    let (total, tensors) = checker.check(7, &mut good, &batch, method).unwrap();
+    assert!(total < 1e-5 && tensors.len() == 4, "{total} {tensors:?}");
+    let mut bad = WrongB2 {
+        inner: CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(),
+    };
+    bad.set_params(&Params::init(&spec, 1)).unwrap();
+    bad.set_batch(&batch).unwrap();
+    let e = checker
+        .check(42, &mut bad, &batch, method)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("step 42") && e.contains("b2") && e.contains("1.0") && e.contains("e-2"),
+        "{e}"
+    );
+}
