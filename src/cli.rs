@@ -171,7 +171,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = DEFAULT_H, allow_negative_numbers = true)]
     pub h: f64,
     /// Directory with full MNIST (the four canonical IDX files, .gz or not). Default: $MNIST_DIR,
-    /// else the embedded 10,000/2,000 subset.
+    /// else the embedded 30,000/5,000 subset.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Hidden layer sizes, comma-separated: 50, or 100,50 for two hidden layers.
