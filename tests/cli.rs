@@ -157,3 +157,28 @@ fn device_gpu_without_a_usable_adapter_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// An --out that cannot be created is an error before any training (no "iter" line), naming the
+/// flag and the path.
+#[test]
+fn an_unwritable_out_is_an_error_before_training() {
+    let dir = std::env::temp_dir().join(format!("gpu-train-cli-ro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let out_arg = file.join("run").to_string_lossy().into_owned();
+    let out = gpu_train(&[
+        "train", "--device", "cpu", "--grad", "backprop", "--iters", "10", "--out", &out_arg,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--out") && stderr.contains(&out_arg),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("iter "),
+        "trained anyway"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
