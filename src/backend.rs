@@ -1,8 +1,26 @@
 //! The one interface a training step needs, implemented by the CPU backend (f64 oracle and f32
 //! fast path) and the GPU backend. The driver and the checker only ever talk to this trait.
 
-use crate::error::Result;
+use crate::data::Mnist;
+use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
+
+/// Every backend's first check: the net's input and output widths are the data's.
+pub fn check_spec_fits(spec: &MlpSpec, data: &Mnist) -> Result<()> {
+    let width = data.train.input_width();
+    if spec.input != width || spec.classes != data.train.classes() {
+        return Err(Error::config(
+            "model",
+            format!(
+                "the net {} does not fit the data ({} inputs, {} classes)",
+                spec.describe(),
+                width,
+                data.train.classes()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// The chapter's delta inside the log of the cross entropy: -ln(y_t + 1e-7).
 pub const CEE_DELTA: f64 = 1e-7;

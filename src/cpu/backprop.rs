@@ -37,27 +37,13 @@ pub fn backprop<T: Real>(
     labels: &[u8],
     batch: usize,
 ) -> Vec<T> {
-    backprop_with(spec, params, x, cache, labels, batch, None)
-}
-
-/// `backprop`, with the first layer's weight gradient over `sparse` (the non-zero entries of
-/// `x`) when given.
-pub fn backprop_with<T: Real>(
-    spec: &MlpSpec,
-    params: &[T],
-    x: &[T],
-    cache: &ForwardCache<T>,
-    labels: &[u8],
-    batch: usize,
-    sparse: Option<&SparseRows<T>>,
-) -> Vec<T> {
     let mut grad = Vec::new();
-    backprop_into(spec, params, x, cache, labels, batch, sparse, &mut grad);
+    backprop_into(spec, params, x, cache, labels, batch, None, &mut grad);
     grad
 }
 
-/// `backprop_with` into `grad`, reusing its allocation (a training step would otherwise map and
-/// fault in a fresh 160 KB buffer each time).
+/// `backprop` into `grad`, reusing its allocation, with the first layer's weight gradient over
+/// `sparse` (the non-zero entries of `x`) when given.
 #[allow(clippy::too_many_arguments)]
 pub fn backprop_into<T: Real>(
     spec: &MlpSpec,

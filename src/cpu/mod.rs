@@ -53,7 +53,7 @@ pub struct CpuBackend<T: Real> {
     /// products to skip the zeros (`sparse_used`).
     sparse: SparseRows<T>,
     sparse_used: bool,
-    /// The last backprop step's gradient, kept for its allocation.
+    /// The last step's gradient, kept for its allocation.
     grad_buf: Vec<T>,
     /// The forward pass of the current batch at the current parameters, when computed.
     cache: Option<ForwardCache<T>>,
@@ -61,18 +61,7 @@ pub struct CpuBackend<T: Real> {
 
 impl<T: Real> CpuBackend<T> {
     pub fn new(spec: MlpSpec, data: Arc<Mnist>) -> Result<Self> {
-        let width = data.train.input_width();
-        if spec.input != width || spec.classes != data.train.classes() {
-            return Err(Error::config(
-                "model",
-                format!(
-                    "the net {} does not fit the data ({} inputs, {} classes)",
-                    spec.describe(),
-                    width,
-                    data.train.classes()
-                ),
-            ));
-        }
+        crate::backend::check_spec_fits(&spec, &data)?;
         let params = vec![T::ZERO; spec.num_params()];
         Ok(CpuBackend {
             spec,
@@ -121,28 +110,34 @@ impl<T: Real> CpuBackend<T> {
 
     /// The gradient in the backend's own precision.
     pub fn gradient_native(&mut self, method: GradMethod) -> Result<Vec<T>> {
+        let mut grad = Vec::new();
+        self.gradient_into(method, &mut grad)?;
+        Ok(grad)
+    }
+
+    /// The gradient into `grad` (backprop reuses its allocation; a training step would
+    /// otherwise map and fault in a fresh buffer of every parameter each time).
+    fn gradient_into(&mut self, method: GradMethod, grad: &mut Vec<T>) -> Result<()> {
         self.cache()?;
         if !(method == GradMethod::Backprop && self.sparse_used) {
             self.dense_x();
         }
         let cache = self.cache.as_ref().expect("computed by cache()");
         let batch = self.indices.len();
-        Ok(match method {
-            GradMethod::Backprop => {
-                let sparse = self.sparse_used.then_some(&self.sparse);
-                backprop::backprop_with(
-                    &self.spec,
-                    &self.params,
-                    &self.x,
-                    cache,
-                    &self.labels,
-                    batch,
-                    sparse,
-                )
-            }
+        match method {
+            GradMethod::Backprop => backprop::backprop_into(
+                &self.spec,
+                &self.params,
+                &self.x,
+                cache,
+                &self.labels,
+                batch,
+                self.sparse_used.then_some(&self.sparse),
+                grad,
+            ),
             GradMethod::Numerical { strategy, h } => {
                 let h = T::from_f64(h);
-                match strategy {
+                *grad = match strategy {
                     PerturbStrategy::Full => numerical::numerical_gradient_full(
                         &self.spec,
                         &self.params,
@@ -161,7 +156,8 @@ impl<T: Real> CpuBackend<T> {
                     ),
                 }
             }
-        })
+        }
+        Ok(())
     }
 }
 
@@ -250,29 +246,10 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn step(&mut self, method: GradMethod, lr: f64) -> Result<()> {
-        if method == GradMethod::Backprop {
-            self.cache()?;
-            if !self.sparse_used {
-                self.dense_x();
-            }
-            let cache = self.cache.as_ref().expect("computed by cache()");
-            let sparse = self.sparse_used.then_some(&self.sparse);
-            let batch = self.indices.len();
-            backprop::backprop_into(
-                &self.spec,
-                &self.params,
-                &self.x,
-                cache,
-                &self.labels,
-                batch,
-                sparse,
-                &mut self.grad_buf,
-            );
-            sgd::sgd(&mut self.params, &self.grad_buf, T::from_f64(lr));
-        } else {
-            let grad = self.gradient_native(method)?;
-            sgd::sgd(&mut self.params, &grad, T::from_f64(lr));
-        }
+        let mut grad = std::mem::take(&mut self.grad_buf);
+        self.gradient_into(method, &mut grad)?;
+        sgd::sgd(&mut self.params, &grad, T::from_f64(lr));
+        self.grad_buf = grad;
         self.cache = None;
         Ok(())
     }

@@ -87,8 +87,9 @@ impl<T: Real> SparseRows<T> {
         self.index_columns();
     }
 
-    /// Builds the rows from dense ones, keeping the allocations of earlier batches.
-    pub fn fill_from_dense(&mut self, x: &[T], width: usize) {
+    /// Builds the rows from dense ones (the tests' way to make a batch without a data set).
+    #[cfg(test)]
+    fn fill_from_dense(&mut self, x: &[T], width: usize) {
         self.width = width;
         self.starts.clear();
         self.cols.clear();
@@ -170,7 +171,22 @@ fn block_sum<T: Real, const W: usize, const FMA: bool>(
 /// out (n) += sum over `terms` (v, offset) of v * base[offset..][..n]: the one inner loop of
 /// both sparse products.
 #[inline(always)]
-fn add_scaled_rows<T: Real, const FMA: bool>(
+fn add_scaled_rows<T: Real>(
+    fma: bool,
+    out: &mut [T],
+    base: &[T],
+    terms: impl Iterator<Item = (T, usize)> + Clone,
+) {
+    if fma {
+        add_scaled_rows_as::<T, true>(out, base, terms);
+    } else {
+        add_scaled_rows_as::<T, false>(out, base, terms);
+    }
+}
+
+/// `add_scaled_rows` with (FMA) or without fused multiply-adds.
+#[inline(always)]
+fn add_scaled_rows_as<T: Real, const FMA: bool>(
     out: &mut [T],
     base: &[T],
     terms: impl Iterator<Item = (T, usize)> + Clone,
@@ -237,6 +253,36 @@ fn with_wide_simd<R>(body: impl FnOnce(bool) -> R) -> R {
     body(false)
 }
 
+/// Runs `row(r, out_row, fma)` for every n-wide row r of `out`, compiled wide
+/// (`with_wide_simd`), on one thread below PARALLEL_MIN_MACS multiply-adds, else split over the
+/// rayon threads by rows (each thread owns its rows).
+fn for_each_row<T: Real>(
+    out: &mut [T],
+    n: usize,
+    macs: usize,
+    row: impl Fn(usize, &mut [T], bool) + Sync,
+) {
+    let block = |first: usize, block: &mut [T]| {
+        with_wide_simd(
+            #[inline(always)]
+            |fma| {
+                for (i, r) in block.chunks_mut(n).enumerate() {
+                    row(first + i, r, fma);
+                }
+            },
+        )
+    };
+    let threads = rayon::current_num_threads();
+    if macs < PARALLEL_MIN_MACS || threads < 2 {
+        block(0, out);
+    } else {
+        let rows_per = (out.len() / n).div_ceil(threads).max(1);
+        out.par_chunks_mut(rows_per * n)
+            .enumerate()
+            .for_each(|(chunk, b)| block(chunk * rows_per, b));
+    }
+}
+
 /// out (B x n) += X (B x I, sparse) . w (I x n). `out` holds the bias rows on entry.
 pub fn sparse_matmul_add<T: Real>(x: &SparseRows<T>, w: &[T], n: usize, out: &mut [T]) {
     assert_eq!(
@@ -254,31 +300,17 @@ pub fn sparse_matmul_add<T: Real>(x: &SparseRows<T>, w: &[T], n: usize, out: &mu
     if n == 0 {
         return;
     }
-    let rows = |first: usize, block: &mut [T]| {
-        with_wide_simd(
-            #[inline(always)]
-            |fma| {
-                for (i, acc) in block.chunks_mut(n).enumerate() {
-                    let (cols, vals) = x.row(first + i);
-                    let terms = cols.iter().zip(vals).map(|(&c, &v)| (v, c as usize * n));
-                    if fma {
-                        add_scaled_rows::<T, true>(acc, w, terms);
-                    } else {
-                        add_scaled_rows::<T, false>(acc, w, terms);
-                    }
-                }
-            },
-        )
-    };
-    let threads = rayon::current_num_threads();
-    if x.cols.len() * n < PARALLEL_MIN_MACS || threads < 2 {
-        rows(0, out);
-    } else {
-        let rows_per = x.rows().div_ceil(threads).max(1);
-        out.par_chunks_mut(rows_per * n)
-            .enumerate()
-            .for_each(|(chunk, block)| rows(chunk * rows_per, block));
-    }
+    for_each_row(
+        out,
+        n,
+        x.cols.len() * n,
+        #[inline(always)]
+        |r, acc, fma| {
+            let (cols, vals) = x.row(r);
+            let terms = cols.iter().zip(vals).map(|(&c, &v)| (v, c as usize * n));
+            add_scaled_rows(fma, acc, w, terms);
+        },
+    );
 }
 
 /// grad (I x n) = X^T (I x B, sparse) . delta (B x n). The batch's entries are first regrouped
@@ -301,34 +333,19 @@ pub fn sparse_at_b_into<T: Real>(x: &SparseRows<T>, delta: &[T], n: usize, grad:
         return;
     }
     let (col_starts, by_col) = (&x.col_starts, &x.by_col);
-    let rows = |first: usize, block: &mut [T]| {
-        with_wide_simd(
-            #[inline(always)]
-            |fma| {
-                for (i, g) in block.chunks_mut(n).enumerate() {
-                    let c = first + i;
-                    g.iter_mut().for_each(|v| *v = T::ZERO);
-                    let terms = by_col[col_starts[c]..col_starts[c + 1]]
-                        .iter()
-                        .map(|&(r, v)| (v, r as usize * n));
-                    if fma {
-                        add_scaled_rows::<T, true>(g, delta, terms);
-                    } else {
-                        add_scaled_rows::<T, false>(g, delta, terms);
-                    }
-                }
-            },
-        )
-    };
-    let threads = rayon::current_num_threads();
-    if x.cols.len() * n < PARALLEL_MIN_MACS || threads < 2 {
-        rows(0, grad);
-    } else {
-        let cols_per = x.width.div_ceil(threads).max(1);
-        grad.par_chunks_mut(cols_per * n)
-            .enumerate()
-            .for_each(|(chunk, block)| rows(chunk * cols_per, block));
-    }
+    for_each_row(
+        grad,
+        n,
+        x.cols.len() * n,
+        #[inline(always)]
+        |c, g, fma| {
+            g.iter_mut().for_each(|v| *v = T::ZERO);
+            let terms = by_col[col_starts[c]..col_starts[c + 1]]
+                .iter()
+                .map(|&(r, v)| (v, r as usize * n));
+            add_scaled_rows(fma, g, delta, terms);
+        },
+    );
 }
 
 #[cfg(test)]
@@ -346,6 +363,8 @@ mod tests {
             (100, 784, 50),
             (257, 33, 10),
             (64, 784, 1),
+            // Over PARALLEL_MIN_MACS: split over the rayon threads.
+            (2000, 784, 50),
         ] {
             let x: Vec<f64> = (0..b * i)
                 .map(|k| {

@@ -40,9 +40,4 @@ impl NonZeroPixels {
         }
         Some(index)
     }
-
-    /// Fraction of non-zero pixels over the whole set.
-    pub fn density(&self) -> f64 {
-        self.cols.len() as f64 / (self.starts.len().saturating_sub(1) * self.width).max(1) as f64
-    }
 }

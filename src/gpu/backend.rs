@@ -359,18 +359,7 @@ impl GpuBackend {
         options: GpuOptions,
     ) -> Result<Self> {
         let ctx: Arc<Context> = ctx.into();
-        let width = data.train.input_width();
-        if spec.input != width || spec.classes != data.train.classes() {
-            return Err(Error::config(
-                "model",
-                format!(
-                    "the net {} does not fit the data ({} inputs, {} classes)",
-                    spec.describe(),
-                    width,
-                    data.train.classes()
-                ),
-            ));
-        }
+        crate::backend::check_spec_fits(&spec, &data)?;
         let kernels = Kernels::new(&ctx)?;
         let train = ResidentSplit::upload(&ctx, "train", &data.train, options.data_chunk_rows)?;
         let test = ResidentSplit::upload(&ctx, "test", &data.test, options.data_chunk_rows)?;
