@@ -112,7 +112,7 @@ impl Checker {
 }
 
 /// The numerical gradient with the chapter's h.
-pub fn numerical(strategy: PerturbStrategy) -> GradMethod {
+pub const fn numerical(strategy: PerturbStrategy) -> GradMethod {
     GradMethod::Numerical {
         strategy,
         h: DEFAULT_H,

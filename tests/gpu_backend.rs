@@ -3,53 +3,20 @@
 //! included), a deeper relu net; and the device selection API. Runs on any adapter, lavapipe
 //! included; with CI=true a missing adapter fails instead of skipping.
 
+mod common;
+use common::mnist;
+
 use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, Split};
 use gpu_train::cpu::CpuBackend;
-use gpu_train::data::{self, Mnist, Sampler, SamplerKind};
+use gpu_train::data::{Sampler, SamplerKind};
 use gpu_train::gpu::{self, AutoChoice, Context, GpuBackend, GpuOptions};
 use gpu_train::model::{relative_error, Activation, MlpSpec, Params};
 use gpu_train::tolerance::{GPU_BACKPROP_REL, GPU_TRAINING_200_STEPS_REL};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 const BATCH: usize = 100;
 const LR: f64 = 0.1;
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// One device for the whole file; None (skip) only without an adapter and without CI=true.
-fn context() -> Option<Arc<Context>> {
-    static CTX: OnceLock<Option<Arc<Context>>> = OnceLock::new();
-    CTX.get_or_init(|| match Context::gpu() {
-        Ok(ctx) => {
-            eprintln!("GPU backend on {}", ctx.describe());
-            Some(Arc::new(ctx))
-        }
-        Err(e) if ci() => panic!("CI=true and no usable GPU adapter: {e}"),
-        Err(e) => {
-            eprintln!("skipped: no adapter ({e})");
-            None
-        }
-    })
-    .clone()
-}
-
-macro_rules! ctx_or_skip {
-    () => {
-        match context() {
-            Some(c) => c,
-            None => return,
-        }
-    };
-}
-
-fn mnist() -> Arc<Mnist> {
-    static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
-    DATA.get_or_init(|| Arc::new(data::embedded().unwrap_or_else(|e| panic!("{e}"))))
-        .clone()
-}
 
 fn two_layer() -> MlpSpec {
     MlpSpec::two_layer(784, 50, 10).unwrap()

@@ -3,53 +3,19 @@
 //! big models into several dispatches; and a training run. Any adapter, lavapipe included; with
 //! CI=true a missing adapter FAILS.
 
-use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
+mod common;
+use common::mnist;
+
+use gpu_train::backend::{Backend, GradMethod, PerturbStrategy};
 use gpu_train::cpu::CpuBackend;
-use gpu_train::data::{self, Mnist, Sampler, SamplerKind};
-use gpu_train::gpu::{Context, GpuBackend};
+use gpu_train::data::{Sampler, SamplerKind};
+use gpu_train::gpu::GpuBackend;
 use gpu_train::model::{relative_error, Activation, MlpSpec, Params};
 use gpu_train::tolerance::{F32_NUMERICAL_VS_F64, GPU_NUMERICAL_FULL_REL};
 use rand::{Rng, SeedableRng};
-use std::sync::{Arc, OnceLock};
 
-const INCREMENTAL: GradMethod = GradMethod::Numerical {
-    strategy: PerturbStrategy::Incremental,
-    h: DEFAULT_H,
-};
-const FULL: GradMethod = GradMethod::Numerical {
-    strategy: PerturbStrategy::Full,
-    h: DEFAULT_H,
-};
-
-fn context() -> Option<Arc<Context>> {
-    static CTX: OnceLock<Option<Arc<Context>>> = OnceLock::new();
-    CTX.get_or_init(|| match Context::gpu() {
-        Ok(ctx) => Some(Arc::new(ctx)),
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true and no usable GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: no adapter ({e})");
-            None
-        }
-    })
-    .clone()
-}
-
-macro_rules! ctx_or_skip {
-    () => {
-        match context() {
-            Some(c) => c,
-            None => return,
-        }
-    };
-}
-
-fn mnist() -> Arc<Mnist> {
-    static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
-    DATA.get_or_init(|| Arc::new(data::embedded().unwrap()))
-        .clone()
-}
+const INCREMENTAL: GradMethod = gpu_train::check::numerical(PerturbStrategy::Incremental);
+const FULL: GradMethod = gpu_train::check::numerical(PerturbStrategy::Full);
 
 fn batch(seed: u64, rows: usize) -> Vec<u32> {
     let mut s = Sampler::new(SamplerKind::WithReplacement, mnist().train.len(), seed).unwrap();

@@ -11,14 +11,8 @@ use gpu_train::tolerance::{
 use rand::{Rng, SeedableRng};
 use std::sync::{Arc, OnceLock};
 
-const INCREMENTAL: GradMethod = GradMethod::Numerical {
-    strategy: PerturbStrategy::Incremental,
-    h: DEFAULT_H,
-};
-const FULL: GradMethod = GradMethod::Numerical {
-    strategy: PerturbStrategy::Full,
-    h: DEFAULT_H,
-};
+const INCREMENTAL: GradMethod = gpu_train::check::numerical(PerturbStrategy::Incremental);
+const FULL: GradMethod = gpu_train::check::numerical(PerturbStrategy::Full);
 
 fn mnist() -> Arc<Mnist> {
     static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();

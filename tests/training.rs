@@ -108,17 +108,35 @@ fn numerical_gradient_trains_the_same_net_as_backprop_f64() {
     assert!(rel <= 1e-3, "{rel:e}");
 }
 
-/// A backend whose loss turns NaN after a few steps, to test the driver's reaction without
-/// depending on how many steps a real net takes to overflow (the 1e-7 inside the log keeps the
-/// loss finite until the logits themselves overflow).
-struct GoesNan {
+/// A CPU backend with one injected fault, to test how the driver and the checker react
+/// without depending on a real net going wrong.
+enum Fault {
+    /// The loss turns NaN after 3 steps (the 1e-7 inside the log keeps a real loss finite
+    /// until the logits themselves overflow).
+    NanLossAfter3Steps,
+    /// The gradient of b2 is 1% too large.
+    WrongB2,
+}
+
+struct Faulty {
     inner: CpuBackend<f32>,
+    fault: Fault,
     steps: usize,
 }
 
-impl Backend for GoesNan {
+impl Faulty {
+    fn new(spec: &MlpSpec, data: &Arc<Mnist>, fault: Fault) -> Self {
+        Faulty {
+            inner: CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(),
+            fault,
+            steps: 0,
+        }
+    }
+}
+
+impl Backend for Faulty {
     fn name(&self) -> String {
-        "goes-nan".into()
+        "faulty".into()
     }
     fn spec(&self) -> &MlpSpec {
         self.inner.spec()
@@ -133,14 +151,20 @@ impl Backend for GoesNan {
         self.inner.set_batch(i)
     }
     fn batch_loss(&mut self) -> gpu_train::Result<f64> {
-        Ok(if self.steps > 3 {
-            f64::NAN
-        } else {
-            self.inner.batch_loss()?
-        })
+        match self.fault {
+            Fault::NanLossAfter3Steps if self.steps > 3 => Ok(f64::NAN),
+            _ => self.inner.batch_loss(),
+        }
     }
     fn gradient(&mut self, m: GradMethod) -> gpu_train::Result<Vec<f64>> {
-        self.inner.gradient(m)
+        let mut g = self.inner.gradient(m)?;
+        if let Fault::WrongB2 = self.fault {
+            let n = g.len();
+            for v in &mut g[n - 10..] {
+                *v *= 1.01;
+            }
+        }
+        Ok(g)
     }
     fn step(&mut self, m: GradMethod, lr: f64) -> gpu_train::Result<()> {
         self.steps += 1;
@@ -164,10 +188,7 @@ fn divergence_stops_with_an_error_naming_the_iteration() {
         eval_every: 1,
         ..TrainConfig::default()
     };
-    let mut backend = GoesNan {
-        inner: CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(),
-        steps: 0,
-    };
+    let mut backend = Faulty::new(&spec, &data, Fault::NanLossAfter3Steps);
     backend.set_params(&Params::init(&spec, 0)).unwrap();
     let err = train(&mut backend, data.train.len(), &cfg, |_: &EvalRecord| {})
         .unwrap_err()
@@ -222,49 +243,6 @@ fn backprop_on_full_mnist_reaches_94_percent() {
     assert!(acc >= 0.94, "test accuracy {acc}");
 }
 
-/// A device whose gradient is wrong in one tensor (b2 off by 1%).
-struct WrongB2 {
-    inner: CpuBackend<f32>,
-}
-
-impl Backend for WrongB2 {
-    fn name(&self) -> String {
-        "wrong-b2".into()
-    }
-    fn spec(&self) -> &MlpSpec {
-        self.inner.spec()
-    }
-    fn set_params(&mut self, p: &Params) -> gpu_train::Result<()> {
-        self.inner.set_params(p)
-    }
-    fn params(&mut self) -> gpu_train::Result<Params> {
-        self.inner.params()
-    }
-    fn set_batch(&mut self, i: &[u32]) -> gpu_train::Result<()> {
-        self.inner.set_batch(i)
-    }
-    fn batch_loss(&mut self) -> gpu_train::Result<f64> {
-        self.inner.batch_loss()
-    }
-    fn gradient(&mut self, m: GradMethod) -> gpu_train::Result<Vec<f64>> {
-        let mut g = self.inner.gradient(m)?;
-        let n = g.len();
-        for v in &mut g[n - 10..] {
-            *v *= 1.01;
-        }
-        Ok(g)
-    }
-    fn step(&mut self, m: GradMethod, lr: f64) -> gpu_train::Result<()> {
-        self.inner.step(m, lr)
-    }
-    fn evaluate(
-        &mut self,
-        s: gpu_train::backend::Split,
-    ) -> gpu_train::Result<gpu_train::backend::Evaluation> {
-        self.inner.evaluate(s)
-    }
-}
-
 /// --check-every's checker: a right gradient passes with its figures, a wrong one stops the run
 /// with an error naming the step, the tensor and the error.
 #[test]
@@ -276,15 +254,10 @@ fn the_reference_check_names_the_step_and_the_tensor() {
     let mut good = CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap();
     good.set_params(&Params::init(&spec, 1)).unwrap();
     good.set_batch(&batch).unwrap();
-    let method = GradMethod::Numerical {
-        strategy: PerturbStrategy::Incremental,
-        h: DEFAULT_H,
-    };
+    let method = gpu_train::check::numerical(PerturbStrategy::Incremental);
     let (total, tensors) = checker.check(7, &mut good, &batch, method).unwrap();
     assert!(total < 1e-5 && tensors.len() == 4, "{total} {tensors:?}");
-    let mut bad = WrongB2 {
-        inner: CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(),
-    };
+    let mut bad = Faulty::new(&spec, &data, Fault::WrongB2);
     bad.set_params(&Params::init(&spec, 1)).unwrap();
     bad.set_batch(&batch).unwrap();
     let e = checker
