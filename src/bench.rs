@@ -14,7 +14,7 @@ use crate::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
 use crate::cpu::CpuBackend;
 use crate::data::{self, Mnist, Sampler, SamplerKind};
 use crate::error::{Error, Result};
-use crate::gpu::{Context, GpuBackend};
+use crate::gpu::{Context, GpuBackend, GpuOptions};
 use crate::model::{MlpSpec, Params};
 use serde::Serialize;
 use std::ffi::OsString;
@@ -690,8 +690,14 @@ impl Runner<'_> {
                     cases.extend(self.unrun(spec, &format!("not run: {why}")));
                     continue;
                 }
-                Ok(Some(ctx)) => GpuBackend::new(ctx.clone(), spec.clone(), self.data.clone())
-                    .map(|b| Box::new(b) as Box<dyn Backend>),
+                Ok(Some(ctx)) => {
+                    let options = GpuOptions {
+                        timestamps: true,
+                        ..GpuOptions::default()
+                    };
+                    GpuBackend::with_options(ctx.clone(), spec.clone(), self.data.clone(), options)
+                        .map(|b| Box::new(b) as Box<dyn Backend>)
+                }
                 Ok(None) => CpuBackend::<f32>::new(spec.clone(), self.data.clone())
                     .map(|b| Box::new(b) as Box<dyn Backend>),
             };

@@ -165,6 +165,7 @@ fn evaluation_in_chunks_over_split_data_agrees_with_the_cpu() {
     let options = GpuOptions {
         data_chunk_rows: Some(997),
         eval_chunk_rows: Some(300),
+        ..GpuOptions::default()
     };
     let (mut g, mut c) = pair(ctx, &spec, 5, options);
     let (train_chunks, test_chunks) = g.data_chunks();
@@ -329,7 +330,15 @@ fn device_selection_reports_what_it_found() {
 fn timestamps_time_the_batch_work_when_the_adapter_has_them() {
     let ctx = ctx_or_skip!();
     let spec = two_layer();
-    let (mut g, _) = pair(ctx.clone(), &spec, 3, GpuOptions::default());
+    let (mut g, _) = pair(
+        ctx.clone(),
+        &spec,
+        3,
+        GpuOptions {
+            timestamps: true,
+            ..GpuOptions::default()
+        },
+    );
     let mut s = batches(3);
     let mut idx = Vec::new();
     s.next_batch(100, &mut idx).unwrap();
@@ -363,4 +372,9 @@ fn timestamps_time_the_batch_work_when_the_adapter_has_them() {
         // Read once: a second call has nothing new.
         assert_eq!(g.last_device_seconds().unwrap(), None);
     }
+    // Off unless asked for: training never reads them.
+    let (mut plain, _) = pair(ctx, &spec, 3, GpuOptions::default());
+    plain.set_batch(&idx).unwrap();
+    plain.gradient(GradMethod::Backprop).unwrap();
+    assert_eq!(plain.last_device_seconds().unwrap(), None);
 }

@@ -28,14 +28,17 @@ pub const DEFAULT_EVAL_ROWS: usize = 2048;
 /// portable per-dimension workgroup limit.
 const MAX_ROWS: usize = 65535;
 
-/// Knobs for splitting work by size; the defaults follow the device's limits. Tests set them
-/// small to exercise the split paths on small data.
+/// Knobs for splitting work by size (the defaults follow the device's limits; tests set them
+/// small to exercise the split paths on small data), and kernel timing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GpuOptions {
     /// Rows per device buffer of a resident split (default: as many as one binding holds).
     pub data_chunk_rows: Option<usize>,
     /// Rows per evaluation launch (default `DEFAULT_EVAL_ROWS`, fewer if the limits require).
     pub eval_chunk_rows: Option<usize>,
+    /// Bracket each batch call's work with timestamp queries, where the device has them, for
+    /// `last_device_seconds` (the bench). Off by default: training never reads them.
+    pub timestamps: bool,
 }
 
 /// Which plan: the split its gather reads, its rows, and whether it has a backward pass.
@@ -267,7 +270,8 @@ pub struct GpuBackend {
     /// The last step's submission, waited for before the next one is submitted, so at most two
     /// steps are queued and an error surfaces one step late at most.
     in_flight: Option<wgpu::SubmissionIndex>,
-    /// Timestamps around each batch call's work, where the device has them.
+    /// Timestamps around each batch call's work, when asked for (GpuOptions::timestamps) and
+    /// the device has them.
     timer: Option<Timer>,
 }
 
@@ -382,7 +386,11 @@ impl GpuBackend {
         let staging = ctx.staging("read-back", n.max(max_chunks + 1));
         let sgd = sgd::sgd(&kernels, &ctx, n, 0.0, &params, &grad)?;
         ctx.check("uploading the data set")?;
-        let timer = Timer::new(&ctx);
+        let timer = if options.timestamps {
+            Timer::new(&ctx)
+        } else {
+            None
+        };
         Ok(GpuBackend {
             ctx,
             kernels,
