@@ -22,6 +22,21 @@ pub fn check_spec_fits(spec: &MlpSpec, data: &Mnist) -> Result<()> {
     Ok(())
 }
 
+/// Every backend's `set_params` check: the parameters are of the backend's net.
+pub fn check_params_fit(spec: &MlpSpec, params: &Params) -> Result<()> {
+    if params.spec != *spec {
+        return Err(Error::config(
+            "params",
+            format!(
+                "parameters of a {} net given to a {} backend",
+                params.spec.describe(),
+                spec.describe()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The chapter's delta inside the log of the cross entropy: -ln(y_t + 1e-7).
 pub const CEE_DELTA: f64 = 1e-7;
 

@@ -175,16 +175,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn set_params(&mut self, params: &Params) -> Result<()> {
-        if params.spec != self.spec {
-            return Err(Error::config(
-                "params",
-                format!(
-                    "parameters of a {} net given to a {} backend",
-                    params.spec.describe(),
-                    self.spec.describe()
-                ),
-            ));
-        }
+        crate::backend::check_params_fit(&self.spec, params)?;
         self.params = params.data.iter().map(|&v| T::from_f64(v)).collect();
         self.cache = None;
         Ok(())

@@ -509,20 +509,6 @@ impl GpuBackend {
         ctx.submit_and_read(encoder, staging, len, what)
     }
 
-    fn check_spec(&self, params: &Params) -> Result<()> {
-        if params.spec != self.spec {
-            return Err(Error::config(
-                "params",
-                format!(
-                    "parameters of a {} net given to a {} backend",
-                    params.spec.describe(),
-                    self.spec.describe()
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// The dispatches one numerical gradient of the selected batch takes (once built).
     pub fn numerical_dispatches(&self, strategy: PerturbStrategy) -> Option<usize> {
         let key = self.batch.as_ref()?.key;
@@ -587,7 +573,7 @@ impl Backend for GpuBackend {
     }
 
     fn set_params(&mut self, params: &Params) -> Result<()> {
-        self.check_spec(params)?;
+        crate::backend::check_params_fit(&self.spec, params)?;
         self.ctx.write(&self.params, 0, &params.to_f32());
         self.ctx.check("uploading the parameters")
     }
