@@ -4,20 +4,25 @@
 //
 // Shapes: B = rows of the batch, I = input width, hidden widths H_1.., O = classes; P = number
 //   of parameters in the flat layout of model::Params (per layer W_l fan_in x fan_out row-major,
-//   then b_l). Layers above the first (and O) are at most MAX_WIDTH = 256 wide.
+//   then b_l). O and hidden layers above the first are at most WIDTH <= 256 wide; so is the
+//   first hidden layer for `full` on deeper nets.
 // Entry points:
 //   incremental: workgroup 256 x 1, one invocation per parameter (grid folded into y past the
 //     per-dimension limit), each looping over the B samples. From the cached unperturbed pass it
 //     re-computes only what the parameter reaches: perturbing W_l[i, j] (or b_l[j]) shifts
 //     pre-activation a_l[j] of sample b by e = h x_i (or h); a zero input skips the sample.
-//   full: workgroup 64 x 1, one WORKGROUP per parameter; its threads share the samples, each
-//     running a whole forward pass of its sample with theta +- h e_p (the chapter's way), then a
-//     workgroup reduction.
-// Precision (f32): each sample's loss CHANGE is computed from the cached probabilities,
-//   -log1p(p_t (expm1(d_t) - S) / ((1 + S)(p_t + 1e-7))), S = sum_k p_k expm1(d_k), with careful
-//   expm1/log1p (WGSL has neither) and the sigmoid's change as a product of accurate factors:
-//   subtracting two f32 losses near 2.3 would keep almost no digits. `full` gets its logit shift
-//   d as (perturbed logits - cached logits), which costs it ~3 digits: the faithful baseline.
+//   full: workgroup 256 x 1, one WORKGROUP per parameter; its threads share the samples (one
+//     each up to B = 256, which keeps lavapipe's per-invocation loop cap far off), each
+//     running two whole forward passes of its sample, theta + h e_p and theta - h e_p (the
+//     chapter's way; nothing from the cached pass but the labels), then a workgroup reduction.
+// Precision (f32): each sample's loss CHANGE is computed directly,
+//   -log1p(p_t (expm1(d_t) - S) / ((1 + S)(p_t + 1e-7))), S = sum_k p_k expm1(d_k), for logits
+//   shifted by d from a base whose probabilities are p, with careful expm1/log1p (WGSL has
+//   neither): subtracting two f32 losses near 2.3 would keep almost no digits. `incremental`:
+//   the base is the cached pass, the shift computed as a change (the sigmoid's as a product of
+//   accurate factors). `full`: the base is the (-) pass and d = plus - minus, both passes in
+//   double-f32 arithmetic (see below), since two f32 passes would differ by rounding ~6e-8 of
+//   values ~1 against a change of ~1e-4.
 // Bindings (group 0): 0 uniform U; 1 theta (P f32, read); 2 x (B x I f32, read);
 //   3 cache (u32 words, read; f32 values as bits), laid out by the launcher (gpu::numerical):
 //     [0] labels offset, [1] probs offset, [8 + 8 l ..] per layer l: fan_in, fan_out, w_offset,
@@ -34,12 +39,19 @@ struct U {
     // 1 sigmoid, 2 relu
     act: u32,
     h: f32,
-    _pad: u32,
+    // Bit 0: `full` subtracts two f32 losses (the chapter's way), to measure what the careful
+    // loss change buys; never for training. The other bits are always 0 (see kept).
+    flags: u32,
 }
 
-const MAX_WIDTH: u32 = 256u;
-// False for nets with one hidden layer (the launcher's choice): their pipeline then has no trace
-// of deep_unit_change, whose arrays would otherwise be zero-filled on every invocation.
+// The private arrays' length: the launcher replaces this line with the model's widest layer they
+// hold (gpu::numerical::array_width, at most MAX_WIDTH = 256). Not an override: WGSL sizes
+// function-scope arrays by const-expressions only. Why bother: lavapipe's compile time grows with
+// the arrays (784-8-10 `full`: 34 s at 256, 1.7 s at 16), and a GPU's registers are few.
+const WIDTH: u32 = 256u;
+// False for nets with one hidden layer (the launcher's choice): their pipelines then have no
+// trace of the deep paths' arrays, which would otherwise be zero-filled on every invocation, and
+// `full` streams the hidden layer (any width).
 override DEEP: bool = true;
 const DELTA: f32 = 1e-7;
 
@@ -80,13 +92,6 @@ fn log1pc(x: f32) -> f32 {
     return log(v) * x / (v - 1.0);
 }
 
-fn activate(a: f32) -> f32 {
-    if (u.act == 1u) {
-        return 1.0 / (1.0 + exp(-a));
-    }
-    return max(a, 0.0);
-}
-
 // act(a + e) - act(a) without cancellation. Sigmoid, for a >= 0 with v = exp(-a):
 // -expm1(-e) v / ((1 + v exp(-e)) (1 + v)); for a < 0 by symmetry, so v <= 1 always.
 fn act_change(a: f32, e: f32) -> f32 {
@@ -120,7 +125,7 @@ fn change_from(pt: f32, dt_em1: f32, s: f32) -> f32 {
 }
 
 // Loss change of sample b when its logits shift by d (the first O entries).
-fn logit_change(b: u32, d: ptr<function, array<f32, 256>>) -> f32 {
+fn logit_change(b: u32, d: ptr<function, array<f32, WIDTH>>) -> f32 {
     let probs = cache[1u] + b * u.classes;
     let t = cache[cache[0u] + b];
     var s = 0.0;
@@ -183,12 +188,12 @@ fn unit_change(l: u32, j: u32, b: u32, e: f32) -> f32 {
 // used or not: these two 1 KB arrays cost 1.9 s of its 2.0 s step on 784-50-10.
 fn deep_unit_change(l: u32, b: u32, dz: f32, row: u32, nfo: u32) -> f32 {
     let last = u.layers - 1u;
-    var da: array<f32, 256>;
+    var da: array<f32, WIDTH>;
     for (var k = 0u; k < nfo; k++) {
         da[k] = dz * theta[row + k];
     }
     // Every layer above that: a dense change vector through activation and weights.
-    var dn: array<f32, 256>;
+    var dn: array<f32, WIDTH>;
     for (var m = l + 1u; m < last; m++) {
         let mfo = table(m, 1u);
         let mpre = table(m, 4u) + b * mfo;
@@ -259,38 +264,291 @@ fn incremental(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     grad[p] = acc / (2.0 * h * f32(u.rows));
 }
 
-// The logits of sample b after a whole forward pass with theta[p] + dh, into `out`.
-fn forward_perturbed(p: u32, dh: f32, b: u32, out: ptr<function, array<f32, 256>>) {
-    var cur: array<f32, 256>;
-    for (var l = 0u; l < u.layers; l++) {
-        let fi = table(l, 0u);
-        let fo = table(l, 1u);
-        let w = table(l, 2u);
-        let bo = table(l, 3u);
-        for (var j = 0u; j < fo; j++) {
-            var a = theta[bo + j] + select(0.0, dh, bo + j == p);
-            for (var i = 0u; i < fi; i++) {
-                var input: f32;
-                if (l == 0u) {
-                    input = x[b * fi + i];
-                } else {
-                    input = cur[i];
+// ---- full, in double-f32: a value is hi + lo, a vec2 of f32s, ~44 significant bits ----
+// Why: `full` recomputes every pre-activation, activation and logit of both perturbed passes. In
+// plain f32 each carries a rounding error ~6e-8 of its size (~1), against the ~1e-4 change the
+// perturbation makes, so ~3 digits of the gradient went before any loss was formed (measured
+// 6e-4..1.5e-3 against the f64 oracle). Carried as double-f32, each pass is exact to ~1e-13 and
+// the change between the two to ~1e-9 of itself.
+// These rest on f32 + and * being correctly rounded and done as written (WGSL's rules). Products
+// split by masking (not Veltkamp's 4097 a), so a compiler that fuses a multiply into an add
+// cannot change a result. Sums are kept from rewriting by `kept`; should a compiler still
+// reassociate them, the run's check against the CPU reference (--check-every: the first step at
+// least) stops it.
+
+// v itself, through an XOR with a zero the compiler cannot prove (the launcher sets only bit 0 of
+// u.flags): it hides where v came from, so the optimizer cannot rewrite (a + b) - a as b, which
+// Mesa does to float math not marked exact (and WGSL has no way to mark it). Without it, lavapipe
+// turned every error term below into 0 and `full` back into plain f32 (1.2e-3 vs the oracle).
+fn kept(v: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(v) ^ unproven_zero());
+}
+
+fn unproven_zero() -> u32 {
+    return u.flags >> 1u;
+}
+
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+    let s = kept(a + b);
+    let bb = kept(s - a);
+    return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+}
+
+// For |a| >= |b|.
+fn fast_two_sum(a: f32, b: f32) -> vec2<f32> {
+    let s = kept(a + b);
+    return vec2<f32>(s, b - (s - a));
+}
+
+// a = hi + lo, each of at most 12 significant bits, so products of halves are exact in f32.
+fn split(a: f32) -> vec2<f32> {
+    let hi = bitcast<f32>(bitcast<u32>(a) & 0xfffff000u);
+    return vec2<f32>(hi, a - hi);
+}
+
+// a b = p + e exactly (Dekker).
+fn two_prod(a: f32, b: f32) -> vec2<f32> {
+    let p = a * b;
+    let sa = split(a);
+    let sb = split(b);
+    return vec2<f32>(p, ((sa.x * sb.x - p) + sa.x * sb.y + sa.y * sb.x) + sa.y * sb.y);
+}
+
+fn df_add(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    let s = two_sum(a.x, b.x);
+    let t = two_sum(a.y, b.y);
+    let u1 = fast_two_sum(s.x, s.y + t.x);
+    return fast_two_sum(u1.x, u1.y + t.y);
+}
+
+fn df_mul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    let p = two_prod(a.x, b.x);
+    return fast_two_sum(p.x, p.y + (a.x * b.y + a.y * b.x));
+}
+
+fn df_mul_f(a: vec2<f32>, b: f32) -> vec2<f32> {
+    let p = two_prod(a.x, b);
+    return fast_two_sum(p.x, p.y + a.y * b);
+}
+
+// a / b: f32's quotient corrected by the exact remainder (so WGSL's 2.5-ulp division is enough).
+fn df_div(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    let q1 = a.x / b.x;
+    let r = df_add(a, -df_mul_f(b, q1));
+    return fast_two_sum(q1, r.x / b.x);
+}
+
+// s + a b into a running dot product (Ogita-Rump-Oishi Dot2): the sum's hi by error-free
+// additions, every rounding error into lo. Normalize with fast_two_sum(s.x, s.y) at the end.
+fn dot2(s: vec2<f32>, a: vec2<f32>, b: f32) -> vec2<f32> {
+    let p = two_prod(a.x, b);
+    let t = two_sum(s.x, p.x);
+    return vec2<f32>(t.x, s.y + (t.y + (p.y + a.y * b)));
+}
+
+// ln 2 = LN2_HI + LN2_LO, LN2_HI with 12 significant bits so k LN2_HI is exact for |k| < 2^12.
+const LN2_HI: f32 = 0.693145751953125;
+const LN2_LO: f32 = 1.4286068e-6;
+
+// exp(m) for -87 <= m <= 0: m = k ln 2 + r, expm1(r / 256) by its Taylor series (|r / 256| <
+// 1.4e-3, so five terms reach 1e-17), squared back up as expm1(2y) = 2 expm1(y) + expm1(y)^2
+// (which keeps the small value's digits), then 2^k. Relative error ~1e-13 (CPU simulation).
+fn exp_df(m: vec2<f32>) -> vec2<f32> {
+    let k = round(m.x / 0.6931472);
+    var r = df_add(df_add(m, vec2<f32>(-k * LN2_HI, 0.0)), two_prod(-k, LN2_LO));
+    r = r * (1.0 / 256.0);
+    let t = r.x * (1.0 / 6.0 + r.x * (1.0 / 24.0 + r.x * (1.0 / 120.0 + r.x * (1.0 / 720.0))));
+    var e = df_add(r, df_mul(df_mul(r, r), two_sum(0.5, t)));
+    for (var n = 0u; n < 8u + unproven_zero(); n++) {
+        e = df_add(2.0 * e, df_mul(e, e));
+    }
+    let v = df_add(e, vec2<f32>(1.0, 0.0));
+    return vec2<f32>(ldexp(v.x, i32(k)), ldexp(v.y, i32(k)));
+}
+
+// act(a) in double-f32. Sigmoid through v = exp(-|a|) <= 1, as 1 / (1 + v) or v / (1 + v).
+fn activate_df(a: vec2<f32>) -> vec2<f32> {
+    if (u.act != 1u) {
+        return select(vec2<f32>(0.0), a, a.x > 0.0);
+    }
+    let neg = a.x < 0.0;
+    let m = select(-a, a, neg);
+    if (m.x < -87.0) {
+        return select(vec2<f32>(1.0, 0.0), vec2<f32>(0.0), neg);
+    }
+    let v = exp_df(m);
+    let d = df_add(v, vec2<f32>(1.0, 0.0));
+    return df_div(select(vec2<f32>(1.0, 0.0), v, neg), d);
+}
+
+// The perturbed parameter: layer l, weight [i, j] or (bias) b_l[j].
+struct Site {
+    l: u32,
+    i: u32,
+    j: u32,
+    bias: bool,
+}
+
+fn site_of(p: u32) -> Site {
+    let l = layer_of(p);
+    let fo = table(l, 1u);
+    if (p >= table(l, 3u)) {
+        return Site(l, 0u, p - table(l, 3u), true);
+    }
+    let q = p - table(l, 2u);
+    return Site(l, q / fo, q % fo, false);
+}
+
+// Pre-activation a_0[j] of sample b with the parameter at `s` moved by dh. The unperturbed
+// products round alike in both passes (which moves the point the gradient is taken at by ~1e-8
+// relative, in both alike), so only the sum needs the extra digits: f32 products, Dot2 sum. Zero
+// pixels add nothing.
+fn first_layer_unit(s: Site, dh: f32, b: u32, j: u32) -> vec2<f32> {
+    let fi = table(0u, 0u);
+    let fo = table(0u, 1u);
+    let w = table(0u, 2u);
+    let row = b * fi;
+    var acc = vec2<f32>(theta[table(0u, 3u) + j], 0.0);
+    // Eight pixels an iteration: lavapipe ends an invocation's loops after 65,535 iterations in
+    // all (gpu::numerical::loop_iterations), and this loop is most of them.
+    var i = 0u;
+    for (; i + 8u <= fi; i += 8u) {
+        acc = add_product(acc, x[row + i], theta[w + i * fo + j]);
+        acc = add_product(acc, x[row + i + 1u], theta[w + (i + 1u) * fo + j]);
+        acc = add_product(acc, x[row + i + 2u], theta[w + (i + 2u) * fo + j]);
+        acc = add_product(acc, x[row + i + 3u], theta[w + (i + 3u) * fo + j]);
+        acc = add_product(acc, x[row + i + 4u], theta[w + (i + 4u) * fo + j]);
+        acc = add_product(acc, x[row + i + 5u], theta[w + (i + 5u) * fo + j]);
+        acc = add_product(acc, x[row + i + 6u], theta[w + (i + 6u) * fo + j]);
+        acc = add_product(acc, x[row + i + 7u], theta[w + (i + 7u) * fo + j]);
+    }
+    for (; i < fi; i++) {
+        acc = add_product(acc, x[row + i], theta[w + i * fo + j]);
+    }
+    if (s.l == 0u && s.j == j) {
+        acc = dot2(acc, vec2<f32>(select(x[row + s.i], 1.0, s.bias), 0.0), dh);
+    }
+    return fast_two_sum(acc.x, acc.y);
+}
+
+// acc + fl(xi w) with an error-free addition; a zero pixel adds nothing.
+fn add_product(acc: vec2<f32>, xi: f32, w: f32) -> vec2<f32> {
+    if (xi == 0.0) {
+        return acc;
+    }
+    let t = two_sum(acc.x, xi * w);
+    return vec2<f32>(t.x, acc.y + t.y);
+}
+
+// The logits of sample b after a whole forward pass with the parameter at `s` moved by dh. One
+// hidden layer (DEEP = false): hidden units stream into the logits, so the hidden layer may be
+// any width. Deeper: whole layers in private arrays of WIDTH.
+fn forward_df(s: Site, dh: f32, b: u32, out: ptr<function, array<vec2<f32>, WIDTH>>) {
+    let last = u.layers - 1u;
+    let lb = table(last, 3u);
+    for (var k = 0u; k < u.classes; k++) {
+        (*out)[k] = vec2<f32>(theta[lb + k], 0.0);
+    }
+    if (!DEEP) {
+        let hidden = table(0u, 1u);
+        let w = table(1u, 2u);
+        for (var j = 0u; j < hidden; j++) {
+            let z = activate_df(first_layer_unit(s, dh, b, j));
+            if (z.x != 0.0) {
+                for (var k = 0u; k < u.classes; k++) {
+                    (*out)[k] = dot2((*out)[k], z, theta[w + j * u.classes + k]);
                 }
-                a += input * (theta[w + i * fo + j] + select(0.0, dh, w + i * fo + j == p));
             }
-            (*out)[j] = a;
+            if (s.l == 1u && !s.bias && s.i == j) {
+                (*out)[s.j] = dot2((*out)[s.j], z, dh);
+            }
         }
-        if (l + 1u < u.layers) {
+    } else {
+        // One call site per helper (lavapipe compiles every inlined copy: ~100 s before).
+        var cur: array<vec2<f32>, WIDTH>;
+        var nxt: array<vec2<f32>, WIDTH>;
+        var width = 0u;
+        for (var l = 0u; l < last; l++) {
+            let fo = table(l, 1u);
+            let w = table(l, 2u);
             for (var j = 0u; j < fo; j++) {
-                cur[j] = activate((*out)[j]);
+                var a: vec2<f32>;
+                if (l == 0u) {
+                    a = first_layer_unit(s, dh, b, j);
+                } else {
+                    var acc = vec2<f32>(theta[table(l, 3u) + j], 0.0);
+                    for (var i = 0u; i < width; i++) {
+                        acc = dot2(acc, cur[i], theta[w + i * fo + j]);
+                    }
+                    if (s.l == l && s.j == j) {
+                        acc = dot2(acc, select(cur[s.i], vec2<f32>(1.0, 0.0), s.bias), dh);
+                    }
+                    a = fast_two_sum(acc.x, acc.y);
+                }
+                nxt[j] = activate_df(a);
+            }
+            for (var j = 0u; j < fo; j++) {
+                cur[j] = nxt[j];
+            }
+            width = fo;
+        }
+        let w = table(last, 2u);
+        for (var i = 0u; i < width; i++) {
+            for (var k = 0u; k < u.classes; k++) {
+                (*out)[k] = dot2((*out)[k], cur[i], theta[w + i * u.classes + k]);
             }
         }
+        if (s.l == last && !s.bias) {
+            (*out)[s.j] = dot2((*out)[s.j], cur[s.i], dh);
+        }
+    }
+    if (s.l == last && s.bias) {
+        (*out)[s.j] = dot2((*out)[s.j], vec2<f32>(1.0, 0.0), dh);
+    }
+    for (var k = 0u; k < u.classes; k++) {
+        (*out)[k] = fast_two_sum((*out)[k].x, (*out)[k].y);
     }
 }
 
-var<workgroup> partial: array<f32, 64>;
+// L(+) - L(-) of one sample from its two sets of logits. Careful (u.subtract_losses == 0): the
+// loss change with (-) as the base, q = softmax(minus), d = plus - minus (exact to ~1e-9 of
+// itself, so f32 holds it); else the chapter's way, two f32 losses subtracted, to measure what
+// the careful form buys.
+fn pass_difference(b: u32, plus: ptr<function, array<vec2<f32>, WIDTH>>, minus: ptr<function, array<vec2<f32>, WIDTH>>) -> f32 {
+    let t = cache[cache[0u] + b];
+    var top = (*minus)[0].x;
+    var top_plus = (*plus)[0].x;
+    for (var k = 1u; k < u.classes; k++) {
+        top = max(top, (*minus)[k].x);
+        top_plus = max(top_plus, (*plus)[k].x);
+    }
+    var sum = 0.0;
+    var sum_plus = 0.0;
+    for (var k = 0u; k < u.classes; k++) {
+        sum += exp((*minus)[k].x - top);
+        sum_plus += exp((*plus)[k].x - top_plus);
+    }
+    let qt = exp((*minus)[t].x - top) / sum;
+    if ((u.flags & 1u) != 0u) {
+        let pt = exp((*plus)[t].x - top_plus) / sum_plus;
+        return -log(pt + DELTA) + log(qt + DELTA);
+    }
+    var s = 0.0;
+    var dt = 0.0;
+    for (var k = 0u; k < u.classes; k++) {
+        let d = df_add((*plus)[k], -(*minus)[k]);
+        let em1 = expm1c(d.x + d.y);
+        s += exp((*minus)[k].x - top) / sum * em1;
+        if (k == t) {
+            dt = em1;
+        }
+    }
+    return change_from(qt, dt, s);
+}
 
-@compute @workgroup_size(64, 1, 1)
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256, 1, 1)
 fn full(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -303,24 +561,25 @@ fn full(
     }
     let p = u.p_begin + idx;
     let h = u.h;
-    let last = u.layers - 1u;
-    let logits_at = table(last, 4u);
+    let s = site_of(p);
     var acc = 0.0;
-    for (var b = lid.x; b < u.rows; b += 64u) {
-        var plus: array<f32, 256>;
-        var minus: array<f32, 256>;
-        forward_perturbed(p, h, b, &plus);
-        forward_perturbed(p, -h, b, &minus);
-        for (var k = 0u; k < u.classes; k++) {
-            let a = cf(logits_at + b * u.classes + k);
-            plus[k] = plus[k] - a;
-            minus[k] = minus[k] - a;
+    for (var b = lid.x; b < u.rows; b += 256u) {
+        var plus: array<vec2<f32>, WIDTH>;
+        var minus: array<vec2<f32>, WIDTH>;
+        // One inlined forward pass, run twice: (-) first, kept, then (+).
+        for (var n = 0u; n < 2u + unproven_zero(); n++) {
+            forward_df(s, select(-h, h, n == 1u), b, &plus);
+            if (n == 0u) {
+                for (var k = 0u; k < u.classes; k++) {
+                    minus[k] = plus[k];
+                }
+            }
         }
-        acc += logit_change(b, &plus) - logit_change(b, &minus);
+        acc += pass_difference(b, &plus, &minus);
     }
     partial[lid.x] = acc;
     workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride = stride / 2u) {
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
         if (lid.x < stride) {
             partial[lid.x] += partial[lid.x + stride];
         }

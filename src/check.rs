@@ -6,7 +6,7 @@ use crate::cpu::CpuBackend;
 use crate::data::Mnist;
 use crate::error::{Error, Result};
 use crate::model::{relative_error, MlpSpec};
-use crate::tolerance::{F32_NUMERICAL_VS_F64, GPU_BACKPROP_REL, GPU_NUMERICAL_FULL_REL};
+use crate::tolerance::{F32_NUMERICAL_VS_F64, GPU_BACKPROP_REL};
 use std::sync::Arc;
 
 /// One tensor's comparison.
@@ -46,14 +46,7 @@ pub fn per_tensor(spec: &MlpSpec, got: &[f64], reference: &[f64]) -> (Vec<Tensor
 pub fn tolerance_for(method: GradMethod) -> f64 {
     match method {
         GradMethod::Backprop => GPU_BACKPROP_REL,
-        GradMethod::Numerical {
-            strategy: PerturbStrategy::Incremental,
-            ..
-        } => F32_NUMERICAL_VS_F64,
-        GradMethod::Numerical {
-            strategy: PerturbStrategy::Full,
-            ..
-        } => GPU_NUMERICAL_FULL_REL,
+        GradMethod::Numerical { .. } => F32_NUMERICAL_VS_F64,
     }
 }
 

@@ -39,6 +39,9 @@ pub struct GpuOptions {
     /// Bracket each batch call's work with timestamp queries, where the device has them, for
     /// `last_device_seconds` (the bench). Off by default: training never reads them.
     pub timestamps: bool,
+    /// `full` numerical gradients subtract two f32 losses per sample instead of computing the
+    /// loss change: only to measure what the careful form buys (tests), never for training.
+    pub subtract_losses: bool,
 }
 
 /// Which plan: the split its gather reads, its rows, and whether it has a backward pass.
@@ -273,6 +276,10 @@ pub struct GpuBackend {
     /// Timestamps around each batch call's work, when asked for (GpuOptions::timestamps) and
     /// the device has them.
     timer: Option<Timer>,
+    /// GpuOptions::subtract_losses.
+    subtract_losses: bool,
+    /// The numerical gradient's pipelines, specialized to the model, built on first use.
+    numerical: Option<numerical::Pipelines>,
 }
 
 /// Two timestamps bracketing the work recorded for one batch call (an empty compute pass
@@ -409,6 +416,8 @@ impl GpuBackend {
             batch: None,
             in_flight: None,
             timer,
+            subtract_losses: options.subtract_losses,
+            numerical: None,
         })
     }
 
@@ -536,18 +545,28 @@ impl GpuBackend {
             .as_ref()
             .ok_or_else(|| Error::config("batch", "no batch selected: call set_batch first"))?
             .key;
+        numerical::check_widths(&self.spec, strategy)?;
+        if self.numerical.is_none() {
+            self.numerical = Some(numerical::pipelines(&self.ctx, &self.spec)?);
+        }
+        let Some(kernels) = self.numerical.as_ref() else {
+            return Err(Error::Gpu(
+                "the numerical pipelines are missing (a bug)".into(),
+            ));
+        };
         let plan = self
             .plans
             .get_mut(&key)
             .ok_or_else(|| Error::Gpu("the batch's plan is missing (a bug)".into()))?;
         if !plan.numerical.contains_key(&strategy) {
             let built = numerical::plan(
-                &self.kernels,
+                kernels,
                 &self.ctx,
                 &self.spec,
                 plan.rows,
                 strategy,
                 h as f32,
+                self.subtract_losses,
                 &self.params,
                 &plan.x,
                 &self.grad,

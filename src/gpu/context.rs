@@ -81,6 +81,12 @@ impl AdapterSummary {
 }
 
 /// "name (backend, type, driver)", the driver left out when the adapter reports none.
+/// See `Context::loop_iteration_cap`.
+pub fn loop_iteration_cap(name: &str, driver: &str) -> Option<u64> {
+    let llvmpipe = |s: &str| s.to_ascii_lowercase().contains("llvmpipe");
+    (llvmpipe(name) || llvmpipe(driver)).then_some(65_535)
+}
+
 fn describe(name: &str, backend: &str, device_type: &str, driver: &str) -> String {
     if driver.is_empty() {
         format!("{name} ({backend}, {device_type})")
@@ -533,6 +539,14 @@ impl Context {
             &format!("{:?}", i.device_type),
             &i.driver,
         )
+    }
+
+    /// The most loop iterations one invocation may run, where the driver caps them: Mesa's
+    /// llvmpipe (lavapipe) ends every loop of an invocation once their iterations reach 65,535
+    /// in all (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS, one counter shared by every loop), with no
+    /// error: the kernels would just compute less. Launchers check their counts against it.
+    pub fn loop_iteration_cap(&self) -> Option<u64> {
+        loop_iteration_cap(&self.info.name, &self.info.driver)
     }
 
     /// The device, for kernels built outside this module (they should report errors through

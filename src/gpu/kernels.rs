@@ -8,7 +8,7 @@
 //! offsets, because parameter slices of the flat vector are not 256-byte aligned.
 
 use super::context::Context;
-use super::{accuracy, backprop, cross_entropy, gather, matmul, numerical, sgd, softmax};
+use super::{accuracy, backprop, cross_entropy, gather, matmul, sgd, softmax};
 use crate::error::{Error, Result};
 use crate::model::Activation;
 
@@ -249,7 +249,8 @@ pub(crate) fn act_code(act: Activation) -> u32 {
     }
 }
 
-/// Every pipeline of the project, built once per device.
+/// Every pipeline of the project but the numerical gradient's (built per model, see
+/// `numerical::pipelines`), built once per backend.
 #[derive(Debug)]
 pub struct Kernels {
     pub(crate) gather: gather::Pipelines,
@@ -259,7 +260,6 @@ pub struct Kernels {
     pub(crate) backprop: backprop::Pipelines,
     pub(crate) sgd: sgd::Pipelines,
     pub(crate) accuracy: accuracy::Pipelines,
-    pub(crate) numerical: numerical::Pipelines,
     /// Bound where a variant has no use for a read slot (the bias of a plain product) and for a
     /// written slot (its post-activation): two buffers, because one buffer may not be both
     /// read-only and writable in one launch.
@@ -297,12 +297,6 @@ impl Kernels {
                 accuracy::SOURCE,
                 accuracy::Pipelines::new,
             )?,
-            numerical: build(
-                ctx,
-                "numerical.wgsl",
-                numerical::SOURCE,
-                numerical::Pipelines::new,
-            )?,
             unused_read: ctx.storage("unused read binding", 1)?,
             unused_write: ctx.storage("unused written binding", 1)?,
         };
@@ -313,7 +307,7 @@ impl Kernels {
 
 /// Compiles one shader file and builds its pipelines inside an error scope, so a shader that
 /// fails names its file.
-fn build<P>(
+pub(crate) fn build<P>(
     ctx: &Context,
     file: &str,
     source: &str,

@@ -7,15 +7,19 @@
 //! kernel within four storage bindings on every adapter.
 
 use super::context::Context;
-use super::kernels::{groups_1d, word, Dispatch, Kernel, Kernels, Slot};
+use super::kernels::{build, groups_1d, word, Dispatch, Kernel, Slot};
 use crate::backend::PerturbStrategy;
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/numerical.wgsl");
 
-/// The widest layer above the first (and the classes) the kernels' private arrays hold.
+/// The widest layer the kernels' private arrays may hold (the classes, the hidden layers of
+/// deeper nets): WIDTH in the shader is specialized to the model, up to this.
 pub const MAX_WIDTH: usize = 256;
+
+/// The line of the shader the launcher specializes.
+const WIDTH_LINE: &str = "const WIDTH: u32 = 256u;";
 
 /// The uniform word that holds h.
 const H_WORD: usize = 6;
@@ -33,6 +37,34 @@ pub(crate) struct Pipelines {
     /// or not (784-50-10: 1.33 s -> ~0.1 s a step there).
     incremental_shallow: Kernel,
     full: Kernel,
+    /// `full` built with DEEP = false: the hidden layer streams into the logits, so it may be
+    /// any width, and no array of it is zero-filled.
+    full_shallow: Kernel,
+}
+
+/// The length the kernels' private arrays need for `spec`: the classes, and on nets with more
+/// than one hidden layer every hidden width (`full` holds them all, `incremental` those above
+/// the first). One hidden layer needs none: `incremental` has no arrays, `full` streams it.
+pub fn array_width(spec: &MlpSpec) -> usize {
+    let deep = if spec.hidden.len() > 1 {
+        spec.hidden.iter().copied().max().unwrap_or(0)
+    } else {
+        0
+    };
+    spec.classes.max(deep).max(1)
+}
+
+/// The numerical pipelines for `spec`, their arrays sized by `array_width` (checked against
+/// MAX_WIDTH first, with `check_widths`).
+pub(crate) fn pipelines(ctx: &Context, spec: &MlpSpec) -> Result<Pipelines> {
+    let width = array_width(spec).min(MAX_WIDTH);
+    if !SOURCE.contains(WIDTH_LINE) {
+        return Err(Error::Gpu(format!(
+            "shaders/numerical.wgsl lacks the line `{WIDTH_LINE}` the launcher specializes (a bug)"
+        )));
+    }
+    let source = SOURCE.replace(WIDTH_LINE, &format!("const WIDTH: u32 = {width}u;"));
+    build(ctx, "numerical.wgsl", &source, Pipelines::new)
 }
 
 impl Pipelines {
@@ -56,6 +88,14 @@ impl Pipelines {
                 &[("DEEP", 0.0)],
             ),
             full: Kernel::new(device, module, "numerical full", "full", &slots, &[]),
+            full_shallow: Kernel::new(
+                device,
+                module,
+                "numerical full (one hidden layer)",
+                "full",
+                &slots,
+                &[("DEEP", 0.0)],
+            ),
         }
     }
 }
@@ -114,14 +154,15 @@ pub(crate) fn cache_layout(spec: &MlpSpec, rows: usize) -> Result<CacheLayout> {
     })
 }
 
-/// The kernels keep change vectors (and, for `full`, whole activations) in private arrays of
-/// MAX_WIDTH: a wider layer there is a clear error rather than a wrong answer.
+/// The kernels keep change vectors (and, for `full` on deeper nets, whole activations) in
+/// private arrays of MAX_WIDTH: a wider layer there is a clear error rather than a wrong answer.
 pub fn check_widths(spec: &MlpSpec, strategy: PerturbStrategy) -> Result<()> {
     let sizes = spec.sizes();
-    // incremental: everything above the first hidden layer; full: every layer but the input.
+    // Both hold the classes; incremental every layer above the first hidden one; full on nets
+    // with one hidden layer streams it, on deeper ones it holds every hidden layer.
     let from = match strategy {
-        PerturbStrategy::Incremental => 2,
-        PerturbStrategy::Full => 1,
+        PerturbStrategy::Full if spec.hidden.len() > 1 => 1,
+        _ => 2,
     };
     if let Some(&w) = sizes[from.min(sizes.len() - 1)..].iter().max() {
         if w > MAX_WIDTH {
@@ -135,6 +176,47 @@ pub fn check_widths(spec: &MlpSpec, strategy: PerturbStrategy) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Loop iterations one invocation of `strategy`'s kernel runs on `rows` samples of `spec` (an
+/// upper estimate, every loop of the shader counted), for drivers that cap them
+/// (`Context::loop_iteration_cap`).
+pub fn loop_iterations(spec: &MlpSpec, rows: usize, strategy: PerturbStrategy) -> u64 {
+    let layers = spec.layers();
+    let c = spec.classes as u64;
+    let rows = rows as u64;
+    let exp_df = 8 + 1;
+    match strategy {
+        PerturbStrategy::Incremental => {
+            // The costliest parameter: the first layer's, whose change runs through every layer.
+            let mut change = 0u64;
+            for (m, layer) in layers.iter().enumerate().skip(1) {
+                let (fi, fo) = (layer.fan_in as u64, layer.fan_out as u64);
+                change += if m == 1 { fo } else { 2 * fo + fi * (1 + fo) };
+            }
+            if layers.len() > 2 {
+                change += c;
+            }
+            layers.len() as u64 + rows * (1 + 2 * change)
+        }
+        PerturbStrategy::Full => {
+            let first = &layers[0];
+            let (fi, h0) = (first.fan_in as u64, first.fan_out as u64);
+            let unit = fi / 8 + fi % 8 + exp_df;
+            let mut pass = 2 * c + h0 * unit;
+            if layers.len() == 2 {
+                pass += h0 * c;
+            } else {
+                pass += h0;
+                for l in &layers[1..] {
+                    let (fi, fo) = (l.fan_in as u64, l.fan_out as u64);
+                    pass += fo * (fi + exp_df + 1) + fi * c;
+                }
+            }
+            let per_sample = 2 + 2 * pass + 5 * c;
+            layers.len() as u64 + rows.div_ceil(256) * per_sample + 8
+        }
+    }
 }
 
 /// The parameter ranges of the dispatches for one gradient: (first parameter, count). Sized by
@@ -182,17 +264,37 @@ pub(crate) struct NumericalPlan {
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn plan(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     spec: &MlpSpec,
     rows: usize,
     strategy: PerturbStrategy,
     h: f32,
+    subtract_losses: bool,
     theta: &wgpu::Buffer,
     x: &wgpu::Buffer,
     grad: &wgpu::Buffer,
 ) -> Result<NumericalPlan> {
     check_widths(spec, strategy)?;
+    if let Some(cap) = ctx.loop_iteration_cap() {
+        let need = loop_iterations(spec, rows, strategy);
+        if need > cap {
+            return Err(Error::Gpu(format!(
+                "{}: the {} numerical gradient of {} on a batch of {rows} needs ~{need} loop \
+                 iterations per invocation, and this driver ends an invocation's loops after \
+                 {cap} (Mesa llvmpipe), which would give a wrong gradient; use {}a smaller \
+                 batch, --device cpu, or a hardware GPU",
+                ctx.describe(),
+                strategy.name(),
+                spec.describe(),
+                if strategy == PerturbStrategy::Full {
+                    "--numgrad incremental, "
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
     let layout = cache_layout(spec, rows)?;
     let cache = ctx.storage("numerical-gradient cache", layout.words)?;
     ctx.write(&cache, 0, &layout.header);
@@ -207,17 +309,23 @@ pub(crate) fn plan(
             word("classes", spec.classes)?,
             super::kernels::act_code(spec.activation),
             h.to_bits(),
-            0,
+            // flags: bit 0 only; the other bits must stay 0, the shader's `kept` relies on it.
+            u32::from(subtract_losses),
         ];
         let (kernel, groups) = match strategy {
             PerturbStrategy::Incremental if spec.layers().len() <= 2 => {
-                (&k.numerical.incremental_shallow, groups_1d(ctx, count))
+                (&k.incremental_shallow, groups_1d(ctx, count))
             }
-            PerturbStrategy::Incremental => (&k.numerical.incremental, groups_1d(ctx, count)),
+            PerturbStrategy::Incremental => (&k.incremental, groups_1d(ctx, count)),
             PerturbStrategy::Full => {
                 let g = count as u32;
+                let kernel = if spec.layers().len() <= 2 {
+                    &k.full_shallow
+                } else {
+                    &k.full
+                };
                 (
-                    &k.numerical.full,
+                    kernel,
                     [g.min(max_groups), g.div_ceil(max_groups.max(1)), 1],
                 )
             }
@@ -279,6 +387,7 @@ mod tests {
             (&small, PerturbStrategy::Incremental),
             (&big, PerturbStrategy::Incremental),
             (&small, PerturbStrategy::Full),
+            (&big, PerturbStrategy::Full),
         ] {
             let c = parameter_chunks(spec, 100, strategy, 65535);
             assert_eq!(c.iter().map(|c| c.1).sum::<usize>(), spec.num_params());
@@ -291,9 +400,62 @@ mod tests {
         assert!(parameter_chunks(&big, 100, PerturbStrategy::Incremental, 65535).len() >= 9);
         // A tight grid limit splits further.
         assert!(parameter_chunks(&small, 100, PerturbStrategy::Incremental, 16).len() >= 9);
+        // `full`: a whole forward pass per parameter and sample, so many dispatches, more for
+        // the bigger net.
+        let full_small = parameter_chunks(&small, 100, PerturbStrategy::Full, 65535).len();
+        let full_big = parameter_chunks(&big, 100, PerturbStrategy::Full, 65535).len();
+        assert!(
+            full_small > 100 && full_big > 10 * full_small,
+            "{full_small} {full_big}"
+        );
         let wide = MlpSpec::new(784, vec![50, 300], 10, Activation::Relu).unwrap();
         assert!(check_widths(&wide, PerturbStrategy::Incremental).is_err());
+        assert!(check_widths(&wide, PerturbStrategy::Full).is_err());
         assert!(check_widths(&big, PerturbStrategy::Incremental).is_ok());
-        assert!(check_widths(&big, PerturbStrategy::Full).is_err());
+        // One hidden layer streams through `full`: any width.
+        assert!(check_widths(&big, PerturbStrategy::Full).is_ok());
+        let deep_wide = MlpSpec::new(784, vec![300, 20], 10, Activation::Relu).unwrap();
+        assert!(check_widths(&deep_wide, PerturbStrategy::Incremental).is_ok());
+        assert!(check_widths(&deep_wide, PerturbStrategy::Full).is_err());
+    }
+
+    #[test]
+    fn arrays_are_sized_to_the_model() {
+        assert_eq!(array_width(&MlpSpec::two_layer(784, 1000, 10).unwrap()), 10);
+        let deep = MlpSpec::new(784, vec![64, 33], 10, Activation::Relu).unwrap();
+        assert_eq!(array_width(&deep), 64);
+        assert!(SOURCE.contains(WIDTH_LINE));
+    }
+
+    /// lavapipe ends an invocation's loops after 65,535 iterations in all: the chapter's runs
+    /// stay well inside it, and what would cross it is refused (see plan).
+    #[test]
+    fn loop_iterations_stay_inside_lavapipes_cap_for_the_chapter() {
+        let cap =
+            crate::gpu::context::loop_iteration_cap("llvmpipe (LLVM 15.0.6, 256 bits)", "llvmpipe")
+                .unwrap();
+        assert_eq!(cap, 65_535);
+        assert_eq!(
+            crate::gpu::context::loop_iteration_cap("NVIDIA H200", "NVIDIA"),
+            None
+        );
+        let chapter = MlpSpec::two_layer(784, 50, 10).unwrap();
+        let inc = loop_iterations(&chapter, 100, PerturbStrategy::Incremental);
+        let full = loop_iterations(&chapter, 100, PerturbStrategy::Full);
+        assert!(inc < cap / 10 && full < cap / 4, "{inc} {full}");
+        // Hidden 1000: `full` crosses it at any batch; `incremental` at batch 100 does not.
+        let big = MlpSpec::two_layer(784, 1000, 10).unwrap();
+        assert!(loop_iterations(&big, 1, PerturbStrategy::Full) > cap);
+        assert!(loop_iterations(&big, 100, PerturbStrategy::Incremental) < cap);
+        // Past 256 samples a `full` thread takes two: twice the count.
+        let two_each = loop_iterations(&chapter, 512, PerturbStrategy::Full);
+        assert!(
+            two_each > full * 19 / 10 && two_each < 2 * full,
+            "{two_each} {full}"
+        );
+        // A deep net's incremental change runs through every layer: batch 1000 crosses it.
+        let deep = MlpSpec::new(784, vec![64, 33], 10, Activation::Relu).unwrap();
+        assert!(loop_iterations(&deep, 20, PerturbStrategy::Incremental) < cap);
+        assert!(loop_iterations(&deep, 1000, PerturbStrategy::Incremental) > cap);
     }
 }
