@@ -306,9 +306,10 @@ fn split(a: f32) -> vec2<f32> {
     return vec2<f32>(hi, a - hi);
 }
 
-// a b = p + e exactly (Dekker).
+// a b = p + e exactly (Dekker). p through `kept` so no compiler fuses it into the addition
+// that consumes it (fl(s + a b) in one rounding is not the sum two_sum's error term describes).
 fn two_prod(a: f32, b: f32) -> vec2<f32> {
-    let p = a * b;
+    let p = kept(a * b);
     let sa = split(a);
     let sb = split(b);
     return vec2<f32>(p, ((sa.x * sb.x - p) + sa.x * sb.y + sa.y * sb.x) + sa.y * sb.y);
@@ -436,7 +437,7 @@ fn add_product(acc: vec2<f32>, xi: f32, w: f32) -> vec2<f32> {
     if (xi == 0.0) {
         return acc;
     }
-    let t = two_sum(acc.x, xi * w);
+    let t = two_sum(acc.x, kept(xi * w));
     return vec2<f32>(t.x, acc.y + t.y);
 }
 
