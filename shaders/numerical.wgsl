@@ -517,21 +517,11 @@ fn forward_df(s: Site, dh: f32, b: u32, out: ptr<function, array<vec2<f32>, WIDT
 // the careful form buys.
 fn pass_difference(b: u32, plus: ptr<function, array<vec2<f32>, WIDTH>>, minus: ptr<function, array<vec2<f32>, WIDTH>>) -> f32 {
     let t = cache[cache[0u] + b];
-    var top = (*minus)[0].x;
-    var top_plus = (*plus)[0].x;
-    for (var k = 1u; k < u.classes; k++) {
-        top = max(top, (*minus)[k].x);
-        top_plus = max(top_plus, (*plus)[k].x);
-    }
-    var sum = 0.0;
-    var sum_plus = 0.0;
-    for (var k = 0u; k < u.classes; k++) {
-        sum += exp((*minus)[k].x - top);
-        sum_plus += exp((*plus)[k].x - top_plus);
-    }
-    let qt = exp((*minus)[t].x - top) / sum;
+    let m = softmax_scale(minus);
+    let qt = exp((*minus)[t].x - m.x) / m.y;
     if ((u.flags & 1u) != 0u) {
-        let pt = exp((*plus)[t].x - top_plus) / sum_plus;
+        let mp = softmax_scale(plus);
+        let pt = exp((*plus)[t].x - mp.x) / mp.y;
         return -log(pt + DELTA) + log(qt + DELTA);
     }
     var s = 0.0;
@@ -539,12 +529,25 @@ fn pass_difference(b: u32, plus: ptr<function, array<vec2<f32>, WIDTH>>, minus: 
     for (var k = 0u; k < u.classes; k++) {
         let d = df_add((*plus)[k], -(*minus)[k]);
         let em1 = expm1c(d.x + d.y);
-        s += exp((*minus)[k].x - top) / sum * em1;
+        s += exp((*minus)[k].x - m.x) / m.y * em1;
         if (k == t) {
             dt = em1;
         }
     }
     return change_from(qt, dt, s);
+}
+
+// (top, sum) of a sample's logits (their hi parts), so that its softmax is exp(l_k - top) / sum.
+fn softmax_scale(l: ptr<function, array<vec2<f32>, WIDTH>>) -> vec2<f32> {
+    var top = (*l)[0].x;
+    for (var k = 1u; k < u.classes; k++) {
+        top = max(top, (*l)[k].x);
+    }
+    var sum = 0.0;
+    for (var k = 0u; k < u.classes; k++) {
+        sum += exp((*l)[k].x - top);
+    }
+    return vec2<f32>(top, sum);
 }
 
 var<workgroup> partial: array<f32, 256>;

@@ -545,7 +545,6 @@ impl GpuBackend {
             .as_ref()
             .ok_or_else(|| Error::config("batch", "no batch selected: call set_batch first"))?
             .key;
-        numerical::check_widths(&self.spec, strategy)?;
         if self.numerical.is_none() {
             self.numerical = Some(numerical::pipelines(&self.ctx, &self.spec)?);
         }

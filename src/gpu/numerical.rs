@@ -54,8 +54,8 @@ pub fn array_width(spec: &MlpSpec) -> usize {
     spec.classes.max(deep).max(1)
 }
 
-/// The numerical pipelines for `spec`, their arrays sized by `array_width` (checked against
-/// MAX_WIDTH first, with `check_widths`).
+/// The numerical pipelines for `spec`, their arrays sized by `array_width`, at most MAX_WIDTH
+/// (`plan` refuses, with `check_widths`, a model whose arrays would need more).
 pub(crate) fn pipelines(ctx: &Context, spec: &MlpSpec) -> Result<Pipelines> {
     let width = array_width(spec).min(MAX_WIDTH);
     if !SOURCE.contains(WIDTH_LINE) {
