@@ -28,13 +28,9 @@ fn run<B: Backend>(
     (backend, summary)
 }
 
-fn embedded() -> Arc<Mnist> {
-    Arc::new(data::embedded().unwrap())
-}
-
-#[test]
-fn backprop_on_the_embedded_default_reaches_92_percent() {
-    let data = embedded();
+/// The chapter's configuration (784-50-10, 10,000 iterations, batch 100, lr 0.1) with backprop
+/// on the CPU f32 path: the summary and the final test accuracy.
+fn chapter_backprop_run(data: &Arc<Mnist>) -> (gpu_train::train::TrainSummary, f64) {
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
     let cfg = TrainConfig {
         grad: GradMethod::Backprop,
@@ -48,6 +44,17 @@ fn backprop_on_the_embedded_default_reaches_92_percent() {
         data.train.len(),
     );
     let acc = summary.last().unwrap().test.accuracy();
+    (summary, acc)
+}
+
+fn embedded() -> Arc<Mnist> {
+    Arc::new(data::embedded().unwrap())
+}
+
+#[test]
+fn backprop_on_the_embedded_default_reaches_92_percent() {
+    let data = embedded();
+    let (_, acc) = chapter_backprop_run(&data);
     println!("embedded default, cpu f32 backprop, 10000 iterations: test accuracy {acc:.4}");
     assert!(acc >= 0.92, "test accuracy {acc}");
 }
@@ -223,19 +230,7 @@ fn backprop_on_full_mnist_reaches_94_percent() {
     }
     let data = Arc::new(data::load(Some(&dir)).unwrap());
     assert_eq!(data.train.len(), 60_000);
-    let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
-    let cfg = TrainConfig {
-        grad: GradMethod::Backprop,
-        eval_every: 5000,
-        ..TrainConfig::default()
-    };
-    let (_, summary) = run(
-        CpuBackend::<f32>::new(spec.clone(), data.clone()).unwrap(),
-        &spec,
-        &cfg,
-        data.train.len(),
-    );
-    let acc = summary.last().unwrap().test.accuracy();
+    let (summary, acc) = chapter_backprop_run(&data);
     println!(
         "full MNIST, cpu f32 backprop, 10000 iterations: test accuracy {acc:.4} in {:.1} s",
         summary.seconds
