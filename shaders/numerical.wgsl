@@ -226,6 +226,24 @@ fn layer_of(p: u32) -> u32 {
     return l;
 }
 
+// The perturbed parameter: layer l, weight [i, j] or (bias) b_l[j].
+struct Site {
+    l: u32,
+    i: u32,
+    j: u32,
+    bias: bool,
+}
+
+fn site_of(p: u32) -> Site {
+    let l = layer_of(p);
+    let fo = table(l, 1u);
+    if (p >= table(l, 3u)) {
+        return Site(l, 0u, p - table(l, 3u), true);
+    }
+    let q = p - table(l, 2u);
+    return Site(l, q / fo, q % fo, false);
+}
+
 @compute @workgroup_size(256, 1, 1)
 fn incremental(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let idx = gid.x + gid.y * groups.x * 256u;
@@ -234,32 +252,24 @@ fn incremental(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     }
     let p = u.p_begin + idx;
     let h = u.h;
-    let l = layer_of(p);
-    let fi = table(l, 0u);
-    let fo = table(l, 1u);
-    let bias = p >= table(l, 3u);
-    var i = 0u;
-    var j = p - table(l, 3u);
-    if (!bias) {
-        i = (p - table(l, 2u)) / fo;
-        j = (p - table(l, 2u)) % fo;
-    }
+    let s = site_of(p);
+    let fi = table(s.l, 0u);
     var acc = 0.0;
     for (var b = 0u; b < u.rows; b++) {
         var e = h;
-        if (!bias) {
+        if (!s.bias) {
             var input: f32;
-            if (l == 0u) {
-                input = x[b * fi + i];
+            if (s.l == 0u) {
+                input = x[b * fi + s.i];
             } else {
-                input = cf(table(l - 1u, 5u) + b * fi + i);
+                input = cf(table(s.l - 1u, 5u) + b * fi + s.i);
             }
             if (input == 0.0) {
                 continue;
             }
             e = h * input;
         }
-        acc += unit_change(l, j, b, e) - unit_change(l, j, b, -e);
+        acc += unit_change(s.l, s.j, b, e) - unit_change(s.l, s.j, b, -e);
     }
     grad[p] = acc / (2.0 * h * f32(u.rows));
 }
@@ -380,24 +390,6 @@ fn activate_df(a: vec2<f32>) -> vec2<f32> {
     let v = exp_df(m);
     let d = df_add(v, vec2<f32>(1.0, 0.0));
     return df_div(select(vec2<f32>(1.0, 0.0), v, neg), d);
-}
-
-// The perturbed parameter: layer l, weight [i, j] or (bias) b_l[j].
-struct Site {
-    l: u32,
-    i: u32,
-    j: u32,
-    bias: bool,
-}
-
-fn site_of(p: u32) -> Site {
-    let l = layer_of(p);
-    let fo = table(l, 1u);
-    if (p >= table(l, 3u)) {
-        return Site(l, 0u, p - table(l, 3u), true);
-    }
-    let q = p - table(l, 2u);
-    return Site(l, q / fo, q % fo, false);
 }
 
 // Pre-activation a_0[j] of sample b with the parameter at `s` moved by dh. The unperturbed
