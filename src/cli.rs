@@ -130,7 +130,8 @@ pub enum GradArg {
 pub enum NumGradArg {
     /// Re-compute only what each perturbed parameter reaches, from the cached forward pass.
     Incremental,
-    /// A whole forward pass per perturbation (the chapter's way; slow).
+    /// Two whole forward passes per perturbation (the chapter's way; slow), carried in f64 on the
+    /// CPU and double-f32 on the GPU so their difference keeps its digits.
     Full,
 }
 
