@@ -135,4 +135,146 @@ pub trait Backend {
     fn last_device_seconds(&mut self) -> Result<Option<f64>> {
         Ok(None)
     }
+
+    /// Runs a chunk of SGD steps, one per batch: `batches` holds the steps' index lists back to
+    /// back, `batch` indices each. For every completed step it appends to `losses` the batch's
+    /// mean loss at the parameters the step's gradient was taken at (before its update: the
+    /// loss the gradient pass computes anyway). After each step, or each group of steps handed
+    /// to the device, it calls `progress(steps so far)`; `false` (Ctrl-C) stops the chunk after
+    /// the steps already under way.
+    ///
+    /// Divergence: when an update makes the parameters non-finite (seen as a non-finite loss
+    /// at the next step, or at the parameters the chunk ends with), the backend puts back the
+    /// parameters from before that update and returns `diverged: Some(k)`, k counted within the
+    /// chunk; `done` is then k and `losses` holds k + 1 entries, all finite.
+    ///
+    /// The default drives the step-at-a-time methods (what the CPU needs); the GPU records many
+    /// steps per submission and reads the losses back once.
+    fn train_steps(
+        &mut self,
+        batches: &[u32],
+        batch: usize,
+        method: GradMethod,
+        lr: f64,
+        losses: &mut Vec<f64>,
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<StepsOutcome> {
+        train_steps_one_by_one(self, batches, batch, method, lr, losses, progress)
+    }
+
+    /// What the backend has cost the host so far (submissions, blocking waits, dispatches,
+    /// copies, creations); None where nothing is counted (the CPU).
+    fn counters(&self) -> Option<DeviceCounters> {
+        None
+    }
+}
+
+/// What a chunk of training steps ended with; see [`Backend::train_steps`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepsOutcome {
+    /// Steps of the chunk whose updates are kept: the parameters are as after these.
+    pub done: usize,
+    /// `Some(k)`: the update of the chunk's step k made the parameters non-finite; they are as
+    /// before it, and `done == k`.
+    pub diverged: Option<usize>,
+}
+
+/// Host-side costs of a device backend, counted since it was made. On a real GPU these, not the
+/// arithmetic, bound a small model's step time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceCounters {
+    /// Command buffers submitted to the queue.
+    pub submissions: u64,
+    /// Times the host blocked on the device (map + poll, or a wait for a submission).
+    pub blocking_waits: u64,
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// Buffer-to-buffer copies recorded, and queue writes.
+    pub copies: u64,
+    /// Buffers, bind groups and pipelines created.
+    pub creations: u64,
+}
+
+impl DeviceCounters {
+    /// `self - earlier`, field by field: what happened in between.
+    pub fn since(&self, earlier: &DeviceCounters) -> DeviceCounters {
+        DeviceCounters {
+            submissions: self.submissions - earlier.submissions,
+            blocking_waits: self.blocking_waits - earlier.blocking_waits,
+            dispatches: self.dispatches - earlier.dispatches,
+            copies: self.copies - earlier.copies,
+            creations: self.creations - earlier.creations,
+        }
+    }
+}
+
+/// [`Backend::train_steps`] through `set_batch`, `batch_loss` and `step`, one step at a time:
+/// the parameters at the chunk's start are kept on the host, and a divergence is undone by
+/// putting them back and replaying the good steps (every step is deterministic).
+pub fn train_steps_one_by_one<B: Backend + ?Sized>(
+    backend: &mut B,
+    batches: &[u32],
+    batch: usize,
+    method: GradMethod,
+    lr: f64,
+    losses: &mut Vec<f64>,
+    progress: &mut dyn FnMut(usize) -> bool,
+) -> Result<StepsOutcome> {
+    if batch == 0 || batches.len() % batch != 0 {
+        return Err(Error::config(
+            "batch",
+            format!(
+                "{} indices do not split into batches of {batch}",
+                batches.len()
+            ),
+        ));
+    }
+    let steps = batches.len() / batch;
+    let first_loss = losses.len();
+    let start = backend.params()?;
+    let batch_of = |s: usize| &batches[s * batch..(s + 1) * batch];
+    let mut done = 0;
+    let mut bad_update = None;
+    while done < steps {
+        backend.set_batch(batch_of(done))?;
+        let loss = backend.batch_loss()?;
+        if !loss.is_finite() {
+            if done == 0 {
+                return Err(Error::Numerics(format!(
+                    "the parameters a chunk of training started from give a non-finite loss ({loss}); they were broken before this chunk"
+                )));
+            }
+            bad_update = Some(done - 1);
+            break;
+        }
+        losses.push(loss);
+        backend.step(method, lr)?;
+        done += 1;
+        if !progress(done) {
+            break;
+        }
+    }
+    if bad_update.is_none() && done > 0 {
+        // The last update is seen by no later step of this chunk: look at its result here.
+        backend.set_batch(batch_of(done - 1))?;
+        if !backend.batch_loss()?.is_finite() {
+            bad_update = Some(done - 1);
+        }
+    }
+    let Some(k) = bad_update else {
+        return Ok(StepsOutcome {
+            done,
+            diverged: None,
+        });
+    };
+    backend.set_params(&start)?;
+    for s in 0..k {
+        backend.set_batch(batch_of(s))?;
+        backend.step(method, lr)?;
+    }
+    losses.truncate(first_loss + k + 1);
+    Ok(StepsOutcome {
+        done: k,
+        diverged: Some(k),
+    })
 }
