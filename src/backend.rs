@@ -44,14 +44,36 @@ pub const CEE_DELTA: f64 = 1e-7;
 pub const DEFAULT_H: f64 = 1e-4;
 
 /// How the numerical gradient evaluates L(theta +- h e_p). Both give the same function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum PerturbStrategy {
-    /// The chapter's way: a whole forward pass per perturbation.
+    /// Two whole forward passes per perturbation (the chapter's way; slow), carried in f64 on
+    /// the CPU and double-f32 on the GPU so their difference keeps its digits.
     Full,
-    /// Re-compute only what the perturbed parameter reaches, from the cached unperturbed pass
-    /// (zero inputs skip), and compute each sample's loss CHANGE directly.
+    /// Re-compute only what each perturbed parameter reaches, from the cached forward pass, and
+    /// each sample's loss CHANGE directly.
     Incremental,
+}
+
+/// Which gradient, as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GradKind {
+    /// The chapter's numerical gradient: two loss evaluations per parameter.
+    Numerical,
+    /// The analytic gradient (the chapter's sequel).
+    Backprop,
+}
+
+impl GradKind {
+    /// The method: for the numerical gradient, with its strategy and step.
+    pub fn method(self, strategy: PerturbStrategy, h: f64) -> GradMethod {
+        match self {
+            GradKind::Backprop => GradMethod::Backprop,
+            GradKind::Numerical => GradMethod::Numerical { strategy, h },
+        }
+    }
 }
 
 impl PerturbStrategy {

@@ -29,6 +29,11 @@ pub enum Error {
     #[error("{0}")]
     Numerics(String),
 
+    /// Something stopped a run after it started; `saved` says which checkpoint holds its last
+    /// good state (or why none could be written).
+    #[error("{cause}\n{saved}")]
+    Stopped { cause: Box<Error>, saved: String },
+
     /// An I/O error on a named path.
     #[error("{path}: {source}")]
     Io {

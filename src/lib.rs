@@ -11,11 +11,14 @@ pub mod cpu;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod fmt;
 pub mod gpu;
 pub mod math;
 pub mod model;
 pub mod report;
 pub mod run;
+pub mod session;
+pub mod time;
 pub mod tolerance;
 pub mod train;
 

@@ -1,6 +1,7 @@
 //! `gpu-train`: a thin shell over the library; see `gpu-train --help`.
 
 mod cli;
+mod terminal;
 
 fn main() {
     match cli::main_with_args() {

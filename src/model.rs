@@ -10,7 +10,9 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 /// Hidden-layer activation. The output layer is always softmax + cross entropy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Activation {
     Sigmoid,

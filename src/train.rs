@@ -1,5 +1,13 @@
 //! The host driver: sampler -> backend -> gradient -> update, with an evaluation over the whole
 //! training and test sets every `eval_every` iterations, as the chapter's training loop does.
+//!
+//! Iterations are handed to the backend in chunks ([`Backend::train_steps`]): a chunk runs from
+//! one pause to the next, where a pause is an evaluation, a point an observer asked for (a
+//! checkpoint, a reference check) or the end. The sampler is deterministic, so a chunk's batches
+//! are drawn up front; a GPU records them all and reads the losses back once.
+//!
+//! "Iteration N" everywhere means the parameters after N updates: the evaluation at iteration 0
+//! is the initial net, and the batch loss of iteration N is step N's loss before its update.
 
 use crate::backend::{Backend, Evaluation, GradMethod, Split};
 use crate::data::{Sampler, SamplerKind, SamplerState};
@@ -16,8 +24,8 @@ pub struct TrainConfig {
     pub eval_every: usize,
     pub grad: GradMethod,
     pub sampler: SamplerKind,
-    /// Read the batch loss back every N iterations (the loss curve; 1 = every step, as the
-    /// chapter's train_loss_list). Evaluations always read it.
+    /// Keep every Nth batch loss in the loss curve (1 = every step, as the chapter's
+    /// train_loss_list). Every loss is computed and read back with its chunk either way.
     #[serde(default = "one")]
     pub loss_every: usize,
 }
@@ -27,7 +35,7 @@ fn one() -> usize {
 }
 
 impl Default for TrainConfig {
-    /// The chapter's configuration.
+    /// The chapter's configuration (for full MNIST: 600 iterations are one epoch at batch 100).
     fn default() -> Self {
         TrainConfig {
             batch: 100,
@@ -45,6 +53,11 @@ impl Default for TrainConfig {
     }
 }
 
+/// The chapter's `iter_per_epoch = max(train_size / batch_size, 1)`.
+pub fn iters_per_epoch(train_size: usize, batch: usize) -> usize {
+    (train_size / batch.max(1)).max(1)
+}
+
 impl TrainConfig {
     /// Rejects settings that cannot train, naming the flag and the fix.
     pub fn validate(&self) -> Result<()> {
@@ -59,7 +72,7 @@ impl TrainConfig {
                 "--lr",
                 format!(
                     "must be a positive number, got {}; the chapter uses 0.1",
-                    self.lr
+                    crate::fmt::number(self.lr)
                 ),
             ));
         }
@@ -69,14 +82,17 @@ impl TrainConfig {
         if self.eval_every == 0 {
             return Err(Error::config(
                 "--eval-every",
-                "must be at least 1 (the chapter evaluates every 600 iterations)",
+                "must be at least 1 (the chapter evaluates once an epoch)",
             ));
         }
         if let GradMethod::Numerical { h, .. } = self.grad {
             if !(h.is_finite() && h > 0.0) {
                 return Err(Error::config(
                     "--h",
-                    format!("must be a positive number, got {h}; the chapter uses 1e-4"),
+                    format!(
+                        "must be a positive number, got {}; the chapter uses 1e-4",
+                        crate::fmt::number(h)
+                    ),
                 ));
             }
         }
@@ -84,48 +100,79 @@ impl TrainConfig {
     }
 }
 
-/// One evaluation: the batch loss at that iteration and accuracy over the whole splits.
+/// One evaluation: loss and accuracy over the whole splits at iteration `iter`.
 #[derive(Debug, Clone, Copy)]
 pub struct EvalRecord {
-    /// Iterations done so far (0 = before any update... the chapter evaluates after step i).
+    /// Updates done so far (0: the initial parameters).
     pub iter: usize,
-    /// Mean loss of the iteration's batch, after its update (the chapter's train_loss_list).
-    pub batch_loss: f64,
+    /// `iter` in epochs of the training set.
+    pub epoch: f64,
+    /// Mean of the batch losses since the previous evaluation (None at iteration 0).
+    pub batch_loss: Option<f64>,
     pub train: Evaluation,
     pub test: Evaluation,
-    /// Seconds since training started.
+    /// Seconds of training so far (a resumed run continues the count).
     pub seconds: f64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    /// Every iteration ran.
+    Completed,
+    /// An observer asked to stop (Ctrl-C).
+    Interrupted,
+    /// Training diverged at `iteration` (its update made the parameters non-finite, or the
+    /// loss sat at its ceiling with accuracy at chance); the parameters are the last good ones.
+    Diverged { iteration: usize, why: String },
 }
 
 /// What a run ends with.
 #[derive(Debug, Clone)]
 pub struct TrainSummary {
     pub evals: Vec<EvalRecord>,
+    /// Seconds of training, a resumed run's earlier seconds included.
     pub seconds: f64,
-    /// Steps done when the run ended (== iters unless an observer stopped it).
+    /// Updates done when the run ended (== iters when completed).
     pub iters: usize,
-    /// True when an observer asked to stop (Ctrl-C) before `iters`.
-    pub interrupted: bool,
+    pub ending: Ending,
+    /// The sampler's state after `iters` updates: what a checkpoint at the end needs.
+    pub sampler: SamplerState,
 }
 
 impl TrainSummary {
     pub fn last(&self) -> Option<&EvalRecord> {
         self.evals.last()
     }
+    pub fn interrupted(&self) -> bool {
+        self.ending == Ending::Interrupted
+    }
+    /// The best test accuracy of any evaluation.
+    pub fn best_test_accuracy(&self) -> Option<f64> {
+        self.evals
+            .iter()
+            .map(|r| r.test.accuracy())
+            .max_by(f64::total_cmp)
+    }
 }
 
-/// Whether the driver goes on after a step.
+/// Whether the driver goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     Continue,
     Stop,
 }
 
-/// What the driver reports as it runs. The CLI prints, writes metrics and checkpoints through
-/// this; tests pass a closure over evaluations.
+/// What the driver reports as it runs. The run's own observers (metrics, checkpoints, reference
+/// checks, Ctrl-C) and the terminal printer implement it; tests pass a closure over evaluations.
 pub trait Observer {
-    /// Before step `iter` (0-based) runs, with its batch already selected: where a gradient
-    /// check looks at the step's gradient.
+    /// The first iteration count after `done` at which this observer needs the run paused (a
+    /// checkpoint, a reference check); None: no wish.
+    fn next_pause(&self, _done: usize) -> Option<usize> {
+        None
+    }
+    /// At a pause, before step `iter` runs; `batch` is that step's batch (not yet selected on
+    /// the backend).
     fn before_step(
         &mut self,
         _iter: usize,
@@ -134,15 +181,20 @@ pub trait Observer {
     ) -> Result<()> {
         Ok(())
     }
-    /// The batch loss after step `iter` (0-based), every `loss_every` steps.
-    fn on_loss(&mut self, _iter: usize, _loss: f64) -> Result<()> {
+    /// The batch losses of steps `first`, `first + 1`, ... (each before its update).
+    fn on_losses(&mut self, _first: usize, _losses: &[f64]) -> Result<()> {
         Ok(())
     }
     fn on_eval(&mut self, _rec: &EvalRecord) -> Result<()> {
         Ok(())
     }
-    /// After `done` steps, with the sampler's state at that point (what a checkpoint needs).
-    /// Returning `Control::Stop` ends the run cleanly.
+    /// During a chunk, after `done` updates were handed to the device; `Stop` ends the chunk
+    /// early (Ctrl-C). Must be cheap.
+    fn progress(&mut self, _done: usize) -> Control {
+        Control::Continue
+    }
+    /// At a pause after `done` updates, with the sampler's state then (what a checkpoint
+    /// needs). `Stop` ends the run cleanly.
     fn after_step(
         &mut self,
         _done: usize,
@@ -160,11 +212,80 @@ impl<F: FnMut(&EvalRecord)> Observer for F {
     }
 }
 
-/// Where a resumed run picks up: steps done and the sampler's state then.
+/// Several observers as one: the earliest pause wins, a stop from any of them stops the run
+/// (all of them are still called).
+pub struct Observers<'a>(pub Vec<&'a mut dyn Observer>);
+
+impl Observer for Observers<'_> {
+    fn next_pause(&self, done: usize) -> Option<usize> {
+        self.0.iter().filter_map(|o| o.next_pause(done)).min()
+    }
+    fn before_step(&mut self, iter: usize, b: &mut dyn Backend, batch: &[u32]) -> Result<()> {
+        self.0
+            .iter_mut()
+            .try_for_each(|o| o.before_step(iter, b, batch))
+    }
+    fn on_losses(&mut self, first: usize, losses: &[f64]) -> Result<()> {
+        self.0
+            .iter_mut()
+            .try_for_each(|o| o.on_losses(first, losses))
+    }
+    fn on_eval(&mut self, rec: &EvalRecord) -> Result<()> {
+        self.0.iter_mut().try_for_each(|o| o.on_eval(rec))
+    }
+    fn progress(&mut self, done: usize) -> Control {
+        let mut c = Control::Continue;
+        for o in self.0.iter_mut() {
+            if o.progress(done) == Control::Stop {
+                c = Control::Stop;
+            }
+        }
+        c
+    }
+    fn after_step(
+        &mut self,
+        done: usize,
+        b: &mut dyn Backend,
+        s: &SamplerState,
+    ) -> Result<Control> {
+        let mut c = Control::Continue;
+        for o in self.0.iter_mut() {
+            if o.after_step(done, b, s)? == Control::Stop {
+                c = Control::Stop;
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// Where a resumed run picks up: steps done, the sampler's state then, and the seconds of
+/// training already spent.
 #[derive(Debug, Clone, Copy)]
 pub struct Start {
     pub iteration: usize,
     pub sampler: SamplerState,
+    pub seconds: f64,
+}
+
+/// The most indices one chunk draws up front (16 MB); a longer stretch between pauses is split.
+const MAX_CHUNK_INDICES: usize = 1 << 22;
+
+/// -ln(1e-7): the cross entropy of a sample whose true class has probability 0, the most the
+/// chapter's loss can be.
+pub fn loss_ceiling() -> f64 {
+    -(crate::backend::CEE_DELTA.ln())
+}
+
+/// A whole-set loss this close to the ceiling, with accuracy at chance, is a net that has
+/// stopped learning (saturated by a far too large learning rate); two such evaluations in a row
+/// stop the run. A poor but learning net (--lr 10 on the chapter's net: 80% test accuracy) is
+/// far from both.
+const STUCK_LOSS_FRACTION: f64 = 0.8;
+
+fn is_stuck(eval: &Evaluation, classes: usize) -> bool {
+    !eval.loss.is_finite()
+        || (eval.loss >= STUCK_LOSS_FRACTION * loss_ceiling()
+            && eval.accuracy() <= 1.5 / classes.max(1) as f64)
 }
 
 /// Runs the chapter's loop on `backend`, whose parameters must already be set.
@@ -187,8 +308,8 @@ pub fn train_from(
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary> {
     cfg.validate()?;
-    let (first, mut sampler) = match start {
-        None => (0, Sampler::new(cfg.sampler, train_size, cfg.seed)?),
+    let (first, mut sampler, seconds0) = match start {
+        None => (0, Sampler::new(cfg.sampler, train_size, cfg.seed)?, 0.0),
         Some(s) => {
             if s.sampler.n != train_size {
                 return Err(Error::config(
@@ -196,60 +317,119 @@ pub fn train_from(
                     format!("the checkpoint sampled from {} training images, this data set has {train_size}: resume with the same data", s.sampler.n),
                 ));
             }
-            (s.iteration, Sampler::from_state(s.sampler)?)
+            (s.iteration, Sampler::from_state(s.sampler)?, s.seconds)
         }
     };
+    let classes = backend.spec().classes;
+    let per_epoch = iters_per_epoch(train_size, cfg.batch) as f64;
+    let max_chunk = (MAX_CHUNK_INDICES / cfg.batch).max(1);
     let clock = Instant::now();
+    let seconds = |clock: &Instant| seconds0 + clock.elapsed().as_secs_f64();
     let mut evals = Vec::new();
-    let mut batch = Vec::with_capacity(cfg.batch);
-    let mut done = first;
-    for i in first..cfg.iters {
-        sampler.next_batch(cfg.batch, &mut batch)?;
-        backend.set_batch(&batch)?;
-        observer.before_step(i, backend, &batch)?;
-        backend.step(cfg.grad, cfg.lr)?;
-        done = i + 1;
-        let last = done == cfg.iters;
-        let evaluate = i % cfg.eval_every == 0 || last;
-        if evaluate || i % cfg.loss_every == 0 {
-            let batch_loss = backend.batch_loss()?;
-            if !batch_loss.is_finite() {
-                return Err(diverged(i, batch_loss, cfg.lr));
-            }
-            observer.on_loss(i, batch_loss)?;
-            if evaluate {
-                let train = backend.evaluate(Split::Train)?;
-                let test = backend.evaluate(Split::Test)?;
-                let rec = EvalRecord {
-                    iter: i,
-                    batch_loss,
-                    train,
-                    test,
-                    seconds: clock.elapsed().as_secs_f64(),
-                };
-                observer.on_eval(&rec)?;
-                evals.push(rec);
-            }
-        }
-        if observer.after_step(done, backend, &sampler.state())? == Control::Stop && !last {
-            return Ok(TrainSummary {
-                evals,
-                seconds: clock.elapsed().as_secs_f64(),
-                iters: done,
-                interrupted: true,
-            });
-        }
+    let mut stuck = 0;
+    let mut since_eval: (f64, usize) = (0.0, 0);
+    let evaluate = |backend: &mut dyn Backend,
+                    done: usize,
+                    since_eval: &mut (f64, usize),
+                    observer: &mut dyn Observer|
+     -> Result<EvalRecord> {
+        let rec = EvalRecord {
+            iter: done,
+            epoch: done as f64 / per_epoch,
+            batch_loss: (since_eval.1 > 0).then(|| since_eval.0 / since_eval.1 as f64),
+            train: backend.evaluate(Split::Train)?,
+            test: backend.evaluate(Split::Test)?,
+            seconds: seconds(&clock),
+        };
+        *since_eval = (0.0, 0);
+        observer.on_eval(&rec)?;
+        Ok(rec)
+    };
+    if first == 0 {
+        evals.push(evaluate(backend, 0, &mut since_eval, observer)?);
     }
+    let mut done = first;
+    let mut one = Vec::with_capacity(cfg.batch);
+    let mut batches = Vec::new();
+    let mut losses = Vec::new();
+    let ending = loop {
+        if done >= cfg.iters {
+            break Ending::Completed;
+        }
+        let next_eval = (done / cfg.eval_every + 1) * cfg.eval_every;
+        let mut end = next_eval.min(cfg.iters).min(done + max_chunk);
+        if let Some(p) = observer.next_pause(done).filter(|&p| p > done) {
+            end = end.min(p);
+        }
+        let before = sampler.clone();
+        batches.clear();
+        for _ in done..end {
+            sampler.next_batch(cfg.batch, &mut one)?;
+            batches.extend_from_slice(&one);
+        }
+        observer.before_step(done, backend, &batches[..cfg.batch])?;
+        losses.clear();
+        let outcome = {
+            let mut progress = |k: usize| observer.progress(done + k) == Control::Continue;
+            backend.train_steps(
+                &batches,
+                cfg.batch,
+                cfg.grad,
+                cfg.lr,
+                &mut losses,
+                &mut progress,
+            )?
+        };
+        observer.on_losses(done, &losses)?;
+        since_eval.0 += losses[..outcome.done.min(losses.len())].iter().sum::<f64>();
+        since_eval.1 += outcome.done.min(losses.len());
+        if outcome.done < end - done {
+            // Stopped early: the sampler goes back to where the kept steps end.
+            sampler = before;
+            for _ in 0..outcome.done {
+                sampler.next_batch(cfg.batch, &mut one)?;
+            }
+        }
+        done += outcome.done;
+        if let Some(k) = outcome.diverged {
+            break Ending::Diverged {
+                iteration: done,
+                why: format!(
+                    "the update after it made the parameters non-finite (the batch loss before that update was {:.4})",
+                    losses.get(k).copied().unwrap_or(f64::NAN)
+                ),
+            };
+        }
+        if done % cfg.eval_every == 0 || done == cfg.iters {
+            let rec = evaluate(backend, done, &mut since_eval, observer)?;
+            evals.push(rec);
+            stuck = if is_stuck(&rec.train, classes) {
+                stuck + 1
+            } else {
+                0
+            };
+            if stuck >= 2 {
+                break Ending::Diverged {
+                    iteration: done,
+                    why: format!(
+                        "the loss over the training set is {:.2}, at its ceiling ({:.1}), with accuracy at chance ({:.1}%) for two evaluations",
+                        rec.train.loss,
+                        loss_ceiling(),
+                        100.0 * rec.train.accuracy()
+                    ),
+                };
+            }
+        }
+        let stop = observer.after_step(done, backend, &sampler.state())? == Control::Stop;
+        if (stop || outcome.done < end - done) && done < cfg.iters {
+            break Ending::Interrupted;
+        }
+    };
     Ok(TrainSummary {
         evals,
-        seconds: clock.elapsed().as_secs_f64(),
+        seconds: seconds(&clock),
         iters: done,
-        interrupted: false,
+        ending,
+        sampler: sampler.state(),
     })
-}
-fn diverged(iter: usize, loss: f64, lr: f64) -> Error {
-    Error::Numerics(format!(
-        "training diverged at iteration {iter}: the batch loss is {loss}; lower the learning rate (--lr {}, now {lr})",
-        lr / 10.0
-    ))
 }

@@ -31,6 +31,9 @@ struct StopAt {
 }
 
 impl Observer for StopAt {
+    fn next_pause(&self, _done: usize) -> Option<usize> {
+        Some(self.at)
+    }
     fn after_step(
         &mut self,
         done: usize,
@@ -80,7 +83,7 @@ fn a_resumed_run_ends_bit_exact_where_an_uninterrupted_one_does() {
             saved: None,
         };
         let s = train_from(&mut first, n, &cfg, None, &mut stop).unwrap();
-        assert!(s.interrupted && s.iters == 11);
+        assert!(s.interrupted() && s.iters == 11);
         // Through the file format, as a real resume goes.
         let (params, sampler) = stop.saved.unwrap();
         let ckpt = Checkpoint {
@@ -102,6 +105,7 @@ fn a_resumed_run_ends_bit_exact_where_an_uninterrupted_one_does() {
             Some(Start {
                 iteration: back.iteration,
                 sampler: back.sampler,
+                seconds: 0.0,
             }),
             &mut Nothing,
         )

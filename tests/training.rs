@@ -5,7 +5,7 @@ use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
 use gpu_train::cpu::CpuBackend;
 use gpu_train::data::{self, Mnist};
 use gpu_train::model::{relative_error, MlpSpec, Params};
-use gpu_train::train::{train, EvalRecord, TrainConfig};
+use gpu_train::train::{train, Ending, EvalRecord, TrainConfig};
 use std::sync::Arc;
 
 fn run<B: Backend>(
@@ -19,7 +19,7 @@ fn run<B: Backend>(
         println!(
             "iter {:>5} loss {:.4} train {:.4} test {:.4}",
             r.iter,
-            r.batch_loss,
+            r.train.loss,
             r.train.accuracy(),
             r.test.accuracy()
         )
@@ -95,11 +95,11 @@ fn numerical_gradient_trains_the_same_net_as_backprop_f64() {
     for (n, b) in num_sum.evals.iter().zip(&bp_sum.evals) {
         assert_eq!(n.iter, b.iter);
         assert!(
-            (n.batch_loss - b.batch_loss).abs() <= 1e-6 * b.batch_loss,
+            (n.train.loss - b.train.loss).abs() <= 1e-6 * b.train.loss,
             "iter {}: {} vs {}",
             n.iter,
-            n.batch_loss,
-            b.batch_loss
+            n.train.loss,
+            b.train.loss
         );
         assert!((n.test.loss - b.test.loss).abs() <= 1e-6 * b.test.loss);
     }
@@ -197,13 +197,18 @@ fn divergence_stops_with_an_error_naming_the_iteration() {
     };
     let mut backend = Faulty::new(&spec, &data, Fault::NanLossAfter3Steps);
     backend.set_params(&Params::init(&spec, 0)).unwrap();
-    let err = train(&mut backend, data.train.len(), &cfg, |_: &EvalRecord| {})
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("diverged at iteration 3") && err.contains("--lr 0.01"),
-        "{err}"
-    );
+    let summary = train(&mut backend, data.train.len(), &cfg, |_: &EvalRecord| {}).unwrap();
+    match &summary.ending {
+        Ending::Diverged { iteration, why } => {
+            assert_eq!(*iteration, 3, "{why}");
+            assert!(why.contains("non-finite"), "{why}");
+        }
+        other => panic!("not caught: {other:?}"),
+    }
+    assert_eq!(summary.iters, 3);
+    // The parameters kept are those after the 3 good updates, replayed from the chunk's start.
+    let kept = backend.params().unwrap();
+    assert!(kept.data.iter().all(|v| v.is_finite()));
 }
 
 /// Full MNIST, the chapter's configuration with backprop: >= 94% test accuracy. Needs the data:

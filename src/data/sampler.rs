@@ -33,12 +33,22 @@ use crate::error::{Error, Result};
 
 /// How a [`Sampler`] picks batch indices; see the [module docs](self).
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum SamplerKind {
     /// Independent uniform indices, like `np.random.choice(n, batch)`; the book's way.
     #[default]
+    #[value(name = "replacement")]
     WithReplacement,
     /// Shuffled epochs without replacement; a short tail is dropped, every batch is full.
     Epochs,
