@@ -16,6 +16,7 @@ pub mod math;
 pub mod model;
 pub mod report;
 pub mod run;
+pub mod time;
 pub mod tolerance;
 pub mod train;
 
