@@ -12,6 +12,7 @@ pub mod data;
 pub mod demo;
 pub mod error;
 pub mod gpu;
+pub mod gradcheck;
 pub mod math;
 pub mod model;
 pub mod report;
