@@ -519,3 +519,38 @@ fn single_call(backend: &mut dyn Backend, what: Work) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_costs_are_the_difference_per_step() {
+        let before = DeviceCounters {
+            submissions: 3,
+            blocking_waits: 2,
+            dispatches: 40,
+            copies: 5,
+            creations: 17,
+        };
+        let after = DeviceCounters {
+            submissions: 5,
+            blocking_waits: 4,
+            dispatches: 240,
+            copies: 5,
+            creations: 17,
+        };
+        let k = per_step(Some(before), Some(after), 40).unwrap();
+        assert_eq!(
+            (
+                k.submissions,
+                k.blocking_waits,
+                k.dispatches,
+                k.copies,
+                k.creations
+            ),
+            (0.05, 0.05, 5.0, 0.0, 0.0)
+        );
+        assert_eq!(per_step(None, None, 40), None);
+    }
+}

@@ -235,9 +235,11 @@ fn write_growth<W: Write + ?Sized>(out: &mut W, r: &Report) -> Result<()> {
         return Ok(());
     }
     writeln!(out)?;
-    writeln!(out, "growth: time ~ hidden^k_h * batch^k_b, least squares on log-log (the op count's exponents for comparison;")?;
-    writeln!(out, "- where that size did not vary)")?;
-    for f in fits {
+    writeln!(out, "growth (least squares on log-log: time ~ hidden^k_h * batch^k_b; the op count's for comparison):")?;
+    let partial = fits
+        .iter()
+        .any(|f| f.k_hidden.is_none() || f.k_batch.is_none());
+    for f in &fits {
         writeln!(
             out,
             "  {:<4} {:<21} k_h {:>5}  k_b {:>5}   (ops: k_h {}, k_b {}; {} points)",
@@ -249,6 +251,9 @@ fn write_growth<W: Write + ?Sized>(out: &mut W, r: &Report) -> Result<()> {
             k(f.ops_k_batch),
             f.points,
         )?;
+    }
+    if partial {
+        writeln!(out, "  (- where that size did not vary)")?;
     }
     Ok(())
 }
