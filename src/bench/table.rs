@@ -139,7 +139,11 @@ fn write_footnotes<W: Write + ?Sized>(out: &mut W, grid: &Grid, r: &Report) -> R
     }
     writeln!(out, "  A case priced over --budget (warm-up + one repeat; from its op count at this device's forward rate,")?;
     writeln!(out, "  the numerical gradient also by a probe at a smaller batch) is skipped; a slow case gets fewer repeats.")?;
-    let gpu_ran = r.cases.iter().any(|c| c.device == Device::Gpu && c.ok());
+    // The train-step kinds never have a kernel time (a chunk is many submissions).
+    let gpu_ran = r
+        .cases
+        .iter()
+        .any(|c| c.device == Device::Gpu && c.ok() && c.what.train_method().is_none());
     if r.cases.iter().any(|c| c.device_median_s.is_some()) {
         writeln!(out, "³ kernels: the GPU's own time for the call, from timestamp queries around its work (first kernel")?;
         writeln!(
