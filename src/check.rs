@@ -50,6 +50,13 @@ pub fn tolerance_for(method: GradMethod) -> f64 {
     }
 }
 
+/// Whether a gradient passes against its reference: the whole vector and every tensor within
+/// `tolerance_for(method)` (relative); a NaN fails. gradcheck's PASS/FAIL.
+pub fn verdict(method: GradMethod, tensors: &[TensorError], total: f64) -> bool {
+    let tol = tolerance_for(method);
+    total <= tol && tensors.iter().all(|t| t.relative <= tol)
+}
+
 /// Re-computes a step's gradient on the f64 CPU reference and compares.
 pub struct Checker {
     oracle: CpuBackend<f64>,

@@ -1,15 +1,15 @@
 //! The command line: clap commands that call the library. main.rs only calls `run`.
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use gpu_train::backend::{Backend, GradKind, GradMethod, PerturbStrategy, DEFAULT_H};
+use gpu_train::backend::{GradKind, PerturbStrategy, DEFAULT_H};
 use gpu_train::checkpoint;
-use gpu_train::cpu::CpuBackend;
 use gpu_train::data::{self, SamplerKind};
-use gpu_train::gpu::{self, Context, GpuBackend};
-use gpu_train::model::{Activation, MlpSpec, Params};
+use gpu_train::gpu;
+use gpu_train::model::{Activation, MlpSpec};
 use gpu_train::session::{DeviceChoice, Precision, TrainRequest};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,7 +38,8 @@ pub enum Command {
     Devices,
     /// The chapter's walkthrough in the terminal; with --out, its pictures.
     Demo(DemoArgs),
-    /// Numerical gradient (each strategy, each device) against backprop, per parameter tensor.
+    /// Numerical gradient (each strategy, each device) against backprop, per parameter tensor:
+    /// PASS or FAIL against the tolerance training checks with; exit status 1 on a FAIL.
     Gradcheck(GradcheckArgs),
     /// Time forward, backprop, the numerical gradient and a training step on the CPU and the
     /// GPU over a grid of sizes: median/min/max, op counts, rates, growth, optional NumPy peer.
@@ -262,7 +263,7 @@ pub fn main_with_args() -> Result<i32> {
             print!("{}", gpu::devices_report());
             Ok(0)
         }
-        Command::Gradcheck(args) => run_gradcheck(&args).map(|_| 0),
+        Command::Gradcheck(args) => run_gradcheck(&args),
         Command::Bench(args) => {
             let mut out = std::io::stdout().lock();
             gpu_train::bench::run(&args, &mut out)?;
@@ -313,121 +314,44 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_gradcheck(args: &GradcheckArgs) -> Result<()> {
-    use gpu_train::check::{numerical, per_tensor};
+/// Prints the rows as they come (on a terminal, which one is being computed meanwhile) and
+/// the verdict; the exit status is 1 when a row fails.
+fn run_gradcheck(args: &GradcheckArgs) -> Result<i32> {
+    use gpu_train::gradcheck::{self, Event};
     let mnist = Arc::new(data::load(args.data.as_deref()).context("loading MNIST")?);
-    let act = match args.activation {
-        ActivationArg::Sigmoid => Activation::Sigmoid,
-        ActivationArg::Relu => Activation::Relu,
-    };
-    let spec = MlpSpec::new(
-        mnist.train.input_width(),
-        args.hidden.clone(),
-        mnist.train.classes(),
-        act,
-    )?;
-    if args.batch == 0 {
-        bail!("--batch: must be at least 1 (the chapter's gradient check uses 3)");
-    }
-    // The parameters: at init, or after some f32 backprop steps.
-    let mut trainer = CpuBackend::<f32>::new(spec.clone(), mnist.clone())?;
-    trainer.set_params(&Params::init(&spec, args.seed))?;
-    let mut sampler =
-        gpu_train::data::Sampler::new(SamplerKind::WithReplacement, mnist.train.len(), args.seed)?;
-    let mut batch = Vec::new();
-    for _ in 0..args.steps {
-        sampler.next_batch(100, &mut batch)?;
-        trainer.set_batch(&batch)?;
-        trainer.step(GradMethod::Backprop, 0.1)?;
-    }
-    let params = trainer.params()?;
-    let indices: Vec<u32> = (0..args.batch as u32).collect();
-    let mut reference = CpuBackend::<f64>::new(spec.clone(), mnist.clone())?;
-    reference.set_params(&params)?;
-    reference.set_batch(&indices)?;
-    let exact = reference.gradient(GradMethod::Backprop)?;
-    println!(
-        "gradient check: {} at {} backprop steps, the first {} training images, h = {:e}; reference: f64 CPU backprop",
-        spec.describe(),
-        args.steps,
-        args.batch,
-        args.h
-    );
-    let with_h = |m: GradMethod| match m {
-        GradMethod::Numerical { strategy, .. } => GradMethod::Numerical {
-            strategy,
-            h: args.h,
+    let config = gradcheck::Config {
+        cpu: args.device != CheckDeviceArg::Gpu,
+        gpu: args.device != CheckDeviceArg::Cpu,
+        hidden: args.hidden.clone(),
+        activation: match args.activation {
+            ActivationArg::Sigmoid => Activation::Sigmoid,
+            ActivationArg::Relu => Activation::Relu,
         },
-        other => other,
+        batch: args.batch,
+        steps: args.steps,
+        seed: args.seed,
+        h: args.h,
     };
-    let methods = [
-        numerical(PerturbStrategy::Incremental),
-        numerical(PerturbStrategy::Full),
-        GradMethod::Backprop,
-    ]
-    .map(with_h);
-    let mut devices: Vec<(String, Box<dyn Backend>)> = Vec::new();
-    if args.device != CheckDeviceArg::Gpu {
-        devices.push((
-            "cpu f64".into(),
-            Box::new(CpuBackend::<f64>::new(spec.clone(), mnist.clone())?),
-        ));
-        devices.push((
-            "cpu f32".into(),
-            Box::new(CpuBackend::<f32>::new(spec.clone(), mnist.clone())?),
-        ));
-    }
-    if args.device != CheckDeviceArg::Cpu {
-        let ctx = Context::gpu()?;
-        let name = format!("gpu {}", ctx.adapter_info().name);
-        devices.push((
-            name,
-            Box::new(GpuBackend::new(Arc::new(ctx), spec.clone(), mnist.clone())?),
-        ));
-    }
-    let names: Vec<String> = spec.tensors().into_iter().map(|t| t.name).collect();
-    println!(
-        "{:<40} {:<36} {:>10}  {}",
-        "device",
-        "gradient",
-        "all (rel)",
-        names.iter().map(|n| format!("{n:>20}")).collect::<String>()
-    );
-    println!(
-        "{:<40} {:<36} {:>10}  {}",
-        "",
-        "",
-        "",
-        names
-            .iter()
-            .map(|_| format!("{:>20}", "rel / max abs"))
-            .collect::<String>()
-    );
-    for (name, backend) in devices.iter_mut() {
-        backend.set_params(&params)?;
-        backend.set_batch(&indices)?;
-        for method in methods {
-            let clock = std::time::Instant::now();
-            match backend.gradient(method) {
-                Ok(g) => {
-                    let (tensors, total) = per_tensor(&spec, &g, &exact);
-                    let cells: String = tensors
-                        .iter()
-                        .map(|t| {
-                            format!("{:>20}", format!("{:.1e} / {:.1e}", t.relative, t.max_abs))
-                        })
-                        .collect();
-                    println!(
-                        "{:<40} {:<36} {:>10.2e}  {cells}  ({:.2} s)",
-                        name,
-                        method.describe(),
-                        total,
-                        clock.elapsed().as_secs_f64()
-                    );
-                }
-                Err(e) => println!("{:<40} {:<36} error: {e}", name, method.describe()),
-            }
+    let terminal = std::io::stderr().is_terminal();
+    let report = gradcheck::run(&config, mnist, &mut |event| match event {
+        Event::Header(lines) => {
+            lines
+                .iter()
+                .chain(&gradcheck::table_head())
+                .for_each(|l| println!("{l}"));
         }
-    }
-    Ok(())
+        Event::Started { device, method } if terminal => {
+            eprint!("\rcomputing {device} {} ...", method.describe());
+        }
+        Event::Started { .. } => {}
+        Event::Done(row) => {
+            if terminal {
+                eprint!("\r\x1b[K");
+            }
+            row.render().iter().for_each(|l| println!("{l}"));
+        }
+    })?;
+    report.worst_line().iter().for_each(|l| println!("{l}"));
+    println!("{}", report.verdict_line());
+    Ok(report.exit_code())
 }

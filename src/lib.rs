@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod fmt;
 pub mod gpu;
+pub mod gradcheck;
 pub mod math;
 pub mod model;
 pub mod report;

@@ -39,7 +39,7 @@ pub struct RunDir {
 
 /// `runs/<UTC time>`, e.g. runs/2026-11-23T19-30-05Z; see [`RunDir::create_default`].
 pub fn default_path() -> PathBuf {
-    PathBuf::from("runs").join(crate::time::utc_stamp(std::time::SystemTime::now()))
+    PathBuf::from("runs").join(crate::time::UtcDateTime::now().format('-'))
 }
 
 fn out_error(path: &Path, what: impl std::fmt::Display) -> Error {

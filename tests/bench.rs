@@ -57,9 +57,11 @@ fn cpu_table_and_json_list_every_case() {
         "--batch",
         "100",
         "--what",
-        "forward,backprop",
+        "forward,backprop,train-step",
         "--repeat",
         "2",
+        "--chunk",
+        "3",
         "--json",
         &path,
     ];
@@ -73,14 +75,29 @@ fn cpu_table_and_json_list_every_case() {
         assert!(cols[13].ends_with("FLOP"), "{what}: ops unit in {cols:?}");
     }
     assert!(table.contains("wall (submit+wait)"), "{table}");
-    // The CPU has no device time: the field is there, empty.
-    assert!(report.cases.iter().all(|c| c.device_median_s.is_none()));
-    assert_eq!(report.cases.len(), 2, "{:?}", report.cases);
+    assert_reads_at_a_glance(&table);
+    // The train step: per-step figures of chunks of --chunk steps.
+    let cols = row(&table, "cpu", "train-step");
+    assert_eq!(cols[5], "2", "train-step: chunks timed in {cols:?}");
+    positive(&cols, 6, "median");
+    // One size per kind of work, one device: no growth to fit, nothing to cross over.
+    assert!(
+        !table.contains("growth:") && !table.contains("overtakes"),
+        "{table}"
+    );
+    // The CPU has no device time and counts nothing: the fields are there, empty.
+    assert!(report
+        .cases
+        .iter()
+        .all(|c| c.device_median_s.is_none() && c.counters_per_step.is_none()));
+    assert_eq!(report.cases.len(), 3, "{:?}", report.cases);
     for c in &report.cases {
         assert_eq!(
             (c.device, c.batch, c.hidden, c.repeats, c.status.as_str()),
             (Device::Cpu, 100, 50, 2, "ok")
         );
+        let steps = if c.what == Work::TrainStep { 3 } else { 1 };
+        assert_eq!(c.steps_per_call, steps, "{c:?}");
         assert!(
             c.median_s.is_some_and(|m| m > 0.0) && c.ops > 0.0 && c.rate.is_some_and(|r| r > 0.0),
             "{c:?}"
@@ -95,10 +112,22 @@ fn cpu_table_and_json_list_every_case() {
         backprop.ops,
         3.0 * 2.0 * 100.0 * (784.0 * 50.0 + 50.0 * 10.0)
     );
+    let step = report
+        .cases
+        .iter()
+        .find(|c| c.what == Work::TrainStep)
+        .expect("a train-step case");
+    assert_eq!(
+        step.ops,
+        4.0 / 3.0 * backprop.ops,
+        "per step, not per chunk"
+    );
 
     let text = std::fs::read_to_string(&json.0).unwrap_or_else(|e| panic!("{path}: {e}"));
     let v: serde_json::Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}\n{text}"));
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{text}");
+    assert_eq!(v["chunk"], 3, "{text}");
     for field in [
         "command",
         "date_utc",
@@ -114,7 +143,7 @@ fn cpu_table_and_json_list_every_case() {
         assert!(v.get(field).is_some(), "JSON lacks {field}:\n{text}");
     }
     let cases = v["cases"].as_array().expect("cases is an array");
-    assert_eq!(cases.len(), 2);
+    assert_eq!(cases.len(), 3);
     for c in cases {
         for field in [
             "device",
@@ -130,6 +159,8 @@ fn cpu_table_and_json_list_every_case() {
             "rate",
             "status",
             "device_median_s",
+            "steps_per_call",
+            "counters_per_step",
         ] {
             assert!(c.get(field).is_some(), "a case lacks {field}: {c}");
         }
@@ -143,22 +174,76 @@ fn cpu_table_and_json_list_every_case() {
         );
     }
     let whats: Vec<&str> = cases.iter().filter_map(|c| c["what"].as_str()).collect();
-    assert_eq!(whats, ["forward", "backprop"]);
+    assert_eq!(whats, ["forward", "backprop", "train-step"]);
+    assert!(
+        cases.iter().all(|c| c["counters_per_step"].is_null()),
+        "{text}"
+    );
     // One size per device and work: a fit has no exponent to give, and says so with nulls.
     assert!(
         v["fits"]
             .as_array()
-            .is_some_and(|f| f.len() == 2 && f.iter().all(|f| f["k_hidden"].is_null())),
+            .is_some_and(|f| f.len() == 3 && f.iter().all(|f| f["k_hidden"].is_null())),
         "{text}"
     );
+}
+
+/// The table is one block of rows (no blank lines between them), its footnotes come in order,
+/// and no Rust name (a Debug-formatted enum, a type path) leaks into the text.
+fn assert_reads_at_a_glance(table: &str) {
+    let lines: Vec<&str> = table.lines().collect();
+    let head = lines
+        .iter()
+        .position(|l| l.starts_with("device "))
+        .unwrap_or_else(|| panic!("no table header in:\n{table}"));
+    let rows = &lines[head + 1..];
+    let end = rows.iter().position(|l| l.is_empty()).unwrap_or(rows.len());
+    assert!(
+        rows[end..]
+            .iter()
+            .all(|l| !l.starts_with("cpu ") && !l.starts_with("gpu ")),
+        "a blank line inside the table:\n{table}"
+    );
+    let marks: Vec<usize> = ["¹ ", "² ", "³ ", "⁴ "]
+        .iter()
+        .filter_map(|m| lines.iter().position(|l| l.starts_with(m)))
+        .collect();
+    assert!(marks.len() >= 2, "footnotes ¹ and ² in:\n{table}");
+    assert!(
+        marks.windows(2).all(|w| w[0] < w[1]),
+        "footnotes out of order:\n{table}"
+    );
+    for internal in [
+        "::",
+        "Params",
+        "Some(",
+        "None",
+        "Cpu,",
+        "Gpu,",
+        "DiscreteGpu",
+        "1 sizes",
+    ] {
+        assert!(!table.contains(internal), "{internal:?} in:\n{table}");
+    }
 }
 
 #[test]
 fn a_gpu_case_produces_a_row() {
     let (report, table) = bench(&[
-        "--device", "gpu", "--hidden", "50", "--batch", "100", "--what", "forward", "--repeat", "1",
+        "--device",
+        "gpu",
+        "--hidden",
+        "50",
+        "--batch",
+        "100",
+        "--what",
+        "forward,train-step",
+        "--repeat",
+        "1",
+        "--chunk",
+        "2",
     ]);
-    assert_eq!(report.cases.len(), 1, "{table}");
+    assert_eq!(report.cases.len(), 2, "{table}");
     let case = &report.cases[0];
     assert_eq!((case.device, case.what), (Device::Gpu, Work::Forward));
     if case.status.starts_with("not run") {
@@ -169,7 +254,9 @@ fn a_gpu_case_produces_a_row() {
         return;
     }
     assert_eq!(case.status, "ok", "{table}");
+    assert_reads_at_a_glance(&table);
     assert!(report.adapter.is_some(), "the header names the adapter");
+    assert_train_step_counts(&report, &table);
     let cols = row(&table, "gpu", "forward");
     assert_eq!(cols[5], "1");
     positive(&cols, 6, "median");
@@ -193,6 +280,33 @@ fn a_gpu_case_produces_a_row() {
     }
 }
 
+/// The GPU's train-step row reports what a step cost the host: figures where the backend counts
+/// (a step dispatches something), "n/a" where it does not.
+fn assert_train_step_counts(report: &Report, table: &str) {
+    let step = report
+        .cases
+        .iter()
+        .find(|c| c.what == Work::TrainStep)
+        .expect("a train-step case");
+    assert_eq!(
+        (step.device, step.status.as_str(), step.steps_per_call),
+        (Device::Gpu, "ok", 2),
+        "{table}"
+    );
+    let counts = table
+        .lines()
+        .skip_while(|l| !l.starts_with("host costs per training step"))
+        .find(|l| l.trim_start().starts_with("gpu    train-step"))
+        .unwrap_or_else(|| panic!("no host-cost line for the gpu train step in:\n{table}"));
+    match step.counters_per_step {
+        Some(k) => {
+            assert!(k.dispatches > 0.0 && k.submissions > 0.0, "{k:?}");
+            assert!(!counts.contains("n/a"), "{counts}");
+        }
+        None => assert!(counts.contains("n/a"), "{counts}"),
+    }
+}
+
 #[test]
 fn bad_flags_name_the_flag_and_the_choices() {
     let e = BenchArgs::try_parse_from(["--what", "everything"])
@@ -205,6 +319,7 @@ fn bad_flags_name_the_flag_and_the_choices() {
         "numerical-incremental",
         "numerical-full",
         "train-step",
+        "train-step-numerical",
     ] {
         assert!(e.contains(needle), "{needle:?} not in: {e}");
     }

@@ -1,0 +1,373 @@
+//! The bench's text: the header, the table with its footnotes, growth, crossovers and host costs,
+//! the number formats, and the progress line on stderr.
+
+use super::grid::{Grid, Shape, NUMERICAL_DEFAULT_BATCH};
+use super::stats::gpu_speedup;
+use super::{CaseResult, Device, Report, Work};
+use std::io::{IsTerminal, Result, Write};
+
+pub(super) fn write_header<W: Write + ?Sized>(out: &mut W, r: &Report) -> Result<()> {
+    writeln!(out, "gpu-train bench (gpu-train {})", r.version)?;
+    writeln!(out, "command:  {}", r.command)?;
+    writeln!(out, "date:     {} (UTC)", r.date_utc)?;
+    writeln!(
+        out,
+        "cpu:      {}, {} rayon threads",
+        r.cpu_model, r.threads
+    )?;
+    if let Some(load) = r.load_avg {
+        let busy = if load > r.threads as f64 * 0.5 {
+            " (busy: timings are slower and noisier)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "load:     {load:.2} (1-minute average at the start){busy}"
+        )?;
+    }
+    match (&r.adapter, &r.gpu_unavailable) {
+        (Some(a), _) => writeln!(out, "gpu:      {a}")?,
+        (None, Some(why)) => writeln!(out, "gpu:      none usable: {why}")?,
+        (None, None) => writeln!(out, "gpu:      not requested")?,
+    }
+    writeln!(out, "data:     {}", r.data)?;
+    writeln!(
+        out,
+        "budget:   {} per case; up to {} timed repeats after one warm-up; train steps in chunks of {}",
+        secs(r.budget_s),
+        r.repeat,
+        r.chunk
+    )?;
+    out.flush()
+}
+
+pub(super) fn write_body<W: Write + ?Sized>(out: &mut W, grid: &Grid, r: &Report) -> Result<()> {
+    write_table(out, r)?;
+    write_footnotes(out, grid, r)?;
+    write_counters(out, r)?;
+    write_growth(out, r)?;
+    write_crossovers(out, grid, r)?;
+    super::peer::write(out, &r.peers)
+}
+
+fn write_table<W: Write + ?Sized>(out: &mut W, r: &Report) -> Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<6} {:<21} {:>5} {:>6} {:>7} {:>4} {:>10} {:>10} {:>10} {:>11} {:>15}  cpu vs gpu / status",
+        "device", "what", "batch", "hidden", "params", "reps", "median¹", "min", "max", "ops²", "rate",
+    )?;
+    for c in &r.cases {
+        writeln!(out, "{}", row(&r.cases, c).trim_end())?;
+    }
+    Ok(())
+}
+
+/// One case's line.
+fn row(cases: &[CaseResult], c: &CaseResult) -> String {
+    let lead = format!(
+        "{:<6} {:<21} {:>5} {:>6} {:>7}",
+        c.device.name(),
+        c.what.name(),
+        c.batch,
+        c.hidden,
+        c.params
+    );
+    let (Some(med), Some(min), Some(max)) = (c.median_s, c.min_s, c.max_s) else {
+        return format!(
+            "{lead} {:>4} {:>10} {:>10} {:>10} {:>11} {:>15}  {}",
+            "-",
+            "",
+            "",
+            "",
+            c.op_unit.amount(c.ops),
+            "",
+            c.status
+        );
+    };
+    let rate = c.rate.map(|v| c.op_unit.rate(v));
+    let mut notes = Vec::new();
+    if c.device == Device::Gpu {
+        notes.extend(gpu_speedup(cases, c).map(versus));
+    }
+    notes.extend(c.device_median_s.map(|d| format!("kernels {}³", secs(d))));
+    let mut note = notes.join("; ");
+    if c.status != "ok" {
+        note = format!("{note}  [{}]", c.status);
+    }
+    format!(
+        "{lead} {:>4} {:>10} {:>10} {:>10} {:>11} {:>15}  {}",
+        c.repeats,
+        secs(med),
+        secs(min),
+        secs(max),
+        c.op_unit.amount(c.ops),
+        rate.as_deref().unwrap_or("-"),
+        note.trim()
+    )
+}
+
+/// "gpu 2.1x faster" / "cpu 3.4x faster", from cpu median / gpu median.
+fn versus(speedup: f64) -> String {
+    if speedup > 1.0 {
+        format!("gpu {}x faster", ratio(speedup))
+    } else {
+        format!("cpu {}x faster", ratio(1.0 / speedup))
+    }
+}
+
+fn write_footnotes<W: Write + ?Sized>(out: &mut W, grid: &Grid, r: &Report) -> Result<()> {
+    writeln!(out)?;
+    writeln!(out, "¹ wall (submit+wait): wall clock around set_batch + the call, median of the timed repeats after")?;
+    writeln!(out, "  one warm-up; each call reads its result back, so on the GPU it is submit-and-wait. The ratios")?;
+    writeln!(out, "  compare these wall times. train-step rows: one train_steps call over a chunk of {} batches", r.chunk)?;
+    writeln!(
+        out,
+        "  (as training runs it), divided by its steps: times, ops and rates are per step."
+    )?;
+    writeln!(out, "² forward = 2*B*sum(fan_in*fan_out) FLOPs (bias, activation, softmax and loss are O(B*(H+10)),")?;
+    writeln!(out, "  under 1% here, not counted); backprop ~ 3x forward; train-step = backprop + a forward for the")?;
+    writeln!(
+        out,
+        "  step's loss = 4x forward (SGD's 2P not counted); numerical-full = 2P forward passes;"
+    )?;
+    writeln!(out, "  numerical-incremental and train-step-numerical in perturbations (2P a step, each O(B*10) work")?;
+    writeln!(out, "  for the samples it reaches).")?;
+    if grid.batches.is_none() && grid.what.iter().any(|w| w.is_numerical()) {
+        writeln!(out, "  The numerical kinds run at batch {NUMERICAL_DEFAULT_BATCH} only by default (give --batch to change that).")?;
+    }
+    writeln!(out, "  A case priced over --budget (warm-up + one repeat; from its op count at this device's forward rate,")?;
+    writeln!(out, "  the numerical gradient also by a probe at a smaller batch) is skipped; a slow case gets fewer repeats.")?;
+    // The train-step kinds never have a kernel time (a chunk is many submissions).
+    let gpu_ran = r
+        .cases
+        .iter()
+        .any(|c| c.device == Device::Gpu && c.ok() && c.what.train_method().is_none());
+    if r.cases.iter().any(|c| c.device_median_s.is_some()) {
+        writeln!(out, "³ kernels: the GPU's own time for the call, from timestamp queries around its work (first kernel")?;
+        writeln!(
+            out,
+            "  to last, same repeats, median): wall minus submission, read-back and host overhead."
+        )?;
+    } else if gpu_ran {
+        writeln!(
+            out,
+            "³ This adapter has no timestamp queries: the GPU rows are wall clock only."
+        )?;
+    }
+    Ok(())
+}
+
+/// The train-step rows that ran on the GPU (or on any backend that counts): what a step cost
+/// the host.
+fn write_counters<W: Write + ?Sized>(out: &mut W, r: &Report) -> Result<()> {
+    let rows: Vec<&CaseResult> = r
+        .cases
+        .iter()
+        .filter(|c| c.what.train_method().is_some() && c.ok())
+        .filter(|c| c.device == Device::Gpu || c.counters_per_step.is_some())
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "host costs per training step⁴ (over the timed chunks):"
+    )?;
+    writeln!(
+        out,
+        "  {:<6} {:<21} {:>5} {:>6} {:>8} {:>8} {:>10} {:>8} {:>9}",
+        "device",
+        "what",
+        "batch",
+        "hidden",
+        "submits",
+        "waits",
+        "dispatches",
+        "copies",
+        "creations"
+    )?;
+    for c in rows {
+        let lead = format!(
+            "  {:<6} {:<21} {:>5} {:>6}",
+            c.device.name(),
+            c.what.name(),
+            c.batch,
+            c.hidden
+        );
+        match c.counters_per_step {
+            Some(k) => writeln!(
+                out,
+                "{lead} {:>8} {:>8} {:>10} {:>8} {:>9}",
+                count(k.submissions),
+                count(k.blocking_waits),
+                count(k.dispatches),
+                count(k.copies),
+                count(k.creations)
+            )?,
+            None => writeln!(out, "{lead} {:>8}  (this backend counts nothing)", "n/a")?,
+        }
+    }
+    writeln!(out, "⁴ submissions of command buffers, blocking waits on the device (map + poll), compute dispatches,")?;
+    writeln!(out, "  buffer copies and queue writes, and creations of buffers, bind groups and pipelines, from the")?;
+    writeln!(
+        out,
+        "  backend's counters before and after the timed chunks, divided by their steps."
+    )
+}
+
+/// A per-step count: whole numbers plainly, fractions (a chunk sharing one) to 3 digits.
+fn count(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Only the fits with an exponent: a kind of work measured at two sizes or more.
+fn write_growth<W: Write + ?Sized>(out: &mut W, r: &Report) -> Result<()> {
+    let k = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+    let fits: Vec<_> = r
+        .fits
+        .iter()
+        .filter(|f| f.points >= 2 && (f.k_hidden.is_some() || f.k_batch.is_some()))
+        .collect();
+    if fits.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(out, "growth (least squares on log-log: time ~ hidden^k_h * batch^k_b; the op count's for comparison):")?;
+    let partial = fits
+        .iter()
+        .any(|f| f.k_hidden.is_none() || f.k_batch.is_none());
+    for f in &fits {
+        writeln!(
+            out,
+            "  {:<4} {:<21} k_h {:>5}  k_b {:>5}   (ops: k_h {}, k_b {}; {} points)",
+            f.device.name(),
+            f.what.name(),
+            k(f.k_hidden),
+            k(f.k_batch),
+            k(f.ops_k_hidden),
+            k(f.ops_k_batch),
+            f.points,
+        )?;
+    }
+    if partial {
+        writeln!(out, "  (- where that size did not vary)")?;
+    }
+    Ok(())
+}
+
+/// Only when both devices were asked for.
+fn write_crossovers<W: Write + ?Sized>(out: &mut W, grid: &Grid, r: &Report) -> Result<()> {
+    if !(grid.devices.contains(&Device::Cpu) && grid.devices.contains(&Device::Gpu)) {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(out, "where the GPU overtakes the CPU (smallest op count at which the gpu median < the cpu median):")?;
+    for x in &r.crossovers {
+        let text = match (x.compared, x.batch, x.hidden, x.gpu_speedup) {
+            (0, ..) => "not compared (not measured on both devices)".to_string(),
+            (_, Some(b), Some(h), Some(s)) => {
+                format!("batch {b}, hidden {h} (gpu {}x faster there)", ratio(s))
+            }
+            (1, ..) => "not at the one size compared (the cpu was faster)".to_string(),
+            (n, ..) => format!("not in this range (the cpu was faster at all {n} sizes compared)"),
+        };
+        writeln!(out, "  {:<21} {text}", x.what.name())?;
+    }
+    Ok(())
+}
+
+/// "12.3 us", "4.56 ms", "1.23 s".
+pub(super) fn secs(s: f64) -> String {
+    if s < 1e-3 {
+        format!("{:.1} us", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.2} ms", s * 1e3)
+    } else if s < 100.0 {
+        format!("{s:.2} s")
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
+/// "1.5", "23", "610".
+pub(super) fn ratio(r: f64) -> String {
+    if r < 10.0 {
+        format!("{r:.1}")
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+/// 3 significant digits with an SI prefix and a trailing space: "7.95 M", "39.8 k".
+pub(super) fn si(v: f64) -> String {
+    let (scaled, prefix) = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
+        .into_iter()
+        .find(|&(f, _)| v.abs() >= f)
+        .map(|(f, p)| (v / f, p))
+        .unwrap_or((v, ""));
+    let digits = if scaled.abs() >= 100.0 {
+        0
+    } else if scaled.abs() >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{scaled:.digits$} {prefix}")
+}
+
+/// Progress on stderr when it is a terminal; silent otherwise, so piped output stays clean.
+pub(super) struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Progress {
+            on: std::io::stderr().is_terminal(),
+        }
+    }
+    pub fn show(&self, device: Device, what: Work, s: &Shape) {
+        self.line(&format!(
+            "{} {} batch {} hidden {}",
+            device.name(),
+            what.name(),
+            s.batch,
+            s.hidden
+        ));
+    }
+    pub fn line(&self, text: &str) {
+        if self.on {
+            eprint!("\r\x1b[Kbench: {text} ...");
+        }
+    }
+    pub fn clear(&self) {
+        if self.on {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(secs(12.3e-6), "12.3 us");
+        assert_eq!(secs(0.01456), "14.56 ms");
+        assert_eq!(si(7.95e6), "7.95 M");
+        assert_eq!(si(79520.0), "79.5 k");
+        assert_eq!(ratio(613.4), "613");
+        assert_eq!(versus(2.0), "gpu 2.0x faster");
+        assert_eq!(versus(0.25), "cpu 4.0x faster");
+        assert_eq!(count(2.0), "2");
+        assert_eq!(count(0.05), "0.050");
+    }
+}
