@@ -14,6 +14,7 @@ pub mod error;
 pub mod gpu;
 pub mod math;
 pub mod model;
+pub mod predict;
 pub mod report;
 pub mod run;
 pub mod tolerance;
