@@ -38,6 +38,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Loss, accuracy, confusion matrix and per-class accuracy of a checkpoint.
     Eval(EvalArgs),
+    /// What a checkpoint makes of your own pictures (PNG or JPEG, any size): the top classes
+    /// with their probabilities. Runs on the CPU.
+    Predict(PredictArgs),
     /// List every GPU adapter (name, backend, type, driver, key limits) and which one auto picks.
     Devices,
     /// The chapter's walkthrough in the terminal; with --out, its pictures.
@@ -93,6 +96,37 @@ pub struct EvalArgs {
     /// Which split to evaluate.
     #[arg(long, value_enum, default_value = "test")]
     pub split: SplitArg,
+    /// One JSON object on stdout: checkpoint, split, count, loss, accuracy, per-class accuracy,
+    /// confusion matrix, class names.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw the first N misclassified images of the split, each labelled "true / predicted",
+    /// into DIR/misclassified.png (needs --out).
+    #[arg(long, value_name = "N", requires = "out")]
+    pub misclassified: Option<usize>,
+    /// Where --misclassified writes its picture.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// A checkpoint written by `gpu-train train` (safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// PNG or JPEG pictures of any size and colour, one figure each: dark on light or light on
+    /// dark. Each is cropped to its ink, scaled and centred the way MNIST was made.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
+    /// How many classes to list for each picture, most probable first.
+    #[arg(long, default_value_t = 3, value_name = "K")]
+    pub top: usize,
+    /// One JSON object a picture on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also print what preparation did and the input the net saw, as ASCII art.
+    #[arg(long)]
+    pub show: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -175,6 +209,10 @@ pub struct TrainArgs {
     /// else the embedded 30,000/5,000 subset.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Number of classes (2 to 256); every label must be below it. Default: the largest
+    /// training label + 1.
+    #[arg(long, value_name = "N")]
+    pub classes: Option<usize>,
     /// Hidden layer sizes, comma-separated: 50, or 100,50 for two hidden layers.
     #[arg(long, value_delimiter = ',', default_value = "50")]
     pub hidden: Vec<usize>,
@@ -277,6 +315,7 @@ pub fn main_with_args() -> Result<i32> {
     match cli.command {
         Command::Train(args) => run_train(&args, sub.as_ref()),
         Command::Eval(args) => run_eval(&args).map(|_| 0),
+        Command::Predict(args) => run_predict(&args),
         Command::Devices => {
             print!("{}", gpu::devices_report());
             Ok(0)
@@ -472,7 +511,7 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
     if args.checkpoint_every == Some(0) {
         bail!("--checkpoint-every: must be at least 1 (or leave it out: the checkpoint is written at the end)");
     }
-    let mnist = data::load(args.data.as_deref()).context("loading MNIST")?;
+    let mnist = data::load_with(args.data.as_deref(), args.classes).context("loading MNIST")?;
     let flags_spec = MlpSpec::new(
         mnist.train.input_width(),
         args.hidden.clone(),
@@ -517,6 +556,8 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
     cfg.validate()?;
     let train_size = mnist.train.len();
     let data_line = mnist.describe();
+    let classes_line = mnist.describe_classes();
+    let class_names = mnist.class_names.clone();
     let data = Arc::new(mnist);
     let (mut backend, why) = make_backend(args, &spec, data.clone())?;
     // The f64 CPU reference checks every other backend (it would only compare with itself).
@@ -548,6 +589,7 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
         "gpu-train {} | data: {data_line}",
         env!("CARGO_PKG_VERSION")
     ));
+    printer.line(&format!("classes: {classes_line}"));
     printer.line(&format!("device: {} ({why})", backend.name()));
     printer.line(&format!(
         "model: {}, {} parameters | gradient: {} | batch {}, lr {}, {} iterations, seed {}, evaluate every {}",
@@ -579,6 +621,12 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
         ("data", data_line.clone()),
     ]
     .into_iter()
+    .chain(class_names.map(|names| {
+        (
+            gpu_train::predict::CLASS_NAMES_NOTE,
+            serde_json::to_string(&names).expect("strings serialise"),
+        )
+    }))
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let sampler0 = SamplerState {
@@ -723,8 +771,10 @@ fn write_plots(run_dir: &RunDir, train_size: usize, batch: usize) -> Result<Vec<
 
 fn run_eval(args: &EvalArgs) -> Result<()> {
     let ckpt = checkpoint::load(&args.weights)?;
-    let mnist = data::load(args.data.as_deref()).context("loading MNIST")?;
     let spec = &ckpt.params.spec;
+    // The checkpoint's class count is the one every label must fit.
+    let mnist =
+        data::load_with(args.data.as_deref(), Some(spec.classes)).context("loading the data")?;
     let data_spec = MlpSpec {
         input: mnist.train.input_width(),
         classes: mnist.train.classes(),
@@ -732,25 +782,157 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
     };
     checkpoint::check_fits(&args.weights, spec, &data_spec)
         .context("the checkpoint does not fit this data")?;
-    let split = match args.split {
-        SplitArg::Train => &mnist.train,
-        SplitArg::Test => &mnist.test,
+    let names = match &mnist.class_names {
+        Some(names) => Some(names.clone()),
+        None => gpu_train::predict::checkpoint_class_names(&args.weights, &ckpt)?,
+    };
+    let (split, split_name) = match args.split {
+        SplitArg::Train => (&mnist.train, "train"),
+        SplitArg::Test => (&mnist.test, "test"),
     };
     let report = gpu_train::cpu::confusion(spec, &ckpt.params, split);
-    println!(
-        "checkpoint: {} ({}, iteration {})",
-        args.weights.display(),
-        spec.describe(),
-        ckpt.iteration
-    );
-    println!(
-        "data: {} ({:?} split, {} images)",
-        mnist.describe(),
-        args.split,
-        split.len()
-    );
-    print!("{}", report.render());
+    if args.json {
+        let obj =
+            gpu_train::report::eval::to_json(&report, names.as_deref(), &args.weights, split_name);
+        println!("{obj}");
+    } else {
+        println!(
+            "checkpoint: {} ({}, iteration {})",
+            args.weights.display(),
+            spec.describe(),
+            ckpt.iteration
+        );
+        println!(
+            "data: {} ({split_name} split, {} images)",
+            mnist.describe(),
+            split.len()
+        );
+        print!(
+            "{}",
+            gpu_train::report::eval::render(&report, names.as_deref())
+        );
+    }
+    if let (Some(n), Some(dir)) = (args.misclassified, &args.out) {
+        use gpu_train::predict;
+        if n == 0 || n > gpu_train::report::eval::MAX_GRID_IMAGES {
+            bail!(
+                "--misclassified: {n} images; the grid shows 1 to {}",
+                gpu_train::report::eval::MAX_GRID_IMAGES
+            );
+        }
+        let probs = predict::probabilities(spec, &ckpt.params, split);
+        let predicted = predict::argmax_rows(&probs, spec.classes);
+        let (indices, wrong): (Vec<usize>, Vec<usize>) = predicted
+            .iter()
+            .enumerate()
+            .filter(|&(i, &p)| p != split.label(i) as usize)
+            .map(|(i, &p)| (i, p))
+            .take(n)
+            .unzip();
+        let line = if indices.is_empty() {
+            "misclassified: none in this split, no picture written".to_string()
+        } else {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("--out: cannot create {}", dir.display()))?;
+            let path = dir.join("misclassified.png");
+            gpu_train::report::eval::misclassified_grid(
+                &path,
+                split,
+                &indices,
+                &wrong,
+                names.as_deref(),
+            )?;
+            format!(
+                "misclassified: the first {} (true / predicted) drawn in {}",
+                indices.len(),
+                path.display()
+            )
+        };
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
     Ok(())
+}
+
+/// `gpu-train predict`: every picture that can be read goes through one forward pass; the
+/// others are reported on stderr and make the exit status 1.
+fn run_predict(args: &PredictArgs) -> Result<i32> {
+    use gpu_train::predict;
+    if args.top == 0 {
+        bail!("--top: must be at least 1 (the default lists 3 classes)");
+    }
+    let ckpt = checkpoint::load(&args.weights)?;
+    let spec = &ckpt.params.spec;
+    let side = predict::field_side(spec)?;
+    let names = predict::checkpoint_class_names(&args.weights, &ckpt)?;
+    let mut ready = Vec::new();
+    let mut failed = 0;
+    for path in &args.images {
+        match predict::read_image(path).and_then(|g| Ok((predict::prepare(path, &g, side)?, g))) {
+            Ok((prepared, picture)) => ready.push((path, prepared, picture)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if !ready.is_empty() {
+        let prepared: Vec<_> = ready.iter().map(|r| r.1.clone()).collect();
+        let set = predict::as_dataset(&prepared, side, spec.classes)?;
+        let probs = predict::probabilities(spec, &ckpt.params, &set);
+        let k = args.top.min(spec.classes);
+        let name = |c: usize| data::class_name(names.as_deref(), c);
+        for ((path, prepared, picture), row) in ready.iter().zip(probs.chunks(spec.classes)) {
+            let top = predict::top_k(row, k);
+            if args.show {
+                let art = format!(
+                    "{}: {}\n{}",
+                    path.display(),
+                    prepared.describe(picture),
+                    prepared.ascii_art()
+                );
+                if args.json {
+                    eprint!("{art}");
+                } else {
+                    print!("{art}");
+                }
+            }
+            if args.json {
+                let (x, y, w, h) = prepared.ink_box;
+                let obj = serde_json::json!({
+                    "file": path.display().to_string(),
+                    "top": top.iter().map(|&(c, p)| serde_json::json!({
+                        "class": c, "name": name(c), "probability": p,
+                    })).collect::<Vec<_>>(),
+                    "inverted": prepared.inverted,
+                    "ink_box": [x, y, w, h],
+                    "scaled": [prepared.scaled.0, prepared.scaled.1],
+                    "field": [side, side],
+                });
+                println!("{obj}");
+            } else {
+                let parts: Vec<String> = top
+                    .iter()
+                    .map(|&(c, p)| match &names {
+                        Some(_) => format!("{c} {} {:.2}%", name(c), 100.0 * p),
+                        None => format!("{c} {:.2}%", 100.0 * p),
+                    })
+                    .collect();
+                println!("{}: {}", path.display(), parts.join(" | "));
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} pictures could not be read (above)",
+            args.images.len()
+        );
+        return Ok(1);
+    }
+    Ok(0)
 }
 
 fn run_gradcheck(args: &GradcheckArgs) -> Result<()> {

@@ -19,6 +19,7 @@ use std::path::Path;
 use image::io::Limits;
 use image::ImageFormat;
 
+use crate::checkpoint::Checkpoint;
 use crate::cpu::{fill_x, forward::forward};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -35,11 +36,17 @@ pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
 pub const MNIST_FIELD: usize = 28;
 pub const MNIST_BOX: usize = 20;
 
-/// Ink below this (0..1, above the background) is noise, e.g. a JPEG's ringing or paper grain:
-/// it does not stretch the bounding box. MNIST's own faint edges are 1/255 and up, so a lower
-/// value would keep them, but noise too; at 13/255 the box of all 10,000 MNIST test digits
-/// is still 20 pixels on its longer side.
+/// Ink at or below this (0..1, above the background) is noise, e.g. a JPEG's ringing or paper
+/// grain, and is left out; everything above it is kept. MNIST's own faint edges are 1/255 and
+/// up, so a lower value would keep them, but noise too.
 pub const INK_THRESHOLD: f32 = 0.05;
+
+/// Ink above this says where the figure ends, for its size: a picture drawn large and smooth
+/// has a faint halo (a bilinear 4x enlargement spreads each edge by 2 pixels above 0.05,
+/// which would shrink the figure by 5%) that should not count. At 51/255 the first 2,000
+/// MNIST test digits still measure 20 pixels on their longer side, so MNIST's own images
+/// keep their size.
+pub const EXTENT_THRESHOLD: f32 = 0.2;
 
 /// A grey picture: `pixels` row-major, 0 = black, 1 = white.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,23 +151,28 @@ pub fn decode_image(file: &Path, bytes: &[u8]) -> Result<Grey> {
             ))
         }
     };
+    let kind = if format == ImageFormat::Png {
+        "PNG"
+    } else {
+        "JPEG"
+    };
     let reader = || image::io::Reader::with_format(Cursor::new(bytes), format);
     // The header alone first: its claim is checked before anything is sized from it.
     let (width, height) = reader().into_dimensions().map_err(|e| {
         Error::data(
             file,
-            format!("cannot read the {format:?} header: {e}; the file is truncated or corrupt"),
+            format!("cannot read the {kind} header: {e}; the file is truncated or corrupt"),
         )
     })?;
     if width == 0 || height == 0 {
         return fail(format!(
-            "the {format:?} header says {width}x{height} pixels; an image needs at least one"
+            "the {kind} header says {width}x{height} pixels; an image needs at least one"
         ));
     }
     let pixels = width as u64 * height as u64;
     if pixels > MAX_IMAGE_PIXELS {
         return fail(format!(
-            "the {format:?} header says {width}x{height} pixels ({pixels}), more than the \
+            "the {kind} header says {width}x{height} pixels ({pixels}), more than the \
              {MAX_IMAGE_PIXELS} predict accepts; scale it down (a digit needs a few hundred)"
         ));
     }
@@ -174,7 +186,7 @@ pub fn decode_image(file: &Path, bytes: &[u8]) -> Result<Grey> {
     let decoded = decoder.decode().map_err(|e| {
         Error::data(
             file,
-            format!("cannot decode the {format:?} image: {e}; the file is truncated or corrupt"),
+            format!("cannot decode the {kind} image: {e}; the file is truncated or corrupt"),
         )
     })?;
     let la = decoded.to_luma_alpha8();
@@ -248,32 +260,27 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
             }
         })
         .collect();
-    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-    for (i, &v) in ink.iter().enumerate() {
-        if v > INK_THRESHOLD {
-            let (x, y) = (i % w, i / w);
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
-        }
-    }
-    if x0 == usize::MAX {
+    let Some(kept) = ink_box(&ink, w, INK_THRESHOLD) else {
         return Err(Error::data(
             file,
             "has no ink: it is one flat colour (or nearly); draw a dark figure on a light \
              background, or a light one on a dark background",
         ));
-    }
-    let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
-    let crop: Vec<f32> = (y0..=y1)
-        .flat_map(|y| ink[y * w + x0..=y * w + x1].iter().copied())
+    };
+    let extent = ink_box(&ink, w, EXTENT_THRESHOLD).unwrap_or(kept);
+    let (x0, y0, bw, bh) = kept;
+    let crop: Vec<f32> = (y0..y0 + bh)
+        .flat_map(|y| ink[y * w + x0..y * w + x0 + bw].iter().copied())
         .collect();
-    let target = box_side(side);
-    let scale = target as f64 / bw.max(bh) as f64;
-    let sw = ((bw as f64 * scale).round() as usize).clamp(1, target);
-    let sh = ((bh as f64 * scale).round() as usize).clamp(1, target);
-    let scaled = resample(&crop, bw, bh, sw, sh);
+    let target = box_side(side) as f64;
+    let mut scale = target / extent.2.max(extent.3) as f64;
+    if (bw.max(bh) as f64 * scale).ceil() > side as f64 {
+        // Faint ink far from the figure: fit everything kept instead.
+        scale = target / bw.max(bh) as f64;
+    }
+    let fit = |len: usize| ((len as f64 * scale - 1e-9).ceil() as usize).clamp(1, side);
+    let (sw, sh) = (fit(bw), fit(bh));
+    let scaled = resample_by(&crop, bw, bh, sw, sh, 1.0 / scale);
     // Centre of mass, in pixel-index coordinates; MNIST's digits have theirs at (14, 14) of 28.
     let (mut mass, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
     for (i, &v) in scaled.iter().enumerate() {
@@ -302,7 +309,7 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
         side,
         pixels,
         inverted,
-        ink_box: (x0, y0, bw, bh),
+        ink_box: extent,
         scaled: (sw, sh),
     })
 }
@@ -311,8 +318,37 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
 /// shrinks (every source pixel counts by the share of it an output pixel covers; the same size
 /// is an exact copy), bilinear where it grows.
 pub fn resample(src: &[f32], w: usize, h: usize, nw: usize, nh: usize) -> Vec<f32> {
-    let wx = axis_weights(w, nw);
-    let wy = axis_weights(h, nh);
+    let wx = axis_weights(w, nw, w as f64 / nw as f64);
+    let wy = axis_weights(h, nh, h as f64 / nh as f64);
+    apply(src, w, h, nw, nh, &wx, &wy)
+}
+
+/// [`resample`] with one ratio (source pixels per output pixel) for both axes; output pixels
+/// past the source's end see no ink.
+fn resample_by(src: &[f32], w: usize, h: usize, nw: usize, nh: usize, ratio: f64) -> Vec<f32> {
+    let wx = axis_weights(w, nw, ratio);
+    let wy = axis_weights(h, nh, ratio);
+    apply(src, w, h, nw, nh, &wx, &wy)
+}
+
+/// The pixels above `threshold` as a box: x, y, width, height.
+fn ink_box(ink: &[f32], w: usize, threshold: f32) -> Option<(usize, usize, usize, usize)> {
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+    for (i, &v) in ink.iter().enumerate() {
+        if v > threshold {
+            let (x, y) = (i % w, i / w);
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+    }
+    (x0 != usize::MAX).then(|| (x0, y0, x1 - x0 + 1, y1 - y0 + 1))
+}
+
+type Taps = Vec<Vec<(usize, f32)>>;
+
+fn apply(src: &[f32], w: usize, h: usize, nw: usize, nh: usize, wx: &Taps, wy: &Taps) -> Vec<f32> {
     let mut rows = vec![0.0f32; nw * h];
     for y in 0..h {
         for (x, taps) in wx.iter().enumerate() {
@@ -328,13 +364,13 @@ pub fn resample(src: &[f32], w: usize, h: usize, nw: usize, nh: usize) -> Vec<f3
     out
 }
 
-/// For each of `to` output positions along an axis of `from` pixels, the (source index, weight)
-/// pairs, weights summing to 1.
-fn axis_weights(from: usize, to: usize) -> Vec<Vec<(usize, f32)>> {
-    let ratio = from as f64 / to as f64;
+/// For each of `to` output positions along an axis of `from` pixels, `ratio` source pixels
+/// each, the (source index, weight) pairs: areas when shrinking (weights summing to the share
+/// of the output pixel inside the source), bilinear when growing.
+fn axis_weights(from: usize, to: usize, ratio: f64) -> Taps {
     (0..to)
         .map(|i| {
-            if to <= from {
+            if ratio >= 1.0 {
                 let (a, b) = (i as f64 * ratio, (i + 1) as f64 * ratio);
                 let mut taps = Vec::new();
                 let mut j = a.floor() as usize;
@@ -390,6 +426,32 @@ pub fn top_k(row: &[f32], k: usize) -> Vec<(usize, f32)> {
     order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     order.truncate(k);
     order
+}
+
+/// The checkpoint note that holds the class names (a JSON list in label order), written by
+/// `gpu-train train` when the data has a `classes.txt`.
+pub const CLASS_NAMES_NOTE: &str = "class_names";
+
+/// The class names a checkpoint records, checked against its class count; None when it has
+/// none.
+pub fn checkpoint_class_names(path: &Path, ckpt: &Checkpoint) -> Result<Option<Vec<String>>> {
+    let Some(text) = ckpt.notes.get(CLASS_NAMES_NOTE) else {
+        return Ok(None);
+    };
+    let bad = |what: String| Error::Checkpoint {
+        file: path.to_path_buf(),
+        what,
+    };
+    let names: Vec<String> = serde_json::from_str(text)
+        .map_err(|e| bad(format!("metadata \"{CLASS_NAMES_NOTE}\" is malformed: {e}")))?;
+    if names.len() != ckpt.params.spec.classes {
+        return Err(bad(format!(
+            "metadata \"{CLASS_NAMES_NOTE}\" holds {} names for a net of {} classes",
+            names.len(),
+            ckpt.params.spec.classes
+        )));
+    }
+    Ok(Some(names))
 }
 
 /// Prepared pictures as a data set (labels all 0), so that they go through the forward pass
@@ -510,12 +572,14 @@ mod tests {
         assert!(p.inverted);
         assert_eq!(p.ink_box, (20, 10, 10, 30));
         assert_eq!(p.scaled, (7, 20));
-        // (0.8 - 0.2) / 0.8 of full ink.
+        // (0.8 - 0.2) / 0.8 of full ink; 10 columns at 20/30 are 6 2/3, so the seventh is
+        // two-thirds covered.
         assert!(
-            p.pixels.iter().all(|&v| v == 0 || v == 191),
+            p.pixels.iter().all(|&v| v == 0 || v == 191 || v == 128),
             "{:?}",
             p.pixels
         );
+        assert_eq!(p.pixels.iter().filter(|&&v| v == 128).count(), 20);
     }
 
     #[test]
