@@ -511,7 +511,11 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
     if args.checkpoint_every == Some(0) {
         bail!("--checkpoint-every: must be at least 1 (or leave it out: the checkpoint is written at the end)");
     }
-    let mnist = data::load_with(args.data.as_deref(), args.classes).context("loading MNIST")?;
+    let classes = args.classes.map(|count| data::ClassCount {
+        count,
+        origin: format!("--classes {count}"),
+    });
+    let mnist = data::load_with(args.data.as_deref(), classes).context("loading MNIST")?;
     let flags_spec = MlpSpec::new(
         mnist.train.input_width(),
         args.hidden.clone(),
@@ -773,8 +777,11 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
     let ckpt = checkpoint::load(&args.weights)?;
     let spec = &ckpt.params.spec;
     // The checkpoint's class count is the one every label must fit.
-    let mnist =
-        data::load_with(args.data.as_deref(), Some(spec.classes)).context("loading the data")?;
+    let classes = data::ClassCount {
+        count: spec.classes,
+        origin: format!("the checkpoint's {} classes", spec.classes),
+    };
+    let mnist = data::load_with(args.data.as_deref(), Some(classes)).context("loading the data")?;
     let data_spec = MlpSpec {
         input: mnist.train.input_width(),
         classes: mnist.train.classes(),

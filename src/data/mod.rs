@@ -385,14 +385,25 @@ pub fn load(dir: Option<&Path>) -> Result<Mnist> {
     load_with(dir, None)
 }
 
+/// A number of classes given rather than taken from the labels, and who gave it (for errors:
+/// `--classes 26`, `the checkpoint's 10 classes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassCount {
+    pub count: usize,
+    pub origin: String,
+}
+
 /// [`load`], with the number of classes given (`--classes N`, or a checkpoint's) instead of
 /// taken from the training labels; every label of both parts must be below it.
-pub fn load_with(dir: Option<&Path>, classes: Option<usize>) -> Result<Mnist> {
-    if let Some(n) = classes {
-        if !(2..=256).contains(&n) {
+pub fn load_with(dir: Option<&Path>, classes: Option<ClassCount>) -> Result<Mnist> {
+    if let Some(c) = &classes {
+        if !(2..=256).contains(&c.count) {
             return Err(Error::config(
-                "--classes",
-                format!("{n} classes; labels are bytes and softmax needs two, so 2 to 256"),
+                &c.origin,
+                format!(
+                    "{} classes; labels are bytes and softmax needs two, so 2 to 256",
+                    c.count
+                ),
             ));
         }
     }
@@ -410,7 +421,7 @@ pub fn embedded() -> Result<Mnist> {
     embedded_with(None)
 }
 
-fn embedded_with(classes: Option<usize>) -> Result<Mnist> {
+fn embedded_with(classes: Option<ClassCount>) -> Result<Mnist> {
     let part = |images_name: &str, images: &[u8], labels_name: &str, labels: &[u8]| {
         let images_name = format!("{EMBEDDED_PREFIX}{images_name}.gz");
         let labels_name = format!("{EMBEDDED_PREFIX}{labels_name}.gz");
@@ -440,7 +451,7 @@ fn embedded_with(classes: Option<usize>) -> Result<Mnist> {
 
 /// Loads the four files (and `classes.txt` when there is one) from `dir`; `origin` says where
 /// the directory came from, for errors.
-fn load_dir(dir: &Path, origin: &str, classes: Option<usize>) -> Result<Mnist> {
+fn load_dir(dir: &Path, origin: &str, classes: Option<ClassCount>) -> Result<Mnist> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
@@ -579,12 +590,15 @@ fn pair(
 fn assemble(
     train: Part,
     test: Part,
-    classes: Option<usize>,
+    classes: Option<ClassCount>,
     names: Option<(Vec<String>, PathBuf)>,
 ) -> Result<Mnist> {
     let largest = train.labels.iter().copied().max().unwrap_or(0) as usize;
     let (classes, why) = match classes {
-        Some(n) => (n, format!("--classes {n} allows labels 0..={}", n - 1)),
+        Some(c) => (
+            c.count,
+            format!("{} allows labels 0..={}", c.origin, c.count - 1),
+        ),
         None => (
             largest + 1,
             format!(
@@ -619,6 +633,8 @@ fn assemble(
             part.images_path.to_string_lossy().into_owned(),
         )
     };
+    // Labels first, so that a label beyond the count is reported even when the names disagree.
+    let (train, test) = (build(train)?, build(test)?);
     let class_names = match names {
         Some((names, path)) if names.len() != classes => {
             return Err(Error::data(
@@ -634,8 +650,8 @@ fn assemble(
         None => None,
     };
     Ok(Mnist {
-        train: build(train)?,
-        test: build(test)?,
+        train,
+        test,
         class_names,
     })
 }
@@ -714,5 +730,97 @@ mod tests {
         };
         assert!(!mnist.is_embedded());
         assert_eq!(mnist.describe(), "MNIST from /d: 1 train / 1 test, 2x2");
+    }
+
+    /// A directory of four raw IDX files: `train` and `test` labels, 1x2 images.
+    fn idx_dir(name: &str, train: &[u8], test: &[u8]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("gpu-train-classes-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (images, labels, set) in [
+            (TRAIN_IMAGES, TRAIN_LABELS, train),
+            (TEST_IMAGES, TEST_LABELS, test),
+        ] {
+            let n = set.len() as u32;
+            let mut img = [idx::IMAGES_MAGIC, n, 1, 2]
+                .iter()
+                .flat_map(|w| w.to_be_bytes())
+                .collect::<Vec<u8>>();
+            img.extend(std::iter::repeat_n(7u8, set.len() * 2));
+            std::fs::write(dir.join(images), img).unwrap();
+            let mut lab = [idx::LABELS_MAGIC, n]
+                .iter()
+                .flat_map(|w| w.to_be_bytes())
+                .collect::<Vec<u8>>();
+            lab.extend_from_slice(set);
+            std::fs::write(dir.join(labels), lab).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn classes_come_from_the_largest_training_label_or_are_given() {
+        let dir = idx_dir("count", &[0, 25, 3], &[1, 2]);
+        let set = load(Some(&dir)).unwrap();
+        assert_eq!((set.train.classes(), set.test.classes()), (26, 26));
+        assert_eq!(set.describe_classes(), "26 classes (labels 0..=25)");
+        let given = |count: usize| {
+            load_with(
+                Some(&dir),
+                Some(ClassCount {
+                    count,
+                    origin: format!("--classes {count}"),
+                }),
+            )
+        };
+        assert_eq!(given(30).unwrap().train.classes(), 30);
+        let message = given(20).unwrap_err().to_string();
+        assert!(
+            message.contains(&dir.join(TRAIN_LABELS).display().to_string())
+                && message.contains("label 25 at index 1")
+                && message.contains("--classes 20 allows labels 0..=19"),
+            "{message}"
+        );
+        assert!(given(1).unwrap_err().to_string().contains("--classes 1"));
+        assert!(given(257).unwrap_err().to_string().contains("2 to 256"));
+        // A test label beyond the training labels' range names the test file.
+        let dir = idx_dir("beyond", &[0, 4], &[1, 5]);
+        let message = load(Some(&dir)).unwrap_err().to_string();
+        assert!(
+            message.contains(&dir.join(TEST_LABELS).display().to_string())
+                && message.contains("label 5 at index 1")
+                && message.contains("largest training label is 4"),
+            "{message}"
+        );
+        let dir = idx_dir("zeros", &[0, 0], &[0]);
+        assert!(load(Some(&dir))
+            .unwrap_err()
+            .to_string()
+            .contains("at least 2 classes"));
+    }
+
+    #[test]
+    fn class_names_come_from_classes_txt_and_must_match_the_count() {
+        let dir = idx_dir("names", &[0, 2, 1], &[1]);
+        std::fs::write(dir.join(CLASS_NAMES_FILE), "cat\r\n dog \nbird\n\n").unwrap();
+        let set = load(Some(&dir)).unwrap();
+        assert_eq!(set.class_names.as_deref().unwrap(), ["cat", "dog", "bird"]);
+        assert_eq!(set.class_name(1), "dog");
+        assert_eq!(set.describe_classes(), "3 classes: cat, dog, bird");
+        let names = dir.join(CLASS_NAMES_FILE);
+        std::fs::write(&names, "cat\ndog\n").unwrap();
+        let message = load(Some(&dir)).unwrap_err().to_string();
+        assert!(
+            message.contains(&names.display().to_string())
+                && message.contains("holds 2 class names but the data has 3 classes"),
+            "{message}"
+        );
+        std::fs::write(&names, "cat\n\ndog\nbird\n").unwrap();
+        let message = load(Some(&dir)).unwrap_err().to_string();
+        assert!(message.contains("line 2 is empty"), "{message}");
+        std::fs::write(&names, [0xff, 0xfe, b'\n']).unwrap();
+        assert!(load(Some(&dir)).unwrap_err().to_string().contains("UTF-8"));
+        assert_eq!(class_name(None, 7), "7");
     }
 }
