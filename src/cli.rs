@@ -105,7 +105,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "N", requires = "out")]
     pub misclassified: Option<usize>,
     /// Where --misclassified writes its picture.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", requires = "misclassified")]
     pub out: Option<PathBuf>,
 }
 
