@@ -233,6 +233,12 @@ pub fn box_side(side: usize) -> usize {
 /// docs). A picture with no ink (one flat colour) is an error naming `file`.
 pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
     let (w, h) = (picture.width, picture.height);
+    if w == 0 || h == 0 {
+        return Err(Error::data(
+            file,
+            format!("is {w}x{h} pixels; a picture needs at least one"),
+        ));
+    }
     assert_eq!(
         picture.pixels.len(),
         w * h,
@@ -588,6 +594,8 @@ mod tests {
             let e = prepare(file(), &grey(9, 7, |_, _| level), 28).unwrap_err();
             assert!(e.to_string().contains("pic.png") && e.to_string().contains("no ink"));
         }
+        let e = prepare(file(), &grey(0, 0, |_, _| 0.0), 28).unwrap_err();
+        assert!(e.to_string().contains("0x0"));
     }
 
     #[test]

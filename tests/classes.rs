@@ -104,7 +104,7 @@ fn a_26_class_set_trains_evaluates_and_predicts() {
         r,
     ]));
     assert!(
-        text.contains("classes: 26 classes: A, B, C,") && text.contains("784-50-26"),
+        text.contains("classes: 26 (A, B, C,") && text.contains("784-50-26"),
         "{text}"
     );
     // The checkpoint records the class count (in its spec) and the names.

@@ -39,10 +39,15 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// A checkpoint trained quickly (backprop, 3,000 steps, a few seconds) on the embedded set,
-/// once per test binary.
+/// once per test binary; `GPU_TRAIN_PREDICT_CHECKPOINT=FILE` runs the checks against another
+/// (e.g. one from the default `gpu-train train`).
 fn checkpoint() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
+        if let Some(path) = std::env::var_os("GPU_TRAIN_PREDICT_CHECKPOINT") {
+            eprintln!("checkpoint: {}", Path::new(&path).display());
+            return PathBuf::from(path);
+        }
         let dir = temp_dir("run");
         let out = gpu_train(&[
             "train",

@@ -350,13 +350,12 @@ impl Mnist {
         }
     }
 
-    /// The classes in one line, e.g. `10 classes (labels 0..=9)` or
-    /// `10 classes: T-shirt/top, Trouser, ...`.
+    /// The classes in one line, e.g. `10 (labels 0..=9)` or `10 (T-shirt/top, Trouser, ...)`.
     pub fn describe_classes(&self) -> String {
         let n = self.train.classes();
         match &self.class_names {
-            Some(names) => format!("{n} classes: {}", names.join(", ")),
-            None => format!("{n} classes (labels 0..={})", n - 1),
+            Some(names) => format!("{n} ({})", names.join(", ")),
+            None => format!("{n} (labels 0..={})", n - 1),
         }
     }
 
@@ -764,7 +763,7 @@ mod tests {
         let dir = idx_dir("count", &[0, 25, 3], &[1, 2]);
         let set = load(Some(&dir)).unwrap();
         assert_eq!((set.train.classes(), set.test.classes()), (26, 26));
-        assert_eq!(set.describe_classes(), "26 classes (labels 0..=25)");
+        assert_eq!(set.describe_classes(), "26 (labels 0..=25)");
         let given = |count: usize| {
             load_with(
                 Some(&dir),
@@ -807,7 +806,7 @@ mod tests {
         let set = load(Some(&dir)).unwrap();
         assert_eq!(set.class_names.as_deref().unwrap(), ["cat", "dog", "bird"]);
         assert_eq!(set.class_name(1), "dog");
-        assert_eq!(set.describe_classes(), "3 classes: cat, dog, bird");
+        assert_eq!(set.describe_classes(), "3 (cat, dog, bird)");
         let names = dir.join(CLASS_NAMES_FILE);
         std::fs::write(&names, "cat\ndog\n").unwrap();
         let message = load(Some(&dir)).unwrap_err().to_string();
