@@ -779,7 +779,7 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
     // The checkpoint's class count is the one every label must fit.
     let classes = data::ClassCount {
         count: spec.classes,
-        origin: format!("the checkpoint's {} classes", spec.classes),
+        origin: format!("the checkpoint ({} classes)", spec.classes),
     };
     let mnist = data::load_with(args.data.as_deref(), Some(classes)).context("loading the data")?;
     let data_spec = MlpSpec {

@@ -217,6 +217,31 @@ fn a_label_beyond_classes_is_an_error_naming_the_file_and_the_label() {
             && stderr.contains("--classes 20 allows labels 0..=19"),
         "{stderr}"
     );
+    // So is a label beyond a checkpoint's classes when it is evaluated.
+    let run = dir.join("ten");
+    stdout_of(&gpu_train(&[
+        "train",
+        "--device",
+        "cpu",
+        "--grad",
+        "backprop",
+        "--iters",
+        "1",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    let ten = run.join("checkpoint.safetensors");
+    let out = gpu_train(&["eval", "--weights", ten.to_str().unwrap(), "--data", d]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (index, label) = train.iter().enumerate().find(|&(_, &l)| l >= 10).unwrap();
+    assert!(
+        !out.status.success()
+            && stderr.contains(&file.display().to_string())
+            && stderr.contains(&format!("label {label} at index {index}"))
+            && stderr.contains("the checkpoint (10 classes) allows labels 0..=9"),
+        "{stderr}"
+    );
     // A classes.txt of the wrong length names itself.
     let names = dir.join(data::CLASS_NAMES_FILE);
     let short: String = ('A'..='Y').map(|c| format!("{c}\n")).collect();

@@ -385,7 +385,7 @@ pub fn load(dir: Option<&Path>) -> Result<Mnist> {
 }
 
 /// A number of classes given rather than taken from the labels, and who gave it (for errors:
-/// `--classes 26`, `the checkpoint's 10 classes`).
+/// `--classes 26`, `the checkpoint (10 classes)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassCount {
     pub count: usize,
