@@ -1,6 +1,6 @@
 //! The command line: clap commands that call the library. main.rs only calls `run`.
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use gpu_train::backend::{GradKind, PerturbStrategy, DEFAULT_H};
@@ -34,6 +34,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Loss, accuracy, confusion matrix and per-class accuracy of a checkpoint.
     Eval(EvalArgs),
+    /// What a checkpoint makes of your own pictures (PNG or JPEG, any size): the top classes
+    /// with their probabilities. Runs on the CPU.
+    Predict(PredictArgs),
     /// List every GPU adapter (name, backend, type, driver, key limits) and which one auto picks.
     Devices,
     /// The chapter's walkthrough in the terminal; with --out, its pictures.
@@ -90,6 +93,37 @@ pub struct EvalArgs {
     /// Which split to evaluate.
     #[arg(long, value_enum, default_value = "test")]
     pub split: SplitArg,
+    /// One JSON object on stdout: checkpoint, split, count, loss, accuracy, per-class accuracy,
+    /// confusion matrix, class names.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw the first N misclassified images of the split, each labelled "true / predicted",
+    /// into DIR/misclassified.png (needs --out).
+    #[arg(long, value_name = "N", requires = "out")]
+    pub misclassified: Option<usize>,
+    /// Where --misclassified writes its picture.
+    #[arg(long, value_name = "DIR", requires = "misclassified")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// A checkpoint written by `gpu-train train` (safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// PNG or JPEG pictures of any size and colour, one figure each: dark on light or light on
+    /// dark. Each is cropped to its ink, scaled and centred the way MNIST was made.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
+    /// How many classes to list for each picture, most probable first.
+    #[arg(long, default_value_t = 3, value_name = "K")]
+    pub top: usize,
+    /// One JSON object a picture on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also print what preparation did and the input the net saw, as ASCII art.
+    #[arg(long)]
+    pub show: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -129,6 +163,10 @@ pub struct TrainArgs {
     /// $MNIST_DIR, else the embedded 30,000/5,000 subset. [may change on --resume]
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Number of classes (2 to 256); every label must be below it. Default: the largest
+    /// training label + 1.
+    #[arg(long, value_name = "N")]
+    pub classes: Option<usize>,
     /// Hidden layer sizes, comma-separated: 50, or 100,50 for two hidden layers.
     #[arg(long, value_delimiter = ',', default_value = "50")]
     pub hidden: Vec<usize>,
@@ -196,6 +234,7 @@ pub struct TrainArgs {
 
 /// The train flags that change the trajectory or the run, by clap id.
 const TRAIN_FLAGS: &[&str] = &[
+    "classes",
     "device",
     "grad",
     "numgrad",
@@ -229,6 +268,7 @@ impl TrainArgs {
             device: self.device,
             precision: self.precision,
             data: self.data.clone(),
+            classes: self.classes,
             hidden: self.hidden.clone(),
             activation: self.activation,
             batch: self.batch,
@@ -259,6 +299,7 @@ pub fn main_with_args() -> Result<i32> {
     match cli.command {
         Command::Train(args) => crate::terminal::run_train(&args, sub.as_ref()),
         Command::Eval(args) => run_eval(&args).map(|_| 0),
+        Command::Predict(args) => run_predict(&args),
         Command::Devices => {
             print!("{}", gpu::devices_report());
             Ok(0)
@@ -284,8 +325,13 @@ fn explicit(m: Option<&ArgMatches>, id: &str) -> bool {
 
 fn run_eval(args: &EvalArgs) -> Result<()> {
     let ckpt = checkpoint::load(&args.weights)?;
-    let mnist = data::load(args.data.as_deref()).context("loading MNIST")?;
     let spec = &ckpt.params.spec;
+    // The checkpoint's class count is the one every label must fit.
+    let classes = data::ClassCount {
+        count: spec.classes,
+        origin: format!("the checkpoint ({} classes)", spec.classes),
+    };
+    let mnist = data::load_with(args.data.as_deref(), Some(classes)).context("loading the data")?;
     let data_spec = MlpSpec {
         input: mnist.train.input_width(),
         classes: mnist.train.classes(),
@@ -293,25 +339,157 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
     };
     checkpoint::check_fits(&args.weights, spec, &data_spec)
         .context("the checkpoint does not fit this data")?;
-    let split = match args.split {
-        SplitArg::Train => &mnist.train,
-        SplitArg::Test => &mnist.test,
+    let names = match &mnist.class_names {
+        Some(names) => Some(names.clone()),
+        None => gpu_train::predict::checkpoint_class_names(&args.weights, &ckpt)?,
+    };
+    let (split, split_name) = match args.split {
+        SplitArg::Train => (&mnist.train, "train"),
+        SplitArg::Test => (&mnist.test, "test"),
     };
     let report = gpu_train::cpu::confusion(spec, &ckpt.params, split);
-    println!(
-        "checkpoint: {} ({}, iteration {})",
-        args.weights.display(),
-        spec.describe(),
-        ckpt.iteration
-    );
-    println!(
-        "data: {} ({:?} split, {} images)",
-        mnist.describe(),
-        args.split,
-        split.len()
-    );
-    print!("{}", report.render());
+    if args.json {
+        let obj =
+            gpu_train::report::eval::to_json(&report, names.as_deref(), &args.weights, split_name);
+        println!("{obj}");
+    } else {
+        println!(
+            "checkpoint: {} ({}, iteration {})",
+            args.weights.display(),
+            spec.describe(),
+            ckpt.iteration
+        );
+        println!(
+            "data: {} ({split_name} split, {} images)",
+            mnist.describe(),
+            split.len()
+        );
+        print!(
+            "{}",
+            gpu_train::report::eval::render(&report, names.as_deref())
+        );
+    }
+    if let (Some(n), Some(dir)) = (args.misclassified, &args.out) {
+        use gpu_train::predict;
+        if n == 0 || n > gpu_train::report::eval::MAX_GRID_IMAGES {
+            bail!(
+                "--misclassified: {n} images; the grid shows 1 to {}",
+                gpu_train::report::eval::MAX_GRID_IMAGES
+            );
+        }
+        let probs = predict::probabilities(spec, &ckpt.params, split);
+        let predicted = predict::argmax_rows(&probs, spec.classes);
+        let (indices, wrong): (Vec<usize>, Vec<usize>) = predicted
+            .iter()
+            .enumerate()
+            .filter(|&(i, &p)| p != split.label(i) as usize)
+            .map(|(i, &p)| (i, p))
+            .take(n)
+            .unzip();
+        let line = if indices.is_empty() {
+            "misclassified: none in this split, no picture written".to_string()
+        } else {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("--out: cannot create {}", dir.display()))?;
+            let path = dir.join("misclassified.png");
+            gpu_train::report::eval::misclassified_grid(
+                &path,
+                split,
+                &indices,
+                &wrong,
+                names.as_deref(),
+            )?;
+            format!(
+                "misclassified: the first {} (true / predicted) drawn in {}",
+                indices.len(),
+                path.display()
+            )
+        };
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
     Ok(())
+}
+
+/// `gpu-train predict`: every picture that can be read goes through one forward pass; the
+/// others are reported on stderr and make the exit status 1.
+fn run_predict(args: &PredictArgs) -> Result<i32> {
+    use gpu_train::predict;
+    if args.top == 0 {
+        bail!("--top: must be at least 1 (the default lists 3 classes)");
+    }
+    let ckpt = checkpoint::load(&args.weights)?;
+    let spec = &ckpt.params.spec;
+    let side = predict::field_side(spec)?;
+    let names = predict::checkpoint_class_names(&args.weights, &ckpt)?;
+    let mut ready = Vec::new();
+    let mut failed = 0;
+    for path in &args.images {
+        match predict::read_image(path).and_then(|g| Ok((predict::prepare(path, &g, side)?, g))) {
+            Ok((prepared, picture)) => ready.push((path, prepared, picture)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if !ready.is_empty() {
+        let prepared: Vec<_> = ready.iter().map(|r| r.1.clone()).collect();
+        let set = predict::as_dataset(&prepared, side, spec.classes)?;
+        let probs = predict::probabilities(spec, &ckpt.params, &set);
+        let k = args.top.min(spec.classes);
+        let name = |c: usize| data::class_name(names.as_deref(), c);
+        for ((path, prepared, picture), row) in ready.iter().zip(probs.chunks(spec.classes)) {
+            let top = predict::top_k(row, k);
+            if args.show {
+                let art = format!(
+                    "{}: {}\n{}",
+                    path.display(),
+                    prepared.describe(picture),
+                    prepared.ascii_art()
+                );
+                if args.json {
+                    eprint!("{art}");
+                } else {
+                    print!("{art}");
+                }
+            }
+            if args.json {
+                let (x, y, w, h) = prepared.ink_box;
+                let obj = serde_json::json!({
+                    "file": path.display().to_string(),
+                    "top": top.iter().map(|&(c, p)| serde_json::json!({
+                        "class": c, "name": name(c), "probability": p,
+                    })).collect::<Vec<_>>(),
+                    "inverted": prepared.inverted,
+                    "ink_box": [x, y, w, h],
+                    "scaled": [prepared.scaled.0, prepared.scaled.1],
+                    "field": [side, side],
+                });
+                println!("{obj}");
+            } else {
+                let parts: Vec<String> = top
+                    .iter()
+                    .map(|&(c, p)| match &names {
+                        Some(_) => format!("{c} {} {:.2}%", name(c), 100.0 * p),
+                        None => format!("{c} {:.2}%", 100.0 * p),
+                    })
+                    .collect();
+                println!("{}: {}", path.display(), parts.join(" | "));
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} pictures could not be read (above)",
+            args.images.len()
+        );
+        return Ok(1);
+    }
+    Ok(0)
 }
 
 /// Prints the rows as they come (on a terminal, which one is being computed meanwhile) and

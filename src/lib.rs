@@ -16,6 +16,7 @@ pub mod gpu;
 pub mod gradcheck;
 pub mod math;
 pub mod model;
+pub mod predict;
 pub mod report;
 pub mod run;
 pub mod session;

@@ -52,6 +52,8 @@ pub struct TrainRequest {
     pub device: DeviceChoice,
     pub precision: Precision,
     pub data: Option<PathBuf>,
+    /// None: the largest training label + 1 (a resume: the checkpoint's).
+    pub classes: Option<usize>,
     pub hidden: Vec<usize>,
     pub activation: Activation,
     pub batch: usize,
@@ -164,7 +166,22 @@ pub fn plan(req: &TrainRequest) -> Result<Plan> {
             "must be at least 1 (or leave it out: the checkpoint is written at the end)",
         ));
     }
-    let mnist = data::load(req.data.as_deref())?;
+    // A resume's checkpoint is read first: its class count is the data's.
+    let ckpt = match &req.resume {
+        Some(path) => Some(checkpoint::load(path)?),
+        None => None,
+    };
+    let classes = match &ckpt {
+        Some(c) => Some(data::ClassCount {
+            count: c.params.spec.classes,
+            origin: format!("the checkpoint ({} classes)", c.params.spec.classes),
+        }),
+        None => req.classes.map(|count| data::ClassCount {
+            count,
+            origin: format!("--classes {count}"),
+        }),
+    };
+    let mnist = data::load_with(req.data.as_deref(), classes)?;
     let train_size = mnist.train.len();
     let flags_spec = MlpSpec::new(
         mnist.train.input_width(),
@@ -172,8 +189,8 @@ pub fn plan(req: &TrainRequest) -> Result<Plan> {
         mnist.train.classes(),
         req.activation,
     )?;
-    let (spec, mut cfg, params, start, default_out) = match &req.resume {
-        None => {
+    let (spec, mut cfg, params, start, default_out) = match (&req.resume, ckpt) {
+        (None, _) | (_, None) => {
             let cfg = TrainConfig {
                 batch: req.batch,
                 lr: req.lr,
@@ -187,8 +204,7 @@ pub fn plan(req: &TrainRequest) -> Result<Plan> {
             let params = Params::init(&flags_spec, req.seed);
             (flags_spec, cfg, params, None, None)
         }
-        Some(path) => {
-            let ckpt = checkpoint::load(path)?;
+        (Some(path), Some(ckpt)) => {
             let data_spec = MlpSpec {
                 hidden: ckpt.params.spec.hidden.clone(),
                 activation: ckpt.params.spec.activation,
@@ -687,6 +703,12 @@ pub fn run(
         ("data", plan.data.describe()),
     ]
     .into_iter()
+    .chain(plan.data.class_names.as_ref().map(|names| {
+        (
+            crate::predict::CLASS_NAMES_NOTE,
+            serde_json::to_string(names).expect("strings serialise"),
+        )
+    }))
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let mut checkpointer = Checkpointer {

@@ -43,6 +43,7 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
         env!("CARGO_PKG_VERSION"),
         plan.data.describe()
     ));
+    printer.say(&format!("classes: {}", plan.data.describe_classes()));
     printer.say(&format!("device: {} ({why})", backend.name()));
     let cfg = &plan.cfg;
     let per_epoch = gpu_train::train::iters_per_epoch(plan.data.train.len(), cfg.batch);

@@ -24,6 +24,13 @@ pub use sampler::{Sampler, SamplerKind, SamplerState};
 /// Number of MNIST classes (the digits 0 to 9).
 pub const MNIST_CLASSES: usize = 10;
 
+/// The optional file of class names beside the IDX files: one name a line, in label order.
+pub const CLASS_NAMES_FILE: &str = "classes.txt";
+
+/// The longest `classes.txt` read (256 names of a few words each fit many times over); checked
+/// before the file is read.
+const MAX_CLASS_NAMES_BYTES: u64 = 64 * 1024;
+
 /// The environment variable that points at a directory of full MNIST files.
 pub const MNIST_DIR_ENV: &str = "MNIST_DIR";
 
@@ -307,11 +314,14 @@ fn first_bad_label(labels: &[u8], classes: usize) -> Option<(usize, u8)> {
         .find(|&(_, label)| label as usize >= classes)
 }
 
-/// MNIST's training and test sets.
+/// MNIST's training and test sets (or any IDX set laid out like them).
 #[derive(Clone, Debug)]
 pub struct Mnist {
     pub train: Dataset,
     pub test: Dataset,
+    /// The names of the classes in label order, from `classes.txt` beside the files; None
+    /// when there is none (the labels are their own names, as MNIST's digits are).
+    pub class_names: Option<Vec<String>>,
 }
 
 impl Mnist {
@@ -339,6 +349,28 @@ impl Mnist {
             format!("MNIST from {}: {sizes}", dir.display())
         }
     }
+
+    /// The classes in one line, e.g. `10 (labels 0..=9)` or `10 (T-shirt/top, Trouser, ...)`.
+    pub fn describe_classes(&self) -> String {
+        let n = self.train.classes();
+        match &self.class_names {
+            Some(names) => format!("{n} ({})", names.join(", ")),
+            None => format!("{n} (labels 0..={})", n - 1),
+        }
+    }
+
+    /// The name of class `k`: its line of `classes.txt`, else the number.
+    pub fn class_name(&self, k: usize) -> String {
+        class_name(self.class_names.as_deref(), k)
+    }
+}
+
+/// The name of class `k` among `names` (in label order), or the number when there are none.
+pub fn class_name(names: Option<&[String]>, k: usize) -> String {
+    names
+        .and_then(|n| n.get(k))
+        .cloned()
+        .unwrap_or_else(|| k.to_string())
 }
 
 /// Loads MNIST from, in order of preference: `dir` when given; the directory in the
@@ -346,49 +378,79 @@ impl Mnist {
 ///
 /// A directory must hold the four canonical files ([`TRAIN_IMAGES`], [`TRAIN_LABELS`],
 /// [`TEST_IMAGES`], [`TEST_LABELS`]), each raw or with `.gz` (the raw one is used if both are
-/// there). Errors name the path that was looked at and say how to point at MNIST.
+/// there), and may hold [`CLASS_NAMES_FILE`]. Errors name the path that was looked at and say
+/// how to point at MNIST. The number of classes is the largest training label + 1.
 pub fn load(dir: Option<&Path>) -> Result<Mnist> {
+    load_with(dir, None)
+}
+
+/// A number of classes given rather than taken from the labels, and who gave it (for errors:
+/// `--classes 26`, `the checkpoint (10 classes)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassCount {
+    pub count: usize,
+    pub origin: String,
+}
+
+/// [`load`], with the number of classes given (`--classes N`, or a checkpoint's) instead of
+/// taken from the training labels; every label of both parts must be below it.
+pub fn load_with(dir: Option<&Path>, classes: Option<ClassCount>) -> Result<Mnist> {
+    if let Some(c) = &classes {
+        if !(2..=256).contains(&c.count) {
+            return Err(Error::config(
+                &c.origin,
+                format!(
+                    "{} classes; labels are bytes and softmax needs two, so 2 to 256",
+                    c.count
+                ),
+            ));
+        }
+    }
     if let Some(dir) = dir {
-        return load_dir(dir, "--data");
+        return load_dir(dir, "--data", classes);
     }
     match std::env::var_os(MNIST_DIR_ENV) {
-        Some(dir) if !dir.is_empty() => load_dir(Path::new(&dir), MNIST_DIR_ENV),
-        _ => embedded(),
+        Some(dir) if !dir.is_empty() => load_dir(Path::new(&dir), MNIST_DIR_ENV, classes),
+        _ => embedded_with(classes),
     }
 }
 
 /// The embedded subset: the first 30,000 training and first 5,000 test images of MNIST.
 pub fn embedded() -> Result<Mnist> {
+    embedded_with(None)
+}
+
+fn embedded_with(classes: Option<ClassCount>) -> Result<Mnist> {
     let part = |images_name: &str, images: &[u8], labels_name: &str, labels: &[u8]| {
         let images_name = format!("{EMBEDDED_PREFIX}{images_name}.gz");
         let labels_name = format!("{EMBEDDED_PREFIX}{labels_name}.gz");
         let images = idx::images_from_bytes(&images_name, images)?;
         let labels = idx::labels_from_bytes(&labels_name, labels)?;
-        assemble(
+        pair(
             images,
-            Path::new(&images_name),
+            PathBuf::from(images_name),
             labels,
-            Path::new(&labels_name),
+            PathBuf::from(labels_name),
         )
     };
-    Ok(Mnist {
-        train: part(
-            TRAIN_IMAGES,
-            EMBEDDED_TRAIN_IMAGES,
-            TRAIN_LABELS,
-            EMBEDDED_TRAIN_LABELS,
-        )?,
-        test: part(
-            TEST_IMAGES,
-            EMBEDDED_TEST_IMAGES,
-            TEST_LABELS,
-            EMBEDDED_TEST_LABELS,
-        )?,
-    })
+    let train = part(
+        TRAIN_IMAGES,
+        EMBEDDED_TRAIN_IMAGES,
+        TRAIN_LABELS,
+        EMBEDDED_TRAIN_LABELS,
+    )?;
+    let test = part(
+        TEST_IMAGES,
+        EMBEDDED_TEST_IMAGES,
+        TEST_LABELS,
+        EMBEDDED_TEST_LABELS,
+    )?;
+    assemble(train, test, classes, None)
 }
 
-/// Loads the four files from `dir`; `origin` says where the directory came from, for errors.
-fn load_dir(dir: &Path, origin: &str) -> Result<Mnist> {
+/// Loads the four files (and `classes.txt` when there is one) from `dir`; `origin` says where
+/// the directory came from, for errors.
+fn load_dir(dir: &Path, origin: &str, classes: Option<ClassCount>) -> Result<Mnist> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
@@ -415,12 +477,53 @@ fn load_dir(dir: &Path, origin: &str) -> Result<Mnist> {
         let labels_path = find_file(dir, labels_name)?;
         let images = idx::read_images(&images_path)?;
         let labels = idx::read_labels(&labels_path)?;
-        assemble(images, &images_path, labels, &labels_path)
+        pair(images, images_path, labels, labels_path)
     };
-    Ok(Mnist {
-        train: part(TRAIN_IMAGES, TRAIN_LABELS)?,
-        test: part(TEST_IMAGES, TEST_LABELS)?,
-    })
+    let train = part(TRAIN_IMAGES, TRAIN_LABELS)?;
+    let test = part(TEST_IMAGES, TEST_LABELS)?;
+    let names_path = dir.join(CLASS_NAMES_FILE);
+    let names = if names_path.is_file() {
+        Some((read_class_names(&names_path)?, names_path))
+    } else {
+        None
+    };
+    assemble(train, test, classes, names)
+}
+
+/// Reads a `classes.txt`: one non-empty name a line, in label order (a final newline is
+/// optional; surrounding spaces and a Windows `\r` are dropped).
+pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::data(path, format!("cannot read the class names: {e}")))?
+        .len();
+    if size > MAX_CLASS_NAMES_BYTES {
+        return Err(Error::data(
+            path,
+            format!(
+                "{size} bytes is too long for a list of class names (at most \
+                 {MAX_CLASS_NAMES_BYTES}); it should hold one name a line"
+            ),
+        ));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read it: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::data(path, "is not UTF-8 text; write one class name a line"))?;
+    let mut lines: Vec<&str> = text.lines().map(str::trim).collect();
+    while lines.last() == Some(&"") {
+        lines.pop();
+    }
+    if let Some(at) = lines.iter().position(|l| l.is_empty()) {
+        return Err(Error::data(
+            path,
+            format!(
+                "line {} is empty; write one class name a line, in label order (line 1 names \
+                 label 0)",
+                at + 1
+            ),
+        ));
+    }
+    Ok(lines.into_iter().map(str::to_string).collect())
 }
 
 /// `dir/name`, or `dir/name.gz` when only that exists.
@@ -439,14 +542,21 @@ fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
     ))
 }
 
-/// Joins an images file and a labels file into a [`Dataset`], with errors that name the file
-/// at fault.
-fn assemble(
+/// One part's images and labels as read, checked to belong together.
+struct Part {
     images: IdxImages,
-    images_path: &Path,
+    images_path: PathBuf,
     labels: Vec<u8>,
-    labels_path: &Path,
-) -> Result<Dataset> {
+    labels_path: PathBuf,
+}
+
+/// Pairs an images file with a labels file, with errors that name the file at fault.
+fn pair(
+    images: IdxImages,
+    images_path: PathBuf,
+    labels: Vec<u8>,
+    labels_path: PathBuf,
+) -> Result<Part> {
     if labels.len() != images.count {
         return Err(Error::data(
             labels_path,
@@ -459,29 +569,90 @@ fn assemble(
             ),
         ));
     }
-    if let Some((index, label)) = first_bad_label(&labels, MNIST_CLASSES) {
-        return Err(Error::data(
-            labels_path,
-            format!(
-                "label {label} at index {index} is out of range: MNIST has {MNIST_CLASSES} \
-                 classes (0..=9); the file is corrupt or not MNIST labels"
-            ),
-        ));
-    }
     if images.count == 0 {
         return Err(Error::data(
             images_path,
             "holds no images; download the file again",
         ));
     }
-    Dataset::new(
-        images.pixels,
+    Ok(Part {
+        images,
+        images_path,
         labels,
-        images.rows,
-        images.cols,
-        MNIST_CLASSES,
-        images_path.to_string_lossy().into_owned(),
-    )
+        labels_path,
+    })
+}
+
+/// Builds the two data sets with one number of classes: `classes` when given, else the largest
+/// training label + 1. Every label of both parts is checked against it, and the class names
+/// (with the file they came from) against their count; errors name the file and the label.
+fn assemble(
+    train: Part,
+    test: Part,
+    classes: Option<ClassCount>,
+    names: Option<(Vec<String>, PathBuf)>,
+) -> Result<Mnist> {
+    let largest = train.labels.iter().copied().max().unwrap_or(0) as usize;
+    let (classes, why) = match classes {
+        Some(c) => (
+            c.count,
+            format!("{} allows labels 0..={}", c.origin, c.count - 1),
+        ),
+        None => (
+            largest + 1,
+            format!(
+                "the largest training label is {largest}, so there are {} classes (0..={largest})",
+                largest + 1
+            ),
+        ),
+    };
+    if classes < 2 {
+        return Err(Error::data(
+            &train.labels_path,
+            "every label is 0, but a classifier needs at least 2 classes; check the labels or \
+             pass --classes N",
+        ));
+    }
+    let build = |part: Part| -> Result<Dataset> {
+        if let Some((index, label)) = first_bad_label(&part.labels, classes) {
+            return Err(Error::data(
+                &part.labels_path,
+                format!(
+                    "label {label} at index {index} is out of range: {why}; pass --classes N \
+                     (more than {label}) or fix the labels"
+                ),
+            ));
+        }
+        Dataset::new(
+            part.images.pixels,
+            part.labels,
+            part.images.rows,
+            part.images.cols,
+            classes,
+            part.images_path.to_string_lossy().into_owned(),
+        )
+    };
+    // Labels first, so that a label beyond the count is reported even when the names disagree.
+    let (train, test) = (build(train)?, build(test)?);
+    let class_names = match names {
+        Some((names, path)) if names.len() != classes => {
+            return Err(Error::data(
+                &path,
+                format!(
+                    "holds {} class names but the data has {classes} classes ({why}); write one \
+                     name a line, in label order",
+                    names.len()
+                ),
+            ));
+        }
+        Some((names, _)) => Some(names),
+        None => None,
+    };
+    Ok(Mnist {
+        train,
+        test,
+        class_names,
+    })
 }
 
 #[cfg(test)]
@@ -554,8 +725,101 @@ mod tests {
         let mnist = Mnist {
             train: set("/d/train-images-idx3-ubyte.gz"),
             test: set("/d/t10k-images-idx3-ubyte"),
+            class_names: None,
         };
         assert!(!mnist.is_embedded());
         assert_eq!(mnist.describe(), "MNIST from /d: 1 train / 1 test, 2x2");
+    }
+
+    /// A directory of four raw IDX files: `train` and `test` labels, 1x2 images.
+    fn idx_dir(name: &str, train: &[u8], test: &[u8]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("gpu-train-classes-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (images, labels, set) in [
+            (TRAIN_IMAGES, TRAIN_LABELS, train),
+            (TEST_IMAGES, TEST_LABELS, test),
+        ] {
+            let n = set.len() as u32;
+            let mut img = [idx::IMAGES_MAGIC, n, 1, 2]
+                .iter()
+                .flat_map(|w| w.to_be_bytes())
+                .collect::<Vec<u8>>();
+            img.extend(std::iter::repeat_n(7u8, set.len() * 2));
+            std::fs::write(dir.join(images), img).unwrap();
+            let mut lab = [idx::LABELS_MAGIC, n]
+                .iter()
+                .flat_map(|w| w.to_be_bytes())
+                .collect::<Vec<u8>>();
+            lab.extend_from_slice(set);
+            std::fs::write(dir.join(labels), lab).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn classes_come_from_the_largest_training_label_or_are_given() {
+        let dir = idx_dir("count", &[0, 25, 3], &[1, 2]);
+        let set = load(Some(&dir)).unwrap();
+        assert_eq!((set.train.classes(), set.test.classes()), (26, 26));
+        assert_eq!(set.describe_classes(), "26 (labels 0..=25)");
+        let given = |count: usize| {
+            load_with(
+                Some(&dir),
+                Some(ClassCount {
+                    count,
+                    origin: format!("--classes {count}"),
+                }),
+            )
+        };
+        assert_eq!(given(30).unwrap().train.classes(), 30);
+        let message = given(20).unwrap_err().to_string();
+        assert!(
+            message.contains(&dir.join(TRAIN_LABELS).display().to_string())
+                && message.contains("label 25 at index 1")
+                && message.contains("--classes 20 allows labels 0..=19"),
+            "{message}"
+        );
+        assert!(given(1).unwrap_err().to_string().contains("--classes 1"));
+        assert!(given(257).unwrap_err().to_string().contains("2 to 256"));
+        // A test label beyond the training labels' range names the test file.
+        let dir = idx_dir("beyond", &[0, 4], &[1, 5]);
+        let message = load(Some(&dir)).unwrap_err().to_string();
+        assert!(
+            message.contains(&dir.join(TEST_LABELS).display().to_string())
+                && message.contains("label 5 at index 1")
+                && message.contains("largest training label is 4"),
+            "{message}"
+        );
+        let dir = idx_dir("zeros", &[0, 0], &[0]);
+        assert!(load(Some(&dir))
+            .unwrap_err()
+            .to_string()
+            .contains("at least 2 classes"));
+    }
+
+    #[test]
+    fn class_names_come_from_classes_txt_and_must_match_the_count() {
+        let dir = idx_dir("names", &[0, 2, 1], &[1]);
+        std::fs::write(dir.join(CLASS_NAMES_FILE), "cat\r\n dog \nbird\n\n").unwrap();
+        let set = load(Some(&dir)).unwrap();
+        assert_eq!(set.class_names.as_deref().unwrap(), ["cat", "dog", "bird"]);
+        assert_eq!(set.class_name(1), "dog");
+        assert_eq!(set.describe_classes(), "3 (cat, dog, bird)");
+        let names = dir.join(CLASS_NAMES_FILE);
+        std::fs::write(&names, "cat\ndog\n").unwrap();
+        let message = load(Some(&dir)).unwrap_err().to_string();
+        assert!(
+            message.contains(&names.display().to_string())
+                && message.contains("holds 2 class names but the data has 3 classes"),
+            "{message}"
+        );
+        std::fs::write(&names, "cat\n\ndog\nbird\n").unwrap();
+        let message = load(Some(&dir)).unwrap_err().to_string();
+        assert!(message.contains("line 2 is empty"), "{message}");
+        std::fs::write(&names, [0xff, 0xfe, b'\n']).unwrap();
+        assert!(load(Some(&dir)).unwrap_err().to_string().contains("UTF-8"));
+        assert_eq!(class_name(None, 7), "7");
     }
 }

@@ -22,7 +22,7 @@ pub const PNG_SIZE: (u32, u32) = (800, 600);
 /// matplotlib's first two default colours, so the figures read like the chapter's.
 const TAB_BLUE: RGBColor = RGBColor(31, 119, 180);
 const TAB_ORANGE: RGBColor = RGBColor(255, 127, 14);
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 type Drawn<DB, T = ()> =
@@ -71,7 +71,7 @@ pub fn descent_path(path: impl AsRef<Path>, points: &[Vec<f64>]) -> Result<()> {
     render!(path.as_ref(), draw_descent_path(points))
 }
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     // A failure here cannot be fixed at run time and would surface as a drawing error anyway.
     ONCE.call_once(|| {

@@ -1,0 +1,646 @@
+//! A picture through a trained net: PNG or JPEG of any size and colour, brought into the form of
+//! the training data the way MNIST itself was made, then one forward pass on the CPU.
+//!
+//! The preparation ([`prepare`]): grey levels (transparency over white); ink bright on a dark
+//! background, inverting when the border is light (the border's median decides); the
+//! background level taken off; the ink's bounding box cropped; its longer side scaled to 20
+//! pixels of a 28-pixel field (the same share of a field of another size), keeping the aspect
+//! ratio (area averaging when shrinking, bilinear when growing); placed so that its centre of
+//! mass falls on the field's centre; quantised to bytes like the IDX files.
+//!
+//! Nothing in a file is trusted: the header's dimensions are checked against
+//! [`MAX_IMAGE_PIXELS`] before any pixel is decoded, and the file's size against
+//! [`MAX_IMAGE_BYTES`] before it is read, so a small file claiming 100000x100000 pixels is an
+//! error, not an allocation.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::io::Limits;
+use image::ImageFormat;
+
+use crate::checkpoint::Checkpoint;
+use crate::cpu::{fill_x, forward::forward};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{MlpSpec, Params};
+
+/// The most pixels an image may have (4096 x 4096): a digit needs a few hundred, a phone photo
+/// has about 12 million; decoding costs 2 bytes and preparing 4 bytes a pixel.
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 24;
+
+/// The largest image file read.
+pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
+
+/// MNIST's field and the box its digits were scaled into.
+pub const MNIST_FIELD: usize = 28;
+pub const MNIST_BOX: usize = 20;
+
+/// Ink at or below this (0..1, above the background) is noise, e.g. a JPEG's ringing or paper
+/// grain, and is left out; everything above it is kept. MNIST's own faint edges are 1/255 and
+/// up, so a lower value would keep them, but noise too.
+pub const INK_THRESHOLD: f32 = 0.05;
+
+/// Ink above this says where the figure ends, for its size: a picture drawn large and smooth
+/// has a faint halo (a bilinear 4x enlargement spreads each edge by 2 pixels above 0.05,
+/// which would shrink the figure by 5%) that should not count. At 51/255 the first 2,000
+/// MNIST test digits still measure 20 pixels on their longer side, so MNIST's own images
+/// keep their size.
+pub const EXTENT_THRESHOLD: f32 = 0.2;
+
+/// A grey picture: `pixels` row-major, 0 = black, 1 = white.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grey {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<f32>,
+}
+
+/// What [`prepare`] made of a picture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// The field is `side x side`.
+    pub side: usize,
+    /// The net's input, row-major bytes like an IDX image (ink bright).
+    pub pixels: Vec<u8>,
+    /// Whether the picture was inverted (its border was light).
+    pub inverted: bool,
+    /// The ink's bounding box in the picture: x, y, width, height.
+    pub ink_box: (usize, usize, usize, usize),
+    /// The box's size after scaling.
+    pub scaled: (usize, usize),
+}
+
+impl Prepared {
+    /// One line saying what was done, for people.
+    pub fn describe(&self, picture: &Grey) -> String {
+        let (x, y, w, h) = self.ink_box;
+        format!(
+            "{}x{} picture{}, ink {w}x{h} at ({x}, {y}) scaled to {}x{}, centred by mass in {}x{}",
+            picture.width,
+            picture.height,
+            if self.inverted {
+                " (light background: inverted)"
+            } else {
+                ""
+            },
+            self.scaled.0,
+            self.scaled.1,
+            self.side,
+            self.side
+        )
+    }
+
+    /// The input as ASCII art, two characters a pixel so that it looks square.
+    pub fn ascii_art(&self) -> String {
+        ascii_art(&self.pixels, self.side)
+    }
+}
+
+/// `pixels` (`side` wide, bytes, ink bright) as ASCII art from ' ' to '@'.
+pub fn ascii_art(pixels: &[u8], side: usize) -> String {
+    const RAMP: &[u8] = b" .:-=+*#%@";
+    let mut s = String::with_capacity(pixels.len() * 2 + pixels.len() / side.max(1));
+    for row in pixels.chunks(side.max(1)) {
+        for &p in row {
+            let c = RAMP[(p as usize * RAMP.len() / 256).min(RAMP.len() - 1)] as char;
+            s.push(c);
+            s.push(c);
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Reads a PNG or JPEG file into grey levels.
+pub fn read_image(path: &Path) -> Result<Grey> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::data(path, format!("cannot read the image: {e}")))?
+        .len();
+    if size > MAX_IMAGE_BYTES {
+        return Err(Error::data(
+            path,
+            format!(
+                "{size} bytes is larger than the {MAX_IMAGE_BYTES} bytes an image may have; \
+                 scale it down (a digit needs a few hundred pixels)"
+            ),
+        ));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read it: {e}")))?;
+    decode_image(path, &bytes)
+}
+
+/// Decodes a PNG or JPEG held in memory; `file` is what errors call it.
+pub fn decode_image(file: &Path, bytes: &[u8]) -> Result<Grey> {
+    let fail = |what: String| Err(Error::data(file, what));
+    if bytes.is_empty() {
+        return fail("is empty (0 bytes), not an image".into());
+    }
+    let format = match image::guess_format(bytes) {
+        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => f,
+        Ok(other) => {
+            return fail(format!(
+                "is a {other:?} image; predict reads PNG and JPEG, convert it to one of those"
+            ))
+        }
+        Err(_) => {
+            return fail(format!(
+                "is not a PNG or JPEG image (it starts with {:02x?})",
+                &bytes[..bytes.len().min(8)]
+            ))
+        }
+    };
+    let kind = if format == ImageFormat::Png {
+        "PNG"
+    } else {
+        "JPEG"
+    };
+    let reader = || image::io::Reader::with_format(Cursor::new(bytes), format);
+    // The header alone first: its claim is checked before anything is sized from it.
+    let (width, height) = reader().into_dimensions().map_err(|e| {
+        Error::data(
+            file,
+            format!("cannot read the {kind} header: {e}; the file is truncated or corrupt"),
+        )
+    })?;
+    if width == 0 || height == 0 {
+        return fail(format!(
+            "the {kind} header says {width}x{height} pixels; an image needs at least one"
+        ));
+    }
+    let pixels = width as u64 * height as u64;
+    if pixels > MAX_IMAGE_PIXELS {
+        return fail(format!(
+            "the {kind} header says {width}x{height} pixels ({pixels}), more than the \
+             {MAX_IMAGE_PIXELS} predict accepts; scale it down (a digit needs a few hundred)"
+        ));
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    // Room for the widest decoded form (16-bit RGBA) and the decoder's own buffers.
+    limits.max_alloc = Some(pixels * 8 + (1 << 20));
+    let mut decoder = reader();
+    decoder.limits(limits);
+    let decoded = decoder.decode().map_err(|e| {
+        Error::data(
+            file,
+            format!("cannot decode the {kind} image: {e}; the file is truncated or corrupt"),
+        )
+    })?;
+    let la = decoded.to_luma_alpha8();
+    drop(decoded);
+    let pixels = la
+        .pixels()
+        .map(|p| {
+            let (l, a) = (p.0[0] as f32 / 255.0, p.0[1] as f32 / 255.0);
+            // Transparent parts are paper: composited over white.
+            l * a + (1.0 - a)
+        })
+        .collect();
+    Ok(Grey {
+        width: width as usize,
+        height: height as usize,
+        pixels,
+    })
+}
+
+/// The side of the square field a net with `spec.input` inputs reads: 28 for 784.
+pub fn field_side(spec: &MlpSpec) -> Result<usize> {
+    let side = (spec.input as f64).sqrt().round() as usize;
+    if side * side != spec.input {
+        return Err(Error::config(
+            "--weights",
+            format!(
+                "the net reads {} inputs, which is not a square image (n x n); predict draws \
+                 pictures into a square field, so it needs a net trained on square images",
+                spec.input
+            ),
+        ));
+    }
+    Ok(side)
+}
+
+/// The box the ink's longer side is scaled to in a `side` field: MNIST's 20 of 28.
+pub fn box_side(side: usize) -> usize {
+    ((side * MNIST_BOX) as f64 / MNIST_FIELD as f64)
+        .round()
+        .max(1.0) as usize
+}
+
+/// Brings a picture into the training data's form in a `side x side` field (see the module
+/// docs). A picture with no ink (one flat colour) is an error naming `file`.
+pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
+    let (w, h) = (picture.width, picture.height);
+    if w == 0 || h == 0 {
+        return Err(Error::data(
+            file,
+            format!("is {w}x{h} pixels; a picture needs at least one"),
+        ));
+    }
+    assert_eq!(
+        picture.pixels.len(),
+        w * h,
+        "Grey holds width x height pixels"
+    );
+    // The border decides which is the background: its median, robust to ink that touches it.
+    let mut border: Vec<f32> = (0..w)
+        .flat_map(|x| [picture.pixels[x], picture.pixels[(h - 1) * w + x]])
+        .chain((0..h).flat_map(|y| [picture.pixels[y * w], picture.pixels[y * w + w - 1]]))
+        .collect();
+    border.sort_by(f32::total_cmp);
+    let median = border[border.len() / 2];
+    let inverted = median > 0.5;
+    let background = if inverted { 1.0 - median } else { median };
+    let span = 1.0 - background;
+    let ink: Vec<f32> = picture
+        .pixels
+        .iter()
+        .map(|&v| {
+            let v = if inverted { 1.0 - v } else { v };
+            if span > 0.0 {
+                ((v - background) / span).clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let Some(kept) = ink_box(&ink, w, INK_THRESHOLD) else {
+        return Err(Error::data(
+            file,
+            "has no ink: it is one flat colour (or nearly); draw a dark figure on a light \
+             background, or a light one on a dark background",
+        ));
+    };
+    let extent = ink_box(&ink, w, EXTENT_THRESHOLD).unwrap_or(kept);
+    let (x0, y0, bw, bh) = kept;
+    let crop: Vec<f32> = (y0..y0 + bh)
+        .flat_map(|y| ink[y * w + x0..y * w + x0 + bw].iter().copied())
+        .collect();
+    let target = box_side(side) as f64;
+    let mut scale = target / extent.2.max(extent.3) as f64;
+    if (bw.max(bh) as f64 * scale).ceil() > side as f64 {
+        // Faint ink far from the figure: fit everything kept instead.
+        scale = target / bw.max(bh) as f64;
+    }
+    let fit = |len: usize| ((len as f64 * scale - 1e-9).ceil() as usize).clamp(1, side);
+    let (sw, sh) = (fit(bw), fit(bh));
+    let scaled = resample_by(&crop, bw, bh, sw, sh, 1.0 / scale);
+    // Centre of mass, in pixel-index coordinates; MNIST's digits have theirs at (14, 14) of 28.
+    let (mut mass, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
+    for (i, &v) in scaled.iter().enumerate() {
+        let v = v as f64;
+        mass += v;
+        mx += v * (i % sw) as f64;
+        my += v * (i / sw) as f64;
+    }
+    let centre = side as f64 / 2.0;
+    let place = |com: f64, len: usize| -> usize {
+        let at = (centre - com).round().max(0.0) as usize;
+        at.min(side - len)
+    };
+    let (ox, oy) = if mass > 0.0 {
+        (place(mx / mass, sw), place(my / mass, sh))
+    } else {
+        ((side - sw) / 2, (side - sh) / 2)
+    };
+    let mut pixels = vec![0u8; side * side];
+    for y in 0..sh {
+        for x in 0..sw {
+            pixels[(oy + y) * side + ox + x] = (scaled[y * sw + x] * 255.0).round() as u8;
+        }
+    }
+    Ok(Prepared {
+        side,
+        pixels,
+        inverted,
+        ink_box: extent,
+        scaled: (sw, sh),
+    })
+}
+
+/// Resamples a `w x h` picture to `nw x nh`, each axis on its own: area averaging where it
+/// shrinks (every source pixel counts by the share of it an output pixel covers; the same size
+/// is an exact copy), bilinear where it grows.
+pub fn resample(src: &[f32], w: usize, h: usize, nw: usize, nh: usize) -> Vec<f32> {
+    let wx = axis_weights(w, nw, w as f64 / nw as f64);
+    let wy = axis_weights(h, nh, h as f64 / nh as f64);
+    apply(src, w, h, nw, nh, &wx, &wy)
+}
+
+/// [`resample`] with one ratio (source pixels per output pixel) for both axes; output pixels
+/// past the source's end see no ink.
+fn resample_by(src: &[f32], w: usize, h: usize, nw: usize, nh: usize, ratio: f64) -> Vec<f32> {
+    let wx = axis_weights(w, nw, ratio);
+    let wy = axis_weights(h, nh, ratio);
+    apply(src, w, h, nw, nh, &wx, &wy)
+}
+
+/// The pixels above `threshold` as a box: x, y, width, height.
+fn ink_box(ink: &[f32], w: usize, threshold: f32) -> Option<(usize, usize, usize, usize)> {
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+    for (i, &v) in ink.iter().enumerate() {
+        if v > threshold {
+            let (x, y) = (i % w, i / w);
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+    }
+    (x0 != usize::MAX).then(|| (x0, y0, x1 - x0 + 1, y1 - y0 + 1))
+}
+
+type Taps = Vec<Vec<(usize, f32)>>;
+
+fn apply(src: &[f32], w: usize, h: usize, nw: usize, nh: usize, wx: &Taps, wy: &Taps) -> Vec<f32> {
+    let mut rows = vec![0.0f32; nw * h];
+    for y in 0..h {
+        for (x, taps) in wx.iter().enumerate() {
+            rows[y * nw + x] = taps.iter().map(|&(j, c)| src[y * w + j] * c).sum();
+        }
+    }
+    let mut out = vec![0.0f32; nw * nh];
+    for (y, taps) in wy.iter().enumerate() {
+        for x in 0..nw {
+            out[y * nw + x] = taps.iter().map(|&(j, c)| rows[j * nw + x] * c).sum();
+        }
+    }
+    out
+}
+
+/// For each of `to` output positions along an axis of `from` pixels, `ratio` source pixels
+/// each, the (source index, weight) pairs: areas when shrinking (weights summing to the share
+/// of the output pixel inside the source), bilinear when growing.
+fn axis_weights(from: usize, to: usize, ratio: f64) -> Taps {
+    (0..to)
+        .map(|i| {
+            if ratio >= 1.0 {
+                let (a, b) = (i as f64 * ratio, (i + 1) as f64 * ratio);
+                let mut taps = Vec::new();
+                let mut j = a.floor() as usize;
+                while (j as f64) < b && j < from {
+                    let cover = (b.min(j as f64 + 1.0) - a.max(j as f64)) / ratio;
+                    if cover > 0.0 {
+                        taps.push((j, cover as f32));
+                    }
+                    j += 1;
+                }
+                taps
+            } else {
+                let at = ((i as f64 + 0.5) * ratio - 0.5).clamp(0.0, (from - 1) as f64);
+                let j = at.floor() as usize;
+                let t = at - j as f64;
+                if j + 1 < from && t > 0.0 {
+                    vec![(j, (1.0 - t) as f32), (j + 1, t as f32)]
+                } else {
+                    vec![(j, 1.0)]
+                }
+            }
+        })
+        .collect()
+}
+
+/// The class probabilities of every image of `data` (row after row of `spec.classes`), by the
+/// same f32 forward pass, in the same chunks, as `gpu-train eval` (`cpu::confusion`).
+pub fn probabilities(spec: &MlpSpec, params: &Params, data: &Dataset) -> Vec<f32> {
+    const ROWS: usize = 500;
+    let p = params.to_f32();
+    let all: Vec<u32> = (0..data.len() as u32).collect();
+    let mut out = Vec::with_capacity(data.len() * spec.classes);
+    let mut x = Vec::new();
+    for rows in all.chunks(ROWS) {
+        fill_x::<f32>(data, rows, &mut x);
+        out.extend(forward(spec, &p, &x, rows.len()).probs);
+    }
+    out
+}
+
+/// The predicted class of each row of `probs` (the first of equals, as eval counts them).
+pub fn argmax_rows(probs: &[f32], classes: usize) -> Vec<usize> {
+    probs
+        .chunks(classes)
+        .map(|row| (1..classes).fold(0, |best, k| if row[k] > row[best] { k } else { best }))
+        .collect()
+}
+
+/// The `k` most probable classes of one row, most probable first (the lower class first among
+/// equals).
+pub fn top_k(row: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut order: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    order.truncate(k);
+    order
+}
+
+/// The checkpoint note that holds the class names (a JSON list in label order), written by
+/// `gpu-train train` when the data has a `classes.txt`.
+pub const CLASS_NAMES_NOTE: &str = "class_names";
+
+/// The class names a checkpoint records, checked against its class count; None when it has
+/// none.
+pub fn checkpoint_class_names(path: &Path, ckpt: &Checkpoint) -> Result<Option<Vec<String>>> {
+    let Some(text) = ckpt.notes.get(CLASS_NAMES_NOTE) else {
+        return Ok(None);
+    };
+    let bad = |what: String| Error::Checkpoint {
+        file: path.to_path_buf(),
+        what,
+    };
+    let names: Vec<String> = serde_json::from_str(text)
+        .map_err(|e| bad(format!("metadata \"{CLASS_NAMES_NOTE}\" is malformed: {e}")))?;
+    if names.len() != ckpt.params.spec.classes {
+        return Err(bad(format!(
+            "metadata \"{CLASS_NAMES_NOTE}\" holds {} names for a net of {} classes",
+            names.len(),
+            ckpt.params.spec.classes
+        )));
+    }
+    Ok(Some(names))
+}
+
+/// Prepared pictures as a data set (labels all 0), so that they go through the forward pass
+/// exactly as a data set's images do.
+pub fn as_dataset(prepared: &[Prepared], side: usize, classes: usize) -> Result<Dataset> {
+    let pixels = prepared
+        .iter()
+        .flat_map(|p| p.pixels.iter().copied())
+        .collect();
+    Dataset::new(
+        pixels,
+        vec![0; prepared.len()],
+        side,
+        side,
+        classes,
+        "pictures given to predict",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grey(width: usize, height: usize, f: impl Fn(usize, usize) -> f32) -> Grey {
+        Grey {
+            width,
+            height,
+            pixels: (0..width * height)
+                .map(|i| f(i % width, i / width))
+                .collect(),
+        }
+    }
+
+    fn file() -> &'static Path {
+        Path::new("pic.png")
+    }
+
+    #[test]
+    fn same_size_resampling_is_an_exact_copy() {
+        let src: Vec<f32> = (0..20 * 13).map(|i| (i % 256) as f32 / 255.0).collect();
+        assert_eq!(resample(&src, 20, 13, 20, 13), src);
+    }
+
+    #[test]
+    fn shrinking_averages_areas_and_growing_interpolates() {
+        // 4x4 blocks of one value each shrink to those values exactly.
+        let src: Vec<f32> = (0..8 * 4).map(|i| ((i % 8) / 4) as f32).collect();
+        assert_eq!(resample(&src, 8, 4, 2, 1), vec![0.0, 1.0]);
+        // 3 -> 2: the middle pixel is shared half and half.
+        let out = resample(&[0.0, 0.9, 0.3], 3, 1, 2, 1);
+        assert!(
+            (out[0] - 0.3).abs() < 1e-6 && (out[1] - 0.5).abs() < 1e-6,
+            "{out:?}"
+        );
+        // 2 -> 4 bilinear: ends kept, the inner points a quarter and three quarters along.
+        let out = resample(&[0.0, 1.0], 2, 1, 4, 1);
+        assert_eq!(out, vec![0.0, 0.25, 0.75, 1.0]);
+        // Mass is kept when shrinking by any ratio.
+        let src: Vec<f32> = (0..37 * 23)
+            .map(|i| ((i * 7919) % 101) as f32 / 100.0)
+            .collect();
+        let out = resample(&src, 37, 23, 20, 12);
+        let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        assert!((mean(&src) - mean(&out)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_dark_stroke_on_white_becomes_a_bright_centred_digit() {
+        // A black vertical bar, 60 high and 12 wide, at x 100..112, y 30..90 of a white 200x160
+        // picture: inverted, scaled to 4x20, its mass (1.5, 9.5) placed at (14, 14) to the pixel
+        // (halves round up: columns 13..=16, rows 5..=24).
+        let pic = grey(200, 160, |x, y| {
+            if (100..112).contains(&x) && (30..90).contains(&y) {
+                0.0
+            } else {
+                1.0
+            }
+        });
+        let p = prepare(file(), &pic, 28).unwrap();
+        assert!(p.inverted);
+        assert_eq!(p.ink_box, (100, 30, 12, 60));
+        assert_eq!(p.scaled, (4, 20));
+        let on: Vec<usize> = (0..784).filter(|&i| p.pixels[i] > 0).collect();
+        assert_eq!(on.len(), 80);
+        assert!(on.iter().all(|&i| p.pixels[i] == 255));
+        let (xs, ys): (Vec<usize>, Vec<usize>) = on.iter().map(|&i| (i % 28, i / 28)).unzip();
+        assert_eq!((xs.iter().min(), xs.iter().max()), (Some(&13), Some(&16)));
+        assert_eq!((ys.iter().min(), ys.iter().max()), (Some(&5), Some(&24)));
+    }
+
+    #[test]
+    fn an_mnist_shaped_picture_comes_through_unchanged() {
+        // Already in the form: bright ink in a 20-pixel box (rows 4..24, columns 11..18), its
+        // mass at (14.0, 14.0) to 1e-3 (the heavier bottom row pulls it from 13.5).
+        let mut pixels = vec![0u8; 784];
+        for y in 4..24 {
+            for x in 11..18 {
+                pixels[y * 28 + x] = if y == 23 { 211 } else { 100 };
+            }
+        }
+        let pic = grey(28, 28, |x, y| pixels[y * 28 + x] as f32 / 255.0);
+        let p = prepare(file(), &pic, 28).unwrap();
+        assert!(!p.inverted);
+        assert_eq!(p.pixels, pixels);
+    }
+
+    #[test]
+    fn grey_background_and_noise_are_taken_off() {
+        // Grey paper (0.8) with faint noise, a darker (0.2) square: the square is the ink.
+        let pic = grey(50, 50, |x, y| {
+            if (20..30).contains(&x) && (10..40).contains(&y) {
+                0.2
+            } else {
+                0.8 + 0.02 * (((x * 31 + y * 17) % 3) as f32 - 1.0)
+            }
+        });
+        let p = prepare(file(), &pic, 28).unwrap();
+        assert!(p.inverted);
+        assert_eq!(p.ink_box, (20, 10, 10, 30));
+        assert_eq!(p.scaled, (7, 20));
+        // (0.8 - 0.2) / 0.8 of full ink; 10 columns at 20/30 are 6 2/3, so the seventh is
+        // two-thirds covered.
+        assert!(
+            p.pixels.iter().all(|&v| v == 0 || v == 191 || v == 128),
+            "{:?}",
+            p.pixels
+        );
+        assert_eq!(p.pixels.iter().filter(|&&v| v == 128).count(), 20);
+    }
+
+    #[test]
+    fn flat_pictures_are_an_error_naming_the_file() {
+        for level in [0.0, 0.5, 1.0] {
+            let e = prepare(file(), &grey(9, 7, |_, _| level), 28).unwrap_err();
+            assert!(e.to_string().contains("pic.png") && e.to_string().contains("no ink"));
+        }
+        let e = prepare(file(), &grey(0, 0, |_, _| 0.0), 28).unwrap_err();
+        assert!(e.to_string().contains("0x0"));
+    }
+
+    #[test]
+    fn other_field_sizes_scale_the_box_in_proportion() {
+        assert_eq!(box_side(28), 20);
+        assert_eq!(box_side(14), 10);
+        assert_eq!(box_side(1), 1);
+        let pic = grey(30, 30, |x, y| if x == y { 1.0 } else { 0.0 });
+        let p = prepare(file(), &pic, 14).unwrap();
+        assert_eq!((p.side, p.pixels.len(), p.scaled), (14, 196, (10, 10)));
+        let spec = MlpSpec::two_layer(14 * 14, 5, 3).unwrap();
+        assert_eq!(field_side(&spec).unwrap(), 14);
+        let spec = MlpSpec::two_layer(28 * 27, 5, 3).unwrap();
+        assert!(field_side(&spec).unwrap_err().to_string().contains("756"));
+    }
+
+    #[test]
+    fn png_and_jpeg_decode_to_grey() {
+        let mut png = Vec::new();
+        let img = image::GrayImage::from_fn(5, 3, |x, y| image::Luma([(x * 50 + y) as u8]));
+        img.write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        let g = decode_image(file(), &png).unwrap();
+        assert_eq!((g.width, g.height), (5, 3));
+        assert_eq!(g.pixels[5 + 2], 101.0 / 255.0);
+        // Transparent pixels are white paper.
+        let rgba = image::RgbaImage::from_fn(2, 1, |x, _| image::Rgba([0, 0, 0, 255 * x as u8]));
+        let mut png = Vec::new();
+        rgba.write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        assert_eq!(decode_image(file(), &png).unwrap().pixels, vec![1.0, 0.0]);
+        let rgb = image::RgbImage::from_fn(16, 8, |_, _| image::Rgb([200, 200, 200]));
+        let mut jpg = Vec::new();
+        rgb.write_to(&mut Cursor::new(&mut jpg), ImageFormat::Jpeg)
+            .unwrap();
+        let g = decode_image(Path::new("pic.jpg"), &jpg).unwrap();
+        assert_eq!((g.width, g.height), (16, 8));
+        assert!(g.pixels.iter().all(|&v| (v - 200.0 / 255.0).abs() < 0.02));
+    }
+
+    #[test]
+    fn top_k_orders_by_probability_then_class() {
+        let row = [0.1, 0.4, 0.1, 0.4];
+        assert_eq!(top_k(&row, 3), vec![(1, 0.4), (3, 0.4), (0, 0.1)]);
+        assert_eq!(argmax_rows(&row, 4), vec![1]);
+        assert_eq!(argmax_rows(&[0.2, 0.8, 0.9, 0.1], 2), vec![1, 0]);
+    }
+}
