@@ -68,7 +68,7 @@ pub struct GradcheckArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Step of the central difference.
-    #[arg(long, default_value_t = DEFAULT_H)]
+    #[arg(long, default_value_t = DEFAULT_H, allow_hyphen_values = true)]
     pub h: f64,
     /// Directory with full MNIST; default: $MNIST_DIR, else the embedded subset.
     #[arg(long, value_name = "DIR")]
@@ -169,7 +169,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "incremental")]
     pub numgrad: NumGradArg,
     /// Step h of the central difference (L(theta + h) - L(theta - h)) / 2h.
-    #[arg(long, default_value_t = DEFAULT_H, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_H, allow_hyphen_values = true)]
     pub h: f64,
     /// Directory with full MNIST (the four canonical IDX files, .gz or not). Default: $MNIST_DIR,
     /// else the embedded 30,000/5,000 subset.
@@ -185,7 +185,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
     /// Learning rate of gradient descent.
-    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
     pub lr: f64,
     /// Number of iterations (mini-batch steps).
     #[arg(long, default_value_t = 10_000)]
@@ -283,6 +283,7 @@ pub fn main_with_args() -> Result<i32> {
         }
         Command::Gradcheck(args) => run_gradcheck(&args).map(|_| 0),
         Command::Bench(args) => {
+            gpu_train::budget::check_bench(&args.hidden, args.batch.as_deref(), &args.what)?;
             let mut out = std::io::stdout().lock();
             gpu_train::bench::run(&args, &mut out)?;
             Ok(0)
@@ -479,6 +480,15 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
         mnist.train.classes(),
         args.activation(),
     )?;
+    let numerical = args.grad == GradArg::Numerical;
+    gpu_train::budget::check_memory(
+        "train",
+        &flags_spec,
+        args.batch,
+        mnist.pixels(),
+        numerical,
+        2,
+    )?;
     // A resumed run takes its net, settings and batch sequence from the checkpoint; only what
     // does not change the trajectory (length, evaluation and logging cadence) comes from flags.
     let (spec, cfg, params, start) = match &args.resume {
@@ -555,7 +565,7 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
         spec.num_params(),
         cfg.grad.describe(),
         cfg.batch,
-        cfg.lr,
+        gpu_train::budget::flag_float(cfg.lr),
         cfg.iters,
         cfg.seed,
         cfg.eval_every
@@ -581,13 +591,7 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let sampler0 = SamplerState {
-        kind: cfg.sampler,
-        n: train_size,
-        seed: cfg.seed,
-        batches_drawn: 0,
-        batch_size: 0,
-    };
+    let sampler0 = SamplerState::fresh(cfg.sampler, train_size, cfg.seed);
     let template = Checkpoint {
         params: params.clone(),
         iteration: 0,
@@ -668,11 +672,7 @@ fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> {
     let mut ckpt = template;
     ckpt.params = backend.params()?;
     ckpt.iteration = summary.iters;
-    ckpt.sampler = SamplerState {
-        batches_drawn: summary.iters as u64,
-        batch_size: if summary.iters > 0 { cfg.batch } else { 0 },
-        ..ckpt.sampler
-    };
+    ckpt.sampler = summary.sampler;
     let ckpt_path = run_dir.checkpoint_path();
     checkpoint::save(&ckpt_path, &ckpt, precision)?;
     let plots = write_plots(&run_dir, train_size, cfg.batch)?;
@@ -766,9 +766,8 @@ fn run_gradcheck(args: &GradcheckArgs) -> Result<()> {
         mnist.train.classes(),
         act,
     )?;
-    if args.batch == 0 {
-        bail!("--batch: must be at least 1 (the chapter's gradient check uses 3)");
-    }
+    gpu_train::budget::check_gradcheck(args.batch, args.h, mnist.train.len())?;
+    gpu_train::budget::check_memory("gradcheck", &spec, args.batch, mnist.pixels(), true, 5)?;
     // The parameters: at init, or after some f32 backprop steps.
     let mut trainer = CpuBackend::<f32>::new(spec.clone(), mnist.clone())?;
     trainer.set_params(&Params::init(&spec, args.seed))?;

@@ -59,7 +59,7 @@ impl TrainConfig {
                 "--lr",
                 format!(
                     "must be a positive number, got {}; the chapter uses 0.1",
-                    self.lr
+                    crate::budget::flag_float(self.lr)
                 ),
             ));
         }
@@ -76,7 +76,10 @@ impl TrainConfig {
             if !(h.is_finite() && h > 0.0) {
                 return Err(Error::config(
                     "--h",
-                    format!("must be a positive number, got {h}; the chapter uses 1e-4"),
+                    format!(
+                        "must be a positive number, got {}; the chapter uses 1e-4",
+                        crate::budget::flag_float(h)
+                    ),
                 ));
             }
         }
@@ -106,6 +109,8 @@ pub struct TrainSummary {
     pub iters: usize,
     /// True when an observer asked to stop (Ctrl-C) before `iters`.
     pub interrupted: bool,
+    /// The sampler's state when the run ended (what its checkpoint needs).
+    pub sampler: SamplerState,
 }
 
 impl TrainSummary {
@@ -237,6 +242,7 @@ pub fn train_from(
                 seconds: clock.elapsed().as_secs_f64(),
                 iters: done,
                 interrupted: true,
+                sampler: sampler.state(),
             });
         }
     }
@@ -245,11 +251,13 @@ pub fn train_from(
         seconds: clock.elapsed().as_secs_f64(),
         iters: done,
         interrupted: false,
+        sampler: sampler.state(),
     })
 }
 fn diverged(iter: usize, loss: f64, lr: f64) -> Error {
     Error::Numerics(format!(
-        "training diverged at iteration {iter}: the batch loss is {loss}; lower the learning rate (--lr {}, now {lr})",
-        lr / 10.0
+        "training diverged at iteration {iter}: the batch loss is {loss}; lower the learning rate (--lr {}, now {})",
+        crate::budget::flag_float(lr / 10.0),
+        crate::budget::flag_float(lr)
     ))
 }
