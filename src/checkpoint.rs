@@ -128,8 +128,8 @@ pub fn save(path: &Path, ckpt: &Checkpoint, precision: StoredPrecision) -> Resul
 ///
 /// Only a regular file is read (checked before it is opened, so a FIFO cannot block and a
 /// device such as `/dev/zero` is never read), and only one within the data-size limit
-/// ([`max_data_bytes`](crate::data::idx::max_data_bytes), 4 GiB by default: half a billion f64
-/// parameters).
+/// ([`max_data_bytes`](crate::data::idx::max_data_bytes), 1 GiB by default: 134 million f64
+/// parameters, 268 million f32).
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let len =
         idx::regular_file_len(path).map_err(|what| bad(path, format!("cannot read it: {what}")))?;
@@ -189,6 +189,9 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         serde_json::from_str(field("sampler")?).map_err(|e| parse_err("sampler", e))?;
     let config: TrainConfig =
         serde_json::from_str(field("config")?).map_err(|e| parse_err("config", e))?;
+    sampler
+        .check()
+        .map_err(|e| bad(path, format!("metadata \"sampler\" is unusable: {e}")))?;
     if sampler.batches_drawn != iteration as u64 {
         return Err(bad(
             path,

@@ -18,11 +18,12 @@
 //! [`Error::Data`](crate::error::Error::Data) that names the file, says what is wrong and, where
 //! there is one, the fix.
 //!
-//! Claims are also capped: a body larger than [`max_data_bytes`] (4 GiB by default, raised with
+//! Claims are also capped: a body larger than [`max_data_bytes`] (1 GiB by default, raised with
 //! the `GPU_TRAIN_MAX_DATA_BYTES` environment variable) is refused before anything is read. Full
-//! MNIST's training images are 47 MB and the largest public IDX sets (EMNIST ByClass, 0.6 GB)
-//! are well under it, while 4 GiB of pixels is already more than the in-memory data set and its
-//! batches fit on a typical machine. Only regular files are read, checked before they are
+//! MNIST's training images are 47 MB and the largest public IDX set (EMNIST ByClass: 697,932
+//! images, 0.55 GB) is half the cap; a file claiming 2^31 items (2 GiB even at one byte each)
+//! is beyond it, so a small gzip bomb with such a header costs nothing however far it would
+//! inflate. Only regular files are read, checked before they are
 //! opened (symbolic links are followed first): a FIFO would block the reader and a device such
 //! as `/dev/zero` never ends, so both are named for what they are.
 
@@ -41,8 +42,8 @@ pub const LABELS_MAGIC: u32 = 0x0000_0801;
 /// The first two bytes of every gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// The default cap on one IDX file's body (see the module docs): 4 GiB.
-pub const DEFAULT_MAX_DATA_BYTES: u64 = 4 << 30;
+/// The default cap on one IDX file's body (see the module docs): 1 GiB.
+pub const DEFAULT_MAX_DATA_BYTES: u64 = 1 << 30;
 
 /// The environment variable that raises (or lowers) [`DEFAULT_MAX_DATA_BYTES`].
 pub const MAX_DATA_BYTES_ENV: &str = "GPU_TRAIN_MAX_DATA_BYTES";

@@ -123,6 +123,82 @@ pub struct RngPosition {
 }
 
 impl SamplerState {
+    /// Checks the numbers without building anything: what [`Sampler::from_state`] would refuse,
+    /// except the one check that needs the epoch's permutation re-drawn. Cheap whatever the
+    /// numbers are; a checkpoint's loader calls it.
+    pub fn check(&self) -> Result<()> {
+        Sampler::check_size(self.n)?;
+        if self.batches_drawn == 0 {
+            return Ok(());
+        }
+        check_batch_size(self.kind, self.n, self.batch_size)?;
+        let corrupt = |what: String| {
+            Err(Error::config(
+                "sampler state",
+                format!("{what}; the checkpoint is corrupt: use an earlier one"),
+            ))
+        };
+        let Some(pos) = self.rng else {
+            let draws = self.batches_drawn.checked_mul(self.batch_size as u64);
+            if draws.is_none_or(|d| d > MAX_REPLAY_DRAWS) {
+                return Err(Error::config(
+                    "sampler state",
+                    format!(
+                        "{} batches of {} without the generator's position: the checkpoint is \
+                         from an older gpu-train (or corrupt), and replaying more than \
+                         {MAX_REPLAY_DRAWS} draws to find the position would take too long; \
+                         start a fresh run or resume it with the version that wrote it",
+                        self.batches_drawn, self.batch_size
+                    ),
+                ));
+            }
+            return Ok(());
+        };
+        // Each index costs at least one word, so fewer words than indices cannot be.
+        match self.kind {
+            SamplerKind::WithReplacement => {
+                let min_words = self.batches_drawn.saturating_mul(self.batch_size as u64);
+                if pos.words < min_words {
+                    return corrupt(format!(
+                        "the generator produced {} words for {} batches of {}",
+                        pos.words, self.batches_drawn, self.batch_size
+                    ));
+                }
+            }
+            SamplerKind::Epochs => {
+                let batch = self.batch_size;
+                // check_batch_size made sure 1 <= batch <= n.
+                let per_epoch = (self.n / batch) as u64;
+                let in_epoch = (self.batches_drawn - 1) % per_epoch + 1;
+                if pos.position as u64 != in_epoch * batch as u64 {
+                    return corrupt(format!(
+                        "position {} in the epoch after {} batches of {batch} (epochs of \
+                         {per_epoch} batches) should be {}",
+                        pos.position,
+                        self.batches_drawn,
+                        in_epoch * batch as u64
+                    ));
+                }
+                // Each epoch's shuffle draws n - 1 indices, each of at least one word.
+                let epochs = self.batches_drawn.div_ceil(per_epoch);
+                let min_words = epochs.saturating_mul(self.n as u64 - 1);
+                if pos.words < min_words {
+                    return corrupt(format!(
+                        "the generator produced {} words for {epochs} epochs of {} indices",
+                        pos.words, self.n
+                    ));
+                }
+                if pos.epoch_words > pos.words {
+                    return corrupt(format!(
+                        "the epoch began at word {} after the generator's {}",
+                        pos.epoch_words, pos.words
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The state of a sampler that has drawn nothing yet.
     pub fn fresh(kind: SamplerKind, n: usize, seed: u64) -> SamplerState {
         SamplerState {
@@ -198,6 +274,21 @@ impl Sampler {
     /// A sampler over `0..n` seeded with `seed`. `n` must be at least 1 and fit in a `u32`
     /// (indices are handed out as `u32`).
     pub fn new(kind: SamplerKind, n: usize, seed: u64) -> Result<Self> {
+        Sampler::check_size(n)?;
+        Ok(Sampler {
+            kind,
+            n,
+            seed,
+            rng: CountingRng::new(seed),
+            batches_drawn: 0,
+            batch_size: 0,
+            epoch_words: 0,
+            permutation: Vec::new(),
+            position: 0,
+        })
+    }
+
+    fn check_size(n: usize) -> Result<()> {
         if n == 0 {
             return Err(Error::config(
                 "data",
@@ -213,87 +304,42 @@ impl Sampler {
                 ),
             ));
         }
-        Ok(Sampler {
-            kind,
-            n,
-            seed,
-            rng: CountingRng::new(seed),
-            batches_drawn: 0,
-            batch_size: 0,
-            epoch_words: 0,
-            permutation: Vec::new(),
-            position: 0,
-        })
+        Ok(())
     }
 
     /// Rebuilds a sampler from a saved [`SamplerState`] (see the [module docs](self)); the result
     /// continues exactly where the saved one stopped. The state is checked like any other input
     /// (it comes from a file): inconsistent numbers are a config error, never a long wait.
+    /// The caller makes sure `state.n` is the training set's size (as [`train_from`] does): an
+    /// epochs sampler holds a permutation of `n` indices.
+    ///
+    /// [`train_from`]: crate::train::train_from
     pub fn from_state(state: SamplerState) -> Result<Self> {
+        state.check()?;
         let mut sampler = Sampler::new(state.kind, state.n, state.seed)?;
         if state.batches_drawn == 0 {
             return Ok(sampler);
         }
-        sampler.check_batch_size(state.batch_size)?;
         sampler.batch_size = state.batch_size;
-        sampler.batches_drawn = state.batches_drawn;
-        let corrupt = |what: String| {
-            Err(Error::config(
-                "sampler state",
-                format!("{what}; the checkpoint is corrupt: use an earlier one"),
-            ))
-        };
         let Some(pos) = state.rng else {
-            sampler.batches_drawn = 0;
             return sampler.replay(state);
         };
-        // Each index costs at least one word, so fewer words than indices cannot be.
-        let min_words = state.batches_drawn.saturating_mul(state.batch_size as u64);
+        sampler.batches_drawn = state.batches_drawn;
         match state.kind {
             SamplerKind::WithReplacement => {
-                if pos.words < min_words {
-                    return corrupt(format!(
-                        "the generator produced {} words for {} batches of {}",
-                        pos.words, state.batches_drawn, state.batch_size
-                    ));
-                }
                 sampler.rng = CountingRng::at(state.seed, pos.words);
             }
             SamplerKind::Epochs => {
-                let batch = state.batch_size;
-                // check_batch_size made sure 1 <= batch <= n.
-                let per_epoch = (state.n / batch) as u64;
-                let in_epoch = (state.batches_drawn - 1) % per_epoch + 1;
-                if pos.position as u64 != in_epoch * batch as u64 {
-                    return corrupt(format!(
-                        "position {} in the epoch after {} batches of {batch} (epochs of {per_epoch} \
-                         batches) should be {}",
-                        pos.position,
-                        state.batches_drawn,
-                        in_epoch * batch as u64
-                    ));
-                }
-                // Each epoch's shuffle draws n - 1 indices, each of at least one word.
-                let epochs = state.batches_drawn.div_ceil(per_epoch);
-                let min_words = epochs.saturating_mul(state.n as u64 - 1);
-                if pos.words < min_words {
-                    return corrupt(format!(
-                        "the generator produced {} words for {epochs} epochs of {} indices",
-                        pos.words, state.n
-                    ));
-                }
-                if pos.epoch_words > pos.words {
-                    return corrupt(format!(
-                        "the epoch began at word {} after the generator's {}",
-                        pos.epoch_words, pos.words
-                    ));
-                }
                 sampler.rng = CountingRng::at(state.seed, pos.epoch_words);
                 sampler.reshuffle();
                 if sampler.rng.words != pos.words {
-                    return corrupt(format!(
-                        "re-drawing the epoch's order ends at word {}, the state says {}",
-                        sampler.rng.words, pos.words
+                    return Err(Error::config(
+                        "sampler state",
+                        format!(
+                            "re-drawing the epoch's order ends at word {}, the state says {}; \
+                             the checkpoint is corrupt: use an earlier one",
+                            sampler.rng.words, pos.words
+                        ),
                     ));
                 }
                 sampler.position = pos.position;
@@ -305,19 +351,6 @@ impl Sampler {
     /// Restores a state that has no generator position (an older checkpoint) by replaying its
     /// draws, up to [`MAX_REPLAY_DRAWS`].
     fn replay(mut self, state: SamplerState) -> Result<Self> {
-        let draws = state.batches_drawn.checked_mul(state.batch_size as u64);
-        if draws.is_none_or(|d| d > MAX_REPLAY_DRAWS) {
-            return Err(Error::config(
-                "sampler state",
-                format!(
-                    "{} batches of {} without the generator's position: the checkpoint is from \
-                     an older gpu-train (or corrupt), and replaying more than {MAX_REPLAY_DRAWS} \
-                     draws to find the position would take too long; start a fresh run or \
-                     resume it with the version that wrote it",
-                    state.batches_drawn, state.batch_size
-                ),
-            ));
-        }
         let mut scratch = Vec::with_capacity(state.batch_size);
         for _ in 0..state.batches_drawn {
             self.draw(state.batch_size, &mut scratch);
@@ -397,20 +430,7 @@ impl Sampler {
     }
 
     fn check_batch_size(&self, batch: usize) -> Result<()> {
-        if batch == 0 {
-            return Err(Error::config("batch_size", "must be at least 1"));
-        }
-        if self.kind == SamplerKind::Epochs && batch > self.n {
-            return Err(Error::config(
-                "batch_size",
-                format!(
-                    "{batch} is larger than the training set ({}); epochs without replacement \
-                     need batch_size <= {}, or use the \"replacement\" sampler",
-                    self.n, self.n
-                ),
-            ));
-        }
-        Ok(())
+        check_batch_size(self.kind, self.n, batch)
     }
 
     /// Draws one batch; the caller has checked `batch`.
@@ -446,6 +466,23 @@ impl Sampler {
         }
         self.position = 0;
     }
+}
+
+/// A batch size a sampler of `kind` over `0..n` can draw.
+fn check_batch_size(kind: SamplerKind, n: usize, batch: usize) -> Result<()> {
+    if batch == 0 {
+        return Err(Error::config("batch_size", "must be at least 1"));
+    }
+    if kind == SamplerKind::Epochs && batch > n {
+        return Err(Error::config(
+            "batch_size",
+            format!(
+                "{batch} is larger than the training set ({n}); epochs without replacement \
+                 need batch_size <= {n}, or use the \"replacement\" sampler"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
