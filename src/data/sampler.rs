@@ -607,6 +607,17 @@ mod tests {
     }
 
     #[test]
+    fn counting_words_changes_no_draw() {
+        // The batches are Pcg64's own draws, as before the generator counted its words.
+        let mut plain = Pcg64::seed_from_u64(1);
+        let expected: Vec<u32> = (0..500).map(|_| plain.random_range(0..60_000u32)).collect();
+        let mut sampler = Sampler::new(SamplerKind::WithReplacement, 60_000, 1).unwrap();
+        assert_eq!(batches(&mut sampler, 5, 100).concat(), expected);
+        // One word per draw here (60,000 leaves almost no rejections); never fewer.
+        assert!(sampler.rng.words >= 500);
+    }
+
+    #[test]
     fn a_far_position_is_restored_by_a_jump_not_a_replay() {
         // 10^10 batches of 100: replaying them would take hours; the stored position is a jump.
         let state = SamplerState {
