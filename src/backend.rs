@@ -5,8 +5,10 @@ use crate::data::Mnist;
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
 
-/// Every backend's first check: the net's input and output widths are the data's.
+/// Every backend's first check: the net's input and output widths are the data's, and the
+/// test images are as wide as the training images.
 pub fn check_spec_fits(spec: &MlpSpec, data: &Mnist) -> Result<()> {
+    crate::data::check_same_size(data)?;
     let width = data.train.input_width();
     if spec.input != width || spec.classes != data.train.classes() {
         return Err(Error::config(

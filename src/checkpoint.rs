@@ -3,13 +3,13 @@
 //! iteration, the sampler state and the settings. Written atomically: a crash mid-write leaves
 //! the previous checkpoint intact.
 
-use crate::data::SamplerState;
+use crate::data::{idx, SamplerState};
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
 use crate::train::TrainConfig;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The metadata key that marks a gpu-train checkpoint.
@@ -125,12 +125,44 @@ pub fn save(path: &Path, ckpt: &Checkpoint, precision: StoredPrecision) -> Resul
 
 /// Loads and validates a checkpoint: a truncated or corrupted file, a file that is not a
 /// gpu-train checkpoint, and tensors whose shapes do not match the spec are clear errors.
+///
+/// Only a regular file is read (checked before it is opened, so a FIFO cannot block and a
+/// device such as `/dev/zero` is never read), and only one within the data-size limit
+/// ([`max_data_bytes`](crate::data::idx::max_data_bytes), 1 GiB by default: 134 million f64
+/// parameters, 268 million f32).
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot read it: {e}")))?;
+    let len =
+        idx::regular_file_len(path).map_err(|what| bad(path, format!("cannot read it: {what}")))?;
+    let limit = idx::max_data_bytes()?;
+    if len > limit {
+        return Err(bad(
+            path,
+            format!(
+                "is {len} bytes, beyond the {limit}-byte limit on files gpu-train reads; if it \
+                 is genuine, raise the limit with {}=<bytes>",
+                idx::MAX_DATA_BYTES_ENV
+            ),
+        ));
+    }
+    let read_err = |e: std::io::Error| bad(path, format!("cannot read it: {}", idx::io_text(&e)));
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(len as usize)
+        .map_err(|_| bad(path, format!("not enough memory to read its {len} bytes")))?;
+    // One byte beyond the length seen, to notice a file that grows while it is read.
+    file.take(len.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
     from_bytes(path, &bytes)
 }
 
+/// Decodes a checkpoint held in memory; `path` is what errors call it. Every number in it is
+/// checked before anything is sized from it: the header's length against the bytes, the spec's
+/// sizes with checked arithmetic, each tensor's shape against the spec before the parameters
+/// are allocated (so they are bounded by the file's own length), and every parameter finite.
 pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+    check_header_len(path, bytes)?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
         bad(path, format!("not a readable safetensors file ({e}); it may be truncated or corrupted: use an earlier checkpoint"))
     })?;
@@ -149,7 +181,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     };
     let spec: MlpSpec = serde_json::from_str(field("spec")?).map_err(|e| parse_err("spec", e))?;
     let spec = MlpSpec::new(spec.input, spec.hidden, spec.classes, spec.activation)
-        .map_err(|e| bad(path, e.to_string()))?;
+        .map_err(|e| bad(path, format!("metadata \"spec\" is not a usable net: {e}")))?;
     let iteration: usize = field("iteration")?
         .parse()
         .map_err(|_| bad(path, "metadata \"iteration\" is not a number"))?;
@@ -157,8 +189,24 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         serde_json::from_str(field("sampler")?).map_err(|e| parse_err("sampler", e))?;
     let config: TrainConfig =
         serde_json::from_str(field("config")?).map_err(|e| parse_err("config", e))?;
-    let mut data = vec![0.0; spec.num_params()];
-    for t in spec.tensors() {
+    sampler
+        .check()
+        .map_err(|e| bad(path, format!("metadata \"sampler\" is unusable: {e}")))?;
+    if sampler.batches_drawn != iteration as u64 {
+        return Err(bad(
+            path,
+            format!(
+                "metadata says {iteration} iterations but its sampler drew {} batches; the \
+                 checkpoint is corrupt: use an earlier one",
+                sampler.batches_drawn
+            ),
+        ));
+    }
+    // Every tensor is found with the spec's shape before anything is allocated, so the
+    // parameters below are bounded by the file's own length, whatever the spec claims.
+    let tensors = spec.tensors();
+    let mut views = Vec::with_capacity(tensors.len());
+    for t in &tensors {
         let view = st.tensor(&t.name).map_err(|_| {
             bad(
                 path,
@@ -182,6 +230,20 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
                 ),
             ));
         }
+        if !matches!(view.dtype(), Dtype::F32 | Dtype::F64) {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor {} is {:?}; gpu-train stores F32 or F64",
+                    t.name,
+                    view.dtype()
+                ),
+            ));
+        }
+        views.push(view);
+    }
+    let mut data = vec![0.0; spec.num_params()];
+    for (t, view) in tensors.iter().zip(&views) {
         let out = &mut data[t.offset..t.offset + t.len];
         match view.dtype() {
             Dtype::F32 => {
@@ -194,15 +256,19 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
                     *o = f64::from_le_bytes(c.try_into().expect("chunks of 8"));
                 }
             }
-            other => {
-                return Err(bad(
-                    path,
-                    format!(
-                        "tensor {} is {other:?}; gpu-train stores F32 or F64",
-                        t.name
-                    ),
-                ))
-            }
+            _ => unreachable!("dtypes checked above"),
+        }
+        if let Some(at) = out.iter().position(|v| !v.is_finite()) {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor {} holds {} at {}; the run that wrote it diverged or the file is \
+                     corrupt: use an earlier checkpoint",
+                    t.name,
+                    out[at],
+                    element(&t.shape, at)
+                ),
+            ));
         }
     }
     let notes = meta
@@ -221,6 +287,37 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         config,
         notes,
     })
+}
+
+/// The safetensors header length (the first 8 bytes, little-endian) must fit in the file.
+fn check_header_len(path: &Path, bytes: &[u8]) -> Result<()> {
+    let corrupt = "it may be truncated or corrupted: use an earlier checkpoint";
+    let Some(first) = bytes.get(..8) else {
+        return Err(bad(
+            path,
+            format!(
+                "only {} bytes, too short for a safetensors header; {corrupt}",
+                bytes.len()
+            ),
+        ));
+    };
+    let claimed = u64::from_le_bytes(first.try_into().expect("8 bytes"));
+    let room = (bytes.len() - 8) as u64;
+    if claimed > room {
+        return Err(bad(
+            path,
+            format!("its header claims {claimed} bytes but only {room} follow; {corrupt}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `[i, j]` of flat index `at` in a tensor of `shape` (row-major).
+fn element(shape: &[usize], at: usize) -> String {
+    match shape {
+        [_, cols] if *cols > 0 => format!("[{}, {}]", at / cols, at % cols),
+        _ => format!("[{at}]"),
+    }
 }
 
 fn names(spec: &MlpSpec) -> String {

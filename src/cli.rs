@@ -68,7 +68,7 @@ pub struct GradcheckArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Step of the central difference.
-    #[arg(long, default_value_t = DEFAULT_H)]
+    #[arg(long, default_value_t = DEFAULT_H, allow_hyphen_values = true)]
     pub h: f64,
     /// Directory with full MNIST; default: $MNIST_DIR, else the embedded subset.
     #[arg(long, value_name = "DIR")]
@@ -157,7 +157,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "incremental")]
     pub numgrad: PerturbStrategy,
     /// Step h of the central difference (L(theta + h) - L(theta - h)) / 2h.
-    #[arg(long, default_value_t = DEFAULT_H, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_H, allow_hyphen_values = true)]
     pub h: f64,
     /// Directory with MNIST-style IDX files (the four canonical names, .gz or not). Default:
     /// $MNIST_DIR, else the embedded 30,000/5,000 subset. [may change on --resume]
@@ -174,17 +174,17 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "sigmoid")]
     pub activation: Activation,
     /// Mini-batch size.
-    #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 100, allow_hyphen_values = true)]
     pub batch: usize,
     /// Learning rate of gradient descent.
-    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
     pub lr: f64,
     /// Number of iterations (mini-batch steps) in all; with --resume, the run's total.
     /// Default: 10,000 (a resume: the checkpoint's). [may change on --resume]
     #[arg(long, conflicts_with = "epochs")]
     pub iters: Option<usize>,
     /// Train for this many epochs of the training set instead of --iters. [may change on --resume]
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub epochs: Option<f64>,
     /// Seed of the initial weights and of the batch sampler.
     #[arg(long, default_value_t = 0)]
@@ -306,6 +306,7 @@ pub fn main_with_args() -> Result<i32> {
         }
         Command::Gradcheck(args) => run_gradcheck(&args),
         Command::Bench(args) => {
+            gpu_train::budget::check_bench(&args.hidden, args.batch.as_deref(), &args.what)?;
             let mut out = std::io::stdout().lock();
             gpu_train::bench::run(&args, &mut out)?;
             Ok(0)

@@ -34,12 +34,12 @@ pub enum Error {
     #[error("{cause}\n{saved}")]
     Stopped { cause: Box<Error>, saved: String },
 
-    /// An I/O error on a named path.
-    #[error("{path}: {source}")]
+    /// An I/O error on a named path. The I/O error's text is part of this message and not also
+    /// a `source`, so that a printed error chain (`{:#}`) does not say it twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -61,7 +61,25 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_is_said_once_in_a_printed_chain() {
+        let e = Error::io(
+            "/x/loss.csv",
+            std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device"),
+        );
+        let printed = format!("{:#}", anyhow::Error::new(e).context("writing metrics"));
+        assert_eq!(
+            printed,
+            "writing metrics: /x/loss.csv: No space left on device"
+        );
     }
 }

@@ -130,6 +130,8 @@ pub fn prepare(config: &Config, data: Arc<Mnist>) -> Result<Setup> {
         data.train.classes(),
         config.activation,
     )?;
+    crate::budget::check_gradcheck(config.batch, config.h, data.train.len())?;
+    crate::budget::check_memory("gradcheck", &spec, config.batch, data.pixels(), true, 5)?;
     let params = trained(config, &spec, &data)?;
     let indices: Vec<u32> = (0..config.batch as u32).collect();
     let mut oracle = CpuBackend::<f64>::new(spec.clone(), data)?;

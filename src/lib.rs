@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod budget;
 pub mod check;
 pub mod checkpoint;
 pub mod cpu;

@@ -71,8 +71,16 @@ pub struct TensorView {
     pub len: usize,
 }
 
+/// The most hidden layers a net may have: far beyond any net this program trains, and a bound on
+/// what is built from a spec (a checkpoint's metadata is a spec from outside).
+pub const MAX_HIDDEN_LAYERS: usize = 256;
+
 impl MlpSpec {
-    /// Validates the sizes: every layer needs at least one unit.
+    /// Validates the sizes: every layer needs at least one unit, there are at most
+    /// [`MAX_HIDDEN_LAYERS`] hidden layers, and the parameter count (computed with checked
+    /// arithmetic) fits in memory addresses, so that [`num_params`](Self::num_params),
+    /// [`layers`](Self::layers) and [`tensors`](Self::tensors) cannot overflow. Whether the
+    /// parameters fit in this machine's memory is [`budget`](crate::budget)'s question.
     pub fn new(
         input: usize,
         hidden: Vec<usize>,
@@ -97,11 +105,40 @@ impl MlpSpec {
                 "need at least 2 classes for softmax",
             ));
         }
-        Ok(MlpSpec {
+        if hidden.len() > MAX_HIDDEN_LAYERS {
+            return Err(Error::config(
+                "--hidden",
+                format!(
+                    "{} hidden layers; at most {MAX_HIDDEN_LAYERS} are supported",
+                    hidden.len()
+                ),
+            ));
+        }
+        let spec = MlpSpec {
             input,
             hidden,
             classes,
             activation,
+        };
+        if spec.checked_num_params().is_none() {
+            return Err(Error::config(
+                "--hidden",
+                format!(
+                    "the net {} has more parameters than this machine can address; use \
+                     smaller layers",
+                    spec.describe()
+                ),
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// The parameter count, or None when it overflows (or when a weight's element offsets would:
+    /// the count bounds every offset).
+    pub fn checked_num_params(&self) -> Option<usize> {
+        let sizes = self.sizes();
+        sizes.windows(2).try_fold(0usize, |acc, w| {
+            acc.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
         })
     }
 

@@ -250,6 +250,14 @@ pub fn plan(req: &TrainRequest) -> Result<Plan> {
             )
         }
     };
+    crate::budget::check_memory(
+        "train",
+        &spec,
+        cfg.batch,
+        mnist.pixels(),
+        matches!(cfg.grad, GradMethod::Numerical { .. }),
+        2,
+    )?;
     let per_epoch = iters_per_epoch(train_size, cfg.batch);
     cfg.eval_every = match req.eval_every {
         Some(n) => n,
@@ -690,13 +698,11 @@ pub fn run(
         _ => StoredPrecision::F32,
     };
     let train_size = plan.data.train.len();
-    let sampler0 = plan.start.map(|s| s.sampler).unwrap_or(SamplerState {
-        kind: cfg.sampler,
-        n: train_size,
-        seed: cfg.seed,
-        batches_drawn: 0,
-        batch_size: 0,
-    });
+    let sampler0 = plan.start.map(|s| s.sampler).unwrap_or(SamplerState::fresh(
+        cfg.sampler,
+        train_size,
+        cfg.seed,
+    ));
     let notes: HashMap<String, String> = [
         ("version", env!("CARGO_PKG_VERSION").to_string()),
         ("device", device.clone()),

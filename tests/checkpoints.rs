@@ -260,13 +260,7 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits_130() {
 
 fn saved_checkpoint(d: &Path) -> (PathBuf, Vec<u8>) {
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
-    let sampler = SamplerState {
-        kind: Default::default(),
-        n: 30000,
-        seed: 0,
-        batches_drawn: 0,
-        batch_size: 0,
-    };
+    let sampler = SamplerState::fresh(Default::default(), 30000, 0);
     let ckpt = Checkpoint {
         params: Params::init(&spec, 1),
         iteration: 0,

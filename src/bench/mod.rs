@@ -94,7 +94,7 @@ pub struct BenchArgs {
         long,
         default_value_t = 10.0,
         value_name = "SECONDS",
-        allow_negative_numbers = true
+        allow_hyphen_values = true
     )]
     pub budget: f64,
 }

@@ -17,9 +17,17 @@
 //! file claiming 2^31 images costs 100 bytes, not gigabytes. Every error is an
 //! [`Error::Data`](crate::error::Error::Data) that names the file, says what is wrong and, where
 //! there is one, the fix.
+//!
+//! Claims are also capped: a body larger than [`max_data_bytes`] (1 GiB by default, raised with
+//! the `GPU_TRAIN_MAX_DATA_BYTES` environment variable) is refused before anything is read. Full
+//! MNIST's training images are 47 MB and the largest public IDX set (EMNIST ByClass: 697,932
+//! images, 0.55 GB) is half the cap; a file claiming 2^31 items (2 GiB even at one byte each)
+//! is beyond it, so a small gzip bomb with such a header costs nothing however far it would
+//! inflate. Only regular files are read, checked before they are
+//! opened (symbolic links are followed first): a FIFO would block the reader and a device such
+//! as `/dev/zero` never ends, so both are named for what they are.
 
-use std::borrow::Cow;
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
@@ -33,6 +41,75 @@ pub const LABELS_MAGIC: u32 = 0x0000_0801;
 
 /// The first two bytes of every gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The default cap on one IDX file's body (see the module docs): 1 GiB.
+pub const DEFAULT_MAX_DATA_BYTES: u64 = 1 << 30;
+
+/// The environment variable that raises (or lowers) [`DEFAULT_MAX_DATA_BYTES`].
+pub const MAX_DATA_BYTES_ENV: &str = "GPU_TRAIN_MAX_DATA_BYTES";
+
+/// The largest IDX body the readers accept: `GPU_TRAIN_MAX_DATA_BYTES` when set, else
+/// [`DEFAULT_MAX_DATA_BYTES`]. A value that is not a whole number of bytes is a config error.
+pub fn max_data_bytes() -> Result<u64> {
+    match std::env::var(MAX_DATA_BYTES_ENV) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| {
+            Error::config(
+                MAX_DATA_BYTES_ENV,
+                format!(
+                    "{v:?} is not a number of bytes; give a whole number such as {}",
+                    DEFAULT_MAX_DATA_BYTES
+                ),
+            )
+        }),
+        _ => Ok(DEFAULT_MAX_DATA_BYTES),
+    }
+}
+
+/// Checks, before opening it, that `path` (after following symbolic links) is a regular file,
+/// and returns its length. The error text says what the path is instead: missing, a dangling
+/// link, a directory, a FIFO, a device or a socket. Used for every file the program reads.
+pub fn regular_file_len(path: &Path) -> std::result::Result<u64, String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(match std::fs::symlink_metadata(path) {
+                Ok(_) => "is a symbolic link whose target does not exist".to_string(),
+                Err(_) => "file not found".to_string(),
+            });
+        }
+        Err(e) => return Err(format!("cannot read the file: {}", io_text(&e))),
+    };
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok(meta.len());
+    }
+    if kind.is_dir() {
+        return Err("is a directory, not a file".to_string());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return Err("is a FIFO (named pipe), not a regular file; give the file itself".into());
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return Err("is a device file, not a regular file; give the file itself".into());
+        }
+        if kind.is_socket() {
+            return Err("is a socket, not a regular file; give the file itself".into());
+        }
+    }
+    Err("is not a regular file; give the file itself".to_string())
+}
+
+/// An I/O error's text without the "(os error N)" detail that repeats what the text says.
+pub fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
 
 /// Images read from an IDX file: `count` images of `rows x cols` bytes, row-major, one image
 /// after the other.
@@ -59,14 +136,8 @@ impl std::fmt::Debug for IdxImages {
 /// Reads an IDX images file (magic `0x00000803`), raw or gzip-compressed.
 pub fn read_images(path: impl AsRef<Path>) -> Result<IdxImages> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
-    let (dims, pixels) = decode(path, Cow::Owned(bytes), Kind::Images)?;
-    Ok(IdxImages {
-        pixels,
-        count: dims[0],
-        rows: dims[1],
-        cols: dims[2],
-    })
+    let (dims, pixels) = read_file(path, Kind::Images)?;
+    Ok(images(dims, pixels))
 }
 
 /// Reads an IDX labels file (magic `0x00000801`), raw or gzip-compressed.
@@ -75,26 +146,29 @@ pub fn read_images(path: impl AsRef<Path>) -> Result<IdxImages> {
 /// business (see [`Dataset::new`](super::Dataset::new)).
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<u8>> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
-    let (_, labels) = decode(path, Cow::Owned(bytes), Kind::Labels)?;
+    let (_, labels) = read_file(path, Kind::Labels)?;
     Ok(labels)
 }
 
 /// Like [`read_images`], for a file already in memory; `name` is what errors call it.
 pub fn images_from_bytes(name: impl AsRef<Path>, bytes: &[u8]) -> Result<IdxImages> {
-    let (dims, pixels) = decode(name.as_ref(), Cow::Borrowed(bytes), Kind::Images)?;
-    Ok(IdxImages {
-        pixels,
-        count: dims[0],
-        rows: dims[1],
-        cols: dims[2],
-    })
+    let (dims, pixels) = decode(name.as_ref(), bytes, bytes.len() as u64, Kind::Images)?;
+    Ok(images(dims, pixels))
 }
 
 /// Like [`read_labels`], for a file already in memory; `name` is what errors call it.
 pub fn labels_from_bytes(name: impl AsRef<Path>, bytes: &[u8]) -> Result<Vec<u8>> {
-    let (_, labels) = decode(name.as_ref(), Cow::Borrowed(bytes), Kind::Labels)?;
+    let (_, labels) = decode(name.as_ref(), bytes, bytes.len() as u64, Kind::Labels)?;
     Ok(labels)
+}
+
+fn images(dims: Vec<usize>, pixels: Vec<u8>) -> IdxImages {
+    IdxImages {
+        pixels,
+        count: dims[0],
+        rows: dims[1],
+        cols: dims[2],
+    }
 }
 
 /// Which of the two MNIST IDX kinds a file is expected to be.
@@ -146,22 +220,24 @@ impl Kind {
     }
 }
 
-/// Reads a whole file, with errors that name it and say what to do.
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        let what = match e.kind() {
-            std::io::ErrorKind::NotFound => "file not found".to_string(),
-            std::io::ErrorKind::IsADirectory => "is a directory, expected an IDX file".to_string(),
-            _ => format!("cannot read the file: {e}"),
-        };
-        Error::data(path, what)
-    })
+/// Reads one IDX file: its type is checked before it is opened, a raw body's length is
+/// compared with the file's before it is read, and a gzip stream is decompressed as it is read.
+fn read_file(path: &Path, kind: Kind) -> Result<(Vec<usize>, Vec<u8>)> {
+    let len = regular_file_len(path).map_err(|what| Error::data(path, what))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::data(path, format!("cannot open the file: {}", io_text(&e))))?;
+    decode(path, BufReader::new(file), len, kind)
 }
 
-/// Decodes one IDX file of the given kind; returns its dimensions (as many as the kind has) and
-/// its body.
-fn decode(file: &Path, bytes: Cow<'_, [u8]>, kind: Kind) -> Result<(Vec<usize>, Vec<u8>)> {
-    if bytes.is_empty() {
+/// Decodes one IDX file of the given kind from `source`, which holds `len` bytes; returns its
+/// dimensions (as many as the kind has) and its body.
+fn decode(
+    file: &Path,
+    mut source: impl Read,
+    len: u64,
+    kind: Kind,
+) -> Result<(Vec<usize>, Vec<u8>)> {
+    if len == 0 {
         return Err(Error::data(
             file,
             format!(
@@ -170,44 +246,89 @@ fn decode(file: &Path, bytes: Cow<'_, [u8]>, kind: Kind) -> Result<(Vec<usize>, 
             ),
         ));
     }
-    if bytes.starts_with(&GZIP_MAGIC) {
-        decode_gzip(file, &bytes, kind)
+    let header_len = kind.header_len();
+    let mut head = [0u8; 16];
+    let got = read_up_to(&mut source, &mut head[..header_len])
+        .map_err(|e| Error::data(file, format!("cannot read the file: {}", io_text(&e))))?;
+    let head = &head[..got];
+    if head.starts_with(&GZIP_MAGIC) {
+        decode_gzip(file, head.chain(source), kind)
     } else {
-        decode_raw(file, bytes, kind)
+        decode_raw(file, head, source, len, kind)
     }
 }
 
-/// An uncompressed file: everything can be checked against the slice's real length.
-fn decode_raw(file: &Path, bytes: Cow<'_, [u8]>, kind: Kind) -> Result<(Vec<usize>, Vec<u8>)> {
+/// An uncompressed file: the header's claim is checked against the file's real length before
+/// the body is read.
+fn decode_raw(
+    file: &Path,
+    head: &[u8],
+    source: impl Read,
+    len: u64,
+    kind: Kind,
+) -> Result<(Vec<usize>, Vec<u8>)> {
     let header_len = kind.header_len();
-    let dims = parse_header(file, kind, &bytes[..bytes.len().min(header_len)])?;
+    let dims = parse_header(file, kind, head)?;
     let expected = body_len(file, kind, &dims)?;
-    let found = bytes.len() - header_len;
-    check_body_len(file, kind, &dims, expected, found as u64)?;
-    let body = match bytes {
-        Cow::Owned(mut owned) => {
-            // Reuse the file's buffer: shifting it costs a memmove, not a second copy.
-            owned.drain(..header_len);
-            owned
-        }
-        Cow::Borrowed(slice) => slice[header_len..].to_vec(),
-    };
+    let found = len.saturating_sub(header_len as u64);
+    check_body_len(file, kind, &dims, expected, found)?;
+    check_limit(file, kind, &dims, expected)?;
+    // The file is as long as claimed and within the limit, so the claim may size the buffer.
+    let mut body = Vec::new();
+    body.try_reserve_exact(expected as usize).map_err(|_| {
+        Error::data(
+            file,
+            format!("not enough memory for its {expected}-byte body"),
+        )
+    })?;
+    source
+        .take(expected)
+        .read_to_end(&mut body)
+        .map_err(|e| Error::data(file, format!("cannot read the file: {}", io_text(&e))))?;
+    // The file changed while it was read.
+    check_body_len(file, kind, &dims, expected, body.len() as u64)?;
     Ok((dims, body))
 }
 
 /// A gzip file: the decompressed length is unknown until it has been decompressed, so the body
 /// is read through a bounded reader (see the module docs).
-fn decode_gzip(file: &Path, bytes: &[u8], kind: Kind) -> Result<(Vec<usize>, Vec<u8>)> {
-    let mut stream = MultiGzDecoder::new(bytes);
+fn decode_gzip(file: &Path, compressed: impl Read, kind: Kind) -> Result<(Vec<usize>, Vec<u8>)> {
+    let mut stream = MultiGzDecoder::new(compressed);
     let header_len = kind.header_len();
     let mut header = [0u8; 16];
-    let got = read_up_to(file, &mut stream, &mut header[..header_len])?;
+    let got =
+        read_up_to(&mut stream, &mut header[..header_len]).map_err(|e| gzip_error(file, &e))?;
     let dims = parse_header(file, kind, &header[..got])?;
     let expected = body_len(file, kind, &dims)?;
+    check_limit(file, kind, &dims, expected)?;
     // One byte more than claimed, so that a stream that is too long is noticed.
     let body = read_bounded(file, &mut stream, expected.saturating_add(1))?;
     check_body_len(file, kind, &dims, expected, body.len() as u64)?;
     Ok((dims, body))
+}
+
+/// Refuses a claimed body beyond [`max_data_bytes`], before anything is read or allocated.
+fn check_limit(file: &Path, kind: Kind, dims: &[usize], expected: u64) -> Result<()> {
+    let limit = max_data_bytes()?;
+    if expected > limit {
+        return Err(Error::data(
+            file,
+            format!(
+                "header claims {} ({expected} bytes), beyond the {limit}-byte limit on data \
+                 files; if the file is genuine, raise the limit with \
+                 {MAX_DATA_BYTES_ENV}=<bytes>",
+                items(kind, dims)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn items(kind: Kind, dims: &[usize]) -> String {
+    match kind {
+        Kind::Images => format!("{} images of {}x{}", dims[0], dims[1], dims[2]),
+        Kind::Labels => format!("{} labels", dims[0]),
+    }
 }
 
 /// Parses and validates the header; `header` is the file's first bytes, at most the header's
@@ -319,10 +440,7 @@ fn check_body_len(
     expected: u64,
     found: u64,
 ) -> Result<()> {
-    let items = match kind {
-        Kind::Images => format!("{} images of {}x{}", dims[0], dims[1], dims[2]),
-        Kind::Labels => format!("{} labels", dims[0]),
-    };
+    let items = items(kind, dims);
     let header_len = kind.header_len();
     if found < expected {
         return Err(Error::data(
@@ -355,14 +473,14 @@ fn check_body_len(
 }
 
 /// Fills `buf` from `stream` as far as the stream goes; returns how many bytes were read.
-fn read_up_to(file: &Path, stream: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+fn read_up_to(stream: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match stream.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(gzip_error(file, &e)),
+            Err(e) => return Err(e),
         }
     }
     Ok(filled)
@@ -462,11 +580,19 @@ mod tests {
 
     #[test]
     fn header_claiming_more_than_the_file_holds_is_rejected_raw_and_gzip() {
-        let raw = images_file(1 << 31, 28, 28, &[0u8; 84]);
+        let raw = images_file(1000, 28, 28, &[0u8; 84]);
         for bytes in [raw.clone(), gzip(&raw)] {
             let msg = message(images_from_bytes("big", &bytes));
             assert!(msg.contains("big") && msg.contains("truncated"), "{msg}");
         }
+        // A gzip stream's length is unknown up front, so a claim beyond the data-size limit is
+        // refused before a byte of its body is inflated.
+        let raw = images_file(1 << 31, 28, 28, &[0u8; 84]);
+        let msg = message(images_from_bytes("huge", &gzip(&raw)));
+        assert!(
+            msg.contains("huge") && msg.contains("limit") && msg.contains(MAX_DATA_BYTES_ENV),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -330,6 +330,11 @@ impl Mnist {
         self.train.source().starts_with(EMBEDDED_PREFIX)
     }
 
+    /// Bytes of pixels held, training and test images together.
+    pub fn pixels(&self) -> u64 {
+        (self.train.images().len() as u64).saturating_add(self.test.images().len() as u64)
+    }
+
     /// One line for the CLI, e.g. `embedded MNIST subset: 30000 train / 5000 test, 28x28` or
     /// `MNIST from /data/mnist: 60000 train / 10000 test, 28x28`.
     pub fn describe(&self) -> String {
@@ -487,7 +492,9 @@ fn load_dir(dir: &Path, origin: &str, classes: Option<ClassCount>) -> Result<Mni
     } else {
         None
     };
-    assemble(train, test, classes, names)
+    let mnist = assemble(train, test, classes, names)?;
+    check_same_size(&mnist)?;
+    Ok(mnist)
 }
 
 /// Reads a `classes.txt`: one non-empty name a line, in label order (a final newline is
@@ -526,15 +533,36 @@ pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
     Ok(lines.into_iter().map(str::to_string).collect())
 }
 
-/// `dir/name`, or `dir/name.gz` when only that exists.
+/// The training and test images must be of one size: a net has one input width.
+pub fn check_same_size(mnist: &Mnist) -> Result<()> {
+    let (train, test) = (&mnist.train, &mnist.test);
+    if (train.rows(), train.cols()) != (test.rows(), test.cols()) {
+        return Err(Error::data(
+            test.source(),
+            format!(
+                "holds images of {}x{} pixels but the training images in {} are {}x{}; the \
+                 training and test files must come from the same data set",
+                test.rows(),
+                test.cols(),
+                train.source(),
+                train.rows(),
+                train.cols()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `dir/name`, or `dir/name.gz` when only that exists. A path that exists but is not a regular
+/// file (a directory, a FIFO, a device, a dangling link) is returned, so that the reader names
+/// what it is rather than calling it missing.
 fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
     let raw = dir.join(name);
-    if raw.is_file() {
-        return Ok(raw);
-    }
     let gz = dir.join(format!("{name}.gz"));
-    if gz.is_file() {
-        return Ok(gz);
+    for path in [&raw, &gz] {
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Ok(path.clone());
+        }
     }
     Err(Error::data(
         raw,
