@@ -47,6 +47,11 @@ pub enum Command {
     /// Time forward, backprop, the numerical gradient and a training step on the CPU and the
     /// GPU over a grid of sizes: median/min/max, op counts, rates, growth, optional NumPy peer.
     Bench(gpu_train::bench::BenchArgs),
+    /// Print a shell completion script: `gpu-train completions bash > ~/.local/share/bash-completion/completions/gpu-train`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -309,6 +314,11 @@ pub fn main_with_args() -> Result<i32> {
             gpu_train::budget::check_bench(&args.hidden, args.batch.as_deref(), &args.what)?;
             let mut out = std::io::stdout().lock();
             gpu_train::bench::run(&args, &mut out)?;
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "gpu-train", &mut std::io::stdout());
             Ok(0)
         }
         Command::Demo(args) => {

@@ -9,7 +9,7 @@ pub fn number(v: f64) -> String {
     let plain = format!("{v}");
     let sci = format!("{v:e}");
     // Everyday magnitudes read best written out; only the extremes need an exponent.
-    if v == 0.0 || (1e-4..1e16).contains(&v.abs()) || plain.len() <= sci.len() {
+    if v == 0.0 || (1e-4..1e6).contains(&v.abs()) || plain.len() <= sci.len() {
         plain
     } else {
         sci

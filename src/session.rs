@@ -189,6 +189,17 @@ pub fn plan(req: &TrainRequest) -> Result<Plan> {
         mnist.train.classes(),
         req.activation,
     )?;
+    if req.resume.is_none() {
+        // Before the parameters are allocated: a net that cannot fit is refused with the figure.
+        crate::budget::check_memory(
+            "train",
+            &flags_spec,
+            req.batch,
+            mnist.pixels(),
+            matches!(req.grad, GradMethod::Numerical { .. }),
+            2,
+        )?;
+    }
     let (spec, mut cfg, params, start, default_out) = match (&req.resume, ckpt) {
         (None, _) | (_, None) => {
             let cfg = TrainConfig {

@@ -186,7 +186,7 @@ fn cli_resume_equals_uninterrupted_f64() {
         resumed.params.data, whole.params.data,
         "resumed run differs from the uninterrupted one"
     );
-    // A resume with a net of another shape names both shapes.
+    // A resume with a net of another shape names the flag and both values.
     let out = bin()
         .args(&common)
         .args([
@@ -203,7 +203,9 @@ fn cli_resume_equals_uninterrupted_f64() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("784-50-10") && err.contains("784-20-10"),
+        !out.status.success()
+            && err.contains("--hidden: 20 contradicts")
+            && err.contains("--hidden 50"),
         "{err}"
     );
 }

@@ -105,12 +105,25 @@ fn a_short_run_prints_evaluations_and_the_final_line() {
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("iter ")).count(),
         4,
-        "iterations 0, 10, 20, 29:\n{stdout}"
+        "iterations 0, 10, 20, 30:\n{stdout}"
     );
+    assert!(stdout.contains("\niter     30 | epoch  0.10 |"), "{stdout}");
+    // One check line at the first step, one summary; nothing from a driver; short lines.
+    assert_eq!(stdout.matches("check at iteration").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("gradient checks: 3 passed, worst "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("XDG_RUNTIME_DIR"), "{stdout}");
+    let device = stdout.lines().find(|l| l.starts_with("device: ")).unwrap();
+    assert!(device.len() < 100, "{device}");
     let lines: Vec<&str> = stdout.lines().collect();
     let n = lines.len();
     assert!(
-        n >= 2 && lines[n - 2].starts_with("final: iteration 30"),
+        n >= 2
+            && lines[n - 2].starts_with("final: iter 30 | epoch 0.10 | train loss ")
+            && lines[n - 2].contains("| best test acc ")
+            && lines[n - 2].contains(" it/s"),
         "{stdout}"
     );
     // The last line names the run's files, and they exist.
@@ -181,4 +194,61 @@ fn an_unwritable_out_is_an_error_before_training() {
         "trained anyway"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The chapter's epoch: on the embedded set (30,000 images) evaluations fall every 300
+/// iterations by default, and --quiet still says where the run went.
+#[test]
+fn evaluations_fall_once_an_epoch_and_quiet_names_the_run_folder() {
+    let dir = std::env::temp_dir().join(format!("gpu-train-cli-epoch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out_dir = dir.to_string_lossy().into_owned();
+    let out = gpu_train(&[
+        "train", "--device", "cpu", "--grad", "backprop", "--epochs", "2", "--quiet", "--out",
+        &out_dir,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>()[0],
+        format!("run folder: {out_dir}"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("final: iter 600 | epoch 2.00"),
+        "{stdout}"
+    );
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let rows: Vec<(String, String)> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[1].to_string())
+        })
+        .collect();
+    let want: Vec<(String, String)> = [("0", "0.0000"), ("300", "1.0000"), ("600", "2.0000")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(rows, want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn completions_are_printed_for_bash() {
+    let out = gpu_train(&["completions", "bash"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("gpu-train") && text.contains("--eval-every"),
+        "{text}"
+    );
 }

@@ -86,7 +86,8 @@ fn run_with(
     let backend: &mut dyn Backend = match backend {
         Some(b) => b,
         None => {
-            own = session::make_backend(req.device, req.precision, &plan.spec, plan.data.clone())?.0;
+            own =
+                session::make_backend(req.device, req.precision, &plan.spec, plan.data.clone())?.0;
             own.as_mut()
         }
     };
@@ -120,10 +121,19 @@ fn interrupt_then_a_kill_then_resume_leaves_every_iteration_once_and_the_same_we
     let stopped = report.iteration;
     assert!((130..200).contains(&stopped), "{stopped}");
     let cmd = report.resume_command.unwrap();
-    assert!(cmd.contains("--resume") && cmd.contains("--out") && cmd.contains("--iters 250"), "{cmd}");
+    assert!(
+        cmd.contains("--resume") && cmd.contains("--out") && cmd.contains("--iters 250"),
+        "{cmd}"
+    );
     // A kill after the checkpoint: rows past it, and a line cut in half.
-    for (name, row) in [("metrics.csv", "900,3,0.1,0.2,0.3,0.4,0.5,0.6\n9"), ("loss.csv", "900,0.5\n90")] {
-        let mut f = std::fs::OpenOptions::new().append(true).open(dir.join(name)).unwrap();
+    for (name, row) in [
+        ("metrics.csv", "900,3,0.1,0.2,0.3,0.4,0.5,0.6\n9"),
+        ("loss.csv", "900,0.5\n90"),
+    ] {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(name))
+            .unwrap();
         f.write_all(row.as_bytes()).unwrap();
     }
     let mut resumed = request(&dir);
@@ -134,7 +144,11 @@ fn interrupt_then_a_kill_then_resume_leaves_every_iteration_once_and_the_same_we
     assert_eq!((report.ending, report.iteration), ("completed", 250));
 
     let losses = column(&dir.join("loss.csv"), 0);
-    assert_eq!(losses, (0..250).collect::<Vec<_>>(), "every batch loss once, in order");
+    assert_eq!(
+        losses,
+        (0..250).collect::<Vec<_>>(),
+        "every batch loss once, in order"
+    );
     let evals = column(&dir.join("metrics.csv"), 0);
     assert_eq!(evals, vec![0, 100, 200, 250], "every evaluation once");
     let a = gpu_train::checkpoint::load(&dir.join("checkpoint.safetensors")).unwrap();
@@ -147,7 +161,11 @@ fn interrupt_then_a_kill_then_resume_leaves_every_iteration_once_and_the_same_we
     );
     // Seconds continue across the resume.
     let secs = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    let s: Vec<f64> = secs.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect();
+    let s: Vec<f64> = secs
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
     assert!(s.windows(2).all(|w| w[0] <= w[1]), "{s:?}");
 }
 
@@ -155,12 +173,26 @@ fn interrupt_then_a_kill_then_resume_leaves_every_iteration_once_and_the_same_we
 fn a_folder_in_use_or_holding_a_run_is_refused_naming_it() {
     let dir = temp_dir("locked");
     let first = RunDir::create(&dir, false).unwrap();
-    let err = RunDir::create(&dir, false).err().expect("a second run got in").to_string();
-    assert!(err.contains(&dir.display().to_string()) && err.contains("another gpu-train run") && err.contains("pid"), "{err}");
+    let err = RunDir::create(&dir, false)
+        .err()
+        .expect("a second run got in")
+        .to_string();
+    assert!(
+        err.contains(&dir.display().to_string())
+            && err.contains("another gpu-train run")
+            && err.contains("pid"),
+        "{err}"
+    );
     drop(first);
     // The lock is gone with its run; the folder now holds a run's files.
-    let err = RunDir::create(&dir, false).err().expect("mixed into a run").to_string();
-    assert!(err.contains("--resume") && err.contains("--overwrite"), "{err}");
+    let err = RunDir::create(&dir, false)
+        .err()
+        .expect("mixed into a run")
+        .to_string();
+    assert!(
+        err.contains("--resume") && err.contains("--overwrite"),
+        "{err}"
+    );
     RunDir::create(&dir, true).unwrap();
 }
 
@@ -176,11 +208,17 @@ fn resume_flags_that_contradict_the_checkpoint_are_errors_and_touch_nothing() {
     r.lr = 0.5;
     r.explicit = vec!["lr".into()];
     let err = session::plan(&r).err().unwrap().to_string();
-    assert!(err.contains("--lr") && err.contains("0.5") && err.contains("0.1"), "{err}");
+    assert!(
+        err.contains("--lr") && err.contains("0.5") && err.contains("0.1"),
+        "{err}"
+    );
     r.lr = 0.1;
     r.explicit = vec!["lr".into(), "iters".into()];
     session::plan(&r).unwrap();
-    assert_eq!(before, std::fs::read_to_string(dir.join("config.json")).unwrap());
+    assert_eq!(
+        before,
+        std::fs::read_to_string(dir.join("config.json")).unwrap()
+    );
 }
 
 /// A backend whose b2 gradient is 1% too large: the reference check must stop the run.
@@ -231,8 +269,14 @@ fn a_wrong_gradient_stops_at_the_first_check_with_a_checkpoint() {
         .expect("a wrong gradient passed");
     let text = err.to_string();
     assert!(matches!(err, Error::Stopped { .. }), "{text}");
-    assert!(text.contains("iteration 0") && text.contains("b2") && text.contains("wrong b2"), "{text}");
-    assert!(text.contains("checkpoint.safetensors"), "says where: {text}");
+    assert!(
+        text.contains("iteration 0") && text.contains("b2") && text.contains("wrong b2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("checkpoint.safetensors"),
+        "says where: {text}"
+    );
     let ckpt = gpu_train::checkpoint::load(&dir.join("checkpoint.safetensors")).unwrap();
     assert_eq!(ckpt.iteration, 0);
 }
@@ -245,8 +289,16 @@ fn a_saturating_learning_rate_stops_with_finite_weights_and_a_large_one_that_lea
     req.iters = Some(1000);
     let flag = AtomicBool::new(false);
     let mut ui = Recorder::default();
-    let err = run_with(&req, &mut ui, &flag, None).err().expect("1e6 was not caught").to_string();
-    assert!(err.contains("diverged") && err.contains("--lr 1e5") && err.contains("checkpoint.safetensors"), "{err}");
+    let err = run_with(&req, &mut ui, &flag, None)
+        .err()
+        .expect("1e6 was not caught")
+        .to_string();
+    assert!(
+        err.contains("diverged")
+            && err.contains("--lr 100000")
+            && err.contains("checkpoint.safetensors"),
+        "{err}"
+    );
     assert_eq!(ui.report.unwrap().ending, "diverged");
     let ckpt = gpu_train::checkpoint::load(&dir.join("checkpoint.safetensors")).unwrap();
     assert!(ckpt.params.data.iter().all(|v| v.is_finite()));
@@ -312,11 +364,22 @@ fn config_metrics_and_json_follow_one_schema() {
         V::Object(_) => "object",
     };
     let expect = [
-        ("version", "string"), ("data", "object"), ("model", "object"), ("grad", "object"),
-        ("batch", "number"), ("lr", "number"), ("iters", "number"), ("iters_per_epoch", "number"),
-        ("eval_every", "number"), ("loss_every", "number"), ("seed", "number"),
-        ("sampler", "string"), ("precision", "string"), ("device", "object"),
-        ("resumed_from", "null"), ("resumed_at", "null"),
+        ("version", "string"),
+        ("data", "object"),
+        ("model", "object"),
+        ("grad", "object"),
+        ("batch", "number"),
+        ("lr", "number"),
+        ("iters", "number"),
+        ("iters_per_epoch", "number"),
+        ("eval_every", "number"),
+        ("loss_every", "number"),
+        ("seed", "number"),
+        ("sampler", "string"),
+        ("precision", "string"),
+        ("device", "object"),
+        ("resumed_from", "null"),
+        ("resumed_at", "null"),
     ];
     let obj = config.as_object().unwrap();
     assert_eq!(obj.len(), expect.len(), "{config}");
@@ -334,15 +397,25 @@ fn config_metrics_and_json_follow_one_schema() {
     assert_eq!(metrics.lines().next().unwrap(), METRICS_HEADER);
     let loss = std::fs::read_to_string(dir.join("loss.csv")).unwrap();
     assert_eq!(loss.lines().next().unwrap(), LOSS_HEADER);
-    let schema = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/SCHEMA.md")).unwrap();
+    let schema =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/SCHEMA.md")).unwrap();
     for col in METRICS_HEADER.split(',') {
-        assert!(schema.contains(&format!("`{col}`")), "docs/SCHEMA.md lacks {col}");
+        assert!(
+            schema.contains(&format!("`{col}`")),
+            "docs/SCHEMA.md lacks {col}"
+        );
     }
     let fin = serde_json::to_value(&report).unwrap();
     for key in fin.as_object().unwrap().keys() {
-        assert!(schema.contains(&format!("`{key}`")), "docs/SCHEMA.md lacks the final record's {key}");
+        assert!(
+            schema.contains(&format!("`{key}`")),
+            "docs/SCHEMA.md lacks the final record's {key}"
+        );
     }
     for (k, _) in expect {
-        assert!(schema.contains(&format!("`{k}`")), "docs/SCHEMA.md lacks config's {k}");
+        assert!(
+            schema.contains(&format!("`{k}`")),
+            "docs/SCHEMA.md lacks config's {k}"
+        );
     }
 }
