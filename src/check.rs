@@ -2,10 +2,10 @@
 //! (W1, b1, ...), as the chapter's sequel does its gradient_check.
 
 use crate::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
-use crate::cpu::CpuBackend;
 use crate::data::Mnist;
 use crate::error::{Error, Result};
 use crate::model::{relative_error, MlpSpec};
+use crate::reference::ReferenceBackend;
 use crate::tolerance::{F32_NUMERICAL_VS_F64, GPU_BACKPROP_REL};
 use std::sync::Arc;
 
@@ -52,13 +52,13 @@ pub fn tolerance_for(method: GradMethod) -> f64 {
 
 /// Re-computes a step's gradient on the f64 CPU reference and compares.
 pub struct Checker {
-    oracle: CpuBackend<f64>,
+    oracle: ReferenceBackend,
 }
 
 impl Checker {
     pub fn new(spec: MlpSpec, data: Arc<Mnist>) -> Result<Self> {
         Ok(Checker {
-            oracle: CpuBackend::new(spec, data)?,
+            oracle: ReferenceBackend::new(spec, data)?,
         })
     }
 

@@ -782,7 +782,7 @@ fn run_gradcheck(args: &GradcheckArgs) -> Result<()> {
     }
     let params = trainer.params()?;
     let indices: Vec<u32> = (0..args.batch as u32).collect();
-    let mut reference = CpuBackend::<f64>::new(spec.clone(), mnist.clone())?;
+    let mut reference = gpu_train::reference::ReferenceBackend::new(spec.clone(), mnist.clone())?;
     reference.set_params(&params)?;
     reference.set_batch(&indices)?;
     let exact = reference.gradient(GradMethod::Backprop)?;

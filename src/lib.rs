@@ -14,6 +14,7 @@ pub mod error;
 pub mod gpu;
 pub mod math;
 pub mod model;
+pub mod reference;
 pub mod report;
 pub mod run;
 pub mod tolerance;
