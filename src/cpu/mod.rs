@@ -26,17 +26,11 @@ use std::sync::Arc;
 /// Rows per chunk when evaluating a whole split: bounds the activations' memory.
 const EVAL_ROWS_PER_CHUNK: usize = 500;
 
-/// x = pixel / 255 for the given rows of a data set.
+/// x = pixel / 255 for the given rows of a data set: the data set's own batch fill.
 pub fn fill_x<T: Real>(data: &Dataset, indices: &[u32], out: &mut Vec<T>) {
-    let inv = 1.0 / 255.0;
     out.clear();
-    for &i in indices {
-        out.extend(
-            data.image(i as usize)
-                .iter()
-                .map(|&px| T::from_f64(px as f64 * inv)),
-        );
-    }
+    out.resize(indices.len() * data.input_width(), T::ZERO);
+    data.fill_batch_with(indices, out, T::PIXEL);
 }
 
 pub struct CpuBackend<T: Real> {
@@ -163,11 +157,7 @@ impl<T: Real> CpuBackend<T> {
 
 impl<T: Real> Backend for CpuBackend<T> {
     fn name(&self) -> String {
-        if T::NAME == "f64" {
-            "cpu f64 (reference)".to_string()
-        } else {
-            format!("cpu {} ({} threads)", T::NAME, rayon::current_num_threads())
-        }
+        format!("cpu {} ({} threads)", T::NAME, rayon::current_num_threads())
     }
 
     fn spec(&self) -> &MlpSpec {
@@ -349,9 +339,7 @@ pub fn confusion(spec: &MlpSpec, params: &Params, data: &Dataset) -> ConfusionRe
             let mut m = vec![vec![0usize; classes]; classes];
             for (b, &t) in labels.iter().enumerate() {
                 let row = &cache.probs[b * classes..(b + 1) * classes];
-                let pred =
-                    (1..classes).fold(0, |best, k| if row[k] > row[best] { k } else { best });
-                m[t as usize][pred] += 1;
+                m[t as usize][crate::math::argmax(row)] += 1;
             }
             (loss, m)
         })
