@@ -1,5 +1,6 @@
 //! The numerical gradient of the mean batch loss, (L(theta + h e_p) - L(theta - h e_p)) / 2h for
-//! every parameter p, by the two strategies of DESIGN.md (CPU twin of shaders/numerical.wgsl).
+//! every parameter p, by two strategies, `full` and `incremental` (CPU twin of
+//! shaders/numerical.wgsl).
 
 use super::activation::{activation_change, ActivationPoint, ShiftRegime};
 use super::cross_entropy::{
