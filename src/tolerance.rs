@@ -99,7 +99,10 @@ pub const F32_NUMERICAL_VS_F64: f64 = 1e-5;
 
 // ---- GPU kernels against the f64 oracle (f32 on the device) ----
 // Measured on lavapipe (tests/gpu_kernels.rs prints them with --nocapture): each comment gives
-// the worst seen, so the margin is visible.
+// the worst seen, so the margin is visible. Re-measured 2026-12-01 with the bounds below, the
+// worst element of each kernel used this share of its bound: bias gradient 28%, cross entropy
+// 21%, sum of squares 19%, softmax 16%, output delta 14%, matmul 9%, SGD 9%, activation
+// derivative 8%, mean 4%: every bound within 30x of what it guards.
 
 /// Matmul (and fused bias + activation): f32 accumulation over K terms. With unit inputs the
 /// partial sums reach ~sqrt(K), so the absolute error grows like K * 2^-24 * |terms|: measured

@@ -362,3 +362,37 @@ pub fn confusion(spec: &MlpSpec, params: &Params, data: &Dataset) -> ConfusionRe
         matrix,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dense batch and the sparse rows take x = pixel / 255 from the data set's one table,
+    /// in both precisions: the same bits as `Dataset::fill_batch_f32` / `_f64`.
+    #[test]
+    fn every_cpu_batch_scales_pixels_as_the_data_set_does() {
+        let mnist = crate::data::embedded().unwrap();
+        let (data, rows) = (&mnist.train, [0u32, 5, 7]);
+        let width = data.input_width();
+        let mut want = vec![0.0; rows.len() * width];
+        data.fill_batch_f64(&rows, &mut want);
+        let mut dense = Vec::new();
+        fill_x::<f64>(data, &rows, &mut dense);
+        assert_eq!(dense, want);
+        let mut want32 = vec![0.0f32; rows.len() * width];
+        data.fill_batch_f32(&rows, &mut want32);
+        let mut dense32 = Vec::new();
+        fill_x::<f32>(data, &rows, &mut dense32);
+        assert_eq!(dense32, want32);
+        let mut sparse = SparseRows::<f64>::default();
+        sparse.fill_from_index(data.nonzero_pixels().unwrap(), &rows);
+        for r in 0..rows.len() {
+            let (a, b) = (sparse.starts[r], sparse.starts[r + 1]);
+            let row = &want[r * width..(r + 1) * width];
+            assert_eq!(b - a, row.iter().filter(|&&v| v != 0.0).count());
+            for (&c, &v) in sparse.cols[a..b].iter().zip(&sparse.vals[a..b]) {
+                assert_eq!(v, row[c as usize]);
+            }
+        }
+    }
+}
