@@ -232,6 +232,7 @@ fn numerical_full(spec: &MlpSpec, params: &[f64], x: &[f64], labels: &[u8], h: f
 /// Sample b's loss when pre-activation a_l[j] moves by e (and nothing else does): unit j's
 /// activation changes, so the next layer's pre-activations move by that change times row j of
 /// its weights, and the layers above are re-run for this sample.
+#[allow(clippy::too_many_arguments)]
 fn loss_with_shift(
     spec: &MlpSpec,
     params: &[f64],
