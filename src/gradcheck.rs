@@ -134,7 +134,7 @@ pub fn prepare(config: &Config, data: Arc<Mnist>) -> Result<Setup> {
     crate::budget::check_memory("gradcheck", &spec, config.batch, data.pixels(), true, 5)?;
     let params = trained(config, &spec, &data)?;
     let indices: Vec<u32> = (0..config.batch as u32).collect();
-    let mut oracle = CpuBackend::<f64>::new(spec.clone(), data)?;
+    let mut oracle = crate::reference::ReferenceBackend::new(spec.clone(), data)?;
     oracle.set_params(&params)?;
     oracle.set_batch(&indices)?;
     let reference = oracle.gradient(GradMethod::Backprop)?;

@@ -18,6 +18,7 @@ pub mod gradcheck;
 pub mod math;
 pub mod model;
 pub mod predict;
+pub mod reference;
 pub mod report;
 pub mod run;
 pub mod session;

@@ -199,10 +199,10 @@ impl SimpleNet {
 }
 
 /// The index of the first largest value (NumPy's argmax).
-pub fn argmax(x: &[f64]) -> usize {
+pub fn argmax<T: PartialOrd>(x: &[T]) -> usize {
     let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
+    for (i, v) in x.iter().enumerate() {
+        if *v > x[best] {
             best = i;
         }
     }

@@ -62,35 +62,47 @@ pub fn compare(what: &str, out: &[f64], reference: &[f64], tol: Tolerance) -> Re
     ))
 }
 
-// ---- The chapter's worked values (seed_values.md) ----
+// ---- The chapter's worked values (the rows in src/math.rs's tests) ----
 
-/// seed_values.md: 1e-12 relative unless a row says otherwise (f64 round-off of short sums).
+/// 1e-12 relative unless a row says otherwise: f64 round-off of short sums is ~1e-16, and the
+/// worked values are quoted to ~15 digits. Not re-measured against each row.
 pub const SEED_VALUE_RTOL: f64 = 1e-12;
 
 // ---- CPU numerical gradient against the f64 oracle ----
 
 /// f64 backprop vs f64 numerical gradient (h = 1e-4), relative: the central difference's
-/// truncation error is O(h^2 f''') ~ 1e-9 relative (measured 1.2e-9); 1e-7 leaves room for
-/// trained nets whose third derivatives are larger. Backprop models the chapter's 1e-7 delta,
-/// otherwise the two differ by 1.06e-6 (DESIGN.md).
+/// truncation error, O(h^2) times the loss's third derivative. Measured: 1.4e-9 (784-50-10 at
+/// init) and 1.6e-9 (after 100 steps), 6.0e-9 on the random nets of the reference's tests: the
+/// bound is 17x the worst. Backprop models the chapter's 1e-7 delta, otherwise the two differ
+/// by 1.06e-6.
 pub const F64_BACKPROP_VS_NUMERICAL: f64 = 1e-7;
 
+/// The parameters after 300 training steps by the f64 numerical gradient against 300 by f64
+/// backprop: the per-step difference above, carried through the steps. Measured 3.8e-9; 27x.
+pub const F64_NUMERICAL_VS_BACKPROP_TRAINED: f64 = 1e-7;
+
 /// f64 `full` vs `incremental`: the same function evaluated two ways; what separates them is
-/// f64 round-off divided by 2h, about 1e-16 / 1e-4 = 1e-12 per element.
+/// f64 round-off of losses near 1 divided by 2h, about 1e-16 / 1e-4 = 1e-12 per element, more
+/// where an element's gradient is small. Measured 6.1e-11 on the reference's random nets
+/// (1.6x).
 pub const F64_FULL_VS_INCREMENTAL: f64 = 1e-10;
 
 /// f32 numerical gradient vs the f64 oracle, every device and strategy: `incremental` computes
 /// each sample's loss change from the cached pass (f32 round-off of a change ~1e-7 relative);
 /// `full` carries its two whole passes in double-f32 on the GPU (their logits' difference keeps
 /// ~1e-9 of itself, then the same careful loss change) and in f64 on the CPU (two f64 losses
-/// subtract with digits to spare). The truncation
-/// error of the central difference is shared with the oracle. Measured 1e-7..5e-7 (CPU f32 and
-/// lavapipe); the issue's target is 1e-5.
+/// subtract with digits to spare). The truncation error of the central difference is shared
+/// with the oracle (or, where the checker compares with the oracle's backprop, 2e-9). Measured
+/// on the CPU: 1.45e-7 at init, 4.6e-7 after 2,000 steps, 1.9e-7..3.4e-7 in a training run's
+/// checks; lavapipe 1e-7..5e-7. The bound is 22x the worst.
 pub const F32_NUMERICAL_VS_F64: f64 = 1e-5;
 
 // ---- GPU kernels against the f64 oracle (f32 on the device) ----
 // Measured on lavapipe (tests/gpu_kernels.rs prints them with --nocapture): each comment gives
-// the worst seen, so the margin is visible.
+// the worst seen, so the margin is visible. Re-measured 2026-12-01 with the bounds below, the
+// worst element of each kernel used this share of its bound: bias gradient 28%, cross entropy
+// 21%, sum of squares 19%, softmax 16%, output delta 14%, matmul 9%, SGD 9%, activation
+// derivative 8%, mean 4%: every bound within 30x of what it guards.
 
 /// Matmul (and fused bias + activation): f32 accumulation over K terms. With unit inputs the
 /// partial sums reach ~sqrt(K), so the absolute error grows like K * 2^-24 * |terms|: measured
@@ -99,12 +111,14 @@ pub const F32_NUMERICAL_VS_F64: f64 = 1e-5;
 pub const GPU_MATMUL: Tolerance = Tolerance::new(1e-4, 1e-4);
 
 /// Softmax: exp and one division per element, plus a sum over the row; a few ulps. Measured
-/// max |err| 2e-7 (relative 1.5e-7); [1010, 1000, 990] exact to 1.9e-8.
-pub const GPU_SOFTMAX: Tolerance = Tolerance::new(1e-6, 1e-5);
+/// max |err| 2e-7 (relative 1.5e-7); [1010, 1000, 990] exact to 1.9e-8. Probabilities are at
+/// most 1, so the bound is at most 1.3e-6: 6.5x.
+pub const GPU_SOFTMAX: Tolerance = Tolerance::new(1e-6, 3e-7);
 
 /// Cross entropy (and the sum of squares): a log of an f32 probability; a few ulps of ln's
-/// argument. Measured max |err| 7.4e-7 on losses up to ~15 (relative 4e-8).
-pub const GPU_CROSS_ENTROPY: Tolerance = Tolerance::new(1e-6, 1e-5);
+/// argument. Measured max |err| 7.4e-7 on losses up to ~15 (relative 4e-8): the bound, at most
+/// 1e-6 + 15 x 3e-7 = 5.5e-6, is 7x.
+pub const GPU_CROSS_ENTROPY: Tolerance = Tolerance::new(1e-6, 3e-7);
 
 /// Mean of per-sample values (one workgroup: strided f32 sums, then a tree): about log2(n)
 /// ulps. Measured max |err| 1.3e-7 on means ~3 (relative 4e-8) up to n = 1000.
@@ -115,19 +129,23 @@ pub const GPU_MEAN: Tolerance = Tolerance::new(1e-7, 1e-6);
 pub const GPU_OUTPUT_DELTA: Tolerance = Tolerance::new(1e-9, 1e-6);
 
 /// Bias gradient: f32 column sums over the batch (K = B terms). Measured max |err| 8.1e-6 on
-/// sums of 257 unit values (relative 3e-7).
-pub const GPU_BIAS_GRAD: Tolerance = Tolerance::new(1e-5, 1e-4);
+/// sums of 257 unit values (relative 3e-7): the absolute floor is 1.2x it, the relative term
+/// 10x.
+pub const GPU_BIAS_GRAD: Tolerance = Tolerance::new(1e-5, 3e-6);
 
 /// Activation derivative d * act'(a, z): two or three f32 operations; relu is exact. Measured
-/// max |err| 2.4e-8 (relative 4e-8).
-pub const GPU_ACTIVATION_GRAD: Tolerance = Tolerance::new(1e-7, 1e-5);
+/// max |err| 2.4e-8 (relative 4e-8): 4x and 25x.
+pub const GPU_ACTIVATION_GRAD: Tolerance = Tolerance::new(1e-7, 1e-6);
 
 /// SGD params -= lr * grad: one f32 product and difference (possibly fused). Measured max |err|
-/// 1.0e-7 on values ~1, i.e. one ulp.
-pub const GPU_SGD: Tolerance = Tolerance::new(1e-7, 1e-5);
+/// 1.0e-7 on values ~1, i.e. one ulp: the bound on values ~1 is 1.1e-6, 11x.
+pub const GPU_SGD: Tolerance = Tolerance::new(1e-7, 1e-6);
 
 /// Backprop gradient, whole-vector relative error against the CPU f32 backprop: a chain of f32
-/// matmuls (K up to the batch) summed in a different order.
+/// matmuls (K up to the batch) summed in a different order. The checker holds every device's
+/// backprop to it against the f64 reference: CPU f32 measured 2.1e-7 there (784-50-10, batch
+/// 100, `gpu-train gradcheck --device cpu --batch 100`). The GPU's figure was not re-measured
+/// with these changes, so the bound stays where it was.
 pub const GPU_BACKPROP_REL: f64 = 1e-4;
 
 /// 200 training steps on the GPU against the same 200 steps on the CPU f32 path (issue 3).

@@ -37,7 +37,7 @@ fn grad<B: Backend>(
 
 fn oracle(spec: &MlpSpec, params: &Params, indices: &[u32]) -> Vec<f64> {
     grad(
-        &mut CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(),
+        &mut gpu_train::reference::ReferenceBackend::new(spec.clone(), mnist()).unwrap(),
         params,
         indices,
         INCREMENTAL,

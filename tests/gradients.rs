@@ -1,10 +1,12 @@
-//! The numerical gradient against backprop and against itself, in f64 (the oracle) and f32.
+//! The numerical gradient against backprop and against itself, in f64 (the plain reference and
+//! the fast path in f64) and f32.
 //! Figures the issue asks for are printed (`cargo test --release -- --nocapture`).
 
 use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
 use gpu_train::cpu::{forward::forward, numerical, CpuBackend};
 use gpu_train::data::{self, Mnist, Sampler, SamplerKind};
 use gpu_train::model::{relative_error, Activation, MlpSpec, Params};
+use gpu_train::reference::ReferenceBackend;
 use gpu_train::tolerance::{
     F32_NUMERICAL_VS_F64, F64_BACKPROP_VS_NUMERICAL, F64_FULL_VS_INCREMENTAL,
 };
@@ -62,13 +64,13 @@ fn f64_backprop_and_numerical_gradient_agree_on_784_50_10() {
     ] {
         let b = batch(42);
         let bp = gradient(
-            CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(),
+            ReferenceBackend::new(spec.clone(), mnist()).unwrap(),
             &params,
             &b,
             GradMethod::Backprop,
         );
         let num = gradient(
-            CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(),
+            ReferenceBackend::new(spec.clone(), mnist()).unwrap(),
             &params,
             &b,
             INCREMENTAL,
@@ -151,7 +153,7 @@ fn f32_incremental_is_within_1e_5_of_the_f64_oracle() {
     ] {
         let b = batch(7);
         let oracle = gradient(
-            CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(),
+            ReferenceBackend::new(spec.clone(), mnist()).unwrap(),
             &params,
             &b,
             INCREMENTAL,
@@ -180,7 +182,7 @@ fn f32_full_by_subtracting_losses_is_noisy_and_the_cpu_full_is_not() {
     let params = Params::init(&spec, 0);
     let b = batch(7);
     let oracle = gradient(
-        CpuBackend::<f64>::new(spec.clone(), mnist()).unwrap(),
+        ReferenceBackend::new(spec.clone(), mnist()).unwrap(),
         &params,
         &b,
         INCREMENTAL,

@@ -112,7 +112,10 @@ fn numerical_gradient_trains_the_same_net_as_backprop_f64() {
     );
     let rel = relative_error(&num.params().unwrap().data, &bp.params().unwrap().data);
     println!("f64, 300 iterations: numerical vs backprop parameters, relative {rel:.3e}");
-    assert!(rel <= 1e-3, "{rel:e}");
+    assert!(
+        rel <= gpu_train::tolerance::F64_NUMERICAL_VS_BACKPROP_TRAINED,
+        "{rel:e}"
+    );
 }
 
 /// A CPU backend with one injected fault, to test how the driver and the checker react

@@ -8,14 +8,7 @@ pub fn correct_count<T: Real>(scores: &[T], labels: &[u8], classes: usize) -> us
         .iter()
         .enumerate()
         .filter(|&(b, &t)| {
-            let row = &scores[b * classes..(b + 1) * classes];
-            let mut best = 0;
-            for k in 1..classes {
-                if row[k] > row[best] {
-                    best = k;
-                }
-            }
-            best == t as usize
+            crate::math::argmax(&scores[b * classes..(b + 1) * classes]) == t as usize
         })
         .count()
 }

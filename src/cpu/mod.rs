@@ -26,17 +26,11 @@ use std::sync::Arc;
 /// Rows per chunk when evaluating a whole split: bounds the activations' memory.
 const EVAL_ROWS_PER_CHUNK: usize = 500;
 
-/// x = pixel / 255 for the given rows of a data set.
+/// x = pixel / 255 for the given rows of a data set: the data set's own batch fill.
 pub fn fill_x<T: Real>(data: &Dataset, indices: &[u32], out: &mut Vec<T>) {
-    let inv = 1.0 / 255.0;
     out.clear();
-    for &i in indices {
-        out.extend(
-            data.image(i as usize)
-                .iter()
-                .map(|&px| T::from_f64(px as f64 * inv)),
-        );
-    }
+    out.resize(indices.len() * data.input_width(), T::ZERO);
+    data.fill_batch_with(indices, out, T::PIXEL);
 }
 
 pub struct CpuBackend<T: Real> {
@@ -163,11 +157,7 @@ impl<T: Real> CpuBackend<T> {
 
 impl<T: Real> Backend for CpuBackend<T> {
     fn name(&self) -> String {
-        if T::NAME == "f64" {
-            "cpu f64 (reference)".to_string()
-        } else {
-            format!("cpu {} ({} threads)", T::NAME, rayon::current_num_threads())
-        }
+        format!("cpu {} ({} threads)", T::NAME, rayon::current_num_threads())
     }
 
     fn spec(&self) -> &MlpSpec {
@@ -349,9 +339,7 @@ pub fn confusion(spec: &MlpSpec, params: &Params, data: &Dataset) -> ConfusionRe
             let mut m = vec![vec![0usize; classes]; classes];
             for (b, &t) in labels.iter().enumerate() {
                 let row = &cache.probs[b * classes..(b + 1) * classes];
-                let pred =
-                    (1..classes).fold(0, |best, k| if row[k] > row[best] { k } else { best });
-                m[t as usize][pred] += 1;
+                m[t as usize][crate::math::argmax(row)] += 1;
             }
             (loss, m)
         })
@@ -372,5 +360,39 @@ pub fn confusion(spec: &MlpSpec, params: &Params, data: &Dataset) -> ConfusionRe
         correct,
         count: data.len(),
         matrix,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dense batch and the sparse rows take x = pixel / 255 from the data set's one table,
+    /// in both precisions: the same bits as `Dataset::fill_batch_f32` / `_f64`.
+    #[test]
+    fn every_cpu_batch_scales_pixels_as_the_data_set_does() {
+        let mnist = crate::data::embedded().unwrap();
+        let (data, rows) = (&mnist.train, [0u32, 5, 7]);
+        let width = data.input_width();
+        let mut want = vec![0.0; rows.len() * width];
+        data.fill_batch_f64(&rows, &mut want);
+        let mut dense = Vec::new();
+        fill_x::<f64>(data, &rows, &mut dense);
+        assert_eq!(dense, want);
+        let mut want32 = vec![0.0f32; rows.len() * width];
+        data.fill_batch_f32(&rows, &mut want32);
+        let mut dense32 = Vec::new();
+        fill_x::<f32>(data, &rows, &mut dense32);
+        assert_eq!(dense32, want32);
+        let mut sparse = SparseRows::<f64>::default();
+        sparse.fill_from_index(data.nonzero_pixels().unwrap(), &rows);
+        for r in 0..rows.len() {
+            let (a, b) = (sparse.starts[r], sparse.starts[r + 1]);
+            let row = &want[r * width..(r + 1) * width];
+            assert_eq!(b - a, row.iter().filter(|&&v| v != 0.0).count());
+            for (&c, &v) in sparse.cols[a..b].iter().zip(&sparse.vals[a..b]) {
+                assert_eq!(v, row[c as usize]);
+            }
+        }
     }
 }

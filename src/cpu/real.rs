@@ -26,6 +26,12 @@ pub trait Real:
     const ZERO: Self;
     const ONE: Self;
     const NAME: &'static str;
+    /// x = pixel / 255 for every byte value (the data set's table).
+    const PIXEL: &'static [Self; 256];
+    /// Terms kept of the short series below (`expm1_series`, `ln_1p_series`, the row moments of
+    /// the loss change): enough that the first term left out, for arguments under SMALL_ARG, is
+    /// far below this precision's round-off.
+    const SERIES_TERMS: usize;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     fn exp(self) -> Self;
@@ -61,20 +67,30 @@ pub trait Real:
 }
 
 /// Checks that a strided m x n matrix fits in `len` elements, so the unsafe gemm call below
-/// never reads or writes outside its slice.
+/// never reads or writes outside its slice. Every product and sum is checked: a wrapped offset
+/// would pass the comparison and let the call run outside the slice.
 fn fits(rows: usize, cols: usize, rs: isize, cs: isize, len: usize) -> bool {
     if rows == 0 || cols == 0 {
         return true;
     }
-    rs >= 0 && cs >= 0 && ((rows - 1) * rs as usize + (cols - 1) * cs as usize) < len
+    let (Ok(rs), Ok(cs)) = (usize::try_from(rs), usize::try_from(cs)) else {
+        return false;
+    };
+    (rows - 1)
+        .checked_mul(rs)
+        .zip((cols - 1).checked_mul(cs))
+        .and_then(|(a, b)| a.checked_add(b))
+        .is_some_and(|last| last < len)
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:expr, $gemm:path) => {
+    ($t:ty, $name:expr, $gemm:path, $pixel:expr, $terms:expr) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NAME: &'static str = $name;
+            const PIXEL: &'static [Self; 256] = &$pixel;
+            const SERIES_TERMS: usize = $terms;
             #[inline]
             fn from_f64(v: f64) -> Self {
                 v as $t
@@ -161,15 +177,18 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, "f32", matrixmultiply::sgemm);
-impl_real!(f64, "f64", matrixmultiply::dgemm);
+// Series terms: with |x| < SMALL_ARG = 1e-3 the first term left out is below x^3 / 4 <= 2.5e-10
+// relative with 3 terms (f32's round-off is 6e-8) and below x^6 / 7 <= 1.5e-19 with 6 (f64's is
+// 1.1e-16).
+impl_real!(f32, "f32", matrixmultiply::sgemm, crate::data::PIXEL_F32, 3);
+impl_real!(f64, "f64", matrixmultiply::dgemm, crate::data::PIXEL_F64, 6);
 
-/// Below this |x| the short series of `expm1_fast` and `ln_1p_fast` are exact: the first term
-/// left out is below x^7 / 7 <= 1.5e-22 relative to x, far under f64's 1.1e-16.
+/// Below this |x| the short series of `expm1_fast` and `ln_1p_fast` are exact to the precision
+/// (`Real::SERIES_TERMS` terms).
 pub const SMALL_ARG: f64 = 1e-3;
 
-/// expm1(x): a degree-6 Taylor polynomial where |x| < 1e-3 (exact to the last bit in f32 and
-/// f64, and ~10x cheaper than libm's), libm's expm1 elsewhere. The incremental numerical
+/// expm1(x): its Taylor polynomial of `Real::SERIES_TERMS` terms where |x| < 1e-3 (exact to the
+/// precision, and ~10x cheaper than libm's), libm's expm1 elsewhere. The incremental numerical
 /// gradient calls it ~10^6 times a step with |x| ~ 1e-5.
 #[inline]
 pub fn expm1_fast<T: Real>(x: T) -> T {
@@ -185,13 +204,16 @@ pub fn expm1_fast<T: Real>(x: T) -> T {
 #[inline(always)]
 pub fn expm1_series<T: Real>(x: T) -> T {
     let c = |v: f64| T::from_f64(v);
+    if T::SERIES_TERMS == 3 {
+        return x * (T::ONE + x * (c(0.5) + x * c(1.0 / 6.0)));
+    }
     x * (T::ONE
         + x * (c(0.5)
             + x * (c(1.0 / 6.0) + x * (c(1.0 / 24.0) + x * (c(1.0 / 120.0) + x * c(1.0 / 720.0))))))
 }
 
-/// ln(1 + x): the alternating series to x^6 / 6 where |x| < 1e-3 (exact as above), libm's
-/// log1p elsewhere.
+/// ln(1 + x): its alternating series of `Real::SERIES_TERMS` terms where |x| < 1e-3 (exact as
+/// above), libm's log1p elsewhere.
 #[inline]
 pub fn ln_1p_fast<T: Real>(x: T) -> T {
     if x.abs() < T::from_f64(SMALL_ARG) {
@@ -205,6 +227,9 @@ pub fn ln_1p_fast<T: Real>(x: T) -> T {
 #[inline(always)]
 pub fn ln_1p_series<T: Real>(x: T) -> T {
     let c = |v: f64| T::from_f64(v);
+    if T::SERIES_TERMS == 3 {
+        return x * (T::ONE + x * (c(-0.5) + x * c(1.0 / 3.0)));
+    }
     x * (T::ONE
         + x * (c(-0.5) + x * (c(1.0 / 3.0) + x * (c(-0.25) + x * (c(0.2) + x * c(-1.0 / 6.0))))))
 }

@@ -68,10 +68,10 @@ impl<T: Real> SparseRows<T> {
         }
     }
 
-    /// The rows `indices` of the data set behind `index`, x = pixel / 255 like `fill_x`, keeping
-    /// the allocations of earlier batches.
+    /// The rows `indices` of the data set behind `index`, x = pixel / 255 from the data set's
+    /// table (as `fill_x`), keeping the allocations of earlier batches.
     pub fn fill_from_index(&mut self, index: &NonZeroPixels, indices: &[u32]) {
-        let scale: [T; 256] = std::array::from_fn(|p| T::from_f64(p as f64 / 255.0));
+        let scale = T::PIXEL;
         self.width = index.width;
         self.starts.clear();
         self.cols.clear();

@@ -57,7 +57,7 @@ const EMBEDDED_TEST_LABELS: &[u8] = include_bytes!("mnist-subset/t10k-labels-idx
 
 /// `i / 255` for every byte value, as `f32` and `f64`: the book's `x / 255.0` normalisation,
 /// bit-for-bit (computed once, by correctly rounded division, at compile time).
-const PIXEL_F32: [f32; 256] = {
+pub const PIXEL_F32: [f32; 256] = {
     let mut table = [0.0f32; 256];
     let mut i = 0;
     while i < 256 {
@@ -66,7 +66,7 @@ const PIXEL_F32: [f32; 256] = {
     }
     table
 };
-const PIXEL_F64: [f64; 256] = {
+pub const PIXEL_F64: [f64; 256] = {
     let mut table = [0.0f64; 256];
     let mut i = 0;
     while i < 256 {
@@ -259,7 +259,9 @@ impl Dataset {
         self.fill_batch_with(indices, out, &PIXEL_F64);
     }
 
-    fn fill_batch_with<T: Copy>(&self, indices: &[u32], out: &mut [T], table: &[T; 256]) {
+    /// The batch fill of either precision: `table` is [`PIXEL_F32`] or [`PIXEL_F64`], the one
+    /// x / 255 every CPU path uses.
+    pub fn fill_batch_with<T: Copy>(&self, indices: &[u32], out: &mut [T], table: &[T; 256]) {
         let width = self.input_width();
         assert_eq!(
             out.len(),
@@ -274,18 +276,6 @@ impl Dataset {
                 *x = table[pixel as usize];
             }
         }
-    }
-
-    /// The labels at `indices` as one-hot rows of [`classes`](Self::classes) values.
-    ///
-    /// # Panics
-    /// If an index is out of range.
-    pub fn one_hot(&self, indices: &[u32]) -> Vec<f64> {
-        let mut out = vec![0.0; indices.len() * self.classes];
-        for (row, &index) in out.chunks_exact_mut(self.classes).zip(indices) {
-            row[self.label(index as usize) as usize] = 1.0;
-        }
-        out
     }
 
     /// The labels at `indices`.
@@ -711,7 +701,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_are_scaled_pixels_and_one_hot_labels() {
+    fn batches_are_scaled_pixels_and_labels() {
         let mnist = embedded().unwrap();
         let train = &mnist.train;
         let indices = [3u32, 0, 3];
@@ -727,11 +717,6 @@ mod tests {
         }
         assert!(x32.contains(&1.0) && x32.iter().all(|&x| (0.0..=1.0).contains(&x)));
         assert_eq!(train.labels_of(&indices), vec![1, 5, 1]);
-        let t = train.one_hot(&indices);
-        assert_eq!(t.len(), 30);
-        assert_eq!(t[1], 1.0);
-        assert_eq!(t[15], 1.0);
-        assert_eq!(t.iter().sum::<f64>(), 3.0);
     }
 
     #[test]
