@@ -20,6 +20,10 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override BIAS: bool = false;
 override ACT: u32 = 0u;
+// 1 sigmoid, 2 relu: C = (A B^T) * act'(z) with z read through the bias binding (the layer's
+// activation, rows x N from bias_off): the backward pass's d_{l-1} in one launch. act' from z
+// alone: sigmoid z (1 - z); relu 1 where z > 0 (z = max(a, 0) > 0 exactly where a > 0).
+override BACK_ACT: u32 = 0u;
 
 struct Dims {
     m: u32,
@@ -85,6 +89,14 @@ fn store(row: u32, col: u32, acc: f32) {
     var v = acc;
     if (BIAS) {
         v += bias[dims.bias_off + col];
+    }
+    if (BACK_ACT == 1u) {
+        let z = bias[dims.bias_off + row * dims.n + col];
+        v *= z * (1.0 - z);
+    } else if (BACK_ACT == 2u) {
+        if (bias[dims.bias_off + row * dims.n + col] <= 0.0) {
+            v = 0.0;
+        }
     }
     c[dims.c_off + row * dims.n + col] = v;
     if (ACT == 1u) {

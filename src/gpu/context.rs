@@ -3,8 +3,10 @@
 //! error capture (validation errors and a lost device become `Error::Gpu` on the next call,
 //! never a panic or a hang), and the buffer/submit/read-back helpers every launcher shares.
 
+use crate::backend::DeviceCounters;
 use crate::error::{Error, Result};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -430,6 +432,22 @@ pub struct Context {
     /// Whether the device was opened with TIMESTAMP_QUERY (requested whenever the adapter has
     /// it: the bench times kernels with it).
     timestamps: bool,
+    /// What the host has asked of this device so far (see `counters`).
+    counts: Counts,
+}
+
+/// `DeviceCounters` as atomics: the helpers below count as they go, so no launcher can forget.
+#[derive(Debug, Default)]
+struct Counts {
+    submissions: AtomicU64,
+    blocking_waits: AtomicU64,
+    dispatches: AtomicU64,
+    copies: AtomicU64,
+    creations: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
 }
 
 impl std::fmt::Debug for Context {
@@ -511,7 +529,45 @@ impl Context {
             limits,
             errors,
             timestamps,
+            counts: Counts::default(),
         })
+    }
+
+    /// Submissions, blocking waits, dispatches, copies (queue writes included) and creations
+    /// (buffers, bind groups, pipelines) made through this context since it was opened, by every
+    /// backend on it.
+    pub fn counters(&self) -> DeviceCounters {
+        let c = &self.counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DeviceCounters {
+            submissions: get(&c.submissions),
+            blocking_waits: get(&c.blocking_waits),
+            dispatches: get(&c.dispatches),
+            copies: get(&c.copies),
+            creations: get(&c.creations),
+        }
+    }
+
+    pub(crate) fn count_dispatches(&self, n: u64) {
+        bump(&self.counts.dispatches, n);
+    }
+
+    pub(crate) fn count_creations(&self, n: u64) {
+        bump(&self.counts.creations, n);
+    }
+
+    /// Records a buffer-to-buffer copy of `bytes` bytes (counted).
+    pub(crate) fn copy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        src_at: u64,
+        dst: &wgpu::Buffer,
+        dst_at: u64,
+        bytes: u64,
+    ) {
+        bump(&self.counts.copies, 1);
+        encoder.copy_buffer_to_buffer(src, src_at, dst, dst_at, bytes);
     }
 
     /// Whether kernels can be timed with timestamp queries on this device.
@@ -592,6 +648,7 @@ impl Context {
     /// writes may use; fails if it is over the device's binding limit.
     pub fn storage(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
         let bytes = self.check_size(label, len)?;
+        self.count_creations(1);
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
@@ -606,6 +663,7 @@ impl Context {
         if data.is_empty() {
             return self.storage(label, 0);
         }
+        self.count_creations(1);
         Ok(self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -618,6 +676,7 @@ impl Context {
     /// Overwrites `buffer` from element `offset` on; takes effect before the next submission.
     pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset: usize, data: &[T]) {
         if !data.is_empty() {
+            bump(&self.counts.copies, 1);
             let at = (offset * std::mem::size_of::<T>()) as u64;
             self.queue
                 .write_buffer(buffer, at, bytemuck::cast_slice(data));
@@ -641,9 +700,15 @@ impl Context {
 
     /// A read-back buffer of `len` 4-byte elements.
     pub(crate) fn staging(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.staging_bytes(label, (len.max(1) * 4) as u64)
+    }
+
+    /// A read-back buffer of `bytes` bytes.
+    pub(crate) fn staging_bytes(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.count_creations(1);
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: (len.max(1) * 4) as u64,
+            size: bytes.max(4),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
@@ -660,6 +725,7 @@ impl Context {
         encoder: wgpu::CommandEncoder,
         what: &str,
     ) -> Result<wgpu::SubmissionIndex> {
+        bump(&self.counts.submissions, 1);
         let index = self.queue.submit([encoder.finish()]);
         self.check(what)?;
         Ok(index)
@@ -667,6 +733,7 @@ impl Context {
 
     /// Blocks until submission `index` has finished (and its callbacks ran), or times out.
     pub(crate) fn wait(&self, index: wgpu::SubmissionIndex, what: &str) -> Result<()> {
+        bump(&self.counts.blocking_waits, 1);
         let polled = self.device.poll(wgpu::PollType::Wait {
             submission_index: Some(index),
             timeout: Some(WAIT_TIMEOUT),
@@ -699,6 +766,18 @@ impl Context {
         what: &str,
     ) -> Result<Vec<T>> {
         let index = self.submit(encoder, what)?;
+        self.read_submitted(index, staging, len, what)
+    }
+
+    /// Waits for submission `index` (which copied the wanted data into `staging`) and returns
+    /// the first `len` elements of `staging`: one blocking wait.
+    pub(crate) fn read_submitted<T: bytemuck::Pod>(
+        &self,
+        index: wgpu::SubmissionIndex,
+        staging: &wgpu::Buffer,
+        len: usize,
+        what: &str,
+    ) -> Result<Vec<T>> {
         let bytes = (len.max(1) * std::mem::size_of::<T>()) as u64;
         let slice = staging.slice(..bytes);
         let (tx, rx) = mpsc::channel();
@@ -754,11 +833,12 @@ impl Context {
         offset: usize,
         len: usize,
     ) -> Result<Vec<T>> {
-        let staging = self.staging("read-back", len);
-        let mut encoder = self.encoder("read-back");
         let size = (len * std::mem::size_of::<T>()) as u64;
+        let staging = self.staging_bytes("read-back", size);
+        let mut encoder = self.encoder("read-back");
         if size > 0 {
-            encoder.copy_buffer_to_buffer(
+            self.copy(
+                &mut encoder,
                 buffer,
                 (offset * std::mem::size_of::<T>()) as u64,
                 &staging,

@@ -35,14 +35,15 @@ pub(crate) struct Pipelines {
     add_bias: Kernel,
     sigmoid: Kernel,
     relu: Kernel,
+    a_bt_sigmoid_grad: Kernel,
+    a_bt_relu_grad: Kernel,
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
         use Slot::*;
         let slots = [Read, Read, Read, ReadWrite, ReadWrite];
-        let k =
-            |name: &str, c: &[(&str, f64)]| Kernel::new(device, module, name, "matmul", &slots, c);
+        let k = |name: &str, c: &[(&str, f64)]| Kernel::new(ctx, module, name, "matmul", &slots, c);
         Pipelines {
             ab: k("matmul A B", &[]),
             at_b: k("matmul A^T B", &[("TRANS_A", 1.0)]),
@@ -55,6 +56,20 @@ impl Pipelines {
             relu: k(
                 "matmul + bias + relu",
                 &[("BIAS", 1.0), ("ACT", act_code(Activation::Relu).into())],
+            ),
+            a_bt_sigmoid_grad: k(
+                "matmul A B^T * sigmoid'",
+                &[
+                    ("TRANS_B", 1.0),
+                    ("BACK_ACT", act_code(Activation::Sigmoid).into()),
+                ],
+            ),
+            a_bt_relu_grad: k(
+                "matmul A B^T * relu'",
+                &[
+                    ("TRANS_B", 1.0),
+                    ("BACK_ACT", act_code(Activation::Relu).into()),
+                ],
             ),
         }
     }
@@ -121,6 +136,44 @@ pub fn matmul(
             args.a.buffer,
             args.b.buffer,
             bias.buffer,
+            args.c.buffer,
+            post.buffer,
+        ],
+        groups_2d(args.n, BLOCK, args.m, BLOCK),
+    )
+}
+
+/// C = (A B^T) * act'(z), z (m x n) the layer's activation: the backward pass's
+/// d_{l-1} = (d_l W_l^T) * act'(z_{l-1}) in one launch (`args.bias` and `args.post` unused).
+pub fn matmul_a_bt_act_grad(
+    kernels: &Kernels,
+    ctx: &Context,
+    act: Activation,
+    args: &MatmulArgs,
+    z: Operand,
+) -> Result<Dispatch> {
+    let post = Operand::whole(&kernels.unused_write);
+    let params = [
+        word("M", args.m)?,
+        word("K", args.k)?,
+        word("N", args.n)?,
+        word("A offset", args.a.offset)?,
+        word("B offset", args.b.offset)?,
+        word("C offset", args.c.offset)?,
+        word("activation offset", z.offset)?,
+        0,
+    ];
+    let kernel = match act {
+        Activation::Sigmoid => &kernels.matmul.a_bt_sigmoid_grad,
+        Activation::Relu => &kernels.matmul.a_bt_relu_grad,
+    };
+    kernel.dispatch(
+        ctx,
+        params,
+        &[
+            args.a.buffer,
+            args.b.buffer,
+            z.buffer,
             args.c.buffer,
             post.buffer,
         ],

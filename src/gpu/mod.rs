@@ -11,9 +11,11 @@
 pub mod accuracy;
 pub mod backend;
 pub mod backprop;
+pub mod chunk;
 pub mod context;
 pub mod cross_entropy;
 pub mod gather;
+pub mod head;
 pub mod kernels;
 pub mod matmul;
 pub mod numerical;
