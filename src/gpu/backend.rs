@@ -1025,9 +1025,9 @@ impl Backend for GpuBackend {
                 ),
             ));
         }
-        if !chunk::fits(&self.spec) {
-            // Deeper nets: the numerical cache needs the copies of `record_cache_copies`, so
-            // they keep the step-at-a-time path.
+        if !chunk::fits(&self.spec, batch, self.ctx.loop_iteration_cap()) {
+            // Deeper nets (the numerical cache needs the copies of `record_cache_copies`), and
+            // heads too long for the driver's loop cap, keep the step-at-a-time path.
             return train_steps_one_by_one(self, batches, batch, method, lr, losses, progress);
         }
         self.train_chunk(batches, batch, method, lr, losses, progress)

@@ -54,9 +54,13 @@ pub(crate) struct TrainPlan {
     deltas: [wgpu::Buffer; 2],
 }
 
-/// Whether `spec` trains through `TrainPlan` (one hidden layer); deeper nets step one by one.
-pub fn fits(spec: &MlpSpec) -> bool {
+/// Whether `spec` trains through `TrainPlan` on batches of `rows` (one hidden layer, and a head
+/// within the driver's loop cap); otherwise the backend steps one by one.
+pub fn fits(spec: &MlpSpec, rows: usize, loop_cap: Option<u64>) -> bool {
     spec.hidden.len() == 1
+        && loop_cap.is_none_or(|cap| {
+            super::head::loop_iterations(rows, spec.hidden[0], spec.classes) <= cap
+        })
 }
 
 impl TrainPlan {
@@ -68,7 +72,7 @@ impl TrainPlan {
         rows: usize,
         b: &ChunkBuffers,
     ) -> Result<TrainPlan> {
-        if !fits(spec) {
+        if !fits(spec, rows, ctx.loop_iteration_cap()) {
             return Err(Error::Gpu(format!(
                 "the chunked training plan is for one hidden layer, not {} (a bug)",
                 spec.describe()

@@ -12,6 +12,13 @@ pub(crate) const SOURCE: &str = include_str!("../../shaders/head.wgsl");
 /// Invocations of the head's one workgroup (shaders/head.wgsl: WORKGROUP).
 pub const WORKGROUP: u32 = 256;
 
+/// Loop iterations the head's busiest invocation runs (every loop of the shader counted), for
+/// drivers that cap them (`Context::loop_iteration_cap`).
+pub fn loop_iterations(rows: usize, inputs: usize, classes: usize) -> u64 {
+    let per_row = (classes * (inputs + 1) + 4 * classes) as u64;
+    (rows as u64).div_ceil(u64::from(WORKGROUP)) * (per_row + 1) + 9
+}
+
 #[derive(Debug)]
 pub(crate) struct Pipelines {
     head: Kernel,

@@ -9,8 +9,31 @@ use crate::model::Activation;
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
 
-/// Rows and columns of C per workgroup (shaders/matmul.wgsl: BM, BN).
-const BLOCK: u32 = 32;
+/// Rows and columns of C per workgroup, and the step along K (shaders/matmul.wgsl: BM, BN, BK).
+pub const BLOCK: u32 = 32;
+
+/// Loop iterations one invocation runs for a product over `k` (every loop of the shader: per
+/// step of BLOCK along K the step itself, 4 of staging and 4 of multiply-adds; then the store),
+/// for drivers that cap them (`Context::loop_iteration_cap`).
+pub fn loop_iterations(k: usize) -> u64 {
+    (k as u64).div_ceil(u64::from(BLOCK)) * 9 + 5
+}
+
+/// Refuses, naming the cap, a product the driver would silently cut short.
+fn check_loop_cap(ctx: &Context, k: usize) -> Result<()> {
+    if let Some(cap) = ctx.loop_iteration_cap() {
+        let need = loop_iterations(k);
+        if need > cap {
+            return Err(Error::Gpu(format!(
+                "{}: a product over {k} terms (the input width or the batch) needs ~{need} loop \
+                 iterations per invocation, and this driver ends an invocation's loops after {cap} \
+                 (Mesa llvmpipe), which would give wrong sums; use --device cpu or a hardware GPU",
+                ctx.describe()
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Which product (each a pipeline of its own, specialised by override constants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +140,7 @@ pub fn matmul(
             args.post.is_some()
         )));
     }
+    check_loop_cap(ctx, args.k)?;
     let bias = args.bias.unwrap_or(Operand::whole(&kernels.unused_read));
     let post = args.post.unwrap_or(Operand::whole(&kernels.unused_write));
     let params = [
@@ -152,6 +176,7 @@ pub fn matmul_a_bt_act_grad(
     args: &MatmulArgs,
     z: Operand,
 ) -> Result<Dispatch> {
+    check_loop_cap(ctx, args.k)?;
     let post = Operand::whole(&kernels.unused_write);
     let params = [
         word("M", args.m)?,
@@ -179,4 +204,22 @@ pub fn matmul_a_bt_act_grad(
         ],
         groups_2d(args.n, BLOCK, args.m, BLOCK),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    /// The Rust constant and the shader's tile agree.
+    #[test]
+    fn block_agrees_with_the_shader() {
+        for name in ["BM", "BN", "BK"] {
+            let line = format!("const {name}: u32 = {}u;", super::BLOCK);
+            assert!(super::SOURCE.contains(&line), "{line}");
+        }
+    }
+
+    #[test]
+    fn seventy_thousand_terms_fit_lavapipes_loop_cap() {
+        assert!(super::loop_iterations(70_000) < 65_535);
+        assert!(super::loop_iterations(300_000) > 65_535);
+    }
 }
