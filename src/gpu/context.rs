@@ -76,7 +76,7 @@ pub struct AdapterSummary {
 }
 
 impl AdapterSummary {
-    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, llvmpipe)"
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)"
     pub fn describe(&self) -> String {
         describe(&self.name, &self.backend, &self.device_type, &self.driver)
     }
@@ -89,12 +89,26 @@ pub fn loop_iteration_cap(name: &str, driver: &str) -> Option<u64> {
     (llvmpipe(name) || llvmpipe(driver)).then_some(65_535)
 }
 
+/// The longest adapter description (start-up line, `Backend::name`): long enough for every
+/// real adapter name, short enough for one line.
+pub const MAX_DESCRIPTION: usize = 96;
+
 fn describe(name: &str, backend: &str, device_type: &str, driver: &str) -> String {
-    if driver.is_empty() {
-        format!("{name} ({backend}, {device_type})")
+    // A driver that repeats the name (llvmpipe) or is long adds nothing to the line.
+    let driver = if driver.is_empty() || name.contains(driver) || driver.len() > 24 {
+        String::new()
     } else {
-        format!("{name} ({backend}, {device_type}, {driver})")
-    }
+        format!(", {driver}")
+    };
+    let tail = format!(" ({backend}, {device_type}{driver})");
+    let room = MAX_DESCRIPTION.saturating_sub(tail.chars().count()).max(8);
+    let name = if name.chars().count() > room {
+        let cut: String = name.chars().take(room - 3).collect();
+        format!("{}...", cut.trim_end())
+    } else {
+        name.to_string()
+    };
+    format!("{name}{tail}")
 }
 
 /// The adapter filter from the environment.
@@ -116,7 +130,11 @@ impl Selection {
         };
         let backend = var(BACKEND_ENV);
         let backends = match &backend {
-            Some(b) => parse_backend(b)?,
+            Some(b) => {
+                let wanted = parse_backend(b)?;
+                check_available(b, wanted, wgpu::Instance::enabled_backend_features())?;
+                wanted
+            }
             None => wgpu::Backends::all(),
         };
         Ok(Selection {
@@ -155,6 +173,33 @@ fn parse_backend(s: &str) -> Result<wgpu::Backends> {
             format!("unknown backend {other:?}; use vulkan, metal, dx12 or gl"),
         )),
     }
+}
+
+/// A backend this build cannot use on this platform (Metal off Apple, DX12 off Windows) is
+/// named as such, rather than reported later as "no adapter found" with a driver to install.
+fn check_available(name: &str, wanted: wgpu::Backends, built: wgpu::Backends) -> Result<()> {
+    if built.contains(wanted) {
+        return Ok(());
+    }
+    let have: Vec<&str> = [
+        (wgpu::Backends::VULKAN, "vulkan"),
+        (wgpu::Backends::METAL, "metal"),
+        (wgpu::Backends::DX12, "dx12"),
+        (wgpu::Backends::GL, "gl"),
+    ]
+    .iter()
+    .filter(|(b, _)| built.contains(*b))
+    .map(|(_, n)| *n)
+    .collect();
+    Err(Error::config(
+        BACKEND_ENV,
+        format!(
+            "the {} backend is not available on this platform ({}); this build has {}, or unset the variable",
+            name.to_lowercase(),
+            std::env::consts::OS,
+            if have.is_empty() { "none".to_string() } else { have.join(", ") }
+        ),
+    ))
 }
 
 /// Discrete > integrated > virtual > software > unknown; then the native APIs before GL.
@@ -272,7 +317,48 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
     }
 }
 
+/// Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment." while wgpu lists adapters on a machine without a session (a server, a
+/// container, CI): they look for a display, which compute never uses. Where the variable is
+/// unset or names no directory, the process gets a private one (0700, in the temporary
+/// directory, reused by later runs of the same user) before the first instance is made.
+fn ensure_runtime_dir() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let valid =
+            std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+        if !valid {
+            if let Some(dir) = private_runtime_dir() {
+                // Before any instance exists, so no driver thread reads the environment yet.
+                std::env::set_var("XDG_RUNTIME_DIR", dir);
+            }
+        }
+    });
+}
+
+#[cfg(unix)]
+fn private_runtime_dir() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = std::fs::metadata("/proc/self").ok().map(|m| m.uid());
+    let name = match uid {
+        Some(uid) => format!("gpu-train-runtime-{uid}"),
+        None => format!("gpu-train-runtime-pid{}", std::process::id()),
+    };
+    let dir = std::env::temp_dir().join(name);
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // Only a directory of ours that nobody else can read (one made by another user is skipped).
+    let m = std::fs::symlink_metadata(&dir).ok()?;
+    let ours = uid.is_none_or(|u| m.uid() == u);
+    (m.is_dir() && ours && m.mode() & 0o777 == 0o700).then_some(dir)
+}
+
+#[cfg(not(unix))]
+fn private_runtime_dir() -> Option<std::path::PathBuf> {
+    None
+}
+
 fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    ensure_runtime_dir();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
     wgpu::Instance::new(desc)
@@ -586,7 +672,7 @@ impl Context {
         self.submit_and_read(self.encoder(what), staging, len, what)
     }
 
-    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, llvmpipe)" for the start-up line.
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)" for the start-up line.
     pub fn describe(&self) -> String {
         let i = &self.info;
         describe(
@@ -916,6 +1002,61 @@ mod tests {
         // What is asked for never exceeds what is offered.
         let asked = limits_for(&good, true).unwrap();
         assert!(asked.max_storage_buffer_binding_size <= good.max_storage_buffer_binding_size);
+    }
+
+    #[test]
+    fn a_backend_this_platform_lacks_is_named_not_blamed_on_a_driver() {
+        let e = check_available(
+            "metal",
+            wgpu::Backends::METAL,
+            wgpu::Backends::VULKAN | wgpu::Backends::GL,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("the metal backend is not available on this platform")
+                && e.contains("vulkan, gl")
+                && !e.contains("install"),
+            "{e}"
+        );
+        assert!(check_available("vulkan", wgpu::Backends::VULKAN, wgpu::Backends::VULKAN).is_ok());
+    }
+
+    #[test]
+    fn adapter_descriptions_fit_one_line() {
+        let long = "An Adapter Whose Vendor Put The Marketing Name, The Board, The Memory Size And The Firmware In Its Name";
+        let d = describe(
+            long,
+            "Vulkan",
+            "DiscreteGpu",
+            "a driver with a very long description",
+        );
+        assert!(
+            d.chars().count() <= MAX_DESCRIPTION,
+            "{} chars: {d}",
+            d.chars().count()
+        );
+        assert!(
+            d.starts_with("An Adapter Whose") && d.ends_with("(Vulkan, DiscreteGpu)"),
+            "{d}"
+        );
+        assert_eq!(
+            describe(
+                "llvmpipe (LLVM 15.0.6, 256 bits)",
+                "Vulkan",
+                "Cpu",
+                "llvmpipe"
+            ),
+            "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)"
+        );
+        assert_eq!(
+            describe("AMD Radeon 780M", "Vulkan", "IntegratedGpu", "radv"),
+            "AMD Radeon 780M (Vulkan, IntegratedGpu, radv)"
+        );
+        assert_eq!(
+            describe("NVIDIA H100", "Vulkan", "DiscreteGpu", "NVIDIA"),
+            "NVIDIA H100 (Vulkan, DiscreteGpu)"
+        );
     }
 
     #[test]
