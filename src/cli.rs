@@ -7,7 +7,7 @@ use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
 use gpu_train::checkpoint::{self, Checkpoint, StoredPrecision};
 use gpu_train::cpu::CpuBackend;
 use gpu_train::data::{self, Mnist, SamplerKind, SamplerState};
-use gpu_train::gpu::{self, AutoChoice, Context, GpuBackend};
+use gpu_train::gpu::{self, Context, GpuBackend};
 use gpu_train::model::{Activation, MlpSpec, Params};
 use gpu_train::run::{self, RunDir};
 use gpu_train::train::{train_from, Control, EvalRecord, Observer, Start, TrainConfig};
@@ -318,15 +318,34 @@ fn make_backend(
             .context("setting up the GPU backend")?;
         Ok((Box::new(b), why.to_string()))
     };
+    let f64_wanted = args.precision == PrecisionArg::F64;
     match args.device {
         DeviceArg::Cpu => cpu("--device cpu".into()),
+        DeviceArg::Gpu if f64_wanted => Err(anyhow::anyhow!(
+            "--precision f64 with --device gpu: the GPU computes in f32; use --precision f32, or --device cpu for f64"
+        )),
         DeviceArg::Gpu => gpu(Context::gpu()?, "--device gpu"),
-        DeviceArg::Auto => match Context::auto()? {
-            AutoChoice::Gpu(ctx) => gpu(ctx, "--device auto: a hardware adapter"),
-            AutoChoice::Cpu { reason } => {
-                cpu(format!("--device auto: {reason}; using the CPU backend"))
-            }
-        },
+        DeviceArg::Auto if f64_wanted => cpu(
+            "--device auto: --precision f64 runs on the CPU backend (the GPU computes in f32)".into(),
+        ),
+        DeviceArg::Auto => {
+            // Every hardware GPU and the CPU time the run's own step; the faster trains.
+            let (cpu_backend, _) = cpu(String::new())?;
+            let trial = gpu_train::gpu::auto::TrialSpec {
+                method: args.grad_method(),
+                batch: args.batch,
+                lr: args.lr,
+                seed: args.seed,
+            };
+            let pick = gpu_train::gpu::auto::auto_device(
+                spec,
+                data.clone(),
+                &Params::init(spec, args.seed),
+                &trial,
+                cpu_backend,
+            )?;
+            Ok((pick.backend, pick.reason))
+        }
     }
 }
 

@@ -381,6 +381,32 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
+/// Where `/dev/nvidia*` exists (an NVIDIA GPU is there) but Vulkan lists no NVIDIA adapter,
+/// typically a container started without the graphics capability: how to expose it.
+pub fn nvidia_hint() -> Option<String> {
+    let dev = std::fs::read_dir("/dev").ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with("nvidia").then_some(name)
+    })?;
+    let (_i, adapters) = enumerate(wgpu::Backends::all());
+    if adapters
+        .iter()
+        .any(|a| a.get_info().name.to_lowercase().contains("nvidia"))
+    {
+        return None;
+    }
+    Some(nvidia_hint_text(&dev))
+}
+
+fn nvidia_hint_text(dev: &str) -> String {
+    format!(
+        "/dev/{dev} exists but no Vulkan driver lists an NVIDIA GPU: in a container, start it with \
+         NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics (the graphics capability brings the \
+         Vulkan driver), or provide the NVIDIA Vulkan ICD (nvidia_icd.json in /usr/share/vulkan/icd.d \
+         or VK_ICD_FILENAMES)"
+    )
+}
+
 const INSTALL_HINT: &str =
     "install a Vulkan driver (on Debian/Ubuntu `apt-get install mesa-vulkan-drivers \
     libvulkan1` gives the software adapter lavapipe), or use --device cpu";
@@ -453,6 +479,9 @@ fn choose<'a>(
             Some(_) => format!(" ({})", sel.describe()),
             None => String::new(),
         };
+        if let Some(hint) = nvidia_hint() {
+            return Err(format!("no GPU adapter found{searched}; {hint}"));
+        }
         return Err(format!("no GPU adapter found{searched}; {INSTALL_HINT}"));
     }
     let found: Vec<String> = adapters.iter().map(|a| summarize(a).describe()).collect();
@@ -475,9 +504,10 @@ fn choose<'a>(
                 .filter(|a| is_hardware(&a.get_info()))
                 .collect();
             if hw.is_empty() {
+                let hint = nvidia_hint().map(|h| format!("; {h}")).unwrap_or_default();
                 return Err(format!(
                     "no hardware GPU adapter, only software ones (found: {found}); \
-                     use --device gpu to run the GPU path on a software adapter anyway"
+                     use --device gpu to run the GPU path on a software adapter anyway{hint}"
                 ));
             }
             hw
@@ -558,6 +588,43 @@ impl Context {
             AutoChoice::Gpu(ctx) => Ok(ctx),
             AutoChoice::Cpu { reason } => Err(Error::Gpu(reason)),
         }
+    }
+
+    /// `--device auto`'s candidates: a device on every adapter that matches the environment's
+    /// filter, can run the kernels and is hardware (any, with `allow_software`), best first; or
+    /// why there is none (an NVIDIA GPU not exposed to Vulkan named with the fix).
+    pub fn candidates(allow_software: bool) -> std::result::Result<Vec<Context>, String> {
+        let sel = Selection::from_env().map_err(|e| e.to_string())?;
+        let (instance, adapters) = enumerate(sel.backends);
+        let request = if allow_software {
+            DeviceRequest::Gpu
+        } else {
+            DeviceRequest::Auto
+        };
+        choose(&adapters, &sel, request)?;
+        let wanted: Vec<usize> = adapters
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                let info = a.get_info();
+                sel.matches(&info)
+                    && (allow_software || is_hardware(&info))
+                    && required_limits(a).is_ok()
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for i in wanted {
+            match Self::open(instance.clone(), &adapters[i]) {
+                Ok(ctx) => out.push(ctx),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if out.is_empty() {
+            return Err(format!("no GPU could be opened: {}", problems.join("; ")));
+        }
+        Ok(out)
     }
 
     /// Either request; `Gpu` never answers `Cpu` (it fails instead).
@@ -1056,6 +1123,17 @@ mod tests {
         assert_eq!(
             describe("NVIDIA H100", "Vulkan", "DiscreteGpu", "NVIDIA"),
             "NVIDIA H100 (Vulkan, DiscreteGpu)"
+        );
+    }
+
+    #[test]
+    fn the_nvidia_hint_says_how_to_expose_the_gpu() {
+        let h = nvidia_hint_text("nvidia0");
+        assert!(
+            h.contains("/dev/nvidia0")
+                && h.contains("NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics")
+                && h.contains("nvidia_icd.json"),
+            "{h}"
         );
     }
 

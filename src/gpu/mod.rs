@@ -9,6 +9,7 @@
 //! - `backend`: `GpuBackend`, the `Backend` trait with the data set and parameters resident.
 
 pub mod accuracy;
+pub mod auto;
 pub mod backend;
 pub mod backprop;
 pub mod chunk;
