@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 pub(crate) const SOURCE: &str = include_str!("../../shaders/gather.wgsl");
 
 /// The shader's workgroup width (columns per workgroup).
-const WORKGROUP_X: u32 = 64;
+pub(crate) const WORKGROUP_X: u32 = 64;
 
 #[derive(Debug)]
 pub(crate) struct Pipelines {

@@ -351,3 +351,41 @@ pub(crate) fn build<P>(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        accuracy, backprop, cross_entropy, gather, head, matmul, numerical, sgd, softmax,
+    };
+
+    /// Every shader's workgroup size is the one its launcher sizes grids by: 1-D kernels
+    /// WORKGROUP_1D (their index arithmetic also multiplies by it), the gather 64 x 1, the matmul
+    /// 8 x 8 for a BLOCK x BLOCK tile (4 x 4 outputs per invocation).
+    #[test]
+    fn workgroup_sizes_agree_between_rust_and_wgsl() {
+        let one_d = format!("@workgroup_size({}, 1, 1)", super::WORKGROUP_1D);
+        for (file, src) in [
+            ("accuracy", accuracy::SOURCE),
+            ("backprop", backprop::SOURCE),
+            ("cross_entropy", cross_entropy::SOURCE),
+            ("head", head::SOURCE),
+            ("numerical", numerical::SOURCE),
+            ("sgd", sgd::SOURCE),
+            ("softmax", softmax::SOURCE),
+        ] {
+            let sizes: Vec<&str> = src
+                .lines()
+                .filter(|l| l.contains("@workgroup_size("))
+                .collect();
+            assert!(!sizes.is_empty(), "{file}");
+            for l in sizes {
+                assert!(l.contains(&one_d), "{file}.wgsl: {l}");
+            }
+        }
+        let g = format!("@workgroup_size({}, 1, 1)", gather::WORKGROUP_X);
+        assert!(gather::SOURCE.contains(&g));
+        let per_side = matmul::BLOCK / 4;
+        assert!(matmul::SOURCE.contains(&format!("@workgroup_size({per_side}, {per_side}, 1)")));
+        assert!(matmul::SOURCE.contains(&format!("const WG: u32 = {per_side}u;")));
+    }
+}
