@@ -10,7 +10,7 @@ use common::mnist;
 use gpu_train::backend::{Backend, DeviceCounters, GradMethod, PerturbStrategy, Split};
 use gpu_train::cpu::CpuBackend;
 use gpu_train::data::{Sampler, SamplerKind};
-use gpu_train::gpu::{Context, GpuBackend};
+use gpu_train::gpu::{Context, GpuBackend, GpuOptions};
 use gpu_train::model::{relative_error, Activation, MlpSpec, Params};
 use gpu_train::tolerance::{F32_NUMERICAL_VS_F64, GPU_TRAINING_200_STEPS_REL};
 use std::sync::Arc;
@@ -301,4 +301,39 @@ fn divergence_names_the_iteration_and_keeps_finite_parameters_on_both_backends()
     eprintln!(
         "diverged (lr, at chunk iteration): cpu {cpu:?} {cpu_first:?}, gpu {gpu:?} {gpu_first:?}"
     );
+}
+
+/// A chunk longer than one device chunk holds (big batches: the indices must fit one binding)
+/// runs in pieces with the same losses and parameters, and progress counts across them.
+#[test]
+fn a_chunk_longer_than_the_device_holds_runs_in_pieces() {
+    let ctx = ctx_or_skip!();
+    let spec = MlpSpec::two_layer(784, 20, 10).unwrap();
+    let p = Params::init(&spec, 4);
+    let options = GpuOptions {
+        chunk_steps: Some(7),
+        ..GpuOptions::default()
+    };
+    let mut pieces = GpuBackend::with_options(ctx.clone(), spec.clone(), mnist(), options).unwrap();
+    let mut whole = GpuBackend::new(ctx, spec.clone(), mnist()).unwrap();
+    let batches = chunk(&mut sampler(12), 30, 20);
+    let mut heard = Vec::new();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    pieces.set_params(&p).unwrap();
+    whole.set_params(&p).unwrap();
+    let o = pieces
+        .train_steps(&batches, 20, GradMethod::Backprop, 0.1, &mut a, &mut |n| {
+            heard.push(n);
+            true
+        })
+        .unwrap();
+    whole
+        .train_steps(&batches, 20, GradMethod::Backprop, 0.1, &mut b, &mut |_| {
+            true
+        })
+        .unwrap();
+    assert_eq!((o.done, o.diverged), (30, None));
+    assert_eq!(a, b);
+    assert_eq!(pieces.params().unwrap().data, whole.params().unwrap().data);
+    assert_eq!(heard, vec![7, 14, 21, 28, 30]);
 }

@@ -46,6 +46,9 @@ pub struct GpuOptions {
     /// `full` numerical gradients subtract two f32 losses per sample instead of computing the
     /// loss change: only to measure what the careful form buys (tests), never for training.
     pub subtract_losses: bool,
+    /// Iterations per device chunk of `train_steps` at most (default: as many as one binding
+    /// holds; tests set it small to exercise the split path).
+    pub chunk_steps: Option<usize>,
 }
 
 /// Which plan: the split its gather reads, its rows, and whether it has a backward pass.
@@ -282,6 +285,8 @@ pub struct GpuBackend {
     timer: Option<Timer>,
     /// GpuOptions::subtract_losses.
     subtract_losses: bool,
+    /// GpuOptions::chunk_steps.
+    chunk_steps: Option<usize>,
     /// The numerical gradient's pipelines, specialized to the model, built on first use of
     /// each strategy.
     numerical: HashMap<PerturbStrategy, numerical::Pipelines>,
@@ -449,6 +454,7 @@ impl GpuBackend {
             in_flight: None,
             timer,
             subtract_losses: options.subtract_losses,
+            chunk_steps: options.chunk_steps,
             numerical: HashMap::new(),
             chunk: None,
             train_plans: HashMap::new(),
@@ -649,6 +655,13 @@ impl GpuBackend {
         Ok(v.into_iter().map(f64::from).collect())
     }
 
+    /// The most iterations of `rows` one chunk buffer holds within the binding limit (at least 1).
+    fn max_chunk_steps(&self, rows: usize) -> usize {
+        let words = (self.ctx.max_binding_bytes() / 4) as usize;
+        let fit = (words.saturating_sub(1) / rows.max(1)).saturating_sub(1);
+        fit.min(self.chunk_steps.unwrap_or(usize::MAX)).max(1)
+    }
+
     /// Makes (or grows) the chunk buffers so that `steps` iterations of `rows` fit; growing drops
     /// the training plans bound to the old ones.
     fn ensure_chunk(&mut self, steps: usize, rows: usize) -> Result<()> {
@@ -658,12 +671,12 @@ impl GpuBackend {
                 return Ok(());
             }
         }
-        let steps = steps
-            .max(MIN_CHUNK_STEPS)
-            .max(self.chunk.as_ref().map_or(0, |c| c.steps));
-        let words = words
-            .max(1 + (steps + 1) * rows)
-            .max(self.chunk.as_ref().map_or(0, |c| c.words));
+        // Room for MIN_CHUNK_STEPS (as far as one binding allows) so that varying chunks do not
+        // remake the buffers; never less than this chunk needs or than there was.
+        let (old_steps, old_words) = self.chunk.as_ref().map_or((0, 0), |c| (c.steps, c.words));
+        let roomy = 1 + (MIN_CHUNK_STEPS.min(self.max_chunk_steps(rows)) + 1) * rows;
+        let words = words.max(old_words).max(roomy);
+        let steps = steps.max(old_steps).max(MIN_CHUNK_STEPS);
         let ctx = &self.ctx;
         self.chunk = Some(ChunkState {
             steps,
@@ -1030,7 +1043,31 @@ impl Backend for GpuBackend {
             // heads too long for the driver's loop cap, keep the step-at-a-time path.
             return train_steps_one_by_one(self, batches, batch, method, lr, losses, progress);
         }
-        self.train_chunk(batches, batch, method, lr, losses, progress)
+        // A chunk's indices must fit one binding: longer chunks (big batches) go in pieces.
+        let most = self.max_chunk_steps(batch);
+        let mut done = 0;
+        for piece in batches.chunks(most * batch) {
+            let mut stop = false;
+            let outcome = self.train_chunk(piece, batch, method, lr, losses, &mut |n| {
+                let go = progress(done + n);
+                stop |= !go;
+                go
+            })?;
+            if let Some(k) = outcome.diverged {
+                return Ok(StepsOutcome {
+                    done: done + k,
+                    diverged: Some(done + k),
+                });
+            }
+            done += outcome.done;
+            if stop {
+                break;
+            }
+        }
+        Ok(StepsOutcome {
+            done,
+            diverged: None,
+        })
     }
 
     fn counters(&self) -> Option<DeviceCounters> {
