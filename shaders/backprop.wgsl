@@ -15,14 +15,17 @@
 // Bindings (group 0): 0 uniform Dims, then
 //   output_delta: 1 probs, 2 labels (u32), 3 delta (written);
 //   act_backward: 1 pre (a), 2 post (z), 3 d (read and written);
-//   bias_grad:    1 delta, 2 grad (written from grad_off on).
+//   bias_grad:    1 delta, 2 grad (written from grad_off on);
+//   bias_grads:   bias_grad of two layers in one launch (a training iteration of a net with one
+//     hidden layer): columns 0..cols from 1 delta to grad_off, then cols2 columns from
+//     3 delta_in2 to grad_off2, each summed over the rows in order like bias_grad.
 
 struct Dims {
     rows: u32,     // act_backward: n, the number of elements
     cols: u32,     // act_backward: the activation, 1 sigmoid, 2 relu
     grad_off: u32,
-    _pad0: u32,
-    _pad1: u32,
+    cols2: u32,    // bias_grads: the second layer's columns
+    grad_off2: u32, // bias_grads: where its bias gradient goes
     _pad2: u32,
     _pad3: u32,
     _pad4: u32,
@@ -40,9 +43,10 @@ struct Dims {
 @group(0) @binding(2) var<storage, read> post: array<f32>;
 @group(0) @binding(3) var<storage, read_write> d: array<f32>;
 
-// bias_grad
+// bias_grad (and bias_grads: 3 the second layer's delta)
 @group(0) @binding(1) var<storage, read> delta_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(3) var<storage, read> delta_in2: array<f32>;
 
 const DELTA: f32 = 1e-7;
 
@@ -93,4 +97,23 @@ fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         s += delta_in[r * dims.cols + col];
     }
     grad[dims.grad_off + col] = s;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn bias_grads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let col = flat_index(gid, groups);
+    if (col < dims.cols) {
+        var s = 0.0;
+        for (var r = 0u; r < dims.rows; r++) {
+            s += delta_in[r * dims.cols + col];
+        }
+        grad[dims.grad_off + col] = s;
+    } else if (col < dims.cols + dims.cols2) {
+        let c2 = col - dims.cols;
+        var s = 0.0;
+        for (var r = 0u; r < dims.rows; r++) {
+            s += delta_in2[r * dims.cols2 + c2];
+        }
+        grad[dims.grad_off2 + c2] = s;
+    }
 }

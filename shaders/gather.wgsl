@@ -10,20 +10,24 @@
 // Normalisation: x = pixel / 255 by a 256-entry table computed on the host exactly as
 //   Dataset::fill_batch_f32 computes it: WGSL's `/` may be 2.5 ulp off, a table lookup is
 //   bit-exact on every adapter.
+// Which rows (Params.mode): 0 the batch's indices, indices[row]; 1 a training chunk: word 0 of
+//   `indices` is the iteration (advanced by the head kernel), then the chunk's batches back to
+//   back, so row `row` of iteration s is indices[1 + s B + row]; 2 consecutive rows from
+//   `first` (an evaluation chunk: no indices at all).
 // X: B x I, row-major. Workgroup 64 x 1: global x = column, global y = batch row.
-// Bindings (group 0): 0 uniform Params; 1 indices (B u32); 2 pixels (packed u32); 3 labels (u32
+// Bindings (group 0): 0 uniform Params; 1 indices (u32); 2 pixels (packed u32); 3 labels (u32
 //   per chunk row); 4 uniform table (256 f32 as 64 vec4); 5 x (B x I f32, written);
-//   6 batch_labels (B u32, written).
+//   6 batch_labels (u32, written from labels_off on).
 
 struct Params {
     rows: u32,
     width: u32,
     row_start: u32,
     row_end: u32,
+    mode: u32,
+    labels_off: u32,
+    first: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -41,7 +45,14 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (row >= params.rows || col >= params.width) {
         return;
     }
-    let index = indices[row];
+    var index: u32;
+    if (params.mode == 1u) {
+        index = indices[1u + indices[0] * params.rows + row];
+    } else if (params.mode == 2u) {
+        index = params.first + row;
+    } else {
+        index = indices[row];
+    }
     if (index < params.row_start || index >= params.row_end) {
         return; // another chunk's row
     }
@@ -50,6 +61,6 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pixel = (pixels[byte_index / 4u] >> ((byte_index % 4u) * 8u)) & 0xffu;
     x[row * params.width + col] = table[pixel / 4u][pixel % 4u];
     if (col == 0u) {
-        batch_labels[row] = labels[local];
+        batch_labels[params.labels_off + row] = labels[local];
     }
 }

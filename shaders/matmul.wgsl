@@ -20,6 +20,10 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override BIAS: bool = false;
 override ACT: u32 = 0u;
+// 1 sigmoid, 2 relu: C = (A B^T) * act'(z) with z read through the bias binding (the layer's
+// activation, rows x N from bias_off): the backward pass's d_{l-1} in one launch. act' from z
+// alone: sigmoid z (1 - z); relu 1 where z > 0 (z = max(a, 0) > 0 exactly where a > 0).
+override BACK_ACT: u32 = 0u;
 
 struct Dims {
     m: u32,
@@ -86,12 +90,57 @@ fn store(row: u32, col: u32, acc: f32) {
     if (BIAS) {
         v += bias[dims.bias_off + col];
     }
+    if (BACK_ACT == 1u) {
+        let z = bias[dims.bias_off + row * dims.n + col];
+        v *= z * (1.0 - z);
+    } else if (BACK_ACT == 2u) {
+        if (bias[dims.bias_off + row * dims.n + col] <= 0.0) {
+            v = 0.0;
+        }
+    }
     c[dims.c_off + row * dims.n + col] = v;
     if (ACT == 1u) {
         post[dims.post_off + row * dims.n + col] = 1.0 / (1.0 + exp(-v));
     } else if (ACT == 2u) {
         post[dims.post_off + row * dims.n + col] = max(v, 0.0);
     }
+}
+
+// Element e of this K step's slices of op(A) and op(B) into workgroup memory. Neighbouring
+// invocations read neighbouring addresses of each operand as it is stored: along K for A, along N
+// for B, swapped when the operand is transposed.
+fn stage(e: u32, row0: u32, col0: u32, k0: u32) {
+    if (TRANS_A) {
+        let m = e % BM;
+        tile_a[(e / BM) * (BM / 4u) + m / 4u][m % 4u] = load_a(row0 + m, k0 + e / BM);
+    } else {
+        let m = e / BK;
+        tile_a[(e % BK) * (BM / 4u) + m / 4u][m % 4u] = load_a(row0 + m, k0 + e % BK);
+    }
+    if (TRANS_B) {
+        let n = e / BK;
+        tile_b[(e % BK) * (BN / 4u) + n / 4u][n % 4u] = load_b(k0 + e % BK, col0 + n);
+    } else {
+        let n = e % BN;
+        tile_b[(e / BN) * (BN / 4u) + n / 4u][n % 4u] = load_b(k0 + e / BN, col0 + n);
+    }
+}
+
+// One step along K of the invocation's 4 x 4 outputs.
+fn step(
+    kk: u32,
+    lid: vec3<u32>,
+    acc0: ptr<function, vec4<f32>>,
+    acc1: ptr<function, vec4<f32>>,
+    acc2: ptr<function, vec4<f32>>,
+    acc3: ptr<function, vec4<f32>>,
+) {
+    let av = tile_a[kk * (BM / 4u) + lid.y];
+    let bv = tile_b[kk * (BN / 4u) + lid.x];
+    *acc0 = fma(vec4<f32>(av.x), bv, *acc0);
+    *acc1 = fma(vec4<f32>(av.y), bv, *acc1);
+    *acc2 = fma(vec4<f32>(av.z), bv, *acc2);
+    *acc3 = fma(vec4<f32>(av.w), bv, *acc3);
 }
 
 @compute @workgroup_size(8, 8, 1)
@@ -108,33 +157,25 @@ fn matmul(
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < dims.k; k0 += BK) {
-        // Neighbouring invocations read neighbouring addresses of each operand as it is
-        // stored: along K for A, along N for B, swapped when the operand is transposed.
-        for (var s = 0u; s < STAGED; s++) {
-            let e = li + s * INVOCATIONS;
-            if (TRANS_A) {
-                let m = e % BM;
-                tile_a[(e / BM) * (BM / 4u) + m / 4u][m % 4u] = load_a(row0 + m, k0 + e / BM);
-            } else {
-                let m = e / BK;
-                tile_a[(e % BK) * (BM / 4u) + m / 4u][m % 4u] = load_a(row0 + m, k0 + e % BK);
-            }
-            if (TRANS_B) {
-                let n = e / BK;
-                tile_b[(e % BK) * (BN / 4u) + n / 4u][n % 4u] = load_b(k0 + e % BK, col0 + n);
-            } else {
-                let n = e % BN;
-                tile_b[(e / BN) * (BN / 4u) + n / 4u][n % 4u] = load_b(k0 + e / BN, col0 + n);
-            }
+        // Unrolled by hand, four stagings and eight steps along K per loop iteration: lavapipe
+        // ends an invocation's loops after 65,535 iterations in all, and this keeps a tile at 9
+        // (1 + 4 + 4), i.e. K up to ~233,000 (gpu::matmul::loop_iterations).
+        for (var s = 0u; s < STAGED; s += 4u) {
+            stage(li + s * INVOCATIONS, row0, col0, k0);
+            stage(li + (s + 1u) * INVOCATIONS, row0, col0, k0);
+            stage(li + (s + 2u) * INVOCATIONS, row0, col0, k0);
+            stage(li + (s + 3u) * INVOCATIONS, row0, col0, k0);
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            let av = tile_a[kk * (BM / 4u) + lid.y];
-            let bv = tile_b[kk * (BN / 4u) + lid.x];
-            acc0 = fma(vec4<f32>(av.x), bv, acc0);
-            acc1 = fma(vec4<f32>(av.y), bv, acc1);
-            acc2 = fma(vec4<f32>(av.z), bv, acc2);
-            acc3 = fma(vec4<f32>(av.w), bv, acc3);
+        for (var kk = 0u; kk < BK; kk += 8u) {
+            step(kk, lid, &acc0, &acc1, &acc2, &acc3);
+            step(kk + 1u, lid, &acc0, &acc1, &acc2, &acc3);
+            step(kk + 2u, lid, &acc0, &acc1, &acc2, &acc3);
+            step(kk + 3u, lid, &acc0, &acc1, &acc2, &acc3);
+            step(kk + 4u, lid, &acc0, &acc1, &acc2, &acc3);
+            step(kk + 5u, lid, &acc0, &acc1, &acc2, &acc3);
+            step(kk + 6u, lid, &acc0, &acc1, &acc2, &acc3);
+            step(kk + 7u, lid, &acc0, &acc1, &acc2, &acc3);
         }
         workgroupBarrier();
     }

@@ -118,6 +118,66 @@ fn act_change(a: f32, e: f32) -> f32 {
     return max(b, 0.0) - max(a, 0.0);
 }
 
+// act_change(a, e) and act_change(a, -e) with one exp between them (the same arithmetic).
+fn act_change_pair(a: f32, e: f32) -> vec2<f32> {
+    if (u.act == 1u) {
+        var s = 1.0;
+        var aa = a;
+        var ee = e;
+        if (a < 0.0) {
+            s = -1.0;
+            aa = -a;
+            ee = -e;
+        }
+        let v = exp(-aa);
+        let em1p = expm1c(-ee);
+        let em1m = expm1c(ee);
+        return vec2<f32>(
+            s * (-em1p * v / ((1.0 + v * (em1p + 1.0)) * (1.0 + v))),
+            s * (-em1m * v / ((1.0 + v * (em1m + 1.0)) * (1.0 + v))),
+        );
+    }
+    return vec2<f32>(act_change(a, e), act_change(a, -e));
+}
+
+// unit_change(l, j, b, e) - unit_change(l, j, b, -e) for a unit of the last hidden layer (whose
+// changes stream into the logits): both signs in one pass over the classes, sharing the exp, the
+// reads of the weight row and of the probabilities. Same values, same order, as the two calls.
+fn hidden_pair_change(l: u32, j: u32, b: u32, e: f32) -> f32 {
+    let fo = table(l, 1u);
+    let dz = act_change_pair(cf(table(l, 4u) + b * fo + j), e);
+    let nfo = table(l + 1u, 1u);
+    let row = table(l + 1u, 2u) + j * nfo;
+    let probs = cache[1u] + b * u.classes;
+    let t = cache[cache[0u] + b];
+    var sp = 0.0;
+    var sm = 0.0;
+    var dtp = 0.0;
+    var dtm = 0.0;
+    for (var k = 0u; k < nfo; k++) {
+        let w = theta[row + k];
+        let p = cf(probs + k);
+        let ep = expm1c(dz.x * w);
+        let em = expm1c(dz.y * w);
+        sp += p * ep;
+        sm += p * em;
+        if (k == t) {
+            dtp = ep;
+            dtm = em;
+        }
+    }
+    let pt = cf(probs + t);
+    var plus = 0.0;
+    var minus = 0.0;
+    if (dz.x != 0.0) {
+        plus = change_from(pt, dtp, sp);
+    }
+    if (dz.y != 0.0) {
+        minus = change_from(pt, dtm, sm);
+    }
+    return plus - minus;
+}
+
 // The sample's loss change from p_t, expm1(d_t) and S = sum_k p_k expm1(d_k).
 fn change_from(pt: f32, dt_em1: f32, s: f32) -> f32 {
     let dp = pt * (dt_em1 - s) / (1.0 + s);
@@ -269,7 +329,11 @@ fn incremental(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
             }
             e = h * input;
         }
-        acc += unit_change(s.l, s.j, b, e) - unit_change(s.l, s.j, b, -e);
+        if (s.l + 2u == u.layers) {
+            acc += hidden_pair_change(s.l, s.j, b, e);
+        } else {
+            acc += unit_change(s.l, s.j, b, e) - unit_change(s.l, s.j, b, -e);
+        }
     }
     grad[p] = acc / (2.0 * h * f32(u.rows));
 }

@@ -11,7 +11,7 @@ use crate::checkpoint::{self, Checkpoint, StoredPrecision};
 use crate::cpu::CpuBackend;
 use crate::data::{self, Mnist, SamplerKind, SamplerState};
 use crate::error::{Error, Result};
-use crate::gpu::{AutoChoice, Context, GpuBackend};
+use crate::gpu::{Context, GpuBackend};
 use crate::model::{Activation, MlpSpec, Params};
 use crate::run::RunDir;
 use crate::train::{
@@ -387,23 +387,20 @@ pub fn grad_parts(g: GradMethod) -> (&'static str, Option<&'static str>, Option<
     }
 }
 
-/// Picks the backend for `device`, saying which and why.
+/// Picks the backend for a planned run, saying which and why. `--device auto` times the run's
+/// own step on every hardware GPU and on the CPU and trains on the faster (`gpu::auto`).
 pub fn make_backend(
     device: DeviceChoice,
     precision: Precision,
-    spec: &MlpSpec,
-    data: Arc<Mnist>,
+    plan: &Plan,
 ) -> Result<(Box<dyn Backend>, String)> {
+    let (spec, data) = (&plan.spec, plan.data.clone());
     let cpu = |why: String| -> Result<(Box<dyn Backend>, String)> {
         let b: Box<dyn Backend> = match precision {
             Precision::F32 => Box::new(CpuBackend::<f32>::new(spec.clone(), data.clone())?),
             Precision::F64 => Box::new(CpuBackend::<f64>::new(spec.clone(), data.clone())?),
         };
         Ok((b, why))
-    };
-    let gpu = |ctx: Context, why: &str| -> Result<(Box<dyn Backend>, String)> {
-        let b = GpuBackend::new(Arc::new(ctx), spec.clone(), data.clone())?;
-        Ok((Box::new(b), why.to_string()))
     };
     match (device, precision) {
         (DeviceChoice::Cpu, _) => cpu("--device cpu".into()),
@@ -414,13 +411,22 @@ pub fn make_backend(
         (DeviceChoice::Auto, Precision::F64) => {
             cpu("--device auto: --precision f64 runs on the CPU".into())
         }
-        (DeviceChoice::Gpu, Precision::F32) => gpu(Context::gpu()?, "--device gpu"),
-        (DeviceChoice::Auto, Precision::F32) => match Context::auto()? {
-            AutoChoice::Gpu(ctx) => gpu(ctx, "--device auto: a hardware adapter"),
-            AutoChoice::Cpu { reason } => {
-                cpu(format!("--device auto: {reason}; using the CPU"))
-            }
-        },
+        (DeviceChoice::Gpu, Precision::F32) => {
+            let b = GpuBackend::new(Arc::new(Context::gpu()?), spec.clone(), data.clone())?;
+            Ok((Box::new(b), "--device gpu".into()))
+        }
+        (DeviceChoice::Auto, Precision::F32) => {
+            let (cpu_backend, _) = cpu(String::new())?;
+            let trial = crate::gpu::auto::TrialSpec {
+                method: plan.cfg.grad,
+                batch: plan.cfg.batch,
+                lr: plan.cfg.lr,
+                seed: plan.cfg.seed,
+            };
+            let pick =
+                crate::gpu::auto::auto_device(spec, data.clone(), &plan.params, &trial, cpu_backend)?;
+            Ok((pick.backend, pick.reason))
+        }
     }
 }
 

@@ -35,8 +35,7 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
     }
     let req = args.request(matches);
     let plan = session::plan(&req)?;
-    let (mut backend, why) =
-        session::make_backend(req.device, req.precision, &plan.spec, plan.data.clone())?;
+    let (mut backend, why) = session::make_backend(req.device, req.precision, &plan)?;
     let mut printer = Printer::new(args);
     printer.say(&format!(
         "gpu-train {} | data: {}",

@@ -372,3 +372,24 @@ fn timestamps_time_the_batch_work_when_the_adapter_has_them() {
     plain.gradient(GradMethod::Backprop).unwrap();
     assert_eq!(plain.last_device_seconds().unwrap(), None);
 }
+
+/// Listing adapters on a machine without a session prints nothing of the drivers' own (Mesa's
+/// "XDG_RUNTIME_DIR is invalid or not set"), and each adapter's line stays one short line.
+#[test]
+fn listing_adapters_prints_no_driver_noise() {
+    let _ctx = ctx_or_skip!();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-train"))
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "stderr: {stderr}");
+    for line in stdout.lines().filter(|l| l.starts_with('[')) {
+        assert!(line.chars().count() <= 100, "{line}");
+    }
+}

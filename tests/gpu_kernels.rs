@@ -601,3 +601,14 @@ fn a_destroyed_device_is_an_error_not_a_panic_or_a_hang() {
         started.elapsed()
     );
 }
+
+/// A product over K = 70,000 (an input of 70,000 pixels): every term counts. lavapipe ends an
+/// invocation's loops after 65,535 iterations in all, so a kernel whose K loop runs per element
+/// of K / 32 tiles with inner loops would silently drop the tail of the sum.
+#[test]
+fn matmul_over_a_70000_long_k_keeps_every_term() {
+    let g = gpu_or_skip!();
+    for kind in [Matmul::AddBias, Matmul::ABt] {
+        run_matmul(g, kind, 3, 70_000, 5, 77);
+    }
+}

@@ -12,11 +12,11 @@ pub(crate) struct Pipelines {
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
         use Slot::*;
         Pipelines {
             accuracy: Kernel::new(
-                device,
+                ctx,
                 module,
                 "accuracy",
                 "accuracy",

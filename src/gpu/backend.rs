@@ -7,13 +7,17 @@
 //! forward, backward and SGD into ONE command buffer; nothing is read back unless asked for
 //! (`batch_loss`, `gradient`, `params`, `evaluate`).
 
+use super::chunk::{self, ChunkBuffers, TrainPlan, STEPS_PER_SUBMISSION};
 use super::context::Context;
-use super::gather::{gather, ResidentSplit};
+use super::gather::{gather, gather_rows, ResidentSplit, Rows};
 use super::kernels::{record_all, Dispatch, Kernels, Operand};
 use super::matmul::{matmul, Matmul, MatmulArgs};
 use super::numerical::{self, NumericalPlan};
 use super::{accuracy, backprop, cross_entropy, sgd, softmax};
-use crate::backend::{Backend, Evaluation, GradMethod, PerturbStrategy, Split};
+use crate::backend::{
+    train_steps_one_by_one, Backend, DeviceCounters, Evaluation, GradMethod, PerturbStrategy,
+    Split, StepsOutcome,
+};
 use crate::data::Mnist;
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
@@ -42,6 +46,9 @@ pub struct GpuOptions {
     /// `full` numerical gradients subtract two f32 losses per sample instead of computing the
     /// loss change: only to measure what the careful form buys (tests), never for training.
     pub subtract_losses: bool,
+    /// Iterations per device chunk of `train_steps` at most (default: as many as one binding
+    /// holds; tests set it small to exercise the split path).
+    pub chunk_steps: Option<usize>,
 }
 
 /// Which plan: the split its gather reads, its rows, and whether it has a backward pass.
@@ -278,9 +285,39 @@ pub struct GpuBackend {
     timer: Option<Timer>,
     /// GpuOptions::subtract_losses.
     subtract_losses: bool,
-    /// The numerical gradient's pipelines, specialized to the model, built on first use.
-    numerical: Option<numerical::Pipelines>,
+    /// GpuOptions::chunk_steps.
+    chunk_steps: Option<usize>,
+    /// The numerical gradient's pipelines, specialized to the model, built on first use of
+    /// each strategy.
+    numerical: HashMap<PerturbStrategy, numerical::Pipelines>,
+    /// `train_steps`' buffers, made on its first call and grown for a longer chunk only.
+    chunk: Option<ChunkState>,
+    /// `train_steps`' launches per batch size (bound to `chunk`'s buffers).
+    train_plans: HashMap<usize, TrainPlan>,
+    /// The learning rate the training plans' SGD launches hold.
+    train_lr: Option<f32>,
+    /// The gathers of each evaluation chunk (split, first row, rows), built on first use.
+    eval_gathers: HashMap<(bool, usize, usize), Vec<Dispatch>>,
 }
+
+/// The device buffers of a training chunk.
+#[derive(Debug)]
+struct ChunkState {
+    /// Iterations the buffers hold (the chunk's batches, plus one for the final check).
+    steps: usize,
+    /// Indices (u32 words) the chunk buffer holds.
+    words: usize,
+    /// Word 0 the iteration, then the batches back to back.
+    chunk: wgpu::Buffer,
+    losses: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    /// The parameters the chunk started from, put back when an update diverges.
+    start: wgpu::Buffer,
+}
+
+/// Chunks at least this long fit the buffers made on the first call (the driver's chunks are
+/// evaluation intervals, 600 iterations by default), so they are not remade as chunks vary.
+const MIN_CHUNK_STEPS: usize = 1024;
 
 /// Two timestamps bracketing the work recorded for one batch call (an empty compute pass
 /// before, one after), resolved and copied out in the same submission.
@@ -417,7 +454,12 @@ impl GpuBackend {
             in_flight: None,
             timer,
             subtract_losses: options.subtract_losses,
-            numerical: None,
+            chunk_steps: options.chunk_steps,
+            numerical: HashMap::new(),
+            chunk: None,
+            train_plans: HashMap::new(),
+            train_lr: None,
+            eval_gathers: HashMap::new(),
         })
     }
 
@@ -467,10 +509,12 @@ impl GpuBackend {
         let sgd = matches!(work, Work::Step(_)).then_some(&self.sgd);
         match work {
             Work::Loss => record_all(
+                &self.ctx,
                 &mut encoder,
                 gather.iter().chain(&plan.forward).chain(&plan.loss_pass),
             ),
             Work::Gradient(GradMethod::Backprop) | Work::Step(GradMethod::Backprop) => record_all(
+                &self.ctx,
                 &mut encoder,
                 gather
                     .iter()
@@ -485,15 +529,16 @@ impl GpuBackend {
                 let num = plan.numerical.get(&strategy).ok_or_else(|| {
                     Error::Gpu("the numerical gradient's plan is missing (a bug)".into())
                 })?;
-                record_all(&mut encoder, gather.iter().chain(&plan.forward));
+                record_all(&self.ctx, &mut encoder, gather.iter().chain(&plan.forward));
                 num.record_cache_copies(
+                    &self.ctx,
                     &mut encoder,
                     &plan.labels,
                     &plan.pre,
                     &plan.post,
                     &plan.probs,
                 );
-                record_all(&mut encoder, num.dispatches.iter().chain(sgd));
+                record_all(&self.ctx, &mut encoder, num.dispatches.iter().chain(sgd));
             }
         }
         batch.gathered = true;
@@ -514,7 +559,14 @@ impl GpuBackend {
         len: usize,
         what: &str,
     ) -> Result<Vec<T>> {
-        encoder.copy_buffer_to_buffer(src, 0, staging, 0, (len * 4) as u64);
+        ctx.copy(
+            &mut encoder,
+            src,
+            0,
+            staging,
+            0,
+            (len * std::mem::size_of::<T>()) as u64,
+        );
         ctx.submit_and_read(encoder, staging, len, what)
     }
 
@@ -545,14 +597,8 @@ impl GpuBackend {
             .as_ref()
             .ok_or_else(|| Error::config("batch", "no batch selected: call set_batch first"))?
             .key;
-        if self.numerical.is_none() {
-            self.numerical = Some(numerical::pipelines(&self.ctx, &self.spec)?);
-        }
-        let Some(kernels) = self.numerical.as_ref() else {
-            return Err(Error::Gpu(
-                "the numerical pipelines are missing (a bug)".into(),
-            ));
-        };
+        self.numerical_pipelines(strategy)?;
+        let kernels = &self.numerical[&strategy];
         let plan = self
             .plans
             .get_mut(&key)
@@ -569,6 +615,7 @@ impl GpuBackend {
                 &self.params,
                 &plan.x,
                 &self.grad,
+                None,
             )?;
             self.ctx
                 .check("building the numerical gradient's launches")?;
@@ -578,6 +625,284 @@ impl GpuBackend {
             num.set_h(&self.ctx, h as f32);
         }
         Ok(())
+    }
+}
+
+impl GpuBackend {
+    /// Builds the numerical pipeline of `strategy` on first use.
+    fn numerical_pipelines(&mut self, strategy: PerturbStrategy) -> Result<()> {
+        if !self.numerical.contains_key(&strategy) {
+            let p = numerical::pipelines(&self.ctx, &self.spec, strategy)?;
+            self.numerical.insert(strategy, p);
+        }
+        Ok(())
+    }
+
+    /// The gradient buffer as the last step left it (a chunk's last iteration, or `gradient`),
+    /// read back: what the chunked path computed, for tests.
+    pub fn last_gradient(&mut self) -> Result<Vec<f64>> {
+        let n = self.spec.num_params();
+        let encoder = self.ctx.encoder("read the gradient");
+        let v: Vec<f32> = Self::read_back(
+            &self.ctx,
+            &self.staging,
+            encoder,
+            &self.grad,
+            n,
+            "reading the gradient",
+        )?;
+        self.in_flight = None;
+        Ok(v.into_iter().map(f64::from).collect())
+    }
+
+    /// The most iterations of `rows` one chunk buffer holds within the binding limit (at least 1).
+    fn max_chunk_steps(&self, rows: usize) -> usize {
+        let words = (self.ctx.max_binding_bytes() / 4) as usize;
+        let fit = (words.saturating_sub(1) / rows.max(1)).saturating_sub(1);
+        fit.min(self.chunk_steps.unwrap_or(usize::MAX)).max(1)
+    }
+
+    /// Makes (or grows) the chunk buffers so that `steps` iterations of `rows` fit; growing drops
+    /// the training plans bound to the old ones.
+    fn ensure_chunk(&mut self, steps: usize, rows: usize) -> Result<()> {
+        let words = 1 + (steps + 1) * rows;
+        if let Some(c) = &self.chunk {
+            if c.steps >= steps && c.words >= words {
+                return Ok(());
+            }
+        }
+        // Room for MIN_CHUNK_STEPS (as far as one binding allows) so that varying chunks do not
+        // remake the buffers; never less than this chunk needs or than there was.
+        let (old_steps, old_words) = self.chunk.as_ref().map_or((0, 0), |c| (c.steps, c.words));
+        let roomy = 1 + (MIN_CHUNK_STEPS.min(self.max_chunk_steps(rows)) + 1) * rows;
+        let words = words.max(old_words).max(roomy);
+        let steps = steps.max(old_steps).max(MIN_CHUNK_STEPS);
+        let ctx = &self.ctx;
+        self.chunk = Some(ChunkState {
+            steps,
+            words,
+            chunk: ctx.storage("chunk batches", words)?,
+            losses: ctx.storage("chunk losses", steps + 1)?,
+            staging: ctx.staging("chunk losses read-back", steps + 1),
+            start: ctx.storage("chunk start parameters", self.spec.num_params())?,
+        });
+        self.train_plans.clear();
+        self.train_lr = None;
+        Ok(())
+    }
+
+    /// The training plan for batches of `rows`, with what `method` needs and the current lr.
+    fn prepare_train(&mut self, rows: usize, method: GradMethod, lr: f32) -> Result<()> {
+        let chunk = self
+            .chunk
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("the chunk buffers are missing (a bug)".into()))?;
+        let buffers = ChunkBuffers {
+            chunk: &chunk.chunk,
+            losses: &chunk.losses,
+            params: &self.params,
+            grad: &self.grad,
+        };
+        if !self.train_plans.contains_key(&rows) {
+            let plan = TrainPlan::new(
+                &self.ctx,
+                &self.kernels,
+                &self.spec,
+                &self.train,
+                rows,
+                &buffers,
+            )?;
+            self.train_plans.insert(rows, plan);
+            self.train_lr = None;
+        }
+        if let GradMethod::Numerical { strategy, h } = method {
+            if !(h.is_finite() && h > 0.0) {
+                return Err(Error::config(
+                    "--h",
+                    format!("must be a positive number, got {h}"),
+                ));
+            }
+            if !self.numerical.contains_key(&strategy) {
+                let p = numerical::pipelines(&self.ctx, &self.spec, strategy)?;
+                self.numerical.insert(strategy, p);
+            }
+            let plan = self
+                .train_plans
+                .get_mut(&rows)
+                .ok_or_else(|| Error::Gpu("the training plan is missing (a bug)".into()))?;
+            plan.prepare_numerical(
+                &self.ctx,
+                &self.numerical[&strategy],
+                &self.spec,
+                strategy,
+                h as f32,
+                self.subtract_losses,
+                &buffers,
+            )?;
+        }
+        if self.train_lr != Some(lr) {
+            for plan in self.train_plans.values() {
+                sgd::set_lr(&self.ctx, plan.sgd(), lr);
+            }
+            self.train_lr = Some(lr);
+        }
+        Ok(())
+    }
+
+    /// Records iterations `count` times into `encoder`, in one compute pass.
+    fn record_iterations(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        plan: &TrainPlan,
+        strategy: Option<PerturbStrategy>,
+        count: usize,
+    ) -> Result<()> {
+        let one = plan.iteration(strategy)?;
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("training iterations"),
+            timestamp_writes: None,
+        });
+        let mut n = 0;
+        for _ in 0..count {
+            for d in &one {
+                n += d.record(&mut pass);
+            }
+        }
+        drop(pass);
+        self.ctx.count_dispatches(n);
+        Ok(())
+    }
+
+    /// The chunked `train_steps` (nets with one hidden layer): see `gpu::chunk`.
+    #[allow(clippy::too_many_arguments)]
+    fn train_chunk(
+        &mut self,
+        batches: &[u32],
+        batch: usize,
+        method: GradMethod,
+        lr: f64,
+        losses: &mut Vec<f64>,
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<StepsOutcome> {
+        let steps = batches.len() / batch;
+        if steps == 0 {
+            return Ok(StepsOutcome {
+                done: 0,
+                diverged: None,
+            });
+        }
+        if batch > MAX_ROWS {
+            return Err(Error::config(
+                "--batch",
+                format!("{batch} rows; the GPU backend takes at most {MAX_ROWS}"),
+            ));
+        }
+        let n = self.train.len();
+        if let Some(&bad) = batches.iter().find(|&&i| i as usize >= n) {
+            return Err(Error::config(
+                "batch",
+                format!("index {bad} is outside the training set of {n}"),
+            ));
+        }
+        self.ensure_chunk(steps, batch)?;
+        self.prepare_train(batch, method, lr as f32)?;
+        // Everything submitted before is ordered before this chunk, which is waited for below.
+        self.in_flight = None;
+        let strategy = match method {
+            GradMethod::Backprop => None,
+            GradMethod::Numerical { strategy, .. } => Some(strategy),
+        };
+        // The chunk in one write: the iteration counter, the batches, and the last batch again
+        // for the final check's forward pass (which runs at iteration `steps`).
+        let mut words = Vec::with_capacity(1 + (steps + 1) * batch);
+        words.push(0u32);
+        words.extend_from_slice(batches);
+        words.extend_from_slice(&batches[(steps - 1) * batch..]);
+        let (Some(state), Some(plan)) = (self.chunk.as_ref(), self.train_plans.get(&batch)) else {
+            return Err(Error::Gpu(
+                "the training chunk is not prepared (a bug)".into(),
+            ));
+        };
+        self.ctx.write(&state.chunk, 0, &words);
+        let param_bytes = (self.spec.num_params() * 4) as u64;
+        let mut encoder = self.ctx.encoder("training chunk");
+        self.ctx
+            .copy(&mut encoder, &self.params, 0, &state.start, 0, param_bytes);
+        let mut done = 0;
+        let index = loop {
+            let count = STEPS_PER_SUBMISSION.min(steps - done);
+            self.record_iterations(&mut encoder, plan, strategy, count)?;
+            done += count;
+            let end = done == steps;
+            let finish = |ctx: &Context, encoder: &mut wgpu::CommandEncoder, done: usize| {
+                // The loss of the parameters the chunk ends with (the last update is seen by no
+                // later iteration), then every loss to the host.
+                record_all(ctx, encoder, plan.loss_only());
+                ctx.copy(
+                    encoder,
+                    &state.losses,
+                    0,
+                    &state.staging,
+                    0,
+                    ((done + 1) * 4) as u64,
+                );
+            };
+            if end {
+                finish(&self.ctx, &mut encoder, done);
+            }
+            let index = self.ctx.submit(encoder, "training")?;
+            let go = progress(done);
+            if end {
+                break index;
+            }
+            encoder = self.ctx.encoder("training chunk");
+            if !go {
+                finish(&self.ctx, &mut encoder, done);
+                break self.ctx.submit(encoder, "training")?;
+            }
+        };
+        let read: Vec<f32> =
+            self.ctx
+                .read_submitted(index, &state.staging, done + 1, "reading the losses")?;
+        let bad_update = match read[..done].iter().position(|l| !l.is_finite()) {
+            Some(0) => {
+                return Err(Error::Numerics(format!(
+                    "the parameters a chunk of training started from give a non-finite loss ({}); they were broken before this chunk",
+                    read[0]
+                )))
+            }
+            Some(i) => Some(i - 1),
+            None => (!read[done].is_finite()).then_some(done - 1),
+        };
+        let Some(k) = bad_update else {
+            losses.extend(read[..done].iter().map(|&l| f64::from(l)));
+            return Ok(StepsOutcome {
+                done,
+                diverged: None,
+            });
+        };
+        // Back to the chunk's start, then the k good updates again (every step is
+        // deterministic): the parameters from before the bad update.
+        let mut encoder = self.ctx.encoder("training chunk replay");
+        self.ctx
+            .copy(&mut encoder, &state.start, 0, &self.params, 0, param_bytes);
+        self.ctx.write(&state.chunk, 0, &[0u32]);
+        let mut replayed = 0;
+        while replayed < k {
+            let count = STEPS_PER_SUBMISSION.min(k - replayed);
+            self.record_iterations(&mut encoder, plan, strategy, count)?;
+            replayed += count;
+            if replayed < k {
+                self.ctx.submit(encoder, "training")?;
+                encoder = self.ctx.encoder("training chunk replay");
+            }
+        }
+        self.ctx.submit(encoder, "training")?;
+        losses.extend(read[..=k].iter().map(|&l| f64::from(l)));
+        Ok(StepsOutcome {
+            done: k,
+            diverged: Some(k),
+        })
     }
 }
 
@@ -695,6 +1020,60 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
+    fn train_steps(
+        &mut self,
+        batches: &[u32],
+        batch: usize,
+        method: GradMethod,
+        lr: f64,
+        losses: &mut Vec<f64>,
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<StepsOutcome> {
+        if batch == 0 || batches.len() % batch != 0 {
+            return Err(Error::config(
+                "batch",
+                format!(
+                    "{} indices do not split into batches of {batch}",
+                    batches.len()
+                ),
+            ));
+        }
+        if !chunk::fits(&self.spec, batch, self.ctx.loop_iteration_cap()) {
+            // Deeper nets (the numerical cache needs the copies of `record_cache_copies`), and
+            // heads too long for the driver's loop cap, keep the step-at-a-time path.
+            return train_steps_one_by_one(self, batches, batch, method, lr, losses, progress);
+        }
+        // A chunk's indices must fit one binding: longer chunks (big batches) go in pieces.
+        let most = self.max_chunk_steps(batch);
+        let mut done = 0;
+        for piece in batches.chunks(most * batch) {
+            let mut stop = false;
+            let outcome = self.train_chunk(piece, batch, method, lr, losses, &mut |n| {
+                let go = progress(done + n);
+                stop |= !go;
+                go
+            })?;
+            if let Some(k) = outcome.diverged {
+                return Ok(StepsOutcome {
+                    done: done + k,
+                    diverged: Some(done + k),
+                });
+            }
+            done += outcome.done;
+            if stop {
+                break;
+            }
+        }
+        Ok(StepsOutcome {
+            done,
+            diverged: None,
+        })
+    }
+
+    fn counters(&self) -> Option<DeviceCounters> {
+        Some(self.ctx.counters())
+    }
+
     fn last_device_seconds(&mut self) -> Result<Option<f64>> {
         let Some(t) = &mut self.timer else {
             return Ok(None);
@@ -730,63 +1109,80 @@ impl Backend for GpuBackend {
             });
         }
         let parts = chunks(n, self.eval_rows);
-        for &(_, rows) in &parts {
-            self.plan(PlanKey {
+        for &(start, rows) in &parts {
+            let key = PlanKey {
                 test,
                 rows,
                 backward: false,
-            })?;
+            };
+            self.plan(key)?;
+            if !self.eval_gathers.contains_key(&(test, start, rows)) {
+                let plan = &self.plans[&key];
+                let split = if test { &self.test } else { &self.train };
+                let g = gather_rows(
+                    &self.kernels,
+                    &self.ctx,
+                    split,
+                    rows,
+                    Rows::From(start),
+                    &plan.indices,
+                    &plan.x,
+                    Operand::whole(&plan.labels),
+                )?;
+                self.eval_gathers.insert((test, start, rows), g);
+            }
         }
-        let last = parts.len() - 1;
-        let mut read = None;
+        // Every chunk in one submission: each gathers its own rows (no indices to upload), and
+        // the launches of one command buffer run in order, so the chunks may share buffers.
+        let mut encoder = self.ctx.encoder("evaluate");
+        encoder.clear_buffer(&self.correct, 0, None);
         for (c, &(start, rows)) in parts.iter().enumerate() {
             let plan = &self.plans[&PlanKey {
                 test,
                 rows,
                 backward: false,
             }];
-            let indices: Vec<u32> = (start as u32..(start + rows) as u32).collect();
-            self.ctx.write(&plan.indices, 0, &indices);
-            let mut encoder = self.ctx.encoder("evaluate");
-            if c == 0 {
-                encoder.clear_buffer(&self.correct, 0, None);
-            }
             record_all(
+                &self.ctx,
                 &mut encoder,
-                plan.gather
+                self.eval_gathers[&(test, start, rows)]
                     .iter()
                     .chain(&plan.forward)
                     .chain(&plan.loss_pass)
                     .chain([&plan.accuracy]),
             );
-            encoder.copy_buffer_to_buffer(&plan.loss, 0, &self.eval_means, (c * 4) as u64, 4);
-            if c < last {
-                // One submission per chunk, because the next chunk rewrites the plan's indices.
-                self.ctx.submit(encoder, "evaluating")?;
-            } else {
-                let count = parts.len();
-                encoder.copy_buffer_to_buffer(
-                    &self.eval_means,
-                    0,
-                    &self.staging,
-                    0,
-                    (count * 4) as u64,
-                );
-                encoder.copy_buffer_to_buffer(
-                    &self.correct,
-                    0,
-                    &self.staging,
-                    (count * 4) as u64,
-                    4,
-                );
-                read = Some(self.ctx.submit_and_read::<u32>(
-                    encoder,
-                    &self.staging,
-                    count + 1,
-                    "evaluating",
-                )?);
-            }
+            self.ctx.copy(
+                &mut encoder,
+                &plan.loss,
+                0,
+                &self.eval_means,
+                (c * 4) as u64,
+                4,
+            );
         }
+        let count = parts.len();
+        self.ctx.copy(
+            &mut encoder,
+            &self.eval_means,
+            0,
+            &self.staging,
+            0,
+            (count * 4) as u64,
+        );
+        self.ctx.copy(
+            &mut encoder,
+            &self.correct,
+            0,
+            &self.staging,
+            (count * 4) as u64,
+            4,
+        );
+        let read = Some(self.ctx.submit_and_read::<u32>(
+            encoder,
+            &self.staging,
+            count + 1,
+            "evaluating",
+        )?);
         self.in_flight = None;
         let read = read.ok_or_else(|| Error::Gpu("evaluation read nothing back (a bug)".into()))?;
         // Chunk means back to a sum in f64, so the total adds no f32 round-off of its own.

@@ -14,14 +14,15 @@ pub(crate) struct Pipelines {
     output_delta: Kernel,
     act_backward: Kernel,
     bias_grad: Kernel,
+    bias_grads: Kernel,
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
         use Slot::*;
         Pipelines {
             output_delta: Kernel::new(
-                device,
+                ctx,
                 module,
                 "output delta",
                 "output_delta",
@@ -29,7 +30,7 @@ impl Pipelines {
                 &[],
             ),
             act_backward: Kernel::new(
-                device,
+                ctx,
                 module,
                 "activation backward",
                 "act_backward",
@@ -37,11 +38,19 @@ impl Pipelines {
                 &[],
             ),
             bias_grad: Kernel::new(
-                device,
+                ctx,
                 module,
                 "bias gradient",
                 "bias_grad",
                 &[Read, ReadWrite],
+                &[],
+            ),
+            bias_grads: Kernel::new(
+                ctx,
+                module,
+                "bias gradients of two layers",
+                "bias_grads",
+                &[Read, ReadWrite, Read],
                 &[],
             ),
         }
@@ -105,4 +114,37 @@ pub fn bias_grad(
     k.backprop
         .bias_grad
         .dispatch(ctx, params, &[delta, grad.buffer], groups_1d(ctx, cols))
+}
+
+/// `bias_grad` of two layers in one launch: grad[first.offset + n] from `first_delta`
+/// (rows x first_cols), grad[second.offset + n] from `second_delta` (rows x second_cols).
+#[allow(clippy::too_many_arguments)]
+pub fn bias_grads(
+    k: &Kernels,
+    ctx: &Context,
+    rows: usize,
+    first_cols: usize,
+    first_delta: &wgpu::Buffer,
+    first_offset: usize,
+    second_cols: usize,
+    second_delta: &wgpu::Buffer,
+    second_offset: usize,
+    grad: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let params = [
+        word("rows", rows)?,
+        word("cols", first_cols)?,
+        word("gradient offset", first_offset)?,
+        word("cols", second_cols)?,
+        word("gradient offset", second_offset)?,
+        0,
+        0,
+        0,
+    ];
+    k.backprop.bias_grads.dispatch(
+        ctx,
+        params,
+        &[first_delta, grad, second_delta],
+        groups_1d(ctx, first_cols + second_cols),
+    )
 }

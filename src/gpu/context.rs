@@ -3,8 +3,10 @@
 //! error capture (validation errors and a lost device become `Error::Gpu` on the next call,
 //! never a panic or a hang), and the buffer/submit/read-back helpers every launcher shares.
 
+use crate::backend::DeviceCounters;
 use crate::error::{Error, Result};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,7 +76,7 @@ pub struct AdapterSummary {
 }
 
 impl AdapterSummary {
-    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, llvmpipe)"
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)"
     pub fn describe(&self) -> String {
         describe(&self.name, &self.backend, &self.device_type, &self.driver)
     }
@@ -87,12 +89,26 @@ pub fn loop_iteration_cap(name: &str, driver: &str) -> Option<u64> {
     (llvmpipe(name) || llvmpipe(driver)).then_some(65_535)
 }
 
+/// The longest adapter description (start-up line, `Backend::name`): long enough for every
+/// real adapter name, short enough for one line.
+pub const MAX_DESCRIPTION: usize = 96;
+
 fn describe(name: &str, backend: &str, device_type: &str, driver: &str) -> String {
-    if driver.is_empty() {
-        format!("{name} ({backend}, {device_type})")
+    // A driver that repeats the name (llvmpipe) or is long adds nothing to the line.
+    let driver = if driver.is_empty() || name.contains(driver) || driver.len() > 24 {
+        String::new()
     } else {
-        format!("{name} ({backend}, {device_type}, {driver})")
-    }
+        format!(", {driver}")
+    };
+    let tail = format!(" ({backend}, {device_type}{driver})");
+    let room = MAX_DESCRIPTION.saturating_sub(tail.chars().count()).max(8);
+    let name = if name.chars().count() > room {
+        let cut: String = name.chars().take(room - 3).collect();
+        format!("{}...", cut.trim_end())
+    } else {
+        name.to_string()
+    };
+    format!("{name}{tail}")
 }
 
 /// The adapter filter from the environment.
@@ -114,7 +130,11 @@ impl Selection {
         };
         let backend = var(BACKEND_ENV);
         let backends = match &backend {
-            Some(b) => parse_backend(b)?,
+            Some(b) => {
+                let wanted = parse_backend(b)?;
+                check_available(b, wanted, wgpu::Instance::enabled_backend_features())?;
+                wanted
+            }
             None => wgpu::Backends::all(),
         };
         Ok(Selection {
@@ -153,6 +173,33 @@ fn parse_backend(s: &str) -> Result<wgpu::Backends> {
             format!("unknown backend {other:?}; use vulkan, metal, dx12 or gl"),
         )),
     }
+}
+
+/// A backend this build cannot use on this platform (Metal off Apple, DX12 off Windows) is
+/// named as such, rather than reported later as "no adapter found" with a driver to install.
+fn check_available(name: &str, wanted: wgpu::Backends, built: wgpu::Backends) -> Result<()> {
+    if built.contains(wanted) {
+        return Ok(());
+    }
+    let have: Vec<&str> = [
+        (wgpu::Backends::VULKAN, "vulkan"),
+        (wgpu::Backends::METAL, "metal"),
+        (wgpu::Backends::DX12, "dx12"),
+        (wgpu::Backends::GL, "gl"),
+    ]
+    .iter()
+    .filter(|(b, _)| built.contains(*b))
+    .map(|(_, n)| *n)
+    .collect();
+    Err(Error::config(
+        BACKEND_ENV,
+        format!(
+            "the {} backend is not available on this platform ({}); this build has {}, or unset the variable",
+            name.to_lowercase(),
+            std::env::consts::OS,
+            if have.is_empty() { "none".to_string() } else { have.join(", ") }
+        ),
+    ))
 }
 
 /// Discrete > integrated > virtual > software > unknown; then the native APIs before GL.
@@ -270,7 +317,48 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
     }
 }
 
+/// Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment." while wgpu lists adapters on a machine without a session (a server, a
+/// container, CI): they look for a display, which compute never uses. Where the variable is
+/// unset or names no directory, the process gets a private one (0700, in the temporary
+/// directory, reused by later runs of the same user) before the first instance is made.
+fn ensure_runtime_dir() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let valid =
+            std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+        if !valid {
+            if let Some(dir) = private_runtime_dir() {
+                // Before any instance exists, so no driver thread reads the environment yet.
+                std::env::set_var("XDG_RUNTIME_DIR", dir);
+            }
+        }
+    });
+}
+
+#[cfg(unix)]
+fn private_runtime_dir() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = std::fs::metadata("/proc/self").ok().map(|m| m.uid());
+    let name = match uid {
+        Some(uid) => format!("gpu-train-runtime-{uid}"),
+        None => format!("gpu-train-runtime-pid{}", std::process::id()),
+    };
+    let dir = std::env::temp_dir().join(name);
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // Only a directory of ours that nobody else can read (one made by another user is skipped).
+    let m = std::fs::symlink_metadata(&dir).ok()?;
+    let ours = uid.is_none_or(|u| m.uid() == u);
+    (m.is_dir() && ours && m.mode() & 0o777 == 0o700).then_some(dir)
+}
+
+#[cfg(not(unix))]
+fn private_runtime_dir() -> Option<std::path::PathBuf> {
+    None
+}
+
 fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    ensure_runtime_dir();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
     wgpu::Instance::new(desc)
@@ -291,6 +379,32 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
         .iter()
         .map(summarize)
         .collect()
+}
+
+/// Where `/dev/nvidia*` exists (an NVIDIA GPU is there) but Vulkan lists no NVIDIA adapter,
+/// typically a container started without the graphics capability: how to expose it.
+pub fn nvidia_hint() -> Option<String> {
+    let dev = std::fs::read_dir("/dev").ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with("nvidia").then_some(name)
+    })?;
+    let (_i, adapters) = enumerate(wgpu::Backends::all());
+    if adapters
+        .iter()
+        .any(|a| a.get_info().name.to_lowercase().contains("nvidia"))
+    {
+        return None;
+    }
+    Some(nvidia_hint_text(&dev))
+}
+
+fn nvidia_hint_text(dev: &str) -> String {
+    format!(
+        "/dev/{dev} exists but no Vulkan driver lists an NVIDIA GPU: in a container, start it with \
+         NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics (the graphics capability brings the \
+         Vulkan driver), or provide the NVIDIA Vulkan ICD (nvidia_icd.json in /usr/share/vulkan/icd.d \
+         or VK_ICD_FILENAMES)"
+    )
 }
 
 const INSTALL_HINT: &str =
@@ -365,6 +479,9 @@ fn choose<'a>(
             Some(_) => format!(" ({})", sel.describe()),
             None => String::new(),
         };
+        if let Some(hint) = nvidia_hint() {
+            return Err(format!("no GPU adapter found{searched}; {hint}"));
+        }
         return Err(format!("no GPU adapter found{searched}; {INSTALL_HINT}"));
     }
     let found: Vec<String> = adapters.iter().map(|a| summarize(a).describe()).collect();
@@ -387,9 +504,10 @@ fn choose<'a>(
                 .filter(|a| is_hardware(&a.get_info()))
                 .collect();
             if hw.is_empty() {
+                let hint = nvidia_hint().map(|h| format!("; {h}")).unwrap_or_default();
                 return Err(format!(
                     "no hardware GPU adapter, only software ones (found: {found}); \
-                     use --device gpu to run the GPU path on a software adapter anyway"
+                     use --device gpu to run the GPU path on a software adapter anyway{hint}"
                 ));
             }
             hw
@@ -430,6 +548,22 @@ pub struct Context {
     /// Whether the device was opened with TIMESTAMP_QUERY (requested whenever the adapter has
     /// it: the bench times kernels with it).
     timestamps: bool,
+    /// What the host has asked of this device so far (see `counters`).
+    counts: Counts,
+}
+
+/// `DeviceCounters` as atomics: the helpers below count as they go, so no launcher can forget.
+#[derive(Debug, Default)]
+struct Counts {
+    submissions: AtomicU64,
+    blocking_waits: AtomicU64,
+    dispatches: AtomicU64,
+    copies: AtomicU64,
+    creations: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
 }
 
 impl std::fmt::Debug for Context {
@@ -454,6 +588,43 @@ impl Context {
             AutoChoice::Gpu(ctx) => Ok(ctx),
             AutoChoice::Cpu { reason } => Err(Error::Gpu(reason)),
         }
+    }
+
+    /// `--device auto`'s candidates: a device on every adapter that matches the environment's
+    /// filter, can run the kernels and is hardware (any, with `allow_software`), best first; or
+    /// why there is none (an NVIDIA GPU not exposed to Vulkan named with the fix).
+    pub fn candidates(allow_software: bool) -> std::result::Result<Vec<Context>, String> {
+        let sel = Selection::from_env().map_err(|e| e.to_string())?;
+        let (instance, adapters) = enumerate(sel.backends);
+        let request = if allow_software {
+            DeviceRequest::Gpu
+        } else {
+            DeviceRequest::Auto
+        };
+        choose(&adapters, &sel, request)?;
+        let wanted: Vec<usize> = adapters
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                let info = a.get_info();
+                sel.matches(&info)
+                    && (allow_software || is_hardware(&info))
+                    && required_limits(a).is_ok()
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for i in wanted {
+            match Self::open(instance.clone(), &adapters[i]) {
+                Ok(ctx) => out.push(ctx),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if out.is_empty() {
+            return Err(format!("no GPU could be opened: {}", problems.join("; ")));
+        }
+        Ok(out)
     }
 
     /// Either request; `Gpu` never answers `Cpu` (it fails instead).
@@ -511,7 +682,45 @@ impl Context {
             limits,
             errors,
             timestamps,
+            counts: Counts::default(),
         })
+    }
+
+    /// Submissions, blocking waits, dispatches, copies (queue writes included) and creations
+    /// (buffers, bind groups, pipelines) made through this context since it was opened, by every
+    /// backend on it.
+    pub fn counters(&self) -> DeviceCounters {
+        let c = &self.counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DeviceCounters {
+            submissions: get(&c.submissions),
+            blocking_waits: get(&c.blocking_waits),
+            dispatches: get(&c.dispatches),
+            copies: get(&c.copies),
+            creations: get(&c.creations),
+        }
+    }
+
+    pub(crate) fn count_dispatches(&self, n: u64) {
+        bump(&self.counts.dispatches, n);
+    }
+
+    pub(crate) fn count_creations(&self, n: u64) {
+        bump(&self.counts.creations, n);
+    }
+
+    /// Records a buffer-to-buffer copy of `bytes` bytes (counted).
+    pub(crate) fn copy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        src_at: u64,
+        dst: &wgpu::Buffer,
+        dst_at: u64,
+        bytes: u64,
+    ) {
+        bump(&self.counts.copies, 1);
+        encoder.copy_buffer_to_buffer(src, src_at, dst, dst_at, bytes);
     }
 
     /// Whether kernels can be timed with timestamp queries on this device.
@@ -530,7 +739,7 @@ impl Context {
         self.submit_and_read(self.encoder(what), staging, len, what)
     }
 
-    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, llvmpipe)" for the start-up line.
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)" for the start-up line.
     pub fn describe(&self) -> String {
         let i = &self.info;
         describe(
@@ -592,6 +801,7 @@ impl Context {
     /// writes may use; fails if it is over the device's binding limit.
     pub fn storage(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
         let bytes = self.check_size(label, len)?;
+        self.count_creations(1);
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
@@ -606,6 +816,7 @@ impl Context {
         if data.is_empty() {
             return self.storage(label, 0);
         }
+        self.count_creations(1);
         Ok(self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -618,6 +829,7 @@ impl Context {
     /// Overwrites `buffer` from element `offset` on; takes effect before the next submission.
     pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset: usize, data: &[T]) {
         if !data.is_empty() {
+            bump(&self.counts.copies, 1);
             let at = (offset * std::mem::size_of::<T>()) as u64;
             self.queue
                 .write_buffer(buffer, at, bytemuck::cast_slice(data));
@@ -641,9 +853,15 @@ impl Context {
 
     /// A read-back buffer of `len` 4-byte elements.
     pub(crate) fn staging(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.staging_bytes(label, (len.max(1) * 4) as u64)
+    }
+
+    /// A read-back buffer of `bytes` bytes.
+    pub(crate) fn staging_bytes(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.count_creations(1);
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: (len.max(1) * 4) as u64,
+            size: bytes.max(4),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
@@ -660,6 +878,7 @@ impl Context {
         encoder: wgpu::CommandEncoder,
         what: &str,
     ) -> Result<wgpu::SubmissionIndex> {
+        bump(&self.counts.submissions, 1);
         let index = self.queue.submit([encoder.finish()]);
         self.check(what)?;
         Ok(index)
@@ -667,6 +886,7 @@ impl Context {
 
     /// Blocks until submission `index` has finished (and its callbacks ran), or times out.
     pub(crate) fn wait(&self, index: wgpu::SubmissionIndex, what: &str) -> Result<()> {
+        bump(&self.counts.blocking_waits, 1);
         let polled = self.device.poll(wgpu::PollType::Wait {
             submission_index: Some(index),
             timeout: Some(WAIT_TIMEOUT),
@@ -699,6 +919,18 @@ impl Context {
         what: &str,
     ) -> Result<Vec<T>> {
         let index = self.submit(encoder, what)?;
+        self.read_submitted(index, staging, len, what)
+    }
+
+    /// Waits for submission `index` (which copied the wanted data into `staging`) and returns
+    /// the first `len` elements of `staging`: one blocking wait.
+    pub(crate) fn read_submitted<T: bytemuck::Pod>(
+        &self,
+        index: wgpu::SubmissionIndex,
+        staging: &wgpu::Buffer,
+        len: usize,
+        what: &str,
+    ) -> Result<Vec<T>> {
         let bytes = (len.max(1) * std::mem::size_of::<T>()) as u64;
         let slice = staging.slice(..bytes);
         let (tx, rx) = mpsc::channel();
@@ -754,11 +986,12 @@ impl Context {
         offset: usize,
         len: usize,
     ) -> Result<Vec<T>> {
-        let staging = self.staging("read-back", len);
-        let mut encoder = self.encoder("read-back");
         let size = (len * std::mem::size_of::<T>()) as u64;
+        let staging = self.staging_bytes("read-back", size);
+        let mut encoder = self.encoder("read-back");
         if size > 0 {
-            encoder.copy_buffer_to_buffer(
+            self.copy(
+                &mut encoder,
                 buffer,
                 (offset * std::mem::size_of::<T>()) as u64,
                 &staging,
@@ -836,6 +1069,72 @@ mod tests {
         // What is asked for never exceeds what is offered.
         let asked = limits_for(&good, true).unwrap();
         assert!(asked.max_storage_buffer_binding_size <= good.max_storage_buffer_binding_size);
+    }
+
+    #[test]
+    fn a_backend_this_platform_lacks_is_named_not_blamed_on_a_driver() {
+        let e = check_available(
+            "metal",
+            wgpu::Backends::METAL,
+            wgpu::Backends::VULKAN | wgpu::Backends::GL,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("the metal backend is not available on this platform")
+                && e.contains("vulkan, gl")
+                && !e.contains("install"),
+            "{e}"
+        );
+        assert!(check_available("vulkan", wgpu::Backends::VULKAN, wgpu::Backends::VULKAN).is_ok());
+    }
+
+    #[test]
+    fn adapter_descriptions_fit_one_line() {
+        let long = "An Adapter Whose Vendor Put The Marketing Name, The Board, The Memory Size And The Firmware In Its Name";
+        let d = describe(
+            long,
+            "Vulkan",
+            "DiscreteGpu",
+            "a driver with a very long description",
+        );
+        assert!(
+            d.chars().count() <= MAX_DESCRIPTION,
+            "{} chars: {d}",
+            d.chars().count()
+        );
+        assert!(
+            d.starts_with("An Adapter Whose") && d.ends_with("(Vulkan, DiscreteGpu)"),
+            "{d}"
+        );
+        assert_eq!(
+            describe(
+                "llvmpipe (LLVM 15.0.6, 256 bits)",
+                "Vulkan",
+                "Cpu",
+                "llvmpipe"
+            ),
+            "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)"
+        );
+        assert_eq!(
+            describe("AMD Radeon 780M", "Vulkan", "IntegratedGpu", "radv"),
+            "AMD Radeon 780M (Vulkan, IntegratedGpu, radv)"
+        );
+        assert_eq!(
+            describe("NVIDIA H100", "Vulkan", "DiscreteGpu", "NVIDIA"),
+            "NVIDIA H100 (Vulkan, DiscreteGpu)"
+        );
+    }
+
+    #[test]
+    fn the_nvidia_hint_says_how_to_expose_the_gpu() {
+        let h = nvidia_hint_text("nvidia0");
+        assert!(
+            h.contains("/dev/nvidia0")
+                && h.contains("NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics")
+                && h.contains("nvidia_icd.json"),
+            "{h}"
+        );
     }
 
     #[test]

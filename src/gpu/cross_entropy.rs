@@ -16,27 +16,20 @@ pub(crate) struct Pipelines {
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
         use Slot::*;
         let per_row = [Read, Read, ReadWrite];
         Pipelines {
             cross_entropy: Kernel::new(
-                device,
+                ctx,
                 module,
                 "cross entropy",
                 "cross_entropy",
                 &per_row,
                 &[],
             ),
-            sum_squares: Kernel::new(
-                device,
-                module,
-                "sum of squares",
-                "sum_squares",
-                &per_row,
-                &[],
-            ),
-            mean: Kernel::new(device, module, "mean", "mean", &[Read, ReadWrite], &[]),
+            sum_squares: Kernel::new(ctx, module, "sum of squares", "sum_squares", &per_row, &[]),
+            mean: Kernel::new(ctx, module, "mean", "mean", &[Read, ReadWrite], &[]),
         }
     }
 }

@@ -3,14 +3,14 @@
 //! is larger than one storage binding. CPU twin: `Dataset::fill_batch_f32` (bit-exact).
 
 use super::context::Context;
-use super::kernels::{groups_2d, word, Dispatch, Kernel, Kernels, Slot};
+use super::kernels::{groups_2d, word, Dispatch, Kernel, Kernels, Operand, Slot};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/gather.wgsl");
 
 /// The shader's workgroup width (columns per workgroup).
-const WORKGROUP_X: u32 = 64;
+pub(crate) const WORKGROUP_X: u32 = 64;
 
 #[derive(Debug)]
 pub(crate) struct Pipelines {
@@ -20,12 +20,13 @@ pub(crate) struct Pipelines {
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
         use Slot::*;
         let table: Vec<f32> = (0..256).map(|i| i as f32 / 255.0).collect();
+        ctx.count_creations(1);
         Pipelines {
             gather: Kernel::new(
-                device,
+                ctx,
                 module,
                 "gather",
                 "gather",
@@ -33,7 +34,7 @@ impl Pipelines {
                 &[],
             ),
             table: wgpu::util::DeviceExt::create_buffer_init(
-                device,
+                ctx.device(),
                 &wgpu::util::BufferInitDescriptor {
                     label: Some("pixel table"),
                     contents: bytemuck::cast_slice(&table),
@@ -141,6 +142,31 @@ impl ResidentSplit {
     }
 }
 
+/// Which images a gather reads (shaders/gather.wgsl, Params.mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// `indices[row]`: a batch selected by `set_batch`.
+    Indices,
+    /// A training chunk: word 0 of `indices` is the iteration, then the batches back to back.
+    Chunk,
+    /// Consecutive images from this one on (an evaluation chunk; `indices` is not read).
+    From(usize),
+}
+
+/// The gather's parameters (shaders/gather.wgsl, `Params`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GatherParams {
+    rows: u32,
+    width: u32,
+    row_start: u32,
+    row_end: u32,
+    mode: u32,
+    labels_off: u32,
+    first: u32,
+    _pad0: u32,
+}
+
 /// X (rows x width f32) and labels (rows u32) of the images named by `indices` (rows u32):
 /// one launch per chunk of the split, to be recorded in order.
 pub fn gather(
@@ -152,26 +178,62 @@ pub fn gather(
     x: &wgpu::Buffer,
     batch_labels: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
+    gather_rows(
+        k,
+        ctx,
+        split,
+        rows,
+        Rows::Indices,
+        indices,
+        x,
+        Operand::whole(batch_labels),
+    )
+}
+
+/// `gather` with the rows chosen by `which`, and the labels written from an offset.
+#[allow(clippy::too_many_arguments)]
+pub fn gather_rows(
+    k: &Kernels,
+    ctx: &Context,
+    split: &ResidentSplit,
+    rows: usize,
+    which: Rows,
+    indices: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    batch_labels: Operand,
+) -> Result<Vec<Dispatch>> {
     let p = &k.gather;
     let groups = groups_2d(split.width, WORKGROUP_X, rows, 1);
+    let (mode, first) = match which {
+        Rows::Indices => (0, 0),
+        Rows::Chunk => (1, 0),
+        Rows::From(first) => (2, word("first row", first)?),
+    };
     split
         .chunks
         .iter()
         .map(|c| {
-            let params = [
-                word("batch rows", rows)?,
-                word("input width", split.width)?,
-                word("row", c.row_start)?,
-                word("row", c.row_end)?,
-                0,
-                0,
-                0,
-                0,
-            ];
-            p.gather.dispatch(
+            let params = GatherParams {
+                rows: word("batch rows", rows)?,
+                width: word("input width", split.width)?,
+                row_start: word("row", c.row_start)?,
+                row_end: word("row", c.row_end)?,
+                mode,
+                labels_off: word("labels offset", batch_labels.offset)?,
+                first,
+                _pad0: 0,
+            };
+            p.gather.dispatch_with(
                 ctx,
-                params,
-                &[indices, &c.pixels, &c.labels, &p.table, x, batch_labels],
+                &params,
+                &[
+                    indices,
+                    &c.pixels,
+                    &c.labels,
+                    &p.table,
+                    x,
+                    batch_labels.buffer,
+                ],
                 groups,
             )
         })

@@ -8,7 +8,7 @@
 //! offsets, because parameter slices of the flat vector are not 256-byte aligned.
 
 use super::context::Context;
-use super::{accuracy, backprop, cross_entropy, gather, matmul, sgd, softmax};
+use super::{accuracy, backprop, cross_entropy, gather, head, matmul, sgd, softmax};
 use crate::error::{Error, Result};
 use crate::model::Activation;
 
@@ -36,7 +36,7 @@ impl Kernel {
     /// Builds entry point `entry` of `module`; `slots` are the bindings after the parameter
     /// uniform; `constants` specialise `override` declarations (transposes, activation).
     pub(crate) fn new(
-        device: &wgpu::Device,
+        ctx: &Context,
         module: &wgpu::ShaderModule,
         name: &str,
         entry: &str,
@@ -61,6 +61,8 @@ impl Kernel {
                 count: None,
             })
             .collect();
+        let device = &ctx.device;
+        ctx.count_creations(1);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(name),
             entries: &entries,
@@ -98,6 +100,17 @@ impl Kernel {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Result<Dispatch> {
+        self.dispatch_with(ctx, &params, buffers, groups)
+    }
+
+    /// `dispatch` with the kernel's own `#[repr(C)]` parameter struct (a multiple of 16 bytes).
+    pub(crate) fn dispatch_with<P: bytemuck::Pod>(
+        &self,
+        ctx: &Context,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<Dispatch> {
         if buffers.len() != self.slots.len() {
             return Err(Error::Gpu(format!(
                 "{}: {} buffers for {} bindings (a bug in its launcher)",
@@ -118,7 +131,7 @@ impl Kernel {
             &ctx.device,
             &wgpu::util::BufferInitDescriptor {
                 label: Some(&self.name),
-                contents: bytemuck::cast_slice(&params),
+                contents: bytemuck::bytes_of(params),
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             },
         );
@@ -130,6 +143,7 @@ impl Kernel {
                 resource: b.as_entire_binding(),
             })
             .collect();
+        ctx.count_creations(2);
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&self.name),
             layout: &self.layout,
@@ -158,12 +172,17 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        if !self.empty {
+    /// Records the launch (nothing for an empty one); 1 if it was recorded, for the counters.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) -> u64 {
+        if self.empty {
+            return 0;
+        }
+        {
             pass.set_pipeline(&self.pipeline);
             pass.set_bind_group(0, &self.bind_group, &[]);
             pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
         }
+        1
     }
 
     /// Changes parameter word `word` (e.g. the learning rate) before the next submission.
@@ -175,6 +194,7 @@ impl Dispatch {
 /// Records `dispatches` in order into one compute pass of `encoder` (wgpu inserts the barriers
 /// between launches that read what an earlier one wrote).
 pub fn record_all<'a>(
+    ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
     dispatches: impl IntoIterator<Item = &'a Dispatch>,
 ) {
@@ -182,15 +202,14 @@ pub fn record_all<'a>(
         label: None,
         timestamp_writes: None,
     });
-    for d in dispatches {
-        d.record(&mut pass);
-    }
+    let n: u64 = dispatches.into_iter().map(|d| d.record(&mut pass)).sum();
+    ctx.count_dispatches(n);
 }
 
 /// Runs `dispatches` as one submission and waits for them (tests and one-off launches).
 pub fn run(ctx: &Context, dispatches: &[&Dispatch]) -> Result<()> {
     let mut encoder = ctx.encoder("run");
-    record_all(&mut encoder, dispatches.iter().copied());
+    record_all(ctx, &mut encoder, dispatches.iter().copied());
     let index = ctx.submit(encoder, "running kernels")?;
     ctx.wait(index, "running kernels")
 }
@@ -260,6 +279,7 @@ pub struct Kernels {
     pub(crate) backprop: backprop::Pipelines,
     pub(crate) sgd: sgd::Pipelines,
     pub(crate) accuracy: accuracy::Pipelines,
+    pub(crate) head: head::Pipelines,
     /// Bound where a variant has no use for a read slot (the bias of a plain product) and for a
     /// written slot (its post-activation): two buffers, because one buffer may not be both
     /// read-only and writable in one launch.
@@ -297,6 +317,7 @@ impl Kernels {
                 accuracy::SOURCE,
                 accuracy::Pipelines::new,
             )?,
+            head: build(ctx, "head.wgsl", head::SOURCE, head::Pipelines::new)?,
             unused_read: ctx.storage("unused read binding", 1)?,
             unused_write: ctx.storage("unused written binding", 1)?,
         };
@@ -311,7 +332,7 @@ pub(crate) fn build<P>(
     ctx: &Context,
     file: &str,
     source: &str,
-    pipelines: impl FnOnce(&wgpu::Device, &wgpu::ShaderModule) -> P,
+    pipelines: impl FnOnce(&Context, &wgpu::ShaderModule) -> P,
 ) -> Result<P> {
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = ctx
@@ -320,7 +341,7 @@ pub(crate) fn build<P>(
             label: Some(file),
             source: wgpu::ShaderSource::Wgsl(source.into()),
         });
-    let p = pipelines(&ctx.device, &module);
+    let p = pipelines(ctx, &module);
     match pollster::block_on(scope.pop()) {
         None => Ok(p),
         Some(e) => Err(Error::Gpu(format!(
@@ -328,5 +349,43 @@ pub(crate) fn build<P>(
              uses; try another adapter or --device cpu",
             ctx.describe()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        accuracy, backprop, cross_entropy, gather, head, matmul, numerical, sgd, softmax,
+    };
+
+    /// Every shader's workgroup size is the one its launcher sizes grids by: 1-D kernels
+    /// WORKGROUP_1D (their index arithmetic also multiplies by it), the gather 64 x 1, the matmul
+    /// 8 x 8 for a BLOCK x BLOCK tile (4 x 4 outputs per invocation).
+    #[test]
+    fn workgroup_sizes_agree_between_rust_and_wgsl() {
+        let one_d = format!("@workgroup_size({}, 1, 1)", super::WORKGROUP_1D);
+        for (file, src) in [
+            ("accuracy", accuracy::SOURCE),
+            ("backprop", backprop::SOURCE),
+            ("cross_entropy", cross_entropy::SOURCE),
+            ("head", head::SOURCE),
+            ("numerical", numerical::SOURCE),
+            ("sgd", sgd::SOURCE),
+            ("softmax", softmax::SOURCE),
+        ] {
+            let sizes: Vec<&str> = src
+                .lines()
+                .filter(|l| l.contains("@workgroup_size("))
+                .collect();
+            assert!(!sizes.is_empty(), "{file}");
+            for l in sizes {
+                assert!(l.contains(&one_d), "{file}.wgsl: {l}");
+            }
+        }
+        let g = format!("@workgroup_size({}, 1, 1)", gather::WORKGROUP_X);
+        assert!(gather::SOURCE.contains(&g));
+        let per_side = matmul::BLOCK / 4;
+        assert!(matmul::SOURCE.contains(&format!("@workgroup_size({per_side}, {per_side}, 1)")));
+        assert!(matmul::SOURCE.contains(&format!("const WG: u32 = {per_side}u;")));
     }
 }

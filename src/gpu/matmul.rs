@@ -9,8 +9,31 @@ use crate::model::Activation;
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
 
-/// Rows and columns of C per workgroup (shaders/matmul.wgsl: BM, BN).
-const BLOCK: u32 = 32;
+/// Rows and columns of C per workgroup, and the step along K (shaders/matmul.wgsl: BM, BN, BK).
+pub const BLOCK: u32 = 32;
+
+/// Loop iterations one invocation runs for a product over `k` (every loop of the shader: per
+/// step of BLOCK along K the step itself, 4 of staging and 4 of multiply-adds; then the store),
+/// for drivers that cap them (`Context::loop_iteration_cap`).
+pub fn loop_iterations(k: usize) -> u64 {
+    (k as u64).div_ceil(u64::from(BLOCK)) * 9 + 5
+}
+
+/// Refuses, naming the cap, a product the driver would silently cut short.
+fn check_loop_cap(ctx: &Context, k: usize) -> Result<()> {
+    if let Some(cap) = ctx.loop_iteration_cap() {
+        let need = loop_iterations(k);
+        if need > cap {
+            return Err(Error::Gpu(format!(
+                "{}: a product over {k} terms (the input width or the batch) needs ~{need} loop \
+                 iterations per invocation, and this driver ends an invocation's loops after {cap} \
+                 (Mesa llvmpipe), which would give wrong sums; use --device cpu or a hardware GPU",
+                ctx.describe()
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Which product (each a pipeline of its own, specialised by override constants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +58,15 @@ pub(crate) struct Pipelines {
     add_bias: Kernel,
     sigmoid: Kernel,
     relu: Kernel,
+    a_bt_sigmoid_grad: Kernel,
+    a_bt_relu_grad: Kernel,
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
         use Slot::*;
         let slots = [Read, Read, Read, ReadWrite, ReadWrite];
-        let k =
-            |name: &str, c: &[(&str, f64)]| Kernel::new(device, module, name, "matmul", &slots, c);
+        let k = |name: &str, c: &[(&str, f64)]| Kernel::new(ctx, module, name, "matmul", &slots, c);
         Pipelines {
             ab: k("matmul A B", &[]),
             at_b: k("matmul A^T B", &[("TRANS_A", 1.0)]),
@@ -55,6 +79,20 @@ impl Pipelines {
             relu: k(
                 "matmul + bias + relu",
                 &[("BIAS", 1.0), ("ACT", act_code(Activation::Relu).into())],
+            ),
+            a_bt_sigmoid_grad: k(
+                "matmul A B^T * sigmoid'",
+                &[
+                    ("TRANS_B", 1.0),
+                    ("BACK_ACT", act_code(Activation::Sigmoid).into()),
+                ],
+            ),
+            a_bt_relu_grad: k(
+                "matmul A B^T * relu'",
+                &[
+                    ("TRANS_B", 1.0),
+                    ("BACK_ACT", act_code(Activation::Relu).into()),
+                ],
             ),
         }
     }
@@ -102,6 +140,7 @@ pub fn matmul(
             args.post.is_some()
         )));
     }
+    check_loop_cap(ctx, args.k)?;
     let bias = args.bias.unwrap_or(Operand::whole(&kernels.unused_read));
     let post = args.post.unwrap_or(Operand::whole(&kernels.unused_write));
     let params = [
@@ -126,4 +165,61 @@ pub fn matmul(
         ],
         groups_2d(args.n, BLOCK, args.m, BLOCK),
     )
+}
+
+/// C = (A B^T) * act'(z), z (m x n) the layer's activation: the backward pass's
+/// d_{l-1} = (d_l W_l^T) * act'(z_{l-1}) in one launch (`args.bias` and `args.post` unused).
+pub fn matmul_a_bt_act_grad(
+    kernels: &Kernels,
+    ctx: &Context,
+    act: Activation,
+    args: &MatmulArgs,
+    z: Operand,
+) -> Result<Dispatch> {
+    check_loop_cap(ctx, args.k)?;
+    let post = Operand::whole(&kernels.unused_write);
+    let params = [
+        word("M", args.m)?,
+        word("K", args.k)?,
+        word("N", args.n)?,
+        word("A offset", args.a.offset)?,
+        word("B offset", args.b.offset)?,
+        word("C offset", args.c.offset)?,
+        word("activation offset", z.offset)?,
+        0,
+    ];
+    let kernel = match act {
+        Activation::Sigmoid => &kernels.matmul.a_bt_sigmoid_grad,
+        Activation::Relu => &kernels.matmul.a_bt_relu_grad,
+    };
+    kernel.dispatch(
+        ctx,
+        params,
+        &[
+            args.a.buffer,
+            args.b.buffer,
+            z.buffer,
+            args.c.buffer,
+            post.buffer,
+        ],
+        groups_2d(args.n, BLOCK, args.m, BLOCK),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    /// The Rust constant and the shader's tile agree.
+    #[test]
+    fn block_agrees_with_the_shader() {
+        for name in ["BM", "BN", "BK"] {
+            let line = format!("const {name}: u32 = {}u;", super::BLOCK);
+            assert!(super::SOURCE.contains(&line), "{line}");
+        }
+    }
+
+    #[test]
+    fn seventy_thousand_terms_fit_lavapipes_loop_cap() {
+        assert!(super::loop_iterations(70_000) < 65_535);
+        assert!(super::loop_iterations(300_000) > 65_535);
+    }
 }

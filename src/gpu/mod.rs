@@ -7,13 +7,20 @@
 //! - one launcher per kernel family: `gather`, `matmul`, `softmax`, `cross_entropy`,
 //!   `backprop`, `sgd`, `accuracy`.
 //! - `backend`: `GpuBackend`, the `Backend` trait with the data set and parameters resident.
+//! - `chunk`: the training plan of `train_steps` (one hidden layer): many iterations per
+//!   submission, 5 launches a numerical and 8 a backprop iteration, no copies; `head`: the
+//!   fused last layer (logits, softmax, cross entropy, batch mean, output delta) it uses.
+//! - `auto`: `--device auto` measured: the CPU and each hardware GPU time the run's own step.
 
 pub mod accuracy;
+pub mod auto;
 pub mod backend;
 pub mod backprop;
+pub mod chunk;
 pub mod context;
 pub mod cross_entropy;
 pub mod gather;
+pub mod head;
 pub mod kernels;
 pub mod matmul;
 pub mod numerical;

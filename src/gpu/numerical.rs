@@ -29,17 +29,14 @@ const H_WORD: usize = 6;
 pub const INCREMENTAL_EVALS_PER_DISPATCH: usize = 1 << 23;
 pub const FULL_MACS_PER_DISPATCH: usize = 1 << 30;
 
+/// The one pipeline a run's numerical gradient uses: its strategy's entry point, built with
+/// DEEP = false for nets with one hidden layer (without the deep path's change-vector arrays,
+/// which lavapipe zero-fills on every invocation whether used or not: 784-50-10 incremental
+/// 1.33 s -> ~0.1 s a step there; `full` then streams the hidden layer, so it may be any width).
+/// Only what the run uses is compiled: `full`'s double-f32 kernels take seconds on lavapipe.
 #[derive(Debug)]
 pub(crate) struct Pipelines {
-    incremental: Kernel,
-    /// `incremental` built with DEEP = false, for nets with one hidden layer: without the deep
-    /// path's change-vector arrays, which lavapipe zero-fills on every invocation whether used
-    /// or not (784-50-10: 1.33 s -> ~0.1 s a step there).
-    incremental_shallow: Kernel,
-    full: Kernel,
-    /// `full` built with DEEP = false: the hidden layer streams into the logits, so it may be
-    /// any width, and no array of it is zero-filled.
-    full_shallow: Kernel,
+    kernel: Kernel,
 }
 
 /// The length the kernels' private arrays need for `spec`: the classes, and on nets with more
@@ -54,9 +51,13 @@ pub fn array_width(spec: &MlpSpec) -> usize {
     spec.classes.max(deep).max(1)
 }
 
-/// The numerical pipelines for `spec`, their arrays sized by `array_width`, at most MAX_WIDTH
-/// (`plan` refuses, with `check_widths`, a model whose arrays would need more).
-pub(crate) fn pipelines(ctx: &Context, spec: &MlpSpec) -> Result<Pipelines> {
+/// The numerical pipeline of `strategy` for `spec`, its arrays sized by `array_width`, at most
+/// MAX_WIDTH (`plan` refuses, with `check_widths`, a model whose arrays would need more).
+pub(crate) fn pipelines(
+    ctx: &Context,
+    spec: &MlpSpec,
+    strategy: PerturbStrategy,
+) -> Result<Pipelines> {
     let width = array_width(spec).min(MAX_WIDTH);
     if !SOURCE.contains(WIDTH_LINE) {
         return Err(Error::Gpu(format!(
@@ -64,40 +65,22 @@ pub(crate) fn pipelines(ctx: &Context, spec: &MlpSpec) -> Result<Pipelines> {
         )));
     }
     let source = SOURCE.replace(WIDTH_LINE, &format!("const WIDTH: u32 = {width}u;"));
-    build(ctx, "numerical.wgsl", &source, Pipelines::new)
-}
-
-impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+    let shallow = spec.layers().len() <= 2;
+    build(ctx, "numerical.wgsl", &source, |ctx, module| {
         let slots = [Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite];
+        let entry = strategy.name();
+        let (name, constants): (String, &[(&str, f64)]) = if shallow {
+            (
+                format!("numerical {entry} (one hidden layer)"),
+                &[("DEEP", 0.0)],
+            )
+        } else {
+            (format!("numerical {entry}"), &[])
+        };
         Pipelines {
-            incremental: Kernel::new(
-                device,
-                module,
-                "numerical incremental",
-                "incremental",
-                &slots,
-                &[],
-            ),
-            incremental_shallow: Kernel::new(
-                device,
-                module,
-                "numerical incremental (one hidden layer)",
-                "incremental",
-                &slots,
-                &[("DEEP", 0.0)],
-            ),
-            full: Kernel::new(device, module, "numerical full", "full", &slots, &[]),
-            full_shallow: Kernel::new(
-                device,
-                module,
-                "numerical full (one hidden layer)",
-                "full",
-                &slots,
-                &[("DEEP", 0.0)],
-            ),
+            kernel: Kernel::new(ctx, module, &name, entry, &slots, constants),
         }
-    }
+    })
 }
 
 /// Where each part of the forward cache sits in the `cache` buffer (in 4-byte words).
@@ -262,6 +245,8 @@ pub(crate) struct NumericalPlan {
     h: f32,
 }
 
+/// `cache`: a buffer laid out by `cache_layout` that the forward pass writes in place (a
+/// training plan's), or None for one of the plan's own, assembled by `record_cache_copies`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn plan(
     k: &Pipelines,
@@ -274,6 +259,7 @@ pub(crate) fn plan(
     theta: &wgpu::Buffer,
     x: &wgpu::Buffer,
     grad: &wgpu::Buffer,
+    cache: Option<&wgpu::Buffer>,
 ) -> Result<NumericalPlan> {
     check_widths(spec, strategy)?;
     if let Some(cap) = ctx.loop_iteration_cap() {
@@ -296,7 +282,10 @@ pub(crate) fn plan(
         }
     }
     let layout = cache_layout(spec, rows)?;
-    let cache = ctx.storage("numerical-gradient cache", layout.words)?;
+    let cache = match cache {
+        Some(c) => c.clone(),
+        None => ctx.storage("numerical-gradient cache", layout.words)?,
+    };
     ctx.write(&cache, 0, &layout.header);
     let max_groups = ctx.limits().max_compute_workgroups_per_dimension;
     let mut dispatches = Vec::new();
@@ -312,22 +301,12 @@ pub(crate) fn plan(
             // flags: bit 0 only; the other bits must stay 0, the shader's `kept` relies on it.
             u32::from(subtract_losses),
         ];
-        let (kernel, groups) = match strategy {
-            PerturbStrategy::Incremental if spec.layers().len() <= 2 => {
-                (&k.incremental_shallow, groups_1d(ctx, count))
-            }
-            PerturbStrategy::Incremental => (&k.incremental, groups_1d(ctx, count)),
+        let kernel = &k.kernel;
+        let groups = match strategy {
+            PerturbStrategy::Incremental => groups_1d(ctx, count),
             PerturbStrategy::Full => {
                 let g = count as u32;
-                let kernel = if spec.layers().len() <= 2 {
-                    &k.full_shallow
-                } else {
-                    &k.full
-                };
-                (
-                    kernel,
-                    [g.min(max_groups), g.div_ceil(max_groups.max(1)), 1],
-                )
+                [g.min(max_groups), g.div_ceil(max_groups.max(1)), 1]
             }
         };
         dispatches.push(kernel.dispatch(ctx, words, &[theta, x, &cache, grad], groups)?);
@@ -354,6 +333,7 @@ impl NumericalPlan {
     /// Records the copies that assemble the cache from the plan's forward buffers.
     pub(crate) fn record_cache_copies(
         &self,
+        ctx: &Context,
         encoder: &mut wgpu::CommandEncoder,
         labels: &wgpu::Buffer,
         pre: &[wgpu::Buffer],
@@ -361,7 +341,7 @@ impl NumericalPlan {
         probs: &wgpu::Buffer,
     ) {
         let copy = |encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, at: usize| {
-            encoder.copy_buffer_to_buffer(src, 0, &self.cache, (at * 4) as u64, src.size());
+            ctx.copy(encoder, src, 0, &self.cache, (at * 4) as u64, src.size());
         };
         copy(encoder, labels, self.layout.labels_at);
         for (b, &at) in pre.iter().zip(&self.layout.pre_at) {

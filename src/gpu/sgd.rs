@@ -15,10 +15,10 @@ pub(crate) struct Pipelines {
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
         Pipelines {
             sgd: Kernel::new(
-                device,
+                ctx,
                 module,
                 "sgd",
                 "sgd",

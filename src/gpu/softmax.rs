@@ -12,10 +12,10 @@ pub(crate) struct Pipelines {
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule) -> Self {
+    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
         Pipelines {
             softmax: Kernel::new(
-                device,
+                ctx,
                 module,
                 "softmax",
                 "softmax",
