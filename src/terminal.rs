@@ -43,7 +43,14 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
         plan.data.describe()
     ));
     printer.say(&format!("classes: {}", plan.data.describe_classes()));
-    printer.say(&format!("device: {} ({why})", backend.name()));
+    // One short line; a long reason (the measured trial, a driver hint) goes on the next.
+    let device = format!("device: {} ({why})", backend.name());
+    if device.len() < 100 {
+        printer.say(&device);
+    } else {
+        printer.say(&format!("device: {}", backend.name()));
+        printer.say(&format!("  {why}"));
+    }
     let cfg = &plan.cfg;
     let per_epoch = gpu_train::train::iters_per_epoch(plan.data.train.len(), cfg.batch);
     printer.say(&format!(

@@ -184,7 +184,7 @@ pub fn auto_device(
             return Ok(AutoPick {
                 backend: cpu,
                 figures: Vec::new(),
-                reason: format!("--device auto: {reason}; using the CPU backend"),
+                reason: format!("--device auto: {reason}"),
             });
         }
     };

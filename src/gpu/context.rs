@@ -505,9 +505,11 @@ fn choose<'a>(
                 .collect();
             if hw.is_empty() {
                 let hint = nvidia_hint().map(|h| format!("; {h}")).unwrap_or_default();
+                let mut names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                names.dedup();
                 return Err(format!(
-                    "no hardware GPU adapter, only software ones (found: {found}); \
-                     use --device gpu to run the GPU path on a software adapter anyway{hint}"
+                    "no hardware GPU, only software ({}; --device gpu uses it){hint}",
+                    names.join(", ")
                 ));
             }
             hw
