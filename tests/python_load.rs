@@ -1,10 +1,38 @@
-//! A checkpoint loads in Python with safetensors + NumPy (the README's lines), and its forward
+//! A checkpoint loads in Python with safetensors + NumPy (README's block, run as written), and its forward
 //! pass there agrees with ours. Runs where python3 has both packages; `.ci/run` installs them,
 //! so with CI=true their absence fails.
 
 use gpu_train::checkpoint;
 use gpu_train::cpu::{forward::forward, Real};
 use std::process::Command;
+
+/// README's Python block that loads a checkpoint, with the list's indentation taken off (what a
+/// reader's copy from the rendered page gives).
+fn readme_block() -> String {
+    let readme = include_str!("../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```python\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .filter(|code| code.contains("safe_open"))
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        1,
+        "README.md should have one block loading a checkpoint"
+    );
+    let indent = blocks[0]
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    blocks[0]
+        .lines()
+        .map(|l| if l.len() >= indent { &l[indent..] } else { "" })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 #[test]
 fn a_checkpoint_loads_in_python_with_numpy() {
@@ -25,8 +53,10 @@ fn a_checkpoint_loads_in_python_with_numpy() {
         );
         return;
     }
+    // The README's block runs in a folder holding runs/first, as after the README's step 2.
     let dir = std::env::temp_dir().join(format!("gpu-train-python-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let run = dir.join("runs/first");
     let out = Command::new(env!("CARGO_BIN_EXE_gpu-train"))
         .args([
             "train",
@@ -38,9 +68,10 @@ fn a_checkpoint_loads_in_python_with_numpy() {
             "200",
             "--eval-every",
             "1000",
+            "--quiet",
             "--out",
         ])
-        .arg(&dir)
+        .arg(&run)
         .env_remove("MNIST_DIR")
         .output()
         .unwrap();
@@ -49,11 +80,10 @@ fn a_checkpoint_loads_in_python_with_numpy() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ckpt = dir.join("checkpoint.safetensors");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/load_checkpoint.py");
+    let ckpt = run.join("checkpoint.safetensors");
     let py = Command::new("python3")
-        .arg(script)
-        .arg(&ckpt)
+        .args(["-c", &readme_block()])
+        .current_dir(&dir)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&py.stdout);

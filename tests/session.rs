@@ -86,8 +86,7 @@ fn run_with(
     let backend: &mut dyn Backend = match backend {
         Some(b) => b,
         None => {
-            own =
-                session::make_backend(req.device, req.precision, &plan.spec, plan.data.clone())?.0;
+            own = session::make_backend(req.device, req.precision, &plan)?.0;
             own.as_mut()
         }
     };
