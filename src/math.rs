@@ -1,5 +1,5 @@
 //! The chapter as a small f64 library. Each function reads like its NumPy original in the
-//! chapter; the tests reproduce every worked value of the chapter (seed_values.md).
+//! chapter; the tests reproduce every worked value of the chapter.
 
 use crate::error::{Error, Result};
 
@@ -211,7 +211,7 @@ pub fn argmax<T: PartialOrd>(x: &[T]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    //! Every row of seed_values.md, copied here (the file is not read at test time).
+    //! Every worked value of the chapter, copied here from its text.
     use super::*;
 
     fn close(got: f64, want: f64, rtol: f64) {
