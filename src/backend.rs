@@ -232,6 +232,20 @@ impl DeviceCounters {
     }
 }
 
+/// The number of steps in a chunk of `batches` (index lists of `batch` each, back to back).
+pub fn chunk_steps(batches: &[u32], batch: usize) -> Result<usize> {
+    if batch == 0 || batches.len() % batch != 0 {
+        return Err(Error::config(
+            "batch",
+            format!(
+                "{} indices do not split into batches of {batch}",
+                batches.len()
+            ),
+        ));
+    }
+    Ok(batches.len() / batch)
+}
+
 /// [`Backend::train_steps`] through `set_batch`, `batch_loss` and `step`, one step at a time:
 /// the parameters at the chunk's start are kept on the host, and a divergence is undone by
 /// putting them back and replaying the good steps (every step is deterministic).
@@ -244,16 +258,7 @@ pub fn train_steps_one_by_one<B: Backend + ?Sized>(
     losses: &mut Vec<f64>,
     progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<StepsOutcome> {
-    if batch == 0 || batches.len() % batch != 0 {
-        return Err(Error::config(
-            "batch",
-            format!(
-                "{} indices do not split into batches of {batch}",
-                batches.len()
-            ),
-        ));
-    }
-    let steps = batches.len() / batch;
+    let steps = chunk_steps(batches, batch)?;
     let first_loss = losses.len();
     let start = backend.params()?;
     let batch_of = |s: usize| &batches[s * batch..(s + 1) * batch];

@@ -123,7 +123,7 @@ impl Checker {
             };
             return Err(Error::Numerics(format!(
                 "gradient check failed at iteration {step}: {} on {name} differs from the f64 reference by {:.3e} relative \
-                 and {:.3e} at most (tolerance {tol:e} relative or {GRADIENT_CHECK_ATOL:e} absolute); the {} gradient is wrong: {advice}",
+                 and {:.3e} at most (tolerance {tol:e} relative or {GRADIENT_CHECK_ATOL:.1e} absolute); the {} gradient is wrong: {advice}",
                 worst.name,
                 worst.relative,
                 worst.max_abs,

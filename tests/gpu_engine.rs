@@ -337,3 +337,136 @@ fn a_chunk_longer_than_the_device_holds_runs_in_pieces() {
     assert_eq!(pieces.params().unwrap().data, whole.params().unwrap().data);
     assert_eq!(heard, vec![7, 14, 21, 28, 30]);
 }
+
+/// Records the backend's counters at every pause of the real driver.
+struct CountAtPauses(Vec<(usize, DeviceCounters)>);
+
+impl gpu_train::train::Observer for CountAtPauses {
+    fn after_step(
+        &mut self,
+        done: usize,
+        backend: &mut dyn Backend,
+        _s: &gpu_train::data::SamplerState,
+    ) -> gpu_train::Result<gpu_train::train::Control> {
+        self.0.push((done, backend.counters().unwrap()));
+        Ok(gpu_train::train::Control::Continue)
+    }
+}
+
+/// The acceptance run through the real driver: 1,200 numerical iterations, an evaluation every
+/// 600, no reference checks. The second interval (no first-chunk creations) makes at most 3
+/// blocking waits, the evaluation's own included, 5 dispatches an iteration and no creations.
+#[test]
+fn the_driver_makes_three_waits_an_evaluation_interval() {
+    let spec = MlpSpec::new(784, vec![10], 10, Activation::Sigmoid).unwrap();
+    let Some(mut gpu) = own_device(&spec, 4) else {
+        return;
+    };
+    let cfg = gpu_train::train::TrainConfig {
+        iters: 1200,
+        eval_every: 600,
+        grad: NUMERICAL,
+        ..Default::default()
+    };
+    let mut counts = CountAtPauses(Vec::new());
+    gpu_train::train::train_from(&mut gpu, mnist().train.len(), &cfg, None, &mut counts).unwrap();
+    let at: Vec<usize> = counts.0.iter().map(|c| c.0).collect();
+    assert_eq!(at, vec![600, 1200]);
+    let d = counts.0[1].1.since(&counts.0[0].1);
+    // What the evaluation of both splits costs on its own, to tell the iterations' share.
+    let before = gpu.counters().unwrap();
+    gpu.evaluate(Split::Train).unwrap();
+    gpu.evaluate(Split::Test).unwrap();
+    let eval = gpu.counters().unwrap().since(&before);
+    println!("second interval: {d:?}; of it, the evaluation: {eval:?}");
+    assert!(d.blocking_waits <= 3, "{d:?}");
+    // 5 an iteration, and one forward pass of the final parameters (divergence check).
+    assert!(
+        d.dispatches - eval.dispatches <= 5 * 600 + 5,
+        "{d:?} {eval:?}"
+    );
+    // Per chunk: the indices, the parameter snapshot, the loss read-back; none an iteration.
+    assert!(d.copies - eval.copies <= 3, "{d:?} {eval:?}");
+    assert_eq!(d.creations, 0, "{d:?}");
+}
+
+/// Stops the run at `at` updates, keeping what a checkpoint would hold.
+struct StopAt {
+    at: usize,
+    saved: Option<(Params, gpu_train::data::SamplerState)>,
+}
+
+impl gpu_train::train::Observer for StopAt {
+    fn next_pause(&self, _done: usize) -> Option<usize> {
+        Some(self.at)
+    }
+    fn after_step(
+        &mut self,
+        done: usize,
+        backend: &mut dyn Backend,
+        s: &gpu_train::data::SamplerState,
+    ) -> gpu_train::Result<gpu_train::train::Control> {
+        if done == self.at {
+            self.saved = Some((backend.params()?, *s));
+            return Ok(gpu_train::train::Control::Stop);
+        }
+        Ok(gpu_train::train::Control::Continue)
+    }
+}
+
+/// Resume on the GPU ends bit-exact where an uninterrupted GPU run does (other chunk
+/// boundaries, the same arithmetic step by step).
+#[test]
+fn a_resumed_gpu_run_ends_bit_exact_with_an_uninterrupted_one() {
+    use gpu_train::train::{train_from, Start, TrainConfig};
+    let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
+    let cfg = TrainConfig {
+        iters: 250,
+        eval_every: 100,
+        grad: GradMethod::Backprop,
+        seed: 8,
+        ..Default::default()
+    };
+    let n = mnist().train.len();
+    let Some(mut whole) = own_device(&spec, cfg.seed) else {
+        return;
+    };
+    whole.set_params(&Params::init(&spec, cfg.seed)).unwrap();
+    train_from(
+        &mut whole,
+        n,
+        &cfg,
+        None,
+        &mut |_: &gpu_train::train::EvalRecord| {},
+    )
+    .unwrap();
+    let mut first = own_device(&spec, cfg.seed).unwrap();
+    first.set_params(&Params::init(&spec, cfg.seed)).unwrap();
+    let mut stop = StopAt {
+        at: 130,
+        saved: None,
+    };
+    let s = train_from(&mut first, n, &cfg, None, &mut stop).unwrap();
+    assert!(s.interrupted() && s.iters == 130);
+    let (params, sampler) = stop.saved.unwrap();
+    let mut resumed = own_device(&spec, cfg.seed).unwrap();
+    resumed.set_params(&params).unwrap();
+    let start = Start {
+        iteration: 130,
+        sampler,
+        seconds: 0.0,
+    };
+    train_from(
+        &mut resumed,
+        n,
+        &cfg,
+        Some(start),
+        &mut |_: &gpu_train::train::EvalRecord| {},
+    )
+    .unwrap();
+    assert_eq!(
+        resumed.params().unwrap().data,
+        whole.params().unwrap().data,
+        "the resumed GPU run differs"
+    );
+}

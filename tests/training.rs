@@ -268,7 +268,7 @@ fn the_reference_check_names_the_step_and_the_tensor() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("step 42") && e.contains("b2") && e.contains("1.0") && e.contains("e-2"),
+        e.contains("iteration 42") && e.contains("b2") && e.contains("1.0") && e.contains("e-2"),
         "{e}"
     );
 }

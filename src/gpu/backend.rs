@@ -1029,15 +1029,7 @@ impl Backend for GpuBackend {
         losses: &mut Vec<f64>,
         progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<StepsOutcome> {
-        if batch == 0 || batches.len() % batch != 0 {
-            return Err(Error::config(
-                "batch",
-                format!(
-                    "{} indices do not split into batches of {batch}",
-                    batches.len()
-                ),
-            ));
-        }
+        crate::backend::chunk_steps(batches, batch)?;
         if !chunk::fits(&self.spec, batch, self.ctx.loop_iteration_cap()) {
             // Deeper nets (the numerical cache needs the copies of `record_cache_copies`), and
             // heads too long for the driver's loop cap, keep the step-at-a-time path.
