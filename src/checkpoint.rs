@@ -172,6 +172,33 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(bad(path, "not a gpu-train checkpoint (its metadata has no \"format\": \"gpu-train checkpoint 1\")"));
     }
+    let (spec, iteration, sampler, config) = read_metadata(path, &meta)?;
+    let views = find_tensors(path, &st, &spec)?;
+    let data = read_parameters(path, &spec, &views)?;
+    let notes = meta
+        .into_iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "format" | "spec" | "iteration" | "sampler" | "config" | "seed"
+            )
+        })
+        .collect();
+    Ok(Checkpoint {
+        params: Params { spec, data },
+        iteration,
+        sampler,
+        config,
+        notes,
+    })
+}
+
+/// The metadata a resume needs, each field checked: the spec (a usable net), the iteration, the
+/// sampler state (usable, and at that iteration) and the settings.
+fn read_metadata(
+    path: &Path,
+    meta: &HashMap<String, String>,
+) -> Result<(MlpSpec, usize, SamplerState, TrainConfig)> {
     let field = |key: &str| {
         meta.get(key)
             .ok_or_else(|| bad(path, format!("metadata lacks \"{key}\"")))
@@ -202,6 +229,16 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
             ),
         ));
     }
+    Ok((spec, iteration, sampler, config))
+}
+
+/// Every tensor of the spec, found with the spec's shape and a float type before anything is
+/// allocated.
+fn find_tensors<'a>(
+    path: &Path,
+    st: &'a SafeTensors<'a>,
+    spec: &MlpSpec,
+) -> Result<Vec<TensorView<'a>>> {
     // Every tensor is found with the spec's shape before anything is allocated, so the
     // parameters below are bounded by the file's own length, whatever the spec claims.
     let tensors = spec.tensors();
@@ -242,8 +279,14 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         }
         views.push(view);
     }
+    Ok(views)
+}
+
+/// The parameters from the tensors, f32 or f64, every one finite.
+fn read_parameters(path: &Path, spec: &MlpSpec, views: &[TensorView]) -> Result<Vec<f64>> {
+    let tensors = spec.tensors();
     let mut data = vec![0.0; spec.num_params()];
-    for (t, view) in tensors.iter().zip(&views) {
+    for (t, view) in tensors.iter().zip(views) {
         let out = &mut data[t.offset..t.offset + t.len];
         match view.dtype() {
             Dtype::F32 => {
@@ -271,22 +314,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
             ));
         }
     }
-    let notes = meta
-        .into_iter()
-        .filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "format" | "spec" | "iteration" | "sampler" | "config" | "seed"
-            )
-        })
-        .collect();
-    Ok(Checkpoint {
-        params: Params { spec, data },
-        iteration,
-        sampler,
-        config,
-        notes,
-    })
+    Ok(data)
 }
 
 /// The safetensors header length (the first 8 bytes, little-endian) must fit in the file.

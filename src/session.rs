@@ -16,7 +16,7 @@ use crate::model::{Activation, MlpSpec, Params};
 use crate::run::RunDir;
 use crate::train::{
     iters_per_epoch, train_from, Control, Ending, EvalRecord, Observer, Observers, Start,
-    TrainConfig,
+    TrainConfig, TrainSummary,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -166,22 +166,7 @@ pub fn plan(req: &TrainRequest) -> Result<Plan> {
             "must be at least 1 (or leave it out: the checkpoint is written at the end)",
         ));
     }
-    // A resume's checkpoint is read first: its class count is the data's.
-    let ckpt = match &req.resume {
-        Some(path) => Some(checkpoint::load(path)?),
-        None => None,
-    };
-    let classes = match &ckpt {
-        Some(c) => Some(data::ClassCount {
-            count: c.params.spec.classes,
-            origin: format!("the checkpoint ({} classes)", c.params.spec.classes),
-        }),
-        None => req.classes.map(|count| data::ClassCount {
-            count,
-            origin: format!("--classes {count}"),
-        }),
-    };
-    let mnist = data::load_with(req.data.as_deref(), classes)?;
+    let (ckpt, mnist) = load_data(req)?;
     let train_size = mnist.train.len();
     let flags_spec = MlpSpec::new(
         mnist.train.input_width(),
@@ -216,49 +201,8 @@ pub fn plan(req: &TrainRequest) -> Result<Plan> {
             (flags_spec, cfg, params, None, None)
         }
         (Some(path), Some(ckpt)) => {
-            let data_spec = MlpSpec {
-                hidden: ckpt.params.spec.hidden.clone(),
-                activation: ckpt.params.spec.activation,
-                ..flags_spec.clone()
-            };
-            checkpoint::check_fits(path, &ckpt.params.spec, &data_spec)?;
-            check_resume_flags(req, path, &ckpt, &flags_spec)?;
-            if ckpt.sampler.n != train_size {
-                return Err(Error::config(
-                    "--data",
-                    format!(
-                        "{} was trained on {} training images, this data has {train_size}; resume with the same --data",
-                        path.display(),
-                        ckpt.sampler.n
-                    ),
-                ));
-            }
-            let seconds = ckpt
-                .notes
-                .get("seconds")
-                .and_then(|s| s.parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .unwrap_or(0.0);
-            let start = Start {
-                iteration: ckpt.iteration,
-                sampler: ckpt.sampler,
-                seconds,
-            };
-            let folder = path
-                .parent()
-                .filter(|d| d.join("metrics.csv").is_file())
-                .map(Path::to_path_buf);
-            let cfg = TrainConfig {
-                loss_every: req.loss_every,
-                ..ckpt.config.clone()
-            };
-            (
-                ckpt.params.spec.clone(),
-                cfg,
-                ckpt.params,
-                Some(start),
-                folder,
-            )
+            let r = resumed(req, path, ckpt, &flags_spec, train_size)?;
+            (r.spec, r.cfg, r.params, Some(r.start), r.folder)
         }
     };
     crate::budget::check_memory(
@@ -269,6 +213,110 @@ pub fn plan(req: &TrainRequest) -> Result<Plan> {
         matches!(cfg.grad, GradMethod::Numerical { .. }),
         2,
     )?;
+    set_length(req, &mut cfg, train_size, start.as_ref())?;
+    Ok(Plan {
+        data: Arc::new(mnist),
+        spec,
+        cfg,
+        params,
+        start,
+        out: req.out.clone().or(default_out),
+        request: req.clone(),
+    })
+}
+
+/// A resume's checkpoint (read first: its class count is the data's) and the data.
+fn load_data(req: &TrainRequest) -> Result<(Option<Checkpoint>, Mnist)> {
+    // A resume's checkpoint is read first: its class count is the data's.
+    let ckpt = match &req.resume {
+        Some(path) => Some(checkpoint::load(path)?),
+        None => None,
+    };
+    let classes = match &ckpt {
+        Some(c) => Some(data::ClassCount {
+            count: c.params.spec.classes,
+            origin: format!("the checkpoint ({} classes)", c.params.spec.classes),
+        }),
+        None => req.classes.map(|count| data::ClassCount {
+            count,
+            origin: format!("--classes {count}"),
+        }),
+    };
+    let mnist = data::load_with(req.data.as_deref(), classes)?;
+    Ok((ckpt, mnist))
+}
+
+/// What a resume takes from its checkpoint.
+struct Resumed {
+    spec: MlpSpec,
+    cfg: TrainConfig,
+    params: Params,
+    start: Start,
+    /// The checkpoint's run folder, where the resume goes unless --out says otherwise.
+    folder: Option<PathBuf>,
+}
+
+/// The checkpoint checked against the data and the flags.
+fn resumed(
+    req: &TrainRequest,
+    path: &Path,
+    ckpt: Checkpoint,
+    flags_spec: &MlpSpec,
+    train_size: usize,
+) -> Result<Resumed> {
+    let data_spec = MlpSpec {
+        hidden: ckpt.params.spec.hidden.clone(),
+        activation: ckpt.params.spec.activation,
+        ..flags_spec.clone()
+    };
+    checkpoint::check_fits(path, &ckpt.params.spec, &data_spec)?;
+    check_resume_flags(req, path, &ckpt, flags_spec)?;
+    if ckpt.sampler.n != train_size {
+        return Err(Error::config(
+            "--data",
+            format!(
+                "{} was trained on {} training images, this data has {train_size}; resume with the same --data",
+                path.display(),
+                ckpt.sampler.n
+            ),
+        ));
+    }
+    let seconds = ckpt
+        .notes
+        .get("seconds")
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(0.0);
+    let start = Start {
+        iteration: ckpt.iteration,
+        sampler: ckpt.sampler,
+        seconds,
+    };
+    let folder = path
+        .parent()
+        .filter(|d| d.join("metrics.csv").is_file())
+        .map(Path::to_path_buf);
+    let cfg = TrainConfig {
+        loss_every: req.loss_every,
+        ..ckpt.config.clone()
+    };
+    Ok(Resumed {
+        spec: ckpt.params.spec.clone(),
+        cfg,
+        params: ckpt.params,
+        start,
+        folder,
+    })
+}
+
+/// The run's length and evaluation cadence: --epochs or --iters, one epoch between evaluations
+/// unless told otherwise (a resume keeps its checkpoint's).
+fn set_length(
+    req: &TrainRequest,
+    cfg: &mut TrainConfig,
+    train_size: usize,
+    start: Option<&Start>,
+) -> Result<()> {
     let per_epoch = iters_per_epoch(train_size, cfg.batch);
     cfg.eval_every = match req.eval_every {
         Some(n) => n,
@@ -290,7 +338,7 @@ pub fn plan(req: &TrainRequest) -> Result<Plan> {
         cfg.iters = n;
     }
     cfg.validate()?;
-    if let Some(s) = &start {
+    if let Some(s) = start {
         if cfg.iters < s.iteration {
             return Err(Error::config(
                 "--iters",
@@ -301,15 +349,7 @@ pub fn plan(req: &TrainRequest) -> Result<Plan> {
             ));
         }
     }
-    Ok(Plan {
-        data: Arc::new(mnist),
-        spec,
-        cfg,
-        params,
-        start,
-        out: req.out.clone().or(default_out),
-        request: req.clone(),
-    })
+    Ok(())
 }
 
 /// A flag given with --resume that contradicts the checkpoint is an error naming both values.
@@ -711,47 +751,8 @@ pub fn run(
             first_line: None,
         })
     };
-    let precision = match req.precision {
-        Precision::F64 if !device.starts_with("gpu") => StoredPrecision::F64,
-        _ => StoredPrecision::F32,
-    };
     let train_size = plan.data.train.len();
-    let sampler0 = plan.start.map(|s| s.sampler).unwrap_or(SamplerState::fresh(
-        cfg.sampler,
-        train_size,
-        cfg.seed,
-    ));
-    let notes: HashMap<String, String> = [
-        ("version", env!("CARGO_PKG_VERSION").to_string()),
-        ("device", device.clone()),
-        ("data", plan.data.describe()),
-    ]
-    .into_iter()
-    .chain(plan.data.class_names.as_ref().map(|names| {
-        (
-            crate::predict::CLASS_NAMES_NOTE,
-            serde_json::to_string(names).expect("strings serialise"),
-        )
-    }))
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let mut checkpointer = Checkpointer {
-        every: req.checkpoint_every,
-        interrupted,
-        template: Checkpoint {
-            params: plan.params.clone(),
-            iteration: 0,
-            sampler: sampler0,
-            config: cfg.clone(),
-            notes,
-        },
-        precision,
-        path: run_dir.checkpoint_path(),
-        clock: std::time::Instant::now(),
-        seconds0: plan.start.map_or(0.0, |s| s.seconds),
-        last_pause: (plan.start.map_or(0, |s| s.iteration), sampler0),
-        written: None,
-    };
+    let mut checkpointer = checkpointer_for(&plan, &device, &run_dir, interrupted);
     backend.set_params(&plan.params)?;
     let first = plan.start.map_or(0, |s| s.iteration);
     ui.start(first, cfg.iters);
@@ -795,8 +796,87 @@ pub fn run(
         checkpointer.save(summary.iters, params, &summary.sampler)?;
     }
     let plots = write_plots(&run_dir)?;
+    let report = report_of(
+        &summary, &req, &cfg, train_size, ips, checks, &run_dir, plots,
+    );
+    ui.finish(&report);
+    if let Ending::Diverged { iteration, why } = &summary.ending {
+        return Err(Error::Numerics(format!(
+            "training diverged after iteration {iteration}: {why}; lower the learning rate (--lr {}, now {}). The last good parameters are saved in {}",
+            crate::fmt::rounded(cfg.lr / 10.0),
+            crate::fmt::number(cfg.lr),
+            run_dir.checkpoint_path().display()
+        )));
+    }
+    Ok(report)
+}
+
+/// The run's checkpointer: its template (settings, notes, the sampler's start) and precision.
+fn checkpointer_for<'a>(
+    plan: &Plan,
+    device: &str,
+    run_dir: &RunDir,
+    interrupted: &'a AtomicBool,
+) -> Checkpointer<'a> {
+    let (req, cfg) = (&plan.request, &plan.cfg);
+    let precision = match req.precision {
+        Precision::F64 if !device.starts_with("gpu") => StoredPrecision::F64,
+        _ => StoredPrecision::F32,
+    };
+    let train_size = plan.data.train.len();
+    let sampler0 = plan.start.map(|s| s.sampler).unwrap_or(SamplerState::fresh(
+        cfg.sampler,
+        train_size,
+        cfg.seed,
+    ));
+    let notes: HashMap<String, String> = [
+        ("version", env!("CARGO_PKG_VERSION").to_string()),
+        ("device", device.to_string()),
+        ("data", plan.data.describe()),
+    ]
+    .into_iter()
+    .chain(plan.data.class_names.as_ref().map(|names| {
+        (
+            crate::predict::CLASS_NAMES_NOTE,
+            serde_json::to_string(names).expect("strings serialise"),
+        )
+    }))
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Checkpointer {
+        every: req.checkpoint_every,
+        interrupted,
+        template: Checkpoint {
+            params: plan.params.clone(),
+            iteration: 0,
+            sampler: sampler0,
+            config: cfg.clone(),
+            notes,
+        },
+        precision,
+        path: run_dir.checkpoint_path(),
+        clock: std::time::Instant::now(),
+        seconds0: plan.start.map_or(0.0, |s| s.seconds),
+        last_pause: (plan.start.map_or(0, |s| s.iteration), sampler0),
+        written: None,
+    }
+}
+
+/// The run's last word from its summary.
+#[allow(clippy::too_many_arguments)]
+fn report_of(
+    summary: &TrainSummary,
+    req: &TrainRequest,
+    cfg: &TrainConfig,
+    train_size: usize,
+    ips: f64,
+    checks: ChecksSummary,
+    run_dir: &RunDir,
+    plots: Vec<PathBuf>,
+) -> FinalReport {
+    let out = run_dir.path.clone();
     let last = summary.last();
-    let report = FinalReport {
+    FinalReport {
         ending: match summary.ending {
             Ending::Completed => "completed",
             Ending::Interrupted => "interrupted",
@@ -819,18 +899,8 @@ pub fn run(
         checkpoint: Some(run_dir.checkpoint_path()),
         resume_command: summary
             .interrupted()
-            .then(|| resume_command(&req, &run_dir.checkpoint_path(), &out, cfg.iters)),
-    };
-    ui.finish(&report);
-    if let Ending::Diverged { iteration, why } = &summary.ending {
-        return Err(Error::Numerics(format!(
-            "training diverged after iteration {iteration}: {why}; lower the learning rate (--lr {}, now {}). The last good parameters are saved in {}",
-            crate::fmt::rounded(cfg.lr / 10.0),
-            crate::fmt::number(cfg.lr),
-            run_dir.checkpoint_path().display()
-        )));
+            .then(|| resume_command(req, &run_dir.checkpoint_path(), &out, cfg.iters)),
     }
-    Ok(report)
 }
 
 fn save_after_error(

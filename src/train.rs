@@ -288,6 +288,40 @@ fn is_stuck(eval: &Evaluation, classes: usize) -> bool {
             && eval.accuracy() <= 1.5 / classes.max(1) as f64)
 }
 
+/// One chunk, steps `done..end`: its batches drawn up front, the observers' look before it, the
+/// steps on the backend, the losses reported. When the chunk stops early (Ctrl-C, divergence),
+/// the sampler goes back to where the kept steps end.
+fn run_chunk(
+    backend: &mut dyn Backend,
+    sampler: &mut Sampler,
+    cfg: &TrainConfig,
+    (done, end): (usize, usize),
+    observer: &mut dyn Observer,
+    batches: &mut Vec<u32>,
+    losses: &mut Vec<f64>,
+) -> Result<crate::backend::StepsOutcome> {
+    let before = sampler.clone();
+    let mut one = Vec::with_capacity(cfg.batch);
+    batches.clear();
+    for _ in done..end {
+        sampler.next_batch(cfg.batch, &mut one)?;
+        batches.extend_from_slice(&one);
+    }
+    observer.before_step(done, backend, &batches[..cfg.batch])?;
+    let outcome = {
+        let mut progress = |k: usize| observer.progress(done + k) == Control::Continue;
+        backend.train_steps(batches, cfg.batch, cfg.grad, cfg.lr, losses, &mut progress)?
+    };
+    observer.on_losses(done, losses)?;
+    if outcome.done < end - done {
+        *sampler = before;
+        for _ in 0..outcome.done {
+            sampler.next_batch(cfg.batch, &mut one)?;
+        }
+    }
+    Ok(outcome)
+}
+
 /// Runs the chapter's loop on `backend`, whose parameters must already be set.
 pub fn train(
     backend: &mut dyn Backend,
@@ -349,7 +383,6 @@ pub fn train_from(
         evals.push(evaluate(backend, 0, &mut since_eval, observer)?);
     }
     let mut done = first;
-    let mut one = Vec::with_capacity(cfg.batch);
     let mut batches = Vec::new();
     let mut losses = Vec::new();
     let ending = loop {
@@ -361,35 +394,18 @@ pub fn train_from(
         if let Some(p) = observer.next_pause(done).filter(|&p| p > done) {
             end = end.min(p);
         }
-        let before = sampler.clone();
-        batches.clear();
-        for _ in done..end {
-            sampler.next_batch(cfg.batch, &mut one)?;
-            batches.extend_from_slice(&one);
-        }
-        observer.before_step(done, backend, &batches[..cfg.batch])?;
         losses.clear();
-        let outcome = {
-            let mut progress = |k: usize| observer.progress(done + k) == Control::Continue;
-            backend.train_steps(
-                &batches,
-                cfg.batch,
-                cfg.grad,
-                cfg.lr,
-                &mut losses,
-                &mut progress,
-            )?
-        };
-        observer.on_losses(done, &losses)?;
+        let outcome = run_chunk(
+            backend,
+            &mut sampler,
+            cfg,
+            (done, end),
+            observer,
+            &mut batches,
+            &mut losses,
+        )?;
         since_eval.0 += losses[..outcome.done.min(losses.len())].iter().sum::<f64>();
         since_eval.1 += outcome.done.min(losses.len());
-        if outcome.done < end - done {
-            // Stopped early: the sampler goes back to where the kept steps end.
-            sampler = before;
-            for _ in 0..outcome.done {
-                sampler.next_batch(cfg.batch, &mut one)?;
-            }
-        }
         done += outcome.done;
         if let Some(k) = outcome.diverged {
             break Ending::Diverged {
