@@ -795,7 +795,15 @@ pub fn run(
         let params = backend.params()?;
         checkpointer.save(summary.iters, params, &summary.sampler)?;
     }
-    let plots = write_plots(&run_dir)?;
+    let plots = write_plots(&run_dir).map_err(|e| Error::Stopped {
+        cause: Box::new(e),
+        saved: format!(
+            "the checkpoint of iteration {} is in {}, the metrics in {}; the plots can be drawn again by resuming with the same --iters",
+            summary.iters,
+            run_dir.checkpoint_path().display(),
+            run_dir.path.join("metrics.csv").display()
+        ),
+    })?;
     let report = report_of(
         &summary, &req, &cfg, train_size, ips, checks, &run_dir, plots,
     );
@@ -944,11 +952,7 @@ pub fn write_plots(run_dir: &RunDir) -> Result<Vec<PathBuf>> {
     let (losses, evals) = run_dir.history()?;
     let loss_png = run_dir.path.join("loss.png");
     let acc_png = run_dir.path.join("accuracy.png");
-    let tmp = |name: &str| run_dir.path.join(format!(".{name}.partial.png"));
-    crate::report::plot::loss_curve(&tmp("loss"), &losses, "training loss (batch)")?;
-    crate::report::plot::accuracy_chart(&tmp("accuracy"), &evals)?;
-    for (from, to) in [(tmp("loss"), &loss_png), (tmp("accuracy"), &acc_png)] {
-        std::fs::rename(&from, to).map_err(|e| Error::io(to, e))?;
-    }
+    crate::report::plot::loss_curve(&loss_png, &losses, "training loss (batch)")?;
+    crate::report::plot::accuracy_chart(&acc_png, &evals)?;
     Ok(vec![loss_png, acc_png])
 }

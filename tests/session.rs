@@ -422,3 +422,50 @@ fn config_metrics_and_json_follow_one_schema() {
         );
     }
 }
+
+/// A full disk while plotting: the error is the OS's, names the file, says what was saved, and
+/// no partial picture or temporary file is left. Needs a small tmpfs (root, as in CI); where
+/// mounting is not allowed the test says so and checks nothing.
+#[test]
+fn a_full_disk_while_plotting_leaves_no_partial_file_and_says_what_was_saved() {
+    let mnt = temp_dir("full-disk");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("not checked: mounting a 300 KiB tmpfs needs root");
+        return;
+    }
+    let mut req = request(&mnt.join("run"));
+    req.iters = Some(600);
+    req.eval_every = Some(300);
+    let flag = AtomicBool::new(false);
+    let result = run_with(&req, &mut Recorder::default(), &flag, None);
+    let names: Vec<String> = std::fs::read_dir(mnt.join("run"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    let err = result
+        .err()
+        .expect("300 KiB held the whole run")
+        .to_string();
+    assert!(
+        err.contains("No space left on device") && err.contains(".png"),
+        "{err}"
+    );
+    assert!(err.contains("checkpoint of iteration 600"), "{err}");
+    assert!(
+        !err.contains("Custom {") && !err.contains("IoError("),
+        "a Debug dump: {err}"
+    );
+    for n in &names {
+        assert!(
+            n == ".gpu-train.lock" || !n.starts_with('.'),
+            "left behind: {n} ({names:?})"
+        );
+    }
+}

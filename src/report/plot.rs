@@ -34,17 +34,57 @@ macro_rules! render {
     ($path:expr, $draw:ident($($arg:expr),*)) => {{
         let path: &Path = $path;
         register_font();
-        // Fail early with the OS's own error naming the file; the backends only report strings.
-        std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-        let drawn = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg")) {
-            let root = SVGBackend::new(path, PNG_SIZE).into_drawing_area();
-            $draw(&root, $($arg),*).and_then(|()| root.present()).map_err(|e| e.to_string())
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg")) {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, PNG_SIZE).into_drawing_area();
+                $draw(&root, $($arg),*)
+                    .and_then(|()| root.present())
+                    .map_err(|e| drawing_error(path, e))?;
+            }
+            crate::checkpoint::write_atomic(path, svg.as_bytes())
         } else {
-            let root = BitMapBackend::new(path, PNG_SIZE).into_drawing_area();
-            $draw(&root, $($arg),*).and_then(|()| root.present()).map_err(|e| e.to_string())
-        };
-        drawn.map_err(|msg| Error::io(path, std::io::Error::other(msg)))
+            // Drawn in memory and encoded here, then written atomically: a full disk or a kill
+            // leaves the previous picture or none, never half of one, and the error is the OS's.
+            let (w, h) = PNG_SIZE;
+            let mut rgb = vec![0u8; w as usize * h as usize * 3];
+            {
+                let root = BitMapBackend::with_buffer(&mut rgb, PNG_SIZE).into_drawing_area();
+                $draw(&root, $($arg),*)
+                    .and_then(|()| root.present())
+                    .map_err(|e| drawing_error(path, e))?;
+            }
+            crate::checkpoint::write_atomic(path, &encode_png(path, rgb, PNG_SIZE)?)
+        }
     }};
+}
+
+/// A drawing error, in words (plotters' own text is a Debug dump).
+fn drawing_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::io(
+        path,
+        std::io::Error::other(format!("drawing the figure failed: {e}")),
+    )
+}
+
+/// RGB pixels as PNG bytes.
+pub(crate) fn encode_png(path: &Path, rgb: Vec<u8>, (w, h): (u32, u32)) -> Result<Vec<u8>> {
+    let image = image::RgbImage::from_raw(w, h, rgb).ok_or_else(|| {
+        Error::io(
+            path,
+            std::io::Error::other("the pixel buffer has the wrong size"),
+        )
+    })?;
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| {
+            Error::io(
+                path,
+                std::io::Error::other(format!("encoding the PNG failed: {e}")),
+            )
+        })?;
+    Ok(png)
 }
 
 /// The training loss per iteration (the chapter's figure 4-11). Non-finite losses are left out
