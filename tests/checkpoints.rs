@@ -433,3 +433,85 @@ fn eval_prints_accuracy_and_the_confusion_matrix() {
         .unwrap();
     assert!(acc > 0.7, "{text}");
 }
+
+/// A second Ctrl-C while the first is handled: still exit 130, every file consistent (the loss
+/// curve written, the checkpoint loadable, no temporary file left).
+#[test]
+fn a_double_ctrl_c_leaves_every_file_consistent() {
+    let d = temp_dir("sigint-twice");
+    let out = d.join("run");
+    let mut child = bin()
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--grad",
+            "backprop",
+            "--iters",
+            "10000000",
+            "--eval-every",
+            "10000000",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("run folder") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for _ in 0..2 {
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let ckpt = checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    let losses = std::fs::read_to_string(out.join("loss.csv")).unwrap();
+    assert_eq!(
+        losses.lines().count(),
+        ckpt.iteration + 1,
+        "one row an iteration"
+    );
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.ends_with(".tmp") && !name.contains("partial"),
+            "left behind: {name}"
+        );
+    }
+    assert!(out.join("loss.png").is_file() && out.join("accuracy.png").is_file());
+}
+
+/// Two runs started in the same second without --out get folders of their own.
+#[test]
+fn runs_started_together_without_out_get_their_own_folders() {
+    let d = temp_dir("same-second");
+    let spawn = || {
+        bin()
+            .args([
+                "train", "--device", "cpu", "--grad", "backprop", "--iters", "20", "--quiet",
+            ])
+            .current_dir(&d)
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let folders: Vec<_> = std::fs::read_dir(d.join("runs")).unwrap().collect();
+    assert_eq!(folders.len(), 2, "{folders:?}");
+}

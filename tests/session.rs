@@ -469,3 +469,20 @@ fn a_full_disk_while_plotting_leaves_no_partial_file_and_says_what_was_saved() {
         );
     }
 }
+
+#[test]
+fn the_printed_resume_command_is_complete() {
+    let mut req = request(Path::new("runs/x"));
+    req.data = Some(PathBuf::from("/data/my mnist"));
+    req.device = DeviceChoice::Gpu;
+    let cmd = session::resume_command(
+        &req,
+        Path::new("runs/x/checkpoint.safetensors"),
+        Path::new("runs/x"),
+        250,
+    );
+    assert_eq!(
+        cmd,
+        "gpu-train train --resume runs/x/checkpoint.safetensors --out runs/x --iters 250 --data '/data/my mnist' --device gpu"
+    );
+}
