@@ -63,7 +63,7 @@ pub struct GradcheckArgs {
     #[arg(long, value_delimiter = ',', default_value = "50")]
     pub hidden: Vec<usize>,
     #[arg(long, value_enum, default_value = "sigmoid")]
-    pub activation: ActivationArg,
+    pub activation: Activation,
     /// Samples in the batch (the chapter's sequel checks 3).
     #[arg(long, default_value_t = 3)]
     pub batch: usize,
@@ -142,12 +142,6 @@ pub struct DemoArgs {
     /// Also draw the chapter's pictures (gradient field, descent path) into DIR.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ActivationArg {
-    Sigmoid,
-    Relu,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -512,10 +506,7 @@ fn run_gradcheck(args: &GradcheckArgs) -> Result<i32> {
         cpu: args.device != CheckDeviceArg::Gpu,
         gpu: args.device != CheckDeviceArg::Cpu,
         hidden: args.hidden.clone(),
-        activation: match args.activation {
-            ActivationArg::Sigmoid => Activation::Sigmoid,
-            ActivationArg::Relu => Activation::Relu,
-        },
+        activation: args.activation,
         batch: args.batch,
         steps: args.steps,
         seed: args.seed,

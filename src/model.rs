@@ -26,16 +26,6 @@ impl Activation {
             Activation::Relu => "relu",
         }
     }
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "sigmoid" => Ok(Activation::Sigmoid),
-            "relu" => Ok(Activation::Relu),
-            other => Err(Error::config(
-                "activation",
-                format!("unknown activation {other:?}; use sigmoid or relu"),
-            )),
-        }
-    }
 }
 
 /// Layer sizes and activation of a multi-layer perceptron.
