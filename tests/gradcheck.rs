@@ -2,11 +2,13 @@
 //! backend whose b2 gradient is 1% off) gives FAIL rows, a FAIL verdict and a non-zero status;
 //! every line fits 100 columns.
 
-use gpu_train::backend::{Backend, Evaluation, GradMethod, Split};
+mod common;
+use common::WrongB2;
+
 use gpu_train::cpu::CpuBackend;
 use gpu_train::data::{self, Mnist};
 use gpu_train::gradcheck::{self, Config, Devices, Event, Report, WIDTH};
-use gpu_train::model::{Activation, MlpSpec, Params};
+use gpu_train::model::{Activation, MlpSpec};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -20,44 +22,6 @@ fn config() -> Config {
         steps: 2,
         seed: 0,
         h: 1e-4,
-    }
-}
-
-/// The CPU f32 backend with its b2 gradient 1% too large (every method).
-struct WrongB2(CpuBackend<f32>);
-
-impl Backend for WrongB2 {
-    fn name(&self) -> String {
-        "wrong b2".into()
-    }
-    fn spec(&self) -> &MlpSpec {
-        self.0.spec()
-    }
-    fn set_params(&mut self, p: &Params) -> gpu_train::Result<()> {
-        self.0.set_params(p)
-    }
-    fn params(&mut self) -> gpu_train::Result<Params> {
-        self.0.params()
-    }
-    fn set_batch(&mut self, i: &[u32]) -> gpu_train::Result<()> {
-        self.0.set_batch(i)
-    }
-    fn batch_loss(&mut self) -> gpu_train::Result<f64> {
-        self.0.batch_loss()
-    }
-    fn gradient(&mut self, m: GradMethod) -> gpu_train::Result<Vec<f64>> {
-        let mut g = self.0.gradient(m)?;
-        let n = g.len();
-        for v in &mut g[n - 10..] {
-            *v *= 1.01;
-        }
-        Ok(g)
-    }
-    fn step(&mut self, m: GradMethod, lr: f64) -> gpu_train::Result<()> {
-        self.0.step(m, lr)
-    }
-    fn evaluate(&mut self, s: Split) -> gpu_train::Result<Evaluation> {
-        self.0.evaluate(s)
     }
 }
 

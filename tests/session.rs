@@ -2,11 +2,14 @@
 //! never mixed or lost, resume does what it says, checks judge like a numerical analyst,
 //! divergence is caught, and the files follow one schema (docs/SCHEMA.md).
 
-use gpu_train::backend::{Backend, Evaluation, GradKind, GradMethod, PerturbStrategy, Split};
+mod common;
+use common::WrongB2;
+
+use gpu_train::backend::{Backend, GradKind, GradMethod, PerturbStrategy};
 use gpu_train::cpu::CpuBackend;
 use gpu_train::data::{self, SamplerKind};
 use gpu_train::error::Error;
-use gpu_train::model::{Activation, MlpSpec, Params};
+use gpu_train::model::Activation;
 use gpu_train::run::{RunDir, LOSS_HEADER, METRICS_HEADER};
 use gpu_train::session::{self, DeviceChoice, FinalReport, Precision, TrainRequest, Ui};
 use gpu_train::train::{Control, Observer};
@@ -218,42 +221,6 @@ fn resume_flags_that_contradict_the_checkpoint_are_errors_and_touch_nothing() {
         before,
         std::fs::read_to_string(dir.join("config.json")).unwrap()
     );
-}
-
-/// A backend whose b2 gradient is 1% too large: the reference check must stop the run.
-struct WrongB2(CpuBackend<f32>);
-
-impl Backend for WrongB2 {
-    fn name(&self) -> String {
-        "cpu f32 (wrong b2)".into()
-    }
-    fn spec(&self) -> &MlpSpec {
-        self.0.spec()
-    }
-    fn set_params(&mut self, p: &Params) -> gpu_train::Result<()> {
-        self.0.set_params(p)
-    }
-    fn params(&mut self) -> gpu_train::Result<Params> {
-        self.0.params()
-    }
-    fn set_batch(&mut self, i: &[u32]) -> gpu_train::Result<()> {
-        self.0.set_batch(i)
-    }
-    fn batch_loss(&mut self) -> gpu_train::Result<f64> {
-        self.0.batch_loss()
-    }
-    fn gradient(&mut self, m: GradMethod) -> gpu_train::Result<Vec<f64>> {
-        let mut g = self.0.gradient(m)?;
-        let n = g.len();
-        g[n - 10..].iter_mut().for_each(|v| *v *= 1.01);
-        Ok(g)
-    }
-    fn step(&mut self, m: GradMethod, lr: f64) -> gpu_train::Result<()> {
-        self.0.step(m, lr)
-    }
-    fn evaluate(&mut self, s: Split) -> gpu_train::Result<Evaluation> {
-        self.0.evaluate(s)
-    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! What the GPU test files share: one device per test binary (a missing adapter FAILS with
-//! CI=true, and only skips without it) and the embedded data set, loaded once.
+//! What the test files share: one device per test binary (a missing adapter FAILS with
+//! CI=true, and only skips without it), the embedded data set, loaded once, and a CPU backend
+//! with a known-wrong gradient for the checks to catch.
 #![allow(dead_code)]
 
 use gpu_train::data::{self, Mnist};
@@ -42,4 +43,46 @@ pub fn mnist() -> Arc<Mnist> {
     static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
     DATA.get_or_init(|| Arc::new(data::embedded().unwrap_or_else(|e| panic!("{e}"))))
         .clone()
+}
+
+/// The CPU f32 backend with its b2 gradient 1% too large (every method): what a gradient check
+/// must catch.
+pub struct WrongB2(pub gpu_train::cpu::CpuBackend<f32>);
+
+impl gpu_train::backend::Backend for WrongB2 {
+    fn name(&self) -> String {
+        "cpu f32 (wrong b2)".into()
+    }
+    fn spec(&self) -> &gpu_train::model::MlpSpec {
+        self.0.spec()
+    }
+    fn set_params(&mut self, p: &gpu_train::model::Params) -> gpu_train::Result<()> {
+        self.0.set_params(p)
+    }
+    fn params(&mut self) -> gpu_train::Result<gpu_train::model::Params> {
+        self.0.params()
+    }
+    fn set_batch(&mut self, i: &[u32]) -> gpu_train::Result<()> {
+        self.0.set_batch(i)
+    }
+    fn batch_loss(&mut self) -> gpu_train::Result<f64> {
+        self.0.batch_loss()
+    }
+    fn gradient(&mut self, m: gpu_train::backend::GradMethod) -> gpu_train::Result<Vec<f64>> {
+        let mut g = self.0.gradient(m)?;
+        let n = g.len();
+        for v in &mut g[n - 10..] {
+            *v *= 1.01;
+        }
+        Ok(g)
+    }
+    fn step(&mut self, m: gpu_train::backend::GradMethod, lr: f64) -> gpu_train::Result<()> {
+        self.0.step(m, lr)
+    }
+    fn evaluate(
+        &mut self,
+        s: gpu_train::backend::Split,
+    ) -> gpu_train::Result<gpu_train::backend::Evaluation> {
+        self.0.evaluate(s)
+    }
 }
