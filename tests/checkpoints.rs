@@ -210,10 +210,15 @@ fn cli_resume_equals_uninterrupted_f64() {
     );
 }
 
-#[test]
-fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits_130() {
-    let d = temp_dir("sigint");
-    let out = d.join("run");
+/// A long backprop run into `out`, returned once it trains (the header is out and half a second
+/// of steps done), with its stdout: what a Ctrl-C test interrupts.
+fn training_child(
+    out: &Path,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
     let mut child = bin()
         .args([
             "train",
@@ -225,13 +230,14 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits_130() {
             "10000000",
             "--eval-every",
             "10000000",
+            "--out",
         ])
-        .args(["--loss-every", "1000", "--out", out.to_str().unwrap()])
+        .arg(out)
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until training runs (the header lines are out and some steps are done), then interrupt.
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     while !line.starts_with("run folder") {
@@ -242,6 +248,15 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits_130() {
         );
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
+    (child, stdout)
+}
+
+#[test]
+fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits_130() {
+    let d = temp_dir("sigint");
+    let out = d.join("run");
+    // Interrupted once it trains; `_stdout` keeps the pipe open for the lines still to come.
+    let (child, _stdout) = training_child(&out, &["--loss-every", "1000"]);
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -440,30 +455,7 @@ fn eval_prints_accuracy_and_the_confusion_matrix() {
 fn a_double_ctrl_c_leaves_every_file_consistent() {
     let d = temp_dir("sigint-twice");
     let out = d.join("run");
-    let mut child = bin()
-        .args([
-            "train",
-            "--device",
-            "cpu",
-            "--grad",
-            "backprop",
-            "--iters",
-            "10000000",
-            "--eval-every",
-            "10000000",
-        ])
-        .args(["--out", out.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.starts_with("run folder") {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (child, _stdout) = training_child(&out, &[]);
     for _ in 0..2 {
         Command::new("kill")
             .args(["-INT", &child.id().to_string()])
