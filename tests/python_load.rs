@@ -2,55 +2,15 @@
 //! pass there agrees with ours. Runs where python3 has both packages; `.ci/run` installs them,
 //! so with CI=true their absence fails.
 
+mod common;
+
 use gpu_train::checkpoint;
 use gpu_train::cpu::{forward::forward, Real};
 use std::process::Command;
 
-/// README's Python block that loads a checkpoint, with the list's indentation taken off (what a
-/// reader's copy from the rendered page gives).
-fn readme_block() -> String {
-    let readme = include_str!("../README.md");
-    let blocks: Vec<&str> = readme
-        .split("```python\n")
-        .skip(1)
-        .map(|rest| rest.split("```").next().unwrap())
-        .filter(|code| code.contains("safe_open"))
-        .collect();
-    assert_eq!(
-        blocks.len(),
-        1,
-        "README.md should have one block loading a checkpoint"
-    );
-    let indent = blocks[0]
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    blocks[0]
-        .lines()
-        .map(|l| if l.len() >= indent { &l[indent..] } else { "" })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn a_checkpoint_loads_in_python_with_numpy() {
-    let has = Command::new("python3")
-        .args(["-c", "import numpy, safetensors"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !has {
-        // .ci/run sets GPU_TRAIN_NO_PYTHON only when it tried to install them and could not.
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true")
-                || std::env::var_os("GPU_TRAIN_NO_PYTHON").is_some(),
-            "python3 with numpy and safetensors is required in CI (pip install numpy safetensors)"
-        );
-        eprintln!(
-            "skipped: python3 with numpy and safetensors not found (pip install numpy safetensors)"
-        );
+    if !common::python_has("numpy, safetensors") {
         return;
     }
     // The README's block runs in a folder holding runs/first, as after the README's step 2.
@@ -82,7 +42,7 @@ fn a_checkpoint_loads_in_python_with_numpy() {
     );
     let ckpt = run.join("checkpoint.safetensors");
     let py = Command::new("python3")
-        .args(["-c", &readme_block()])
+        .args(["-c", &common::readme_python_block("safe_open")])
         .current_dir(&dir)
         .output()
         .unwrap();

@@ -86,3 +86,49 @@ impl gpu_train::backend::Backend for WrongB2 {
         self.0.evaluate(s)
     }
 }
+
+/// The one ```python block of README.md containing `marker`, with a list's indentation taken
+/// off (what a reader's copy from the rendered page gives).
+pub fn readme_python_block(marker: &str) -> String {
+    let readme = include_str!("../../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```python\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .filter(|code| code.contains(marker))
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        1,
+        "README.md should have one Python block with {marker:?}"
+    );
+    let indent = blocks[0]
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    blocks[0]
+        .lines()
+        .map(|l| if l.len() >= indent { &l[indent..] } else { "" })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether python3 imports `modules` (e.g. "numpy, safetensors"). Without them a test may skip
+/// only outside CI, or when .ci/run said it could not install them (GPU_TRAIN_NO_PYTHON).
+pub fn python_has(modules: &str) -> bool {
+    let has = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has {
+        assert!(
+            !ci() || std::env::var_os("GPU_TRAIN_NO_PYTHON").is_some(),
+            "python3 with {modules} is required in CI (pip install {})",
+            modules.replace(',', "")
+        );
+        eprintln!("skipped: python3 with {modules} not found");
+    }
+    has
+}
