@@ -205,14 +205,17 @@ pub fn plan(req: &TrainRequest) -> Result<Plan> {
             (r.spec, r.cfg, r.params, Some(r.start), r.folder)
         }
     };
-    crate::budget::check_memory(
-        "train",
-        &spec,
-        cfg.batch,
-        mnist.pixels(),
-        matches!(cfg.grad, GradMethod::Numerical { .. }),
-        2,
-    )?;
+    if req.resume.is_some() {
+        // A resume's net and batch are the checkpoint's (a fresh run was checked above).
+        crate::budget::check_memory(
+            "train",
+            &spec,
+            cfg.batch,
+            mnist.pixels(),
+            matches!(cfg.grad, GradMethod::Numerical { .. }),
+            2,
+        )?;
+    }
     set_length(req, &mut cfg, train_size, start.as_ref())?;
     Ok(Plan {
         data: Arc::new(mnist),
