@@ -218,17 +218,11 @@ pub fn check_gradcheck(batch: usize, h: f64, train_len: usize) -> Result<()> {
             "--h",
             format!(
                 "must be a positive number, got {}; the chapter uses 1e-4",
-                flag_float(h)
+                crate::fmt::number(h)
             ),
         ));
     }
     Ok(())
-}
-
-/// A float as a flag's value is echoed: as typed for ordinary magnitudes, in exponent form for
-/// very large or small ones (`1e308`, not 309 digits).
-pub fn flag_float(x: f64) -> String {
-    crate::fmt::number(x)
 }
 
 #[cfg(test)]
@@ -301,15 +295,6 @@ mod tests {
             let e = check_gradcheck(3, h, 100).unwrap_err().to_string();
             assert!(e.contains("--h"), "{h}: {e}");
         }
-    }
-
-    #[test]
-    fn floats_are_echoed_briefly() {
-        assert_eq!(flag_float(0.1), "0.1");
-        assert_eq!(flag_float(1e308), "1e308");
-        assert_eq!(flag_float(1e-7), "1e-7");
-        assert_eq!(flag_float(250.0), "250");
-        assert!(flag_float(1e308).len() < 10);
     }
 
     #[test]

@@ -36,6 +36,9 @@ mod tests {
         assert_eq!(number(1e-30), "1e-30");
         assert_eq!(number(f64::NAN), "NaN");
         assert_eq!(number(123456.0), "123456");
+        assert_eq!(number(1e-7), "1e-7");
+        assert_eq!(number(250.0), "250");
+        assert!(number(1e308).len() < 10);
         assert_eq!(super::rounded(1e30 / 10.0), "1e29");
         assert_eq!(super::rounded(0.01), "0.01");
         for v in [1e308, 3.7e-9, 0.1, 12.5, 1e6] {

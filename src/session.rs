@@ -381,8 +381,8 @@ fn check_resume_flags(
         ("seed", req.seed.to_string(), c.seed.to_string()),
         (
             "sampler",
-            sampler_name(req.sampler).into(),
-            sampler_name(c.sampler).into(),
+            req.sampler.as_str().into(),
+            c.sampler.as_str().into(),
         ),
         ("grad", r_method.into(), method.into()),
         (
@@ -415,11 +415,6 @@ fn join(v: &[usize]) -> String {
         .map(|n| n.to_string())
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// The command line's name of a sampler.
-pub fn sampler_name(s: SamplerKind) -> &'static str {
-    s.as_str()
 }
 
 /// (method, strategy, h) as the command line names them.
@@ -666,7 +661,7 @@ pub fn config_json(plan: &Plan, device: &str, choice: &str) -> serde_json::Value
         "eval_every": plan.cfg.eval_every,
         "loss_every": plan.cfg.loss_every,
         "seed": plan.cfg.seed,
-        "sampler": sampler_name(plan.cfg.sampler),
+        "sampler": plan.cfg.sampler.as_str(),
         "precision": match req.precision { Precision::F32 => "f32", Precision::F64 => "f64" },
         "device": { "name": device, "choice": choice },
         "resumed_from": req.resume.as_ref().map(|p| p.display().to_string()),
