@@ -294,8 +294,6 @@ pub struct GpuBackend {
     chunk: Option<ChunkState>,
     /// `train_steps`' launches per batch size (bound to `chunk`'s buffers).
     train_plans: HashMap<usize, TrainPlan>,
-    /// The learning rate the training plans' SGD launches hold.
-    train_lr: Option<f32>,
     /// The gathers of each evaluation chunk (split, first row, rows), built on first use.
     eval_gathers: HashMap<(bool, usize, usize), Vec<Dispatch>>,
 }
@@ -458,7 +456,6 @@ impl GpuBackend {
             numerical: HashMap::new(),
             chunk: None,
             train_plans: HashMap::new(),
-            train_lr: None,
             eval_gathers: HashMap::new(),
         })
     }
@@ -538,7 +535,7 @@ impl GpuBackend {
                     &plan.post,
                     &plan.probs,
                 );
-                record_all(&self.ctx, &mut encoder, num.dispatches.iter().chain(sgd));
+                record_all(&self.ctx, &mut encoder, num.launches().iter().chain(sgd));
             }
         }
         batch.gathered = true;
@@ -577,7 +574,7 @@ impl GpuBackend {
             .get(&key)?
             .numerical
             .get(&strategy)
-            .map(|n| n.dispatches.len())
+            .map(|n| n.launches().len())
     }
 
     /// Builds what `method` needs on the selected batch's plan: the numerical gradient's
@@ -687,7 +684,6 @@ impl GpuBackend {
             start: ctx.storage("chunk start parameters", self.spec.num_params())?,
         });
         self.train_plans.clear();
-        self.train_lr = None;
         Ok(())
     }
 
@@ -713,7 +709,6 @@ impl GpuBackend {
                 &buffers,
             )?;
             self.train_plans.insert(rows, plan);
-            self.train_lr = None;
         }
         if let GradMethod::Numerical { strategy, h } = method {
             if !(h.is_finite() && h > 0.0) {
@@ -740,11 +735,8 @@ impl GpuBackend {
                 &buffers,
             )?;
         }
-        if self.train_lr != Some(lr) {
-            for plan in self.train_plans.values() {
-                sgd::set_lr(&self.ctx, plan.sgd(), lr);
-            }
-            self.train_lr = Some(lr);
+        for plan in self.train_plans.values_mut() {
+            plan.set_lr(&self.ctx, lr);
         }
         Ok(())
     }

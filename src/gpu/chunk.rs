@@ -49,6 +49,8 @@ pub(crate) struct TrainPlan {
     backward: Vec<Dispatch>,
     sgd: Dispatch,
     numerical: HashMap<PerturbStrategy, NumericalPlan>,
+    /// The learning rate the SGD launch (and a numerical plan that updates itself) applies.
+    lr: Option<f32>,
     /// Kept alive for the bound launches.
     #[allow(dead_code)]
     deltas: [wgpu::Buffer; 2],
@@ -199,6 +201,7 @@ impl TrainPlan {
             backward,
             sgd,
             numerical: HashMap::new(),
+            lr: None,
             deltas,
         })
     }
@@ -234,33 +237,48 @@ impl TrainPlan {
         }
         if let Some(n) = self.numerical.get_mut(&strategy) {
             n.set_h(ctx, h);
+            // The memo's sums apply the update themselves: one launch fewer an iteration.
+            n.fuse_update(ctx, Some(self.lr.unwrap_or(0.0)));
         }
         Ok(())
     }
 
-    /// The update's launch, whose learning rate the backend keeps current.
-    pub(crate) fn sgd(&self) -> &Dispatch {
-        &self.sgd
+    /// Applies `lr` from the next submission on (the SGD launch and every numerical plan that
+    /// updates the parameters itself).
+    pub(crate) fn set_lr(&mut self, ctx: &Context, lr: f32) {
+        if self.lr != Some(lr) {
+            sgd::set_lr(ctx, &self.sgd, lr);
+            for n in self.numerical.values_mut() {
+                n.fuse_update(ctx, Some(lr));
+            }
+            self.lr = Some(lr);
+        }
     }
 
     /// The launches of one iteration of `strategy` (None: backprop).
     pub(crate) fn iteration(&self, strategy: Option<PerturbStrategy>) -> Result<Vec<&Dispatch>> {
-        let rest: Vec<&Dispatch> = match strategy {
-            None => std::iter::once(&self.head_delta)
-                .chain(&self.backward)
-                .collect(),
+        let (rest, sgd): (Vec<&Dispatch>, bool) = match strategy {
+            None => (
+                std::iter::once(&self.head_delta)
+                    .chain(&self.backward)
+                    .collect(),
+                true,
+            ),
             Some(s) => {
                 let n = self.numerical.get(&s).ok_or_else(|| {
                     Error::Gpu("the chunk's numerical launches are missing (a bug)".into())
                 })?;
-                std::iter::once(&self.head).chain(&n.dispatches).collect()
+                (
+                    std::iter::once(&self.head).chain(n.launches()).collect(),
+                    !n.updates(),
+                )
             }
         };
         Ok(self
             .front
             .iter()
             .chain(rest)
-            .chain(std::iter::once(&self.sgd))
+            .chain(sgd.then_some(&self.sgd))
             .collect())
     }
 

@@ -24,6 +24,7 @@ pub mod head;
 pub mod kernels;
 pub mod matmul;
 pub mod numerical;
+pub mod numerical_memo;
 pub mod sgd;
 pub mod softmax;
 

@@ -8,9 +8,11 @@
 
 use super::context::Context;
 use super::kernels::{build, groups_1d, word, Dispatch, Kernel, Slot};
+use super::numerical_memo::{self, MemoPlan};
 use crate::backend::PerturbStrategy;
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
+use std::cell::OnceCell;
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/numerical.wgsl");
 
@@ -29,14 +31,56 @@ const H_WORD: usize = 6;
 pub const INCREMENTAL_EVALS_PER_DISPATCH: usize = 1 << 23;
 pub const FULL_MACS_PER_DISPATCH: usize = 1 << 30;
 
-/// The one pipeline a run's numerical gradient uses: its strategy's entry point, built with
-/// DEEP = false for nets with one hidden layer (without the deep path's change-vector arrays,
-/// which lavapipe zero-fills on every invocation whether used or not: 784-50-10 incremental
-/// 1.33 s -> ~0.1 s a step there; `full` then streams the hidden layer, so it may be any width).
-/// Only what the run uses is compiled: `full`'s double-f32 kernels take seconds on lavapipe.
+/// The pipelines a run's numerical gradient uses, each built on first use: its strategy's entry
+/// point, built with DEEP = false for nets with one hidden layer (without the deep path's
+/// change-vector arrays, which lavapipe zero-fills on every invocation whether used or not:
+/// 784-50-10 incremental 1.33 s -> ~0.1 s a step there; `full` then streams the hidden layer, so it
+/// may be any width), and for `incremental` on one hidden layer the memo kernels
+/// (`numerical_memo`), which replace that entry point wherever the memo fits. Only what the run
+/// uses is compiled: `full`'s double-f32 kernels take seconds on lavapipe.
 #[derive(Debug)]
 pub(crate) struct Pipelines {
-    kernel: Kernel,
+    strategy: PerturbStrategy,
+    shallow: bool,
+    source: String,
+    kernel: OnceCell<Kernel>,
+    memo: OnceCell<numerical_memo::Pipelines>,
+}
+
+impl Pipelines {
+    /// The per-parameter entry point of the strategy (numerical.wgsl).
+    fn kernel(&self, ctx: &Context) -> Result<&Kernel> {
+        if self.kernel.get().is_none() {
+            let (strategy, shallow) = (self.strategy, self.shallow);
+            let kernel = build(ctx, "numerical.wgsl", &self.source, |ctx, module| {
+                let slots = [Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite];
+                let entry = strategy.name();
+                let (name, constants): (String, &[(&str, f64)]) = if shallow {
+                    (
+                        format!("numerical {entry} (one hidden layer)"),
+                        &[("DEEP", 0.0)],
+                    )
+                } else {
+                    (format!("numerical {entry}"), &[])
+                };
+                Kernel::new(ctx, module, &name, entry, &slots, constants)
+            })?;
+            let _ = self.kernel.set(kernel);
+        }
+        self.kernel
+            .get()
+            .ok_or_else(|| Error::Gpu("the numerical pipeline is missing (a bug)".into()))
+    }
+
+    /// The memo kernels (numerical_memo.wgsl).
+    fn memo(&self, ctx: &Context) -> Result<&numerical_memo::Pipelines> {
+        if self.memo.get().is_none() {
+            let _ = self.memo.set(numerical_memo::pipelines(ctx)?);
+        }
+        self.memo
+            .get()
+            .ok_or_else(|| Error::Gpu("the numerical memo pipelines are missing (a bug)".into()))
+    }
 }
 
 /// The length the kernels' private arrays need for `spec`: the classes, and on nets with more
@@ -51,10 +95,11 @@ pub fn array_width(spec: &MlpSpec) -> usize {
     spec.classes.max(deep).max(1)
 }
 
-/// The numerical pipeline of `strategy` for `spec`, its arrays sized by `array_width`, at most
-/// MAX_WIDTH (`plan` refuses, with `check_widths`, a model whose arrays would need more).
+/// The numerical pipelines of `strategy` for `spec` (built when first used), numerical.wgsl's
+/// arrays sized by `array_width`, at most MAX_WIDTH (`plan` refuses, with `check_widths`, a
+/// model whose arrays would need more).
 pub(crate) fn pipelines(
-    ctx: &Context,
+    _ctx: &Context,
     spec: &MlpSpec,
     strategy: PerturbStrategy,
 ) -> Result<Pipelines> {
@@ -64,22 +109,12 @@ pub(crate) fn pipelines(
             "shaders/numerical.wgsl lacks the line `{WIDTH_LINE}` the launcher specializes (a bug)"
         )));
     }
-    let source = SOURCE.replace(WIDTH_LINE, &format!("const WIDTH: u32 = {width}u;"));
-    let shallow = spec.layers().len() <= 2;
-    build(ctx, "numerical.wgsl", &source, |ctx, module| {
-        let slots = [Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite];
-        let entry = strategy.name();
-        let (name, constants): (String, &[(&str, f64)]) = if shallow {
-            (
-                format!("numerical {entry} (one hidden layer)"),
-                &[("DEEP", 0.0)],
-            )
-        } else {
-            (format!("numerical {entry}"), &[])
-        };
-        Pipelines {
-            kernel: Kernel::new(ctx, module, &name, entry, &slots, constants),
-        }
+    Ok(Pipelines {
+        strategy,
+        shallow: spec.layers().len() <= 2,
+        source: SOURCE.replace(WIDTH_LINE, &format!("const WIDTH: u32 = {width}u;")),
+        kernel: OnceCell::new(),
+        memo: OnceCell::new(),
     })
 }
 
@@ -241,7 +276,10 @@ pub fn parameter_chunks(
 pub(crate) struct NumericalPlan {
     pub(crate) cache: wgpu::Buffer,
     pub(crate) layout: CacheLayout,
-    pub(crate) dispatches: Vec<Dispatch>,
+    /// The per-parameter kernel's launches (none where the memo runs instead).
+    dispatches: Vec<Dispatch>,
+    /// `incremental` on one hidden layer where the memo fits: its two launches.
+    memo: Option<MemoPlan>,
     h: f32,
 }
 
@@ -262,6 +300,40 @@ pub(crate) fn plan(
     cache: Option<&wgpu::Buffer>,
 ) -> Result<NumericalPlan> {
     check_widths(spec, strategy)?;
+    let layout = cache_layout(spec, rows)?;
+    let cache = match cache {
+        Some(c) => c.clone(),
+        None => ctx.storage("numerical-gradient cache", layout.words)?,
+    };
+    ctx.write(&cache, 0, &layout.header);
+    if strategy == PerturbStrategy::Incremental
+        && numerical_memo::applies(
+            spec,
+            rows,
+            ctx.limits().max_storage_buffer_binding_size,
+            ctx.loop_iteration_cap(),
+        )
+    {
+        let memo = numerical_memo::plan(
+            k.memo(ctx)?,
+            ctx,
+            spec,
+            rows,
+            &layout,
+            h,
+            theta,
+            x,
+            &cache,
+            grad,
+        )?;
+        return Ok(NumericalPlan {
+            cache,
+            layout,
+            dispatches: Vec::new(),
+            memo: Some(memo),
+            h,
+        });
+    }
     if let Some(cap) = ctx.loop_iteration_cap() {
         let need = loop_iterations(spec, rows, strategy);
         if need > cap {
@@ -281,12 +353,6 @@ pub(crate) fn plan(
             )));
         }
     }
-    let layout = cache_layout(spec, rows)?;
-    let cache = match cache {
-        Some(c) => c.clone(),
-        None => ctx.storage("numerical-gradient cache", layout.words)?,
-    };
-    ctx.write(&cache, 0, &layout.header);
     let max_groups = ctx.limits().max_compute_workgroups_per_dimension;
     let mut dispatches = Vec::new();
     for (start, count) in parameter_chunks(spec, rows, strategy, max_groups) {
@@ -301,7 +367,7 @@ pub(crate) fn plan(
             // flags: bit 0 only; the other bits must stay 0, the shader's `kept` relies on it.
             u32::from(subtract_losses),
         ];
-        let kernel = &k.kernel;
+        let kernel = k.kernel(ctx)?;
         let groups = match strategy {
             PerturbStrategy::Incremental => groups_1d(ctx, count),
             PerturbStrategy::Full => {
@@ -315,13 +381,42 @@ pub(crate) fn plan(
         cache,
         layout,
         dispatches,
+        memo: None,
         h,
     })
 }
 
 impl NumericalPlan {
+    /// The launches of one gradient, in order.
+    pub(crate) fn launches(&self) -> &[Dispatch] {
+        match &self.memo {
+            Some(m) => &m.dispatches,
+            None => &self.dispatches,
+        }
+    }
+
+    /// Asks the launches to apply the SGD update themselves (Some(lr)) or not (None); false
+    /// where they cannot (the per-parameter kernels), and a separate SGD launch must follow.
+    pub(crate) fn fuse_update(&mut self, ctx: &Context, lr: Option<f32>) -> bool {
+        match &mut self.memo {
+            Some(m) => {
+                m.set_update(ctx, lr);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the launches apply the update themselves.
+    pub(crate) fn updates(&self) -> bool {
+        self.memo.as_ref().is_some_and(|m| m.updates())
+    }
+
     /// Uses `h` from the next submission on.
     pub(crate) fn set_h(&mut self, ctx: &Context, h: f32) {
+        if let Some(m) = &mut self.memo {
+            m.set_h(ctx, h);
+        }
         if self.h != h {
             for d in &self.dispatches {
                 d.set_param(ctx, H_WORD, h.to_bits());

@@ -1,0 +1,373 @@
+// numerical_memo: the incremental numerical gradient of a net with ONE hidden layer (the
+// chapter's 784-50-10), by a memo over pixel values, with the SGD update folded in. The same
+// derivative as numerical.wgsl's `incremental`, organised like the CPU twin's hot path
+// (cpu::numerical, add_last_hidden_layer: the distinct-value table and the row moments).
+//
+// Why a memo: perturbing W1[i, j] shifts pre-activation a1[j] of sample b by e = h x[b, i], so
+// the sample's loss change depends only on the VALUE x[b, i]. The data are u8 (x = v / 255 by
+//   gather's table): an image takes at most 255 non-zero values (MNIST: ~67 distinct against
+//   ~150 non-zero pixels), so memo[b, v, j] = g(h x_v) - g(-h x_v) is computed once per value
+//   the sample holds and W1's gradient is a sum of memo entries. b1[j] moves a1[j] by h, which is
+//   exactly the shift of v = 255 (x = 1): its slot is v = 255, always filled.
+// Why moments: g(e) = the sample's loss change when a1[j] moves by e = -log1p(p_t (expm1(dz w_t)
+//   - S) / ((1 + S)(p_t + 1e-7))), dz = sigmoid's change, S = sum_k p_k expm1(dz w_k). Term by
+//   term of expm1's series S = dz M1 + dz^2 M2 / 2 + dz^3 M3 / 6, M_n = sum_k p_k w_k^n: with
+//   the moments of (sample, unit) computed once, a shift costs a few multiply-adds instead of one
+//   expm1 per class. Valid (exact to f32) while every argument stays below SMALL = 1e-3, the
+//   CPU's rule (cpu::real::SMALL_ARG, RowShift::series_ok); otherwise the direct sum, as in
+//   numerical.wgsl.
+//
+// Shapes: B rows, I inputs, H hidden units, O classes. Flat parameters (model::Params): W1
+//   (I x H) at w1, b1 (H) at b1, W2 (H x O) at w2, b2 (O) right after W2. The forward cache
+//   (f32 words, labels as u32 bits) at the offsets of numerical::cache_layout: a1 (B x H) at pre,
+//   z1 (B x H) at post, probabilities (B x O) at probs, labels (B) at labels.
+// Entry points:
+//   memo_table: workgroup MEMO_WG x 1, grid (B, ceil(H / MEMO_WG)): one workgroup per sample and
+//     block of units. It marks in workgroup memory which values the sample's pixels take (a
+//     256-bit mask) and the f32 x of each, then invocation j writes memo[(b 256 + v) H + j] for
+//     every marked v.
+//   memo_sum: workgroup 256 x 1, one invocation per parameter of the flat layout (the grid
+//     folded into y past the per-dimension limit). W1[i, j] adds memo[b, x[b, i], j] over the
+//     samples whose pixel i is non-zero, in sample order; b1[j] the v = 255 entries; W2 and b2
+//     a one-logit loss change per sample (as `incremental` does them). No workgroup memory and
+//     no barrier: on lavapipe a barrier switches every SIMD group of the workgroup out and in,
+//     and a version that compacted each pixel's samples in workgroup memory took 5 ms of an
+//     11.6 ms iteration, against ~1.5 ms for this. Each invocation writes grad[p] = sum / (2 h B) and, when
+//     `update` is 1, theta[p] -= lr grad[p]: nothing else in this launch reads theta, so the
+//     update needs no launch of its own.
+// Bindings (group 0): 0 uniform Params; 1 theta (memo_table: read; memo_sum: read and written);
+//   2 x (B x I f32, read); 3 cache (read); 4 memo (B x 256 x H f32: memo_table writes it,
+//   memo_sum reads it); memo_sum also 5 grad (P f32, written).
+
+struct Params {
+    rows: u32,
+    inputs: u32,
+    hidden: u32,
+    classes: u32,
+    w1: u32,
+    b1: u32,
+    w2: u32,
+    // 1 sigmoid, 2 relu
+    act: u32,
+    pre: u32,
+    post: u32,
+    probs: u32,
+    labels: u32,
+    h: f32,
+    lr: f32,
+    // 1: memo_sum applies theta -= lr grad.
+    update: u32,
+    _pad0: u32,
+}
+
+// Threads per workgroup of memo_table (gpu::numerical_memo::MEMO_WG).
+const MEMO_WG: u32 = 64u;
+// Distinct u8 values: the memo's second dimension.
+const VALUES: u32 = 256u;
+const DELTA: f32 = 1e-7;
+// Below this |argument| the 3-term series of expm1 and log1p are exact to f32 (the truncation,
+// x^4 / 24, is below 2^-24 of x there). The CPU's SMALL_ARG.
+const SMALL: f32 = 1e-3;
+
+@group(0) @binding(0) var<uniform> u: Params;
+@group(0) @binding(1) var<storage, read_write> theta: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> cache: array<u32>;
+@group(0) @binding(4) var<storage, read_write> memo: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad: array<f32>;
+
+fn cf(i: u32) -> f32 {
+    return bitcast<f32>(cache[i]);
+}
+
+// The u8 value behind a gathered x = v / 255 (exact: x 255 is within an ulp of the integer v).
+fn value_of(xi: f32) -> u32 {
+    return min(u32(round(clamp(xi, 0.0, 1.0) * 255.0)), 255u);
+}
+
+fn expm1_series(x: f32) -> f32 {
+    return x * (1.0 + x * (0.5 + x * (1.0 / 6.0)));
+}
+
+fn log1p_series(x: f32) -> f32 {
+    return x * (1.0 + x * (-0.5 + x * (1.0 / 3.0)));
+}
+
+// expm1 and log1p anywhere, to a few ulps (numerical.wgsl's expm1c and log1pc).
+fn expm1c(x: f32) -> f32 {
+    if (abs(x) < 1e-2) {
+        return x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0 + x * (1.0 / 720.0))))));
+    }
+    let e = exp(x);
+    let em1 = e - 1.0;
+    if (em1 == -1.0) {
+        return -1.0;
+    }
+    return em1 * x / log(e);
+}
+
+fn log1pc(x: f32) -> f32 {
+    if (abs(x) < 1e-2) {
+        return x * (1.0 + x * (-0.5 + x * (1.0 / 3.0 + x * (-0.25 + x * (0.2 + x * (-1.0 / 6.0))))));
+    }
+    let v = 1.0 + x;
+    return log(v) * x / (v - 1.0);
+}
+
+// The sample's loss change from p_t, expm1(d_t) and S = sum_k p_k expm1(d_k).
+fn change_from(pt: f32, dt_em1: f32, s: f32) -> f32 {
+    let dp = pt * (dt_em1 - s) / (1.0 + s);
+    return -log1pc(dp / (pt + DELTA));
+}
+
+// One hidden unit of one sample, with what every shift of it needs precomputed
+// (cpu::activation::ActivationPoint and cpu::cross_entropy::RowShift together).
+struct Unit {
+    // Pre-activation a1[j]; sigmoid: u = exp(-|a|), inv = 1 / (1 + u), sign of a.
+    a: f32,
+    u: f32,
+    inv: f32,
+    sign: f32,
+    // M_n / n! of the unit's row of W2 under the sample's probabilities, n = 1, 2, 3.
+    m1: f32,
+    m2: f32,
+    m3: f32,
+    w_max: f32,
+    w_t: f32,
+    // p_t / (p_t + 1e-7).
+    c: f32,
+    // 0 every shift by the series, 1 relu dead for every shift (all changes 0), 2 the direct way.
+    regime: u32,
+    b: u32,
+    j: u32,
+}
+
+fn unit_at(b: u32, j: u32) -> Unit {
+    let o = u.classes;
+    let a = cf(u.pre + b * u.hidden + j);
+    var s: Unit;
+    s.a = a;
+    s.b = b;
+    s.j = j;
+    s.sign = select(-1.0, 1.0, a >= 0.0);
+    s.u = 0.0;
+    if (u.act == 1u) {
+        s.u = exp(-abs(a));
+    }
+    s.inv = 1.0 / (1.0 + s.u);
+    let row = u.w2 + j * o;
+    let probs = u.probs + b * o;
+    let t = cache[u.labels + b];
+    var m1 = 0.0;
+    var m2 = 0.0;
+    var m3 = 0.0;
+    var w_max = 0.0;
+    for (var k = 0u; k < o; k++) {
+        let w = theta[row + k];
+        w_max = max(w_max, abs(w));
+        var pw = cf(probs + k) * w;
+        m1 += pw;
+        pw *= w;
+        m2 += pw;
+        pw *= w;
+        m3 += pw;
+    }
+    s.m1 = m1;
+    s.m2 = m2 * 0.5;
+    s.m3 = m3 * (1.0 / 6.0);
+    s.w_max = w_max;
+    s.w_t = theta[row + t];
+    let pt = cf(probs + t);
+    s.c = pt / (pt + DELTA);
+    // Every shift of the unit is |e| <= h (x <= 1; the bias moves it by h).
+    let e_max = u.h;
+    if (u.act == 1u) {
+        // sigmoid' <= 1/4 bounds the unit's change, 2.5 the log1p argument (RowShift::series_ok).
+        s.regime = select(2u, 0u, e_max < SMALL && e_max * 0.25 * w_max * 2.5 < SMALL);
+    } else if (a > e_max) {
+        s.regime = select(2u, 0u, e_max * w_max * 2.5 < SMALL);
+    } else if (a + e_max <= 0.0) {
+        s.regime = 1u;
+    } else {
+        s.regime = 2u;
+    }
+    return s;
+}
+
+// g(e) in the series regime: the unit's change, then the loss change through its row.
+fn change_series(s: Unit, e: f32) -> f32 {
+    var dz = e;
+    if (u.act == 1u) {
+        let em1 = expm1_series(-(s.sign * e));
+        dz = -(s.sign * em1 * s.u * s.inv) / (1.0 + s.u * (em1 + 1.0));
+    }
+    let sum = ((s.m3 * dz + s.m2) * dz + s.m1) * dz;
+    return -log1p_series((expm1_series(dz * s.w_t) - sum) * s.c / (1.0 + sum));
+}
+
+// act(a + e) - act(a) without cancellation (numerical.wgsl's act_change).
+fn act_change(s: Unit, e: f32) -> f32 {
+    if (u.act == 1u) {
+        let em1 = expm1c(-(s.sign * e));
+        let d = -em1 * s.u * s.inv / (1.0 + s.u * (em1 + 1.0));
+        return s.sign * d;
+    }
+    let a = s.a;
+    let b = a + e;
+    if (a > 0.0 && b > 0.0) {
+        return e;
+    }
+    if (a <= 0.0 && b <= 0.0) {
+        return 0.0;
+    }
+    return max(b, 0.0) - max(a, 0.0);
+}
+
+// g(e) the direct way: one expm1 per class.
+fn change_direct(s: Unit, e: f32) -> f32 {
+    let dz = act_change(s, e);
+    if (dz == 0.0) {
+        return 0.0;
+    }
+    let o = u.classes;
+    let row = u.w2 + s.j * o;
+    let probs = u.probs + s.b * o;
+    let t = cache[u.labels + s.b];
+    var sum = 0.0;
+    var dt = 0.0;
+    for (var k = 0u; k < o; k++) {
+        let em1 = expm1c(dz * theta[row + k]);
+        sum += cf(probs + k) * em1;
+        if (k == t) {
+            dt = em1;
+        }
+    }
+    return change_from(cf(probs + t), dt, sum);
+}
+
+// g(e) - g(-e): the sample's share of a central difference whose perturbation shifts a1[j] by e.
+fn pair(s: Unit, e: f32) -> f32 {
+    if (s.regime == 0u) {
+        return change_series(s, e) - change_series(s, -e);
+    }
+    if (s.regime == 1u) {
+        return 0.0;
+    }
+    return change_direct(s, e) - change_direct(s, -e);
+}
+
+// Which values sample b's pixels take (bit v of marks), and each one's x, as u32 bits (atomic
+// stores of the same bits from every lane that holds the value: no race).
+var<workgroup> marks: array<atomic<u32>, 8>;
+var<workgroup> xs: array<atomic<u32>, 256>;
+
+@compute @workgroup_size(64, 1, 1)
+fn memo_table(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let b = wid.x;
+    let row = b * u.inputs;
+    for (var i = lid.x; i < u.inputs; i += MEMO_WG) {
+        let xi = x[row + i];
+        if (xi != 0.0) {
+            let v = value_of(xi);
+            atomicOr(&marks[v >> 5u], 1u << (v & 31u));
+            atomicStore(&xs[v], bitcast<u32>(xi));
+        }
+    }
+    if (lid.x == 0u) {
+        // The bias's slot: x = 1 exactly (a pixel of 255 stores the same bits).
+        atomicOr(&marks[7u], 1u << 31u);
+        atomicStore(&xs[255u], bitcast<u32>(1.0));
+    }
+    workgroupBarrier();
+    let j = wid.y * MEMO_WG + lid.x;
+    if (j >= u.hidden) {
+        return;
+    }
+    let s = unit_at(b, j);
+    let h = u.h;
+    let base = b * VALUES * u.hidden + j;
+    for (var w = 0u; w < 8u; w++) {
+        var bits = atomicLoad(&marks[w]);
+        while (bits != 0u) {
+            let v = w * 32u + firstTrailingBit(bits);
+            bits &= bits - 1u;
+            let e = h * bitcast<f32>(atomicLoad(&xs[v]));
+            memo[base + v * u.hidden] = pair(s, e);
+        }
+    }
+}
+
+// The loss change of sample b when logit k moves by e (only what one logit reaches).
+fn one_logit(b: u32, k: u32, e: f32) -> f32 {
+    let probs = u.probs + b * u.classes;
+    let t = cache[u.labels + b];
+    let em1 = expm1c(e);
+    return change_from(cf(probs + t), select(0.0, em1, k == t), cf(probs + k) * em1);
+}
+
+fn finish(p: u32, acc: f32) {
+    let g = acc / (2.0 * u.h * f32(u.rows));
+    grad[p] = g;
+    if (u.update == 1u) {
+        theta[p] = theta[p] - u.lr * g;
+    }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn memo_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let q = gid.x + gid.y * groups.x * 256u;
+    let hidden = u.hidden;
+    let stride = VALUES * hidden;
+    let w1_len = u.inputs * hidden;
+    var acc = 0.0;
+    if (q < w1_len) {
+        // W1[i, j]: the memo entry of each sample's value of pixel i (lanes of one i agree on
+        // every branch).
+        let i = q / hidden;
+        let j = q % hidden;
+        // 32 samples at a time: first which pixels are non-zero (branch-free, so the loop
+        // unrolls), then only those samples' memo entries, in sample order.
+        for (var first = 0u; first < u.rows; first += 32u) {
+            let top = min(32u, u.rows - first);
+            var bits = 0u;
+            for (var n = 0u; n < top; n++) {
+                bits |= select(0u, 1u << n, x[(first + n) * u.inputs + i] != 0.0);
+            }
+            while (bits != 0u) {
+                let b = first + firstTrailingBit(bits);
+                bits &= bits - 1u;
+                acc += memo[b * stride + value_of(x[b * u.inputs + i]) * hidden + j];
+            }
+        }
+        finish(u.w1 + q, acc);
+        return;
+    }
+    if (q < w1_len + hidden) {
+        let j = q - w1_len;
+        for (var b = 0u; b < u.rows; b++) {
+            acc += memo[b * stride + 255u * hidden + j];
+        }
+        finish(u.b1 + j, acc);
+        return;
+    }
+    // W2[jj, k] (its input z1[b, jj] shifts logit k by h z) and b2[k] (by h).
+    let r = q - w1_len - hidden;
+    let o = u.classes;
+    if (r >= (hidden + 1u) * o) {
+        return;
+    }
+    let k = r % o;
+    let jj = r / o;
+    for (var b = 0u; b < u.rows; b++) {
+        var e = u.h;
+        if (jj < hidden) {
+            let z = cf(u.post + b * hidden + jj);
+            if (z == 0.0) {
+                continue;
+            }
+            e = u.h * z;
+        }
+        acc += one_logit(b, k, e) - one_logit(b, k, -e);
+    }
+    finish(u.w2 + r, acc);
+}

@@ -1,0 +1,248 @@
+//! Launcher of shaders/numerical_memo.wgsl: the incremental numerical gradient of a net with one
+//! hidden layer in two launches, a memo over pixel values (`memo_table`) and the sums
+//! (`memo_sum`, which may apply the SGD update too). CPU twin: `cpu::numerical` (its
+//! distinct-value table and row moments, `add_last_hidden_layer`).
+//!
+//! It replaces numerical.wgsl's `incremental` entry point where it applies (`applies`): one
+//! hidden layer and a memo of B x 256 x H floats within `MEMO_MAX_BYTES` and the adapter's
+//! binding size. The inputs must be the gather's u8 pixels over 255 (every GPU batch is).
+
+use super::context::Context;
+use super::kernels::{act_code, build, groups_1d, word, Dispatch, Kernel, Slot};
+use super::numerical::CacheLayout;
+use crate::error::{Error, Result};
+use crate::model::MlpSpec;
+
+pub(crate) const SOURCE: &str = include_str!("../../shaders/numerical_memo.wgsl");
+
+/// Threads per workgroup of memo_table (shaders/numerical_memo.wgsl: MEMO_WG); memo_sum is a
+/// 1-D kernel of `kernels::WORKGROUP_1D`.
+pub const MEMO_WG: u32 = 64;
+
+/// Distinct u8 values: the memo holds one entry per (sample, value, unit).
+pub const VALUES: usize = 256;
+
+/// The largest memo the plan allocates (batch 1000 x hidden 250 is 256 MB); past it the
+/// per-parameter kernel runs instead, which needs no memo.
+pub const MEMO_MAX_BYTES: u64 = 256 << 20;
+
+/// Bytes of the memo for `rows` samples of `spec`.
+pub fn memo_bytes(spec: &MlpSpec, rows: usize) -> u64 {
+    let hidden = spec.hidden.first().copied().unwrap_or(0) as u64;
+    rows as u64 * VALUES as u64 * hidden * 4
+}
+
+/// Loop iterations the busiest invocation of either launch runs (every loop counted), for
+/// drivers that cap them (`Context::loop_iteration_cap`).
+pub fn loop_iterations(spec: &MlpSpec, rows: usize) -> u64 {
+    let (i, c) = (spec.input as u64, spec.classes as u64);
+    let rows = rows as u64;
+    let wg = u64::from(MEMO_WG);
+    // memo_table: its share of the pixels, the row's moments, then every value, each the
+    // direct way at worst (two loops over the classes).
+    let table = i.div_ceil(wg) + c + 8 + VALUES as u64 * (1 + 2 * c);
+    // memo_sum: one loop over the samples.
+    let sum = rows;
+    table.max(sum)
+}
+
+/// Whether the memo kernels compute `spec`'s incremental gradient on batches of `rows` here.
+pub fn applies(spec: &MlpSpec, rows: usize, max_binding: u64, loop_cap: Option<u64>) -> bool {
+    let bytes = memo_bytes(spec, rows);
+    spec.hidden.len() == 1
+        && bytes > 0
+        && bytes <= MEMO_MAX_BYTES.min(max_binding)
+        && loop_cap.is_none_or(|cap| loop_iterations(spec, rows) <= cap)
+}
+
+/// The two pipelines (built only for runs that use them).
+#[derive(Debug)]
+pub(crate) struct Pipelines {
+    table: Kernel,
+    sum: Kernel,
+}
+
+pub(crate) fn pipelines(ctx: &Context) -> Result<Pipelines> {
+    use Slot::*;
+    build(ctx, "numerical_memo.wgsl", SOURCE, |ctx, module| {
+        Pipelines {
+            table: Kernel::new(
+                ctx,
+                module,
+                "numerical memo: table",
+                "memo_table",
+                &[ReadWrite, Read, Read, ReadWrite],
+                &[],
+            ),
+            sum: Kernel::new(
+                ctx,
+                module,
+                "numerical memo: sums (+ SGD)",
+                "memo_sum",
+                &[ReadWrite, Read, Read, ReadWrite, ReadWrite],
+                &[],
+            ),
+        }
+    })
+}
+
+/// The kernels' parameters (shaders/numerical_memo.wgsl, `Params`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MemoParams {
+    rows: u32,
+    inputs: u32,
+    hidden: u32,
+    classes: u32,
+    w1: u32,
+    b1: u32,
+    w2: u32,
+    act: u32,
+    pre: u32,
+    post: u32,
+    probs: u32,
+    labels: u32,
+    h: f32,
+    lr: f32,
+    update: u32,
+    _pad0: u32,
+}
+
+/// Word indices of the fields the plan rewrites.
+const H_WORD: usize = 12;
+const LR_WORD: usize = 13;
+const UPDATE_WORD: usize = 14;
+
+/// The two launches of one gradient, bound once, and the memo they share.
+#[derive(Debug)]
+pub(crate) struct MemoPlan {
+    #[allow(dead_code)]
+    memo: wgpu::Buffer,
+    pub(crate) dispatches: Vec<Dispatch>,
+    h: f32,
+    /// The learning rate memo_sum applies, or None when it only writes the gradient.
+    lr: Option<f32>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan(
+    k: &Pipelines,
+    ctx: &Context,
+    spec: &MlpSpec,
+    rows: usize,
+    layout: &CacheLayout,
+    h: f32,
+    theta: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    cache: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+) -> Result<MemoPlan> {
+    let layers = spec.layers();
+    if layers.len() != 2 {
+        return Err(Error::Gpu(format!(
+            "the numerical memo is for one hidden layer, not {} (a bug)",
+            spec.describe()
+        )));
+    }
+    let (l0, l1) = (layers[0], layers[1]);
+    let hidden = l0.fan_out;
+    let memo = ctx.storage("numerical memo", rows * VALUES * hidden)?;
+    let params = MemoParams {
+        rows: word("rows", rows)?,
+        inputs: word("inputs", l0.fan_in)?,
+        hidden: word("hidden units", hidden)?,
+        classes: word("classes", l1.fan_out)?,
+        w1: word("parameter offset", l0.w_offset)?,
+        b1: word("parameter offset", l0.b_offset)?,
+        w2: word("parameter offset", l1.w_offset)?,
+        act: act_code(spec.activation),
+        pre: word("cache offset", layout.pre_at[0])?,
+        post: word("cache offset", layout.post_at[0])?,
+        probs: word("cache offset", layout.probs_at)?,
+        labels: word("cache offset", layout.labels_at)?,
+        h,
+        lr: 0.0,
+        update: 0,
+        _pad0: 0,
+    };
+    let blocks = hidden.div_ceil(MEMO_WG as usize);
+    let table = k.table.dispatch_with(
+        ctx,
+        &params,
+        &[theta, x, cache, &memo],
+        [word("rows", rows)?, word("unit blocks", blocks)?, 1],
+    )?;
+    let grid = groups_1d(ctx, spec.num_params());
+    let sum = k
+        .sum
+        .dispatch_with(ctx, &params, &[theta, x, cache, &memo, grad], grid)?;
+    Ok(MemoPlan {
+        memo,
+        dispatches: vec![table, sum],
+        h,
+        lr: None,
+    })
+}
+
+impl MemoPlan {
+    pub(crate) fn set_h(&mut self, ctx: &Context, h: f32) {
+        if self.h != h {
+            for d in &self.dispatches {
+                d.set_param(ctx, H_WORD, h.to_bits());
+            }
+            self.h = h;
+        }
+    }
+
+    /// From the next submission on, memo_sum also applies theta -= lr grad (Some), or only
+    /// writes the gradient (None).
+    pub(crate) fn set_update(&mut self, ctx: &Context, lr: Option<f32>) {
+        if self.lr != lr {
+            let sum = &self.dispatches[1];
+            sum.set_param(ctx, LR_WORD, lr.unwrap_or(0.0).to_bits());
+            sum.set_param(ctx, UPDATE_WORD, u32::from(lr.is_some()));
+            self.lr = lr;
+        }
+    }
+
+    /// Whether the launches apply the update themselves.
+    pub(crate) fn updates(&self) -> bool {
+        self.lr.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_match_the_shader_and_the_memo_is_bounded() {
+        assert_eq!(std::mem::size_of::<MemoParams>(), 64);
+        assert!(SOURCE.contains(&format!("const MEMO_WG: u32 = {MEMO_WG}u;")));
+        assert!(SOURCE.contains(&format!("@workgroup_size({MEMO_WG}, 1, 1)\nfn memo_table")));
+        let one_d = crate::gpu::kernels::WORKGROUP_1D;
+        assert!(SOURCE.contains(&format!("@workgroup_size({one_d}, 1, 1)\nfn memo_sum")));
+        assert!(SOURCE.contains(&format!("gid.y * groups.x * {one_d}u")));
+        assert!(SOURCE.contains(&format!("const VALUES: u32 = {VALUES}u;")));
+        assert_eq!(std::mem::offset_of!(MemoParams, h), H_WORD * 4);
+        assert_eq!(std::mem::offset_of!(MemoParams, lr), LR_WORD * 4);
+        assert_eq!(std::mem::offset_of!(MemoParams, update), UPDATE_WORD * 4);
+        let chapter = MlpSpec::two_layer(784, 50, 10).unwrap();
+        assert_eq!(memo_bytes(&chapter, 100), 100 * 256 * 50 * 4);
+        let cap = Some(65_535);
+        assert!(applies(&chapter, 100, 128 << 20, cap));
+        assert!(applies(&chapter, 1000, 128 << 20, cap));
+        // Too big a memo, or a deeper net: the per-parameter kernel.
+        let big = MlpSpec::two_layer(784, 1000, 10).unwrap();
+        assert!(!applies(&big, 1000, u64::MAX, None));
+        let deep = MlpSpec::new(784, vec![20, 10], 10, crate::model::Activation::Sigmoid).unwrap();
+        assert!(!applies(&deep, 100, u64::MAX, None));
+        // lavapipe's loop cap with a huge batch.
+        assert!(!applies(
+            &MlpSpec::two_layer(784, 2, 10).unwrap(),
+            70_000,
+            u64::MAX,
+            cap
+        ));
+    }
+}
