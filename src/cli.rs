@@ -292,6 +292,7 @@ impl TrainArgs {
 /// Parses the command line (keeping where each value came from) and runs it; returns the exit
 /// status.
 pub fn main_with_args() -> Result<i32> {
+    gpu_train::time::process_start();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let sub = matches.subcommand().map(|(_, m)| m.clone());

@@ -124,6 +124,10 @@ pub struct FinalReport {
     pub seconds: f64,
     /// Iterations a second in this session.
     pub iterations_per_second: f64,
+    /// Seconds from the process's start (`time::process_start`) to the first step: data, the
+    /// adapter, the device's pipelines and data upload, `--device auto`'s trial, the run
+    /// folder. The numerical gradient's own pipelines are built in the first chunk, after this.
+    pub startup_seconds: f64,
     pub checks: ChecksSummary,
     pub run_folder: PathBuf,
     pub metrics: PathBuf,
@@ -425,20 +429,38 @@ pub fn grad_parts(g: GradMethod) -> (&'static str, Option<&'static str>, Option<
     }
 }
 
+/// Which device a run trains on and why: the sentence printed at start-up, and for `--device
+/// auto` every candidate's trial figure (both go into config.json).
+#[derive(Debug, Clone, Default)]
+pub struct Chosen {
+    pub reason: String,
+    pub trial: Vec<crate::gpu::auto::TrialFigure>,
+}
+
+impl Chosen {
+    /// A choice made without a trial (a flag, a test).
+    pub fn said(reason: &str) -> Chosen {
+        Chosen {
+            reason: reason.to_string(),
+            trial: Vec::new(),
+        }
+    }
+}
+
 /// Picks the backend for a planned run, saying which and why. `--device auto` times the run's
 /// own step on every hardware GPU and on the CPU and trains on the faster (`gpu::auto`).
 pub fn make_backend(
     device: DeviceChoice,
     precision: Precision,
     plan: &Plan,
-) -> Result<(Box<dyn Backend>, String)> {
+) -> Result<(Box<dyn Backend>, Chosen)> {
     let (spec, data) = (&plan.spec, plan.data.clone());
-    let cpu = |why: String| -> Result<(Box<dyn Backend>, String)> {
+    let cpu = |why: String| -> Result<(Box<dyn Backend>, Chosen)> {
         let b: Box<dyn Backend> = match precision {
             Precision::F32 => Box::new(CpuBackend::<f32>::new(spec.clone(), data.clone())?),
             Precision::F64 => Box::new(CpuBackend::<f64>::new(spec.clone(), data.clone())?),
         };
-        Ok((b, why))
+        Ok((b, Chosen::said(&why)))
     };
     match (device, precision) {
         (DeviceChoice::Cpu, _) => cpu("--device cpu".into()),
@@ -451,7 +473,7 @@ pub fn make_backend(
         }
         (DeviceChoice::Gpu, Precision::F32) => {
             let b = GpuBackend::new(Arc::new(Context::gpu()?), spec.clone(), data.clone())?;
-            Ok((Box::new(b), "--device gpu".into()))
+            Ok((Box::new(b), Chosen::said("--device gpu")))
         }
         (DeviceChoice::Auto, Precision::F32) => {
             let (cpu_backend, _) = cpu(String::new())?;
@@ -463,7 +485,13 @@ pub fn make_backend(
             };
             let pick =
                 crate::gpu::auto::auto_device(spec, data.clone(), &plan.params, &trial, cpu_backend)?;
-            Ok((pick.backend, pick.reason))
+            Ok((
+                pick.backend,
+                Chosen {
+                    reason: pick.reason,
+                    trial: pick.figures,
+                },
+            ))
         }
     }
 }
@@ -636,7 +664,7 @@ impl Observer for UiWithChecks<'_, '_> {
 }
 
 /// The config.json of a run: the command line's values in one fixed shape (docs/SCHEMA.md).
-pub fn config_json(plan: &Plan, device: &str, choice: &str) -> serde_json::Value {
+pub fn config_json(plan: &Plan, device: &str, chosen: &Chosen) -> serde_json::Value {
     let (method, strategy, h) = grad_parts(plan.cfg.grad);
     let req = &plan.request;
     serde_json::json!({
@@ -663,7 +691,15 @@ pub fn config_json(plan: &Plan, device: &str, choice: &str) -> serde_json::Value
         "seed": plan.cfg.seed,
         "sampler": plan.cfg.sampler.as_str(),
         "precision": match req.precision { Precision::F32 => "f32", Precision::F64 => "f64" },
-        "device": { "name": device, "choice": choice },
+        "device": {
+            "name": device,
+            "choice": chosen.reason,
+            "trial": chosen.trial.iter().map(|f| serde_json::json!({
+                "device": f.device,
+                "seconds_per_step": f.seconds_per_step,
+                "steps": f.steps,
+            })).collect::<Vec<_>>(),
+        },
         "resumed_from": req.resume.as_ref().map(|p| p.display().to_string()),
         "resumed_at": plan.start.map(|s| s.iteration),
     })
@@ -718,7 +754,7 @@ fn shell_word(s: &str) -> String {
 pub fn run(
     plan: Plan,
     backend: &mut dyn Backend,
-    device_choice: &str,
+    chosen: &Chosen,
     ui: &mut dyn Ui,
     interrupted: &AtomicBool,
 ) -> Result<FinalReport> {
@@ -732,7 +768,7 @@ pub fn run(
     let out = run_dir.path.clone();
     ui.opened(&out);
     let device = backend.name();
-    run_dir.write_config(&config_json(&plan, &device, device_choice))?;
+    run_dir.write_config(&config_json(&plan, &device, chosen))?;
     let cfg = plan.cfg.clone();
     // Every backend, f64 included, is checked against the plain reference (a separate
     // implementation, so the check is never a comparison with itself).
@@ -753,6 +789,7 @@ pub fn run(
     let mut checkpointer = checkpointer_for(&plan, &device, &run_dir, interrupted);
     backend.set_params(&plan.params)?;
     let first = plan.start.map_or(0, |s| s.iteration);
+    let startup_seconds = crate::time::process_start().elapsed().as_secs_f64();
     ui.start(first, cfg.iters);
     let result = {
         let mut metrics = MetricsWriter {
@@ -803,7 +840,15 @@ pub fn run(
         ),
     })?;
     let report = report_of(
-        &summary, &req, &cfg, train_size, ips, checks, &run_dir, plots,
+        &summary,
+        &req,
+        &cfg,
+        train_size,
+        ips,
+        startup_seconds,
+        checks,
+        &run_dir,
+        plots,
     );
     ui.finish(&report);
     if let Ending::Diverged { iteration, why } = &summary.ending {
@@ -876,6 +921,7 @@ fn report_of(
     cfg: &TrainConfig,
     train_size: usize,
     ips: f64,
+    startup_seconds: f64,
     checks: ChecksSummary,
     run_dir: &RunDir,
     plots: Vec<PathBuf>,
@@ -897,6 +943,7 @@ fn report_of(
         best_test_acc: summary.best_test_accuracy(),
         seconds: summary.seconds,
         iterations_per_second: ips,
+        startup_seconds,
         checks,
         run_folder: out.clone(),
         metrics: run_dir.path.join("metrics.csv"),

@@ -35,7 +35,8 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
     }
     let req = args.request(matches);
     let plan = session::plan(&req)?;
-    let (mut backend, why) = session::make_backend(req.device, req.precision, &plan)?;
+    let (mut backend, chosen) = session::make_backend(req.device, req.precision, &plan)?;
+    let why = &chosen.reason;
     let mut printer = Printer::new(args);
     printer.say(&format!(
         "gpu-train {} | data: {}",
@@ -75,7 +76,7 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
             s.iteration
         ));
     }
-    let result = session::run(plan, backend.as_mut(), &why, &mut printer, &interrupted);
+    let result = session::run(plan, backend.as_mut(), &chosen, &mut printer, &interrupted);
     printer.clear();
     let report = result?;
     if let Some(cmd) = &report.resume_command {
@@ -228,9 +229,10 @@ pub fn format_final(r: &FinalReport) -> String {
         s += &format!(" | best test acc {b:.4}");
     }
     s += &format!(
-        " | {:.1} s, {} it/s",
+        " | {:.1} s, {} it/s, first step {:.2} s after start",
         r.seconds,
-        short(r.iterations_per_second)
+        short(r.iterations_per_second),
+        r.startup_seconds
     );
     if r.ending != "completed" {
         s += &format!(" | {}", r.ending);

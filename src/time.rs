@@ -76,3 +76,10 @@ mod tests {
         assert_eq!(t.format('-'), "2026-11-23T19-30-05Z");
     }
 }
+
+/// The process's start, as near as the program can tell: the first call (the CLI makes it
+/// first thing). Start-up figures (`FinalReport::startup_seconds`) count from here.
+pub fn process_start() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
+}

@@ -118,3 +118,74 @@ fn software_adapters_are_candidates_only_when_allowed() {
         }
     }
 }
+
+/// The binary's `--device auto`, with lavapipe allowed as a candidate: config.json records both
+/// trial figures and the reason that names them, and the final line says when the first step
+/// began.
+#[test]
+fn auto_records_both_trial_figures_in_config_json() {
+    let _ctx = ctx_or_skip!();
+    let out = std::env::temp_dir().join(format!("gpu-train-auto-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-train"))
+        .args([
+            "train", "--device", "auto", "--iters", "20", "--grad", "backprop",
+        ])
+        .args(["--eval-every", "20", "--check-every", "0", "--out"])
+        .arg(&out)
+        .env("GPU_TRAIN_AUTO_ALLOW_SOFTWARE", "1")
+        .env_remove("MNIST_DIR")
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let device = &config["device"];
+    let trial = device["trial"].as_array().expect("device.trial is a list");
+    assert!(trial.len() >= 2, "{device}");
+    assert!(
+        trial[0]["device"].as_str().unwrap().starts_with("cpu"),
+        "{device}"
+    );
+    assert!(
+        trial[1..]
+            .iter()
+            .all(|t| t["device"].as_str().unwrap().starts_with("gpu")),
+        "{device}"
+    );
+    for t in trial {
+        let s = t["seconds_per_step"].as_f64().unwrap();
+        assert!(s > 0.0 && s < 10.0, "{t}");
+        assert!(t["steps"].as_u64().unwrap() >= 2, "{t}");
+    }
+    let choice = device["choice"].as_str().unwrap();
+    assert!(
+        choice.contains("per step measured") && choice.contains("is faster"),
+        "{choice}"
+    );
+    let fastest = trial
+        .iter()
+        .min_by(|a, b| {
+            a["seconds_per_step"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["seconds_per_step"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(
+        device["name"], fastest["device"],
+        "the faster trains: {device}"
+    );
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("final:"))
+        .unwrap();
+    assert!(last.contains("s after start"), "{last}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -93,7 +93,7 @@ fn run_with(
             own.as_mut()
         }
     };
-    session::run(plan, backend, "test", ui, flag)
+    session::run(plan, backend, &session::Chosen::said("test"), ui, flag)
 }
 
 fn column(path: &Path, first_of: usize) -> Vec<usize> {
@@ -230,9 +230,15 @@ fn a_wrong_gradient_stops_at_the_first_check_with_a_checkpoint() {
     let plan = session::plan(&req).unwrap();
     let mut backend = WrongB2(CpuBackend::new(plan.spec.clone(), plan.data.clone()).unwrap());
     let flag = AtomicBool::new(false);
-    let err = session::run(plan, &mut backend, "test", &mut Recorder::default(), &flag)
-        .err()
-        .expect("a wrong gradient passed");
+    let err = session::run(
+        plan,
+        &mut backend,
+        &session::Chosen::said("test"),
+        &mut Recorder::default(),
+        &flag,
+    )
+    .err()
+    .expect("a wrong gradient passed");
     let text = err.to_string();
     assert!(matches!(err, Error::Stopped { .. }), "{text}");
     assert!(
