@@ -237,8 +237,11 @@ impl TrainPlan {
         }
         if let Some(n) = self.numerical.get_mut(&strategy) {
             n.set_h(ctx, h);
-            // The memo's sums apply the update themselves: one launch fewer an iteration.
-            n.fuse_update(ctx, Some(self.lr.unwrap_or(0.0)));
+            // The memo's sums apply the update themselves: one launch fewer an iteration (a
+            // plan without a learning rate yet gets it from `set_lr`, which follows).
+            if let Some(lr) = self.lr {
+                n.fuse_update(ctx, Some(lr));
+            }
         }
         Ok(())
     }

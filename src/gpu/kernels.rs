@@ -189,6 +189,11 @@ impl Dispatch {
     pub(crate) fn set_param(&self, ctx: &Context, word: usize, value: u32) {
         ctx.write(&self.params, word, &[value]);
     }
+
+    /// Changes the parameter words from `word` on, in one queue write.
+    pub(crate) fn set_params(&self, ctx: &Context, word: usize, values: &[u32]) {
+        ctx.write(&self.params, word, values);
+    }
 }
 
 /// Records `dispatches` in order into one compute pass of `encoder` (wgpu inserts the barriers

@@ -305,7 +305,6 @@ pub(crate) fn plan(
         Some(c) => c.clone(),
         None => ctx.storage("numerical-gradient cache", layout.words)?,
     };
-    ctx.write(&cache, 0, &layout.header);
     if strategy == PerturbStrategy::Incremental
         && numerical_memo::applies(
             spec,
@@ -334,6 +333,9 @@ pub(crate) fn plan(
             h,
         });
     }
+    // The per-parameter kernels find the cache's parts through its header (the memo kernels
+    // through their parameters).
+    ctx.write(&cache, 0, &layout.header);
     if let Some(cap) = ctx.loop_iteration_cap() {
         let need = loop_iterations(spec, rows, strategy);
         if need > cap {

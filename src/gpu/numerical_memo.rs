@@ -110,8 +110,8 @@ struct MemoParams {
 
 /// Word indices of the fields the plan rewrites.
 const H_WORD: usize = 12;
+/// `lr`, followed by `update`.
 const LR_WORD: usize = 13;
-const UPDATE_WORD: usize = 14;
 
 /// The two launches of one gradient, bound once, and the memo they share.
 #[derive(Debug)]
@@ -198,9 +198,12 @@ impl MemoPlan {
     /// writes the gradient (None).
     pub(crate) fn set_update(&mut self, ctx: &Context, lr: Option<f32>) {
         if self.lr != lr {
-            let sum = &self.dispatches[1];
-            sum.set_param(ctx, LR_WORD, lr.unwrap_or(0.0).to_bits());
-            sum.set_param(ctx, UPDATE_WORD, u32::from(lr.is_some()));
+            // One queue write: lr and update are neighbours.
+            self.dispatches[1].set_params(
+                ctx,
+                LR_WORD,
+                &[lr.unwrap_or(0.0).to_bits(), u32::from(lr.is_some())],
+            );
             self.lr = lr;
         }
     }
@@ -226,7 +229,7 @@ mod tests {
         assert!(SOURCE.contains(&format!("const VALUES: u32 = {VALUES}u;")));
         assert_eq!(std::mem::offset_of!(MemoParams, h), H_WORD * 4);
         assert_eq!(std::mem::offset_of!(MemoParams, lr), LR_WORD * 4);
-        assert_eq!(std::mem::offset_of!(MemoParams, update), UPDATE_WORD * 4);
+        assert_eq!(std::mem::offset_of!(MemoParams, update), (LR_WORD + 1) * 4);
         let chapter = MlpSpec::two_layer(784, 50, 10).unwrap();
         assert_eq!(memo_bytes(&chapter, 100), 100 * 256 * 50 * 4);
         let cap = Some(65_535);
