@@ -629,7 +629,7 @@ impl GpuBackend {
     /// Builds the numerical pipeline of `strategy` on first use.
     fn numerical_pipelines(&mut self, strategy: PerturbStrategy) -> Result<()> {
         if !self.numerical.contains_key(&strategy) {
-            let p = numerical::pipelines(&self.ctx, &self.spec, strategy)?;
+            let p = numerical::pipelines(&self.spec, strategy)?;
             self.numerical.insert(strategy, p);
         }
         Ok(())
@@ -718,7 +718,7 @@ impl GpuBackend {
                 ));
             }
             if !self.numerical.contains_key(&strategy) {
-                let p = numerical::pipelines(&self.ctx, &self.spec, strategy)?;
+                let p = numerical::pipelines(&self.spec, strategy)?;
                 self.numerical.insert(strategy, p);
             }
             let plan = self

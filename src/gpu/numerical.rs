@@ -98,11 +98,7 @@ pub fn array_width(spec: &MlpSpec) -> usize {
 /// The numerical pipelines of `strategy` for `spec` (built when first used), numerical.wgsl's
 /// arrays sized by `array_width`, at most MAX_WIDTH (`plan` refuses, with `check_widths`, a
 /// model whose arrays would need more).
-pub(crate) fn pipelines(
-    _ctx: &Context,
-    spec: &MlpSpec,
-    strategy: PerturbStrategy,
-) -> Result<Pipelines> {
+pub(crate) fn pipelines(spec: &MlpSpec, strategy: PerturbStrategy) -> Result<Pipelines> {
     let width = array_width(spec).min(MAX_WIDTH);
     if !SOURCE.contains(WIDTH_LINE) {
         return Err(Error::Gpu(format!(
