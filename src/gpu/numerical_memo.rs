@@ -26,10 +26,19 @@ pub const VALUES: usize = 256;
 /// per-parameter kernel runs instead, which needs no memo.
 pub const MEMO_MAX_BYTES: u64 = 256 << 20;
 
-/// Bytes of the memo for `rows` samples of `spec`.
+/// Bytes of the memo (and the pixels' sample masks after it) for `rows` samples of `spec`.
 pub fn memo_bytes(spec: &MlpSpec, rows: usize) -> u64 {
     let hidden = spec.hidden.first().copied().unwrap_or(0) as u64;
-    rows as u64 * VALUES as u64 * hidden * 4
+    if hidden == 0 {
+        return 0;
+    }
+    (rows as u64 * VALUES as u64 * hidden + mask_words(spec.input, rows) as u64) * 4
+}
+
+/// Words of the pixels' sample masks: bit n of word `w I + i` says whether sample 32 w + n's
+/// pixel i is non-zero (memo_table builds them once a batch, memo_sum walks only the set bits).
+pub fn mask_words(inputs: usize, rows: usize) -> usize {
+    rows.div_ceil(32) * inputs
 }
 
 /// Loop iterations the busiest invocation of either launch runs (every loop counted), for
@@ -41,8 +50,8 @@ pub fn loop_iterations(spec: &MlpSpec, rows: usize) -> u64 {
     // memo_table: its share of the pixels, the row's moments, then every value, each the
     // direct way at worst (two loops over the classes).
     let table = i.div_ceil(wg) + c + 8 + VALUES as u64 * (1 + 2 * c);
-    // memo_sum: one loop over the samples.
-    let sum = rows;
+    // memo_sum: one loop over the samples (a mask word per 32 of them, then its set bits).
+    let sum = rows + rows.div_ceil(32);
     table.max(sum)
 }
 
@@ -146,7 +155,11 @@ pub(crate) fn plan(
     }
     let (l0, l1) = (layers[0], layers[1]);
     let hidden = l0.fan_out;
-    let memo = ctx.storage("numerical memo", rows * VALUES * hidden)?;
+    // The memo, then the masks (one binding: see the shader's mask_at).
+    let memo = ctx.storage(
+        "numerical memo and pixel sample masks",
+        rows * VALUES * hidden + mask_words(l0.fan_in, rows),
+    )?;
     let params = MemoParams {
         rows: word("rows", rows)?,
         inputs: word("inputs", l0.fan_in)?,
@@ -166,11 +179,17 @@ pub(crate) fn plan(
         _pad0: 0,
     };
     let blocks = hidden.div_ceil(MEMO_WG as usize);
+    // One workgroup per sample, then the workgroups that build the masks.
+    let mask_groups = mask_words(l0.fan_in, rows).div_ceil(MEMO_WG as usize);
     let table = k.table.dispatch_with(
         ctx,
         &params,
         &[theta, x, cache, &memo],
-        [word("rows", rows)?, word("unit blocks", blocks)?, 1],
+        [
+            word("memo table workgroups", rows + mask_groups)?,
+            word("unit blocks", blocks)?,
+            1,
+        ],
     )?;
     let grid = groups_1d(ctx, spec.num_params());
     let sum = k
@@ -231,7 +250,7 @@ mod tests {
         assert_eq!(std::mem::offset_of!(MemoParams, lr), LR_WORD * 4);
         assert_eq!(std::mem::offset_of!(MemoParams, update), (LR_WORD + 1) * 4);
         let chapter = MlpSpec::two_layer(784, 50, 10).unwrap();
-        assert_eq!(memo_bytes(&chapter, 100), 100 * 256 * 50 * 4);
+        assert_eq!(memo_bytes(&chapter, 100), (100 * 256 * 50 + 4 * 784) * 4);
         let cap = Some(65_535);
         assert!(applies(&chapter, 100, 128 << 20, cap));
         assert!(applies(&chapter, 1000, 128 << 20, cap));
