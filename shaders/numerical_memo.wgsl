@@ -259,19 +259,15 @@ fn change_direct(s: Unit, e: f32) -> f32 {
     return change_from(cf(probs + t), dt, sum);
 }
 
-// g(e) - g(-e): the sample's share of a central difference whose perturbation shifts a1[j] by e.
-fn pair(s: Unit, e: f32) -> f32 {
-    let series = change_series(s, e) - change_series(s, -e);
-    // The direct way in a loop that no lane enters in the series regime, not behind an `if`:
-    // lavapipe runs both sides of an `if` with the lanes masked, but leaves a loop as soon as
-    // every lane is done, so the per-class loop below costs nothing where nobody needs it.
-    var direct = 0.0;
-    let sides = select(0u, 2u, s.regime == 2u);
-    for (var side = 0u; side < sides; side++) {
-        let sign = select(1.0, -1.0, side == 1u);
-        direct += sign * change_direct(s, sign * e);
-    }
-    return select(select(series, 0.0, s.regime == 1u), direct, s.regime == 2u);
+// g(e) - g(-e) by the series (0 for a relu unit dead under every shift): the sample's share of
+// a central difference whose perturbation shifts a1[j] by e. Units in the direct regime get
+// `pair_direct` instead.
+fn pair_series(s: Unit, e: f32) -> f32 {
+    return select(change_series(s, e) - change_series(s, -e), 0.0, s.regime == 1u);
+}
+
+fn pair_direct(s: Unit, e: f32) -> f32 {
+    return change_direct(s, e) - change_direct(s, -e);
 }
 
 // Which values sample b's pixels take (bit v of marks), and each one's x, as u32 bits (atomic
@@ -328,7 +324,21 @@ fn memo_table(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
             let v = w * 32u + firstTrailingBit(bits);
             bits &= bits - 1u;
             let e = h * bitcast<f32>(atomicLoad(&xs[v]));
-            memo[base + v * u.hidden] = bitcast<u32>(pair(s, e));
+            memo[base + v * u.hidden] = bitcast<u32>(pair_series(s, e));
+        }
+    }
+    // The units whose shifts are too large for the series, again the direct way. A loop that no
+    // lane enters unless its unit needs it, not an `if` inside the loop above: lavapipe runs both
+    // sides of every `if` with the lanes masked (the per-class sum for every value), but leaves
+    // a loop as soon as no lane goes on.
+    let direct_words = select(0u, 8u, s.regime == 2u);
+    for (var w = 0u; w < direct_words; w++) {
+        var bits = atomicLoad(&marks[w]);
+        while (bits != 0u) {
+            let v = w * 32u + firstTrailingBit(bits);
+            bits &= bits - 1u;
+            let e = h * bitcast<f32>(atomicLoad(&xs[v]));
+            memo[base + v * u.hidden] = bitcast<u32>(pair_direct(s, e));
         }
     }
 }

@@ -100,6 +100,35 @@ fn gpu_numerical_gradient_matches_the_f64_oracle_on_random_nets() {
     }
 }
 
+/// The memo's direct path: at h = 1e-2 no shift is small enough for the 3-term series
+/// (numerical_memo.wgsl's SMALL = 1e-3), so every unit's entries come from the per-class sum;
+/// a relu net at that h also has units whose kink lies within the shift. Against the f64
+/// oracle's numerical gradient at the same h (truncation is the same on both sides).
+#[test]
+fn the_memo_direct_path_matches_the_f64_oracle_at_a_large_h() {
+    let ctx = ctx_or_skip!();
+    let method = GradMethod::Numerical {
+        strategy: PerturbStrategy::Incremental,
+        h: 1e-2,
+    };
+    for act in [Activation::Sigmoid, Activation::Relu] {
+        let spec = MlpSpec::new(784, vec![16], 10, act).unwrap();
+        let params = random_params(&spec, 5);
+        let b = batch(5, 20);
+        let want = grad(
+            &mut gpu_train::reference::ReferenceBackend::new(spec.clone(), mnist()).unwrap(),
+            &params,
+            &b,
+            method,
+        );
+        let mut gpu = GpuBackend::new(ctx.clone(), spec.clone(), mnist()).unwrap();
+        let got = grad(&mut gpu, &params, &b, method);
+        let rel = relative_error(&got, &want);
+        println!("{} h = 1e-2: gpu memo (direct) vs f64 oracle {rel:.2e}", spec.describe());
+        assert!(rel <= F32_NUMERICAL_VS_F64, "{}: {rel:e}", spec.describe());
+    }
+}
+
 /// What the careful loss change buys `full`: the same kernel and passes, but each sample's two
 /// f32 losses subtracted (GpuOptions::subtract_losses), as the chapter does.
 #[test]
