@@ -30,7 +30,7 @@
 //     then the labels (B u32), every a_l and z_l, and the probabilities (B x O);
 //   4 grad (P f32, written at [p_begin, p_begin + count)).
 
-struct U {
+struct Params {
     p_begin: u32,
     count: u32,
     rows: u32,
@@ -55,7 +55,7 @@ const WIDTH: u32 = 256u;
 override DEEP: bool = true;
 const DELTA: f32 = 1e-7;
 
-@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(0) var<uniform> u: Params;
 @group(0) @binding(1) var<storage, read> theta: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> cache: array<u32>;

@@ -168,7 +168,7 @@ fn run_matmul(g: &Gpu, kind: Matmul, m: usize, k: usize, n: usize, seed: u64) {
         bias: with_bias.then(|| Operand::at(&bias_buf, bias_off)),
         post: act.map(|_| Operand::at(&post_buf, post_off)),
     };
-    let d = matmul(&g.k, &g.ctx, kind, &args).unwrap();
+    let d = matmul(&g.k.matmul, &g.ctx, kind, &args).unwrap();
     run(&g.ctx, &[&d]).unwrap();
 
     let mut want = matmul_reference(kind, &to_f64(&a[a_off..]), &to_f64(&b[b_off..]), m, k, n);
@@ -236,7 +236,7 @@ fn softmax_rows_at_odd_sizes() {
         let x_buf = g.ctx.upload("logits", &x).unwrap();
         let y_buf = poisoned(g, rows * cols, 0, 1);
         let d = softmax::softmax(
-            &g.k,
+            &g.k.softmax,
             &g.ctx,
             rows,
             cols,
@@ -264,7 +264,7 @@ fn softmax_of_huge_logits_neither_overflows_nor_loses_the_small_ones() {
     let x_buf = g.ctx.upload("logits", &[1010.0f32, 1000.0, 990.0]).unwrap();
     let y_buf = poisoned(g, 3, 0, 0);
     let d = softmax::softmax(
-        &g.k,
+        &g.k.softmax,
         &g.ctx,
         1,
         3,
@@ -319,11 +319,28 @@ fn cross_entropy_sum_squares_and_mean() {
         let sse_buf = poisoned(g, rows, 0, 1);
         let mean_buf = poisoned(g, 1, 2, 1);
         let k = (&g.k, &g.ctx);
-        let ce =
-            cross_entropy::cross_entropy(k.0, k.1, rows, cols, &p_buf, &l_buf, &ce_buf).unwrap();
-        let sse =
-            cross_entropy::sum_squares(k.0, k.1, rows, cols, &p_buf, &l_buf, &sse_buf).unwrap();
-        let mean = cross_entropy::mean(k.0, k.1, rows, &ce_buf, &mean_buf, 2).unwrap();
+        let ce = cross_entropy::cross_entropy(
+            &k.0.cross_entropy,
+            k.1,
+            rows,
+            cols,
+            &p_buf,
+            &l_buf,
+            &ce_buf,
+        )
+        .unwrap();
+        let sse = cross_entropy::sum_squares(
+            &k.0.cross_entropy,
+            k.1,
+            rows,
+            cols,
+            &p_buf,
+            &l_buf,
+            &sse_buf,
+        )
+        .unwrap();
+        let mean =
+            cross_entropy::mean(&k.0.cross_entropy, k.1, rows, &ce_buf, &mean_buf, 2).unwrap();
         run(&g.ctx, &[&ce, &sse, &mean]).unwrap();
 
         let p64 = to_f64(&p);
@@ -359,7 +376,8 @@ fn cross_entropy_of_a_bad_label_is_nan_not_a_wrong_number() {
     let p_buf = g.ctx.upload("probs", &[0.5f32, 0.5, 0.25, 0.75]).unwrap();
     let l_buf = g.ctx.upload("labels", &[1u32, 7]).unwrap();
     let out = g.ctx.upload("losses", &[0.0f32; 2]).unwrap();
-    let d = cross_entropy::cross_entropy(&g.k, &g.ctx, 2, 2, &p_buf, &l_buf, &out).unwrap();
+    let d = cross_entropy::cross_entropy(&g.k.cross_entropy, &g.ctx, 2, 2, &p_buf, &l_buf, &out)
+        .unwrap();
     run(&g.ctx, &[&d]).unwrap();
     let v: Vec<f32> = g.ctx.read(&out, 0, 2).unwrap();
     assert!(
@@ -380,8 +398,16 @@ fn backprop_output_delta_activation_derivative_and_bias_gradient() {
         let p_buf = g.ctx.upload("probs", &p).unwrap();
         let l_buf = labels_buf(g, &labels);
         let delta_buf = poisoned(g, rows * cols, 0, 1);
-        let d =
-            backprop::output_delta(&g.k, &g.ctx, rows, cols, &p_buf, &l_buf, &delta_buf).unwrap();
+        let d = backprop::output_delta(
+            &g.k.backprop,
+            &g.ctx,
+            rows,
+            cols,
+            &p_buf,
+            &l_buf,
+            &delta_buf,
+        )
+        .unwrap();
         run(&g.ctx, &[&d]).unwrap();
         let want = cpu::backprop::output_delta(&to_f64(&p), &labels, cols);
         check(
@@ -396,7 +422,7 @@ fn backprop_output_delta_activation_derivative_and_bias_gradient() {
         let delta_in = g.ctx.upload("delta", &delta).unwrap();
         let grad_buf = poisoned(g, cols, 7, 3);
         let d = backprop::bias_grad(
-            &g.k,
+            &g.k.backprop,
             &g.ctx,
             rows,
             cols,
@@ -431,7 +457,8 @@ fn backprop_output_delta_activation_derivative_and_bias_gradient() {
             let post_buf = g.ctx.upload("post", &post).unwrap();
             let d_buf = g.ctx.upload("d", &d0).unwrap();
             let disp =
-                backprop::act_backward(&g.k, &g.ctx, n, act, &pre_buf, &post_buf, &d_buf).unwrap();
+                backprop::act_backward(&g.k.backprop, &g.ctx, n, act, &pre_buf, &post_buf, &d_buf)
+                    .unwrap();
             run(&g.ctx, &[&disp]).unwrap();
             let want: Vec<f64> = (0..n)
                 .map(|i| {
@@ -459,7 +486,7 @@ fn sgd_over_the_flat_vector() {
         let grad = uniform(&mut rng, n, 0.5);
         let t_buf = g.ctx.upload("params", &theta).unwrap();
         let g_buf = g.ctx.upload("grad", &grad).unwrap();
-        let d = sgd::sgd(&g.k, &g.ctx, n, 0.3, &t_buf, &g_buf).unwrap();
+        let d = sgd::sgd(&g.k.sgd, &g.ctx, n, 0.3, &t_buf, &g_buf).unwrap();
         run(&g.ctx, &[&d]).unwrap();
         // A second launch at another rate: the learning rate is rewritten in place.
         sgd::set_lr(&g.ctx, &d, 0.05);
@@ -493,7 +520,8 @@ fn accuracy_counts_exactly_with_ties_going_to_the_first_max() {
         let s_buf = g.ctx.upload("scores", &scores).unwrap();
         let l_buf = labels_buf(g, &labels);
         let count = g.ctx.upload("count", &[0u32]).unwrap();
-        let d = accuracy::accuracy(&g.k, &g.ctx, rows, cols, &s_buf, &l_buf, &count).unwrap();
+        let d =
+            accuracy::accuracy(&g.k.accuracy, &g.ctx, rows, cols, &s_buf, &l_buf, &count).unwrap();
         // Twice without clearing: the counter accumulates (how evaluation sums its chunks).
         run(&g.ctx, &[&d, &d]).unwrap();
         let want = cpu::accuracy::correct_count(&scores, &labels, cols);
@@ -515,7 +543,7 @@ fn check_gather(g: &Gpu, max_rows: Option<usize>) {
     let i_buf = g.ctx.upload("indices", &indices).unwrap();
     let x_buf = poisoned(g, rows * width, 0, 1);
     let l_buf = g.ctx.upload("batch labels", &vec![u32::MAX; rows]).unwrap();
-    let ds = gather(&g.k, &g.ctx, &split, rows, &i_buf, &x_buf, &l_buf).unwrap();
+    let ds = gather(&g.k.gather, &g.ctx, &split, rows, &i_buf, &x_buf, &l_buf).unwrap();
     assert_eq!(ds.len(), split.chunk_count());
     run(&g.ctx, &ds.iter().collect::<Vec<_>>()).unwrap();
     let mut want = vec![0.0f32; rows * width];

@@ -124,7 +124,10 @@ fn the_memo_direct_path_matches_the_f64_oracle_at_a_large_h() {
         let mut gpu = GpuBackend::new(ctx.clone(), spec.clone(), mnist()).unwrap();
         let got = grad(&mut gpu, &params, &b, method);
         let rel = relative_error(&got, &want);
-        println!("{} h = 1e-2: gpu memo (direct) vs f64 oracle {rel:.2e}", spec.describe());
+        println!(
+            "{} h = 1e-2: gpu memo (direct) vs f64 oracle {rel:.2e}",
+            spec.describe()
+        );
         assert!(rel <= F32_NUMERICAL_VS_F64, "{}: {rel:e}", spec.describe());
     }
 }

@@ -1,13 +1,14 @@
 //! Launcher of shaders/accuracy.wgsl. CPU twin: `cpu::accuracy::correct_count`.
 
 use super::context::Context;
-use super::kernels::{groups_1d, word, Dispatch, Kernel, Kernels, Slot};
+use super::launch::{groups_1d, kernel_params, word, Dispatch, Kernel, Slot};
 use crate::error::Result;
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/accuracy.wgsl");
 
 #[derive(Debug)]
-pub(crate) struct Pipelines {
+/// The family's pipelines (built once, in `Kernels`).
+pub struct Pipelines {
     accuracy: Kernel,
 }
 
@@ -27,10 +28,24 @@ impl Pipelines {
     }
 }
 
+kernel_params! {
+    /// shaders/accuracy.wgsl's parameters.
+    struct Dims as "Dims" {
+        rows: u32,
+        cols: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+        _pad3: u32,
+        _pad4: u32,
+        _pad5: u32,
+    }
+}
+
 /// count += the number of rows whose first largest score is at the label (rows x cols scores,
 /// u32 labels, `count` one u32 that the caller zeroes first).
 pub fn accuracy(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     rows: usize,
     cols: usize,
@@ -38,8 +53,16 @@ pub fn accuracy(
     labels: &wgpu::Buffer,
     count: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let params = [word("rows", rows)?, word("cols", cols)?, 0, 0, 0, 0, 0, 0];
+    let dims = Dims {
+        rows: word("rows", rows)?,
+        cols: word("cols", cols)?,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+        _pad3: 0,
+        _pad4: 0,
+        _pad5: 0,
+    };
     k.accuracy
-        .accuracy
-        .dispatch(ctx, params, &[scores, labels, count], groups_1d(ctx, rows))
+        .dispatch(ctx, &dims, &[scores, labels, count], groups_1d(ctx, rows))
 }

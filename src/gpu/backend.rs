@@ -10,7 +10,8 @@
 use super::chunk::{self, ChunkBuffers, TrainPlan, STEPS_PER_SUBMISSION};
 use super::context::Context;
 use super::gather::{gather, gather_rows, ResidentSplit, Rows};
-use super::kernels::{record_all, Dispatch, Kernels, Operand};
+use super::kernels::Kernels;
+use super::launch::{record_all, Dispatch, Operand};
 use super::matmul::{matmul, Matmul, MatmulArgs};
 use super::numerical::{self, NumericalPlan};
 use super::{accuracy, backprop, cross_entropy, sgd, softmax};
@@ -120,7 +121,7 @@ impl Plan {
         let losses = ctx.storage("per-sample losses", rows)?;
         let loss = ctx.storage("mean loss", 1)?;
 
-        let gather = gather(k, ctx, split, rows, &indices, &x, &labels)?;
+        let gather = gather(&k.gather, ctx, split, rows, &indices, &x, &labels)?;
         let input_of = |l: usize| if l == 0 { &x } else { &post[l - 1] };
         let mut forward = Vec::with_capacity(layers.len() + 1);
         for (l, layer) in layers.iter().enumerate() {
@@ -140,11 +141,11 @@ impl Plan {
             } else {
                 Matmul::AddBias
             };
-            forward.push(matmul(k, ctx, kind, &args)?);
+            forward.push(matmul(&k.matmul, ctx, kind, &args)?);
         }
         let logits = &pre[layers.len() - 1];
         forward.push(softmax::softmax(
-            k,
+            &k.softmax,
             ctx,
             rows,
             classes,
@@ -152,10 +153,19 @@ impl Plan {
             Operand::whole(&probs),
         )?);
         let loss_pass = vec![
-            cross_entropy::cross_entropy(k, ctx, rows, classes, &probs, &labels, &losses)?,
-            cross_entropy::mean(k, ctx, rows, &losses, &loss, 0)?,
+            cross_entropy::cross_entropy(
+                &k.cross_entropy,
+                ctx,
+                rows,
+                classes,
+                &probs,
+                &labels,
+                &losses,
+            )?,
+            cross_entropy::mean(&k.cross_entropy, ctx, rows, &losses, &loss, 0)?,
         ];
-        let accuracy = accuracy::accuracy(k, ctx, rows, classes, &probs, &labels, s.correct)?;
+        let accuracy =
+            accuracy::accuracy(&k.accuracy, ctx, rows, classes, &probs, &labels, s.correct)?;
 
         let (mut deltas, mut backward) = (Vec::new(), Vec::new());
         if with_backward {
@@ -165,7 +175,7 @@ impl Plan {
                 .collect::<Result<Vec<_>>>()?;
             let last = layers.len() - 1;
             backward.push(backprop::output_delta(
-                k,
+                &k.backprop,
                 ctx,
                 rows,
                 classes,
@@ -186,9 +196,9 @@ impl Plan {
                     bias: None,
                     post: None,
                 };
-                backward.push(matmul(k, ctx, Matmul::AtB, &dw)?);
+                backward.push(matmul(&k.matmul, ctx, Matmul::AtB, &dw)?);
                 backward.push(backprop::bias_grad(
-                    k,
+                    &k.backprop,
                     ctx,
                     rows,
                     layer.fan_out,
@@ -207,9 +217,9 @@ impl Plan {
                         bias: None,
                         post: None,
                     };
-                    backward.push(matmul(k, ctx, Matmul::ABt, &dz)?);
+                    backward.push(matmul(&k.matmul, ctx, Matmul::ABt, &dz)?);
                     backward.push(backprop::act_backward(
-                        k,
+                        &k.backprop,
                         ctx,
                         rows * layer.fan_in,
                         spec.activation,
@@ -426,7 +436,7 @@ impl GpuBackend {
             .max(chunks(test.len(), eval_rows).len());
         let eval_means = ctx.storage("evaluation chunk losses", max_chunks)?;
         let staging = ctx.staging("read-back", n.max(max_chunks + 1));
-        let sgd = sgd::sgd(&kernels, &ctx, n, 0.0, &params, &grad)?;
+        let sgd = sgd::sgd(&kernels.sgd, &ctx, n, 0.0, &params, &grad)?;
         ctx.check("uploading the data set")?;
         let timer = if options.timestamps {
             Timer::new(&ctx)
@@ -1104,7 +1114,7 @@ impl Backend for GpuBackend {
                 let plan = &self.plans[&key];
                 let split = if test { &self.test } else { &self.train };
                 let g = gather_rows(
-                    &self.kernels,
+                    &self.kernels.gather,
                     &self.ctx,
                     split,
                     rows,

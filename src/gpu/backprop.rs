@@ -3,14 +3,15 @@
 //! `cpu::backprop` (`output_delta`, `backprop`) and `cpu::activation::activate_grad`.
 
 use super::context::Context;
-use super::kernels::{act_code, groups_1d, word, Dispatch, Kernel, Kernels, Operand, Slot};
+use super::launch::{act_code, groups_1d, kernel_params, word, Dispatch, Kernel, Operand, Slot};
 use crate::error::Result;
 use crate::model::Activation;
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/backprop.wgsl");
 
 #[derive(Debug)]
-pub(crate) struct Pipelines {
+/// The family's pipelines (built once, in `Kernels`).
+pub struct Pipelines {
     output_delta: Kernel,
     act_backward: Kernel,
     bias_grad: Kernel,
@@ -57,9 +58,33 @@ impl Pipelines {
     }
 }
 
+kernel_params! {
+    /// shaders/backprop.wgsl's parameters: for act_backward, rows is n (the number of elements)
+    /// and cols the activation (1 sigmoid, 2 relu); cols2 and grad_off2 are bias_grads' second
+    /// layer.
+    struct Dims as "Dims" {
+        rows: u32,
+        cols: u32,
+        grad_off: u32,
+        cols2: u32,
+        grad_off2: u32,
+        _pad2: u32,
+        _pad3: u32,
+        _pad4: u32,
+    }
+}
+
+fn dims(rows: u32, cols: u32) -> Dims {
+    Dims {
+        rows,
+        cols,
+        ..bytemuck::Zeroable::zeroed()
+    }
+}
+
 /// delta = c_b (probs - onehot(labels)) / rows, c_b = p_t / (p_t + 1e-7) (rows x cols).
 pub fn output_delta(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     rows: usize,
     cols: usize,
@@ -67,10 +92,10 @@ pub fn output_delta(
     labels: &wgpu::Buffer,
     delta: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let params = [word("rows", rows)?, word("cols", cols)?, 0, 0, 0, 0, 0, 0];
-    k.backprop.output_delta.dispatch(
+    let params = dims(word("rows", rows)?, word("cols", cols)?);
+    k.output_delta.dispatch(
         ctx,
-        params,
+        &params,
         &[probs, labels, delta],
         groups_1d(ctx, rows * cols),
     )
@@ -78,7 +103,7 @@ pub fn output_delta(
 
 /// d *= act'(pre, post) over `n` elements, in place.
 pub fn act_backward(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     n: usize,
     act: Activation,
@@ -86,41 +111,33 @@ pub fn act_backward(
     post: &wgpu::Buffer,
     d: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let params = [word("n", n)?, act_code(act), 0, 0, 0, 0, 0, 0];
-    k.backprop
-        .act_backward
-        .dispatch(ctx, params, &[pre, post, d], groups_1d(ctx, n))
+    let params = dims(word("n", n)?, act_code(act));
+    k.act_backward
+        .dispatch(ctx, &params, &[pre, post, d], groups_1d(ctx, n))
 }
 
 /// grad[offset + n] = sum over the rows of delta[.][n] (rows x cols).
 pub fn bias_grad(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     rows: usize,
     cols: usize,
     delta: &wgpu::Buffer,
     grad: Operand,
 ) -> Result<Dispatch> {
-    let params = [
-        word("rows", rows)?,
-        word("cols", cols)?,
-        word("gradient offset", grad.offset)?,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ];
-    k.backprop
-        .bias_grad
-        .dispatch(ctx, params, &[delta, grad.buffer], groups_1d(ctx, cols))
+    let params = Dims {
+        grad_off: word("gradient offset", grad.offset)?,
+        ..dims(word("rows", rows)?, word("cols", cols)?)
+    };
+    k.bias_grad
+        .dispatch(ctx, &params, &[delta, grad.buffer], groups_1d(ctx, cols))
 }
 
 /// `bias_grad` of two layers in one launch: grad[first.offset + n] from `first_delta`
 /// (rows x first_cols), grad[second.offset + n] from `second_delta` (rows x second_cols).
 #[allow(clippy::too_many_arguments)]
 pub fn bias_grads(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     rows: usize,
     first_cols: usize,
@@ -131,19 +148,15 @@ pub fn bias_grads(
     second_offset: usize,
     grad: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let params = [
-        word("rows", rows)?,
-        word("cols", first_cols)?,
-        word("gradient offset", first_offset)?,
-        word("cols", second_cols)?,
-        word("gradient offset", second_offset)?,
-        0,
-        0,
-        0,
-    ];
-    k.backprop.bias_grads.dispatch(
+    let params = Dims {
+        grad_off: word("gradient offset", first_offset)?,
+        cols2: word("cols", second_cols)?,
+        grad_off2: word("gradient offset", second_offset)?,
+        ..dims(word("rows", rows)?, word("cols", first_cols)?)
+    };
+    k.bias_grads.dispatch(
         ctx,
-        params,
+        &params,
         &[first_delta, grad, second_delta],
         groups_1d(ctx, first_cols + second_cols),
     )

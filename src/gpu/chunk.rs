@@ -12,7 +12,8 @@
 use super::context::Context;
 use super::gather::{gather_rows, ResidentSplit, Rows};
 use super::head::{head, HeadArgs};
-use super::kernels::{Dispatch, Kernels, Operand};
+use super::kernels::Kernels;
+use super::launch::{Dispatch, Operand};
 use super::matmul::{matmul, matmul_a_bt_act_grad, Matmul, MatmulArgs};
 use super::numerical::{self, NumericalPlan};
 use super::{backprop, sgd};
@@ -90,7 +91,7 @@ impl TrainPlan {
             ctx.storage("chunk delta 2", rows * l1.fan_out)?,
         ];
         let gather = gather_rows(
-            k,
+            &k.gather,
             ctx,
             split,
             rows,
@@ -100,7 +101,7 @@ impl TrainPlan {
             Operand::at(&acts, layout.labels_at),
         )?;
         let hidden = matmul(
-            k,
+            &k.matmul,
             ctx,
             Matmul::AddBiasAct(spec.activation),
             &MatmulArgs {
@@ -116,7 +117,7 @@ impl TrainPlan {
         )?;
         let head_with = |delta: Option<&wgpu::Buffer>| {
             head(
-                k,
+                &k.head,
                 ctx,
                 &HeadArgs {
                     rows,
@@ -136,7 +137,7 @@ impl TrainPlan {
                 },
             )
         };
-        let sgd = sgd::sgd(k, ctx, spec.num_params(), 0.0, b.params, b.grad)?;
+        let sgd = sgd::sgd(&k.sgd, ctx, spec.num_params(), 0.0, b.params, b.grad)?;
         let mut front = gather;
         front.push(hidden);
         let head_plain = head_with(None)?;
@@ -144,7 +145,7 @@ impl TrainPlan {
         let mut backward = Vec::new();
         // d_1 = (d_2 W_2^T) * act'(z_1): W_2 is fan_in x fan_out, i.e. N x K of A B^T.
         backward.push(matmul_a_bt_act_grad(
-            k,
+            &k.matmul,
             ctx,
             spec.activation,
             &MatmulArgs {
@@ -163,7 +164,7 @@ impl TrainPlan {
         let inputs = [Operand::whole(&x), Operand::at(&acts, layout.post_at[0])];
         for (l, layer) in layers.iter().enumerate().rev() {
             backward.push(matmul(
-                k,
+                &k.matmul,
                 ctx,
                 Matmul::AtB,
                 &MatmulArgs {
@@ -179,7 +180,7 @@ impl TrainPlan {
             )?);
         }
         backward.push(backprop::bias_grads(
-            k,
+            &k.backprop,
             ctx,
             rows,
             l0.fan_out,

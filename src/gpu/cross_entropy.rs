@@ -3,13 +3,14 @@
 //! `sum_squares_labels`, `mean`).
 
 use super::context::Context;
-use super::kernels::{groups_1d, word, Dispatch, Kernel, Kernels, Slot};
+use super::launch::{groups_1d, kernel_params, word, Dispatch, Kernel, Slot};
 use crate::error::Result;
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/cross_entropy.wgsl");
 
 #[derive(Debug)]
-pub(crate) struct Pipelines {
+/// The family's pipelines (built once, in `Kernels`).
+pub struct Pipelines {
     cross_entropy: Kernel,
     sum_squares: Kernel,
     mean: Kernel,
@@ -34,9 +35,32 @@ impl Pipelines {
     }
 }
 
+kernel_params! {
+    /// shaders/cross_entropy.wgsl's parameters: for `mean`, rows is n (the number of values)
+    /// and cols where the mean goes.
+    struct Dims as "Dims" {
+        rows: u32,
+        cols: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+        _pad3: u32,
+        _pad4: u32,
+        _pad5: u32,
+    }
+}
+
+fn dims(rows: u32, cols: u32) -> Dims {
+    Dims {
+        rows,
+        cols,
+        ..bytemuck::Zeroable::zeroed()
+    }
+}
+
 /// losses[b] = -ln(probs[b][t_b] + 1e-7) for rows x cols probabilities and u32 labels.
 pub fn cross_entropy(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     rows: usize,
     cols: usize,
@@ -44,18 +68,14 @@ pub fn cross_entropy(
     labels: &wgpu::Buffer,
     losses: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let params = [word("rows", rows)?, word("cols", cols)?, 0, 0, 0, 0, 0, 0];
-    k.cross_entropy.cross_entropy.dispatch(
-        ctx,
-        params,
-        &[probs, labels, losses],
-        groups_1d(ctx, rows),
-    )
+    let params = dims(word("rows", rows)?, word("cols", cols)?);
+    k.cross_entropy
+        .dispatch(ctx, &params, &[probs, labels, losses], groups_1d(ctx, rows))
 }
 
 /// losses[b] = 0.5 * sum_k (probs[b][k] - onehot(t_b)[k])^2.
 pub fn sum_squares(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     rows: usize,
     cols: usize,
@@ -63,35 +83,20 @@ pub fn sum_squares(
     labels: &wgpu::Buffer,
     losses: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let params = [word("rows", rows)?, word("cols", cols)?, 0, 0, 0, 0, 0, 0];
-    k.cross_entropy.sum_squares.dispatch(
-        ctx,
-        params,
-        &[probs, labels, losses],
-        groups_1d(ctx, rows),
-    )
+    let params = dims(word("rows", rows)?, word("cols", cols)?);
+    k.sum_squares
+        .dispatch(ctx, &params, &[probs, labels, losses], groups_1d(ctx, rows))
 }
 
 /// out[out_index] = mean of the first `n` values (one workgroup).
 pub fn mean(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     n: usize,
     values: &wgpu::Buffer,
     out: &wgpu::Buffer,
     out_index: usize,
 ) -> Result<Dispatch> {
-    let params = [
-        word("n", n)?,
-        word("out index", out_index)?,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ];
-    k.cross_entropy
-        .mean
-        .dispatch(ctx, params, &[values, out], [1, 1, 1])
+    let params = dims(word("n", n)?, word("out index", out_index)?);
+    k.mean.dispatch(ctx, &params, &[values, out], [1, 1, 1])
 }

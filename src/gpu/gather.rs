@@ -3,7 +3,7 @@
 //! is larger than one storage binding. CPU twin: `Dataset::fill_batch_f32` (bit-exact).
 
 use super::context::Context;
-use super::kernels::{groups_2d, word, Dispatch, Kernel, Kernels, Operand, Slot};
+use super::launch::{groups_2d, kernel_params, word, Dispatch, Kernel, Operand, Slot};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 
@@ -13,7 +13,8 @@ pub(crate) const SOURCE: &str = include_str!("../../shaders/gather.wgsl");
 pub(crate) const WORKGROUP_X: u32 = 64;
 
 #[derive(Debug)]
-pub(crate) struct Pipelines {
+/// The family's pipelines (built once, in `Kernels`).
+pub struct Pipelines {
     gather: Kernel,
     /// i / 255 for every byte value, exactly as the CPU computes it (see the shader's header).
     table: wgpu::Buffer,
@@ -153,24 +154,24 @@ pub enum Rows {
     From(usize),
 }
 
-/// The gather's parameters (shaders/gather.wgsl, `Params`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct GatherParams {
-    rows: u32,
-    width: u32,
-    row_start: u32,
-    row_end: u32,
-    mode: u32,
-    labels_off: u32,
-    first: u32,
-    _pad0: u32,
+kernel_params! {
+    /// shaders/gather.wgsl's parameters.
+    struct GatherParams as "Params" {
+        rows: u32,
+        width: u32,
+        row_start: u32,
+        row_end: u32,
+        mode: u32,
+        labels_off: u32,
+        first: u32,
+        _pad0: u32,
+    }
 }
 
 /// X (rows x width f32) and labels (rows u32) of the images named by `indices` (rows u32):
 /// one launch per chunk of the split, to be recorded in order.
 pub fn gather(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     split: &ResidentSplit,
     rows: usize,
@@ -193,7 +194,7 @@ pub fn gather(
 /// `gather` with the rows chosen by `which`, and the labels written from an offset.
 #[allow(clippy::too_many_arguments)]
 pub fn gather_rows(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     split: &ResidentSplit,
     rows: usize,
@@ -202,7 +203,7 @@ pub fn gather_rows(
     x: &wgpu::Buffer,
     batch_labels: Operand,
 ) -> Result<Vec<Dispatch>> {
-    let p = &k.gather;
+    let p = k;
     let groups = groups_2d(split.width, WORKGROUP_X, rows, 1);
     let (mode, first) = match which {
         Rows::Indices => (0, 0),
@@ -223,7 +224,7 @@ pub fn gather_rows(
                 first,
                 _pad0: 0,
             };
-            p.gather.dispatch_with(
+            p.gather.dispatch(
                 ctx,
                 &params,
                 &[

@@ -4,7 +4,7 @@
 //! `cpu::cross_entropy` for the loss, `cpu::backprop::output_delta` for the delta.
 
 use super::context::Context;
-use super::kernels::{word, Dispatch, Kernel, Kernels, Operand, Slot};
+use super::launch::{kernel_params, word, Dispatch, Kernel, Operand, Slot};
 use crate::error::Result;
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/head.wgsl");
@@ -20,14 +20,17 @@ pub fn loop_iterations(rows: usize, inputs: usize, classes: usize) -> u64 {
 }
 
 #[derive(Debug)]
-pub(crate) struct Pipelines {
+/// The family's pipelines (built once, in `Kernels`).
+pub struct Pipelines {
     head: Kernel,
+    /// Bound as the delta when the head writes none (a numerical iteration).
+    unused_write: wgpu::Buffer,
 }
 
 impl Pipelines {
-    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
+    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Result<Self> {
         use Slot::*;
-        Pipelines {
+        Ok(Pipelines {
             head: Kernel::new(
                 ctx,
                 module,
@@ -36,26 +39,27 @@ impl Pipelines {
                 &[Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
                 &[],
             ),
-        }
+            unused_write: ctx.storage("head: unused delta binding", 1)?,
+        })
     }
 }
 
-/// The head's parameters (shaders/head.wgsl, `Params`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct HeadParams {
-    rows: u32,
-    inputs: u32,
-    classes: u32,
-    w_off: u32,
-    b_off: u32,
-    in_off: u32,
-    logits_off: u32,
-    probs_off: u32,
-    labels_off: u32,
-    delta: u32,
-    _pad0: u32,
-    _pad1: u32,
+kernel_params! {
+    /// shaders/head.wgsl's parameters.
+    struct HeadParams as "Params" {
+        rows: u32,
+        inputs: u32,
+        classes: u32,
+        w_off: u32,
+        b_off: u32,
+        in_off: u32,
+        logits_off: u32,
+        probs_off: u32,
+        labels_off: u32,
+        delta: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
 /// Where the head finds and puts things: offsets in elements.
@@ -81,7 +85,7 @@ pub struct HeadArgs<'a> {
     pub delta: Option<&'a wgpu::Buffer>,
 }
 
-pub fn head(k: &Kernels, ctx: &Context, a: &HeadArgs) -> Result<Dispatch> {
+pub fn head(k: &Pipelines, ctx: &Context, a: &HeadArgs) -> Result<Dispatch> {
     let delta = a.delta.map(Operand::whole);
     let params = HeadParams {
         rows: word("rows", a.rows)?,
@@ -98,7 +102,7 @@ pub fn head(k: &Kernels, ctx: &Context, a: &HeadArgs) -> Result<Dispatch> {
         _pad1: 0,
     };
     let delta = delta.map_or(&k.unused_write, |d| d.buffer);
-    k.head.head.dispatch_with(
+    k.head.dispatch(
         ctx,
         &params,
         &[a.theta, a.acts, a.chunk, a.losses, delta],

@@ -1,302 +1,31 @@
-//! `Kernels`: every compute pipeline, built once per device from the `shaders/*.wgsl` sources,
-//! and `Dispatch`: one kernel launch with its bind group and parameters, created once (per batch
-//! size) and recorded into as many command buffers as needed.
-//!
-//! Conventions every shader follows: group 0, binding 0 is a 32-byte uniform of eight u32 words
-//! (the launch's sizes and offsets; f32 values as bits); the other bindings follow in the order
-//! given to `Kernel::dispatch`. Offsets into buffers travel in the uniform, not as binding
-//! offsets, because parameter slices of the flat vector are not 256-byte aligned.
+//! `Kernels`: every compute pipeline but the numerical gradient's, built once per device from
+//! the `shaders/*.wgsl` sources. Each family's launcher takes its own `Pipelines`; the common
+//! machinery (Kernel, Dispatch, build) is in `launch`, which knows no family.
 
 use super::context::Context;
+use super::launch::build;
 use super::{accuracy, backprop, cross_entropy, gather, head, matmul, sgd, softmax};
-use crate::error::{Error, Result};
-use crate::model::Activation;
-
-/// Threads per workgroup of every 1-D kernel (elementwise, per row, per column).
-pub const WORKGROUP_1D: u32 = 256;
-
-/// How a binding is used by the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Slot {
-    Uniform,
-    Read,
-    ReadWrite,
-}
-
-/// One compute pipeline and the layout of its bind group.
-#[derive(Debug)]
-pub struct Kernel {
-    name: String,
-    pipeline: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
-    slots: Vec<Slot>,
-}
-
-impl Kernel {
-    /// Builds entry point `entry` of `module`; `slots` are the bindings after the parameter
-    /// uniform; `constants` specialise `override` declarations (transposes, activation).
-    pub(crate) fn new(
-        ctx: &Context,
-        module: &wgpu::ShaderModule,
-        name: &str,
-        entry: &str,
-        slots: &[Slot],
-        constants: &[(&str, f64)],
-    ) -> Kernel {
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = std::iter::once(Slot::Uniform)
-            .chain(slots.iter().copied())
-            .enumerate()
-            .map(|(i, slot)| wgpu::BindGroupLayoutEntry {
-                binding: i as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match slot {
-                        Slot::Uniform => wgpu::BufferBindingType::Uniform,
-                        Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        Slot::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
-        let device = &ctx.device;
-        ctx.count_creations(1);
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(name),
-            entries: &entries,
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(name),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(name),
-            layout: Some(&pipeline_layout),
-            module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                ..Default::default()
-            },
-            cache: None,
-        });
-        Kernel {
-            name: name.to_string(),
-            pipeline,
-            layout,
-            slots: slots.to_vec(),
-        }
-    }
-
-    /// One launch: a fresh parameter uniform holding `params`, and a bind group over `buffers`
-    /// (one per slot, whole buffers). Create once, record many times.
-    pub(crate) fn dispatch(
-        &self,
-        ctx: &Context,
-        params: [u32; 8],
-        buffers: &[&wgpu::Buffer],
-        groups: [u32; 3],
-    ) -> Result<Dispatch> {
-        self.dispatch_with(ctx, &params, buffers, groups)
-    }
-
-    /// `dispatch` with the kernel's own `#[repr(C)]` parameter struct (a multiple of 16 bytes).
-    pub(crate) fn dispatch_with<P: bytemuck::Pod>(
-        &self,
-        ctx: &Context,
-        params: &P,
-        buffers: &[&wgpu::Buffer],
-        groups: [u32; 3],
-    ) -> Result<Dispatch> {
-        if buffers.len() != self.slots.len() {
-            return Err(Error::Gpu(format!(
-                "{}: {} buffers for {} bindings (a bug in its launcher)",
-                self.name,
-                buffers.len(),
-                self.slots.len()
-            )));
-        }
-        let max = ctx.limits().max_compute_workgroups_per_dimension;
-        if groups.iter().any(|&g| g > max) {
-            return Err(Error::Gpu(format!(
-                "{}: {groups:?} workgroups exceed this adapter's max_compute_workgroups_per_dimension ({max}); \
-                 use a smaller --batch",
-                self.name
-            )));
-        }
-        let uniform = wgpu::util::DeviceExt::create_buffer_init(
-            &ctx.device,
-            &wgpu::util::BufferInitDescriptor {
-                label: Some(&self.name),
-                contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            },
-        );
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&uniform)
-            .chain(buffers.iter().copied())
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        ctx.count_creations(2);
-        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&self.name),
-            layout: &self.layout,
-            entries: &entries,
-        });
-        ctx.check(&format!("binding the buffers of {}", self.name))?;
-        Ok(Dispatch {
-            pipeline: self.pipeline.clone(),
-            bind_group,
-            groups,
-            params: uniform,
-            empty: groups.contains(&0),
-        })
-    }
-}
-
-/// A kernel launch ready to record: pipeline, bind group, grid and its parameter uniform.
-#[derive(Debug)]
-pub struct Dispatch {
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    groups: [u32; 3],
-    params: wgpu::Buffer,
-    /// Nothing to do (a zero-sized launch): recording it is skipped.
-    empty: bool,
-}
-
-impl Dispatch {
-    /// Records the launch (nothing for an empty one); 1 if it was recorded, for the counters.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) -> u64 {
-        if self.empty {
-            return 0;
-        }
-        {
-            pass.set_pipeline(&self.pipeline);
-            pass.set_bind_group(0, &self.bind_group, &[]);
-            pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
-        }
-        1
-    }
-
-    /// Changes parameter word `word` (e.g. the learning rate) before the next submission.
-    pub(crate) fn set_param(&self, ctx: &Context, word: usize, value: u32) {
-        ctx.write(&self.params, word, &[value]);
-    }
-
-    /// Changes the parameter words from `word` on, in one queue write.
-    pub(crate) fn set_params(&self, ctx: &Context, word: usize, values: &[u32]) {
-        ctx.write(&self.params, word, values);
-    }
-}
-
-/// Records `dispatches` in order into one compute pass of `encoder` (wgpu inserts the barriers
-/// between launches that read what an earlier one wrote).
-pub fn record_all<'a>(
-    ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
-    dispatches: impl IntoIterator<Item = &'a Dispatch>,
-) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: None,
-        timestamp_writes: None,
-    });
-    let n: u64 = dispatches.into_iter().map(|d| d.record(&mut pass)).sum();
-    ctx.count_dispatches(n);
-}
-
-/// Runs `dispatches` as one submission and waits for them (tests and one-off launches).
-pub fn run(ctx: &Context, dispatches: &[&Dispatch]) -> Result<()> {
-    let mut encoder = ctx.encoder("run");
-    record_all(ctx, &mut encoder, dispatches.iter().copied());
-    let index = ctx.submit(encoder, "running kernels")?;
-    ctx.wait(index, "running kernels")
-}
-
-/// Workgroups for `n` items of a 1-D kernel: along x, folded into y past the per-dimension
-/// limit (the kernels index `gid.x + gid.y * num_workgroups.x * WORKGROUP_1D`).
-pub(crate) fn groups_1d(ctx: &Context, n: usize) -> [u32; 3] {
-    let total = n.div_ceil(WORKGROUP_1D as usize) as u64;
-    let max = u64::from(ctx.limits().max_compute_workgroups_per_dimension.max(1));
-    if total <= max {
-        [total as u32, 1, 1]
-    } else {
-        [max as u32, total.div_ceil(max) as u32, 1]
-    }
-}
-
-/// Workgroups covering `x` by `y` items with a `wx` by `wy` workgroup.
-pub(crate) fn groups_2d(x: usize, wx: u32, y: usize, wy: u32) -> [u32; 3] {
-    [
-        x.div_ceil(wx as usize) as u32,
-        y.div_ceil(wy as usize) as u32,
-        1,
-    ]
-}
-
-/// A matrix inside a buffer: `buffer` from element `offset` on (W_l inside the flat parameters).
-#[derive(Debug, Clone, Copy)]
-pub struct Operand<'a> {
-    pub buffer: &'a wgpu::Buffer,
-    pub offset: usize,
-}
-
-impl<'a> Operand<'a> {
-    pub fn at(buffer: &'a wgpu::Buffer, offset: usize) -> Self {
-        Operand { buffer, offset }
-    }
-    pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
-        Operand { buffer, offset: 0 }
-    }
-}
-
-/// A sizes/offsets value for a uniform word; the kernels index with u32.
-pub(crate) fn word(what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| {
-        Error::Gpu(format!(
-            "{what} = {v} does not fit the kernels' 32-bit indices"
-        ))
-    })
-}
-
-/// The activation's code in the shaders (matmul's ACT, backprop's act_backward).
-pub(crate) fn act_code(act: Activation) -> u32 {
-    match act {
-        Activation::Sigmoid => 1,
-        Activation::Relu => 2,
-    }
-}
+use crate::error::Result;
 
 /// Every pipeline of the project but the numerical gradient's (built per model, see
 /// `numerical::pipelines`), built once per backend.
 #[derive(Debug)]
 pub struct Kernels {
-    pub(crate) gather: gather::Pipelines,
-    pub(crate) matmul: matmul::Pipelines,
-    pub(crate) softmax: softmax::Pipelines,
-    pub(crate) cross_entropy: cross_entropy::Pipelines,
-    pub(crate) backprop: backprop::Pipelines,
-    pub(crate) sgd: sgd::Pipelines,
-    pub(crate) accuracy: accuracy::Pipelines,
-    pub(crate) head: head::Pipelines,
-    /// Bound where a variant has no use for a read slot (the bias of a plain product) and for a
-    /// written slot (its post-activation): two buffers, because one buffer may not be both
-    /// read-only and writable in one launch.
-    pub(crate) unused_read: wgpu::Buffer,
-    pub(crate) unused_write: wgpu::Buffer,
+    pub gather: gather::Pipelines,
+    pub matmul: matmul::Pipelines,
+    pub softmax: softmax::Pipelines,
+    pub cross_entropy: cross_entropy::Pipelines,
+    pub backprop: backprop::Pipelines,
+    pub sgd: sgd::Pipelines,
+    pub accuracy: accuracy::Pipelines,
+    pub head: head::Pipelines,
 }
 
 impl Kernels {
     pub fn new(ctx: &Context) -> Result<Kernels> {
         let k = Kernels {
             gather: build(ctx, "gather.wgsl", gather::SOURCE, gather::Pipelines::new)?,
-            matmul: build(ctx, "matmul.wgsl", matmul::SOURCE, matmul::Pipelines::new)?,
+            matmul: build(ctx, "matmul.wgsl", matmul::SOURCE, matmul::Pipelines::new)??,
             softmax: build(
                 ctx,
                 "softmax.wgsl",
@@ -322,38 +51,10 @@ impl Kernels {
                 accuracy::SOURCE,
                 accuracy::Pipelines::new,
             )?,
-            head: build(ctx, "head.wgsl", head::SOURCE, head::Pipelines::new)?,
-            unused_read: ctx.storage("unused read binding", 1)?,
-            unused_write: ctx.storage("unused written binding", 1)?,
+            head: build(ctx, "head.wgsl", head::SOURCE, head::Pipelines::new)??,
         };
         ctx.check("building the kernels")?;
         Ok(k)
-    }
-}
-
-/// Compiles one shader file and builds its pipelines inside an error scope, so a shader that
-/// fails names its file.
-pub(crate) fn build<P>(
-    ctx: &Context,
-    file: &str,
-    source: &str,
-    pipelines: impl FnOnce(&Context, &wgpu::ShaderModule) -> P,
-) -> Result<P> {
-    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let module = ctx
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(file),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
-    let p = pipelines(ctx, &module);
-    match pollster::block_on(scope.pop()) {
-        None => Ok(p),
-        Some(e) => Err(Error::Gpu(format!(
-            "shaders/{file} failed to build on {}: {e}; this adapter may lack something the shader \
-             uses; try another adapter or --device cpu",
-            ctx.describe()
-        ))),
     }
 }
 
@@ -368,7 +69,10 @@ mod tests {
     /// 8 x 8 for a BLOCK x BLOCK tile (4 x 4 outputs per invocation).
     #[test]
     fn workgroup_sizes_agree_between_rust_and_wgsl() {
-        let one_d = format!("@workgroup_size({}, 1, 1)", super::WORKGROUP_1D);
+        let one_d = format!(
+            "@workgroup_size({}, 1, 1)",
+            super::super::launch::WORKGROUP_1D
+        );
         for (file, src) in [
             ("accuracy", accuracy::SOURCE),
             ("backprop", backprop::SOURCE),
@@ -392,5 +96,48 @@ mod tests {
         let per_side = matmul::BLOCK / 4;
         assert!(matmul::SOURCE.contains(&format!("@workgroup_size({per_side}, {per_side}, 1)")));
         assert!(matmul::SOURCE.contains(&format!("const WG: u32 = {per_side}u;")));
+    }
+
+    /// Every kernel's Rust parameter struct mirrors its WGSL struct: field names, types, order,
+    /// and a size of 4 bytes a field (a multiple of 16, as uniforms need).
+    #[test]
+    fn parameter_structs_agree_between_rust_and_wgsl() {
+        use super::super::launch::check_params;
+        use super::super::numerical_memo;
+        let checks = [
+            check_params::<accuracy::Dims>("accuracy", accuracy::SOURCE),
+            check_params::<backprop::Dims>("backprop", backprop::SOURCE),
+            check_params::<cross_entropy::Dims>("cross_entropy", cross_entropy::SOURCE),
+            check_params::<gather::GatherParams>("gather", gather::SOURCE),
+            check_params::<head::HeadParams>("head", head::SOURCE),
+            check_params::<matmul::Dims>("matmul", matmul::SOURCE),
+            check_params::<numerical::NumericalParams>("numerical", numerical::SOURCE),
+            check_params::<numerical_memo::MemoParams>("numerical_memo", numerical_memo::SOURCE),
+            check_params::<sgd::Params>("sgd", sgd::SOURCE),
+            check_params::<softmax::Dims>("softmax", softmax::SOURCE),
+        ];
+        let failures: Vec<String> = checks.into_iter().filter_map(|c| c.err()).collect();
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    /// The check itself: a renamed, retyped, reordered or missing field is caught.
+    #[test]
+    fn the_parameter_check_sees_a_drifted_struct() {
+        use super::super::launch::check_params;
+        let src = sgd::SOURCE;
+        assert!(check_params::<sgd::Params>("sgd", src).is_ok());
+        for (from, to) in [
+            ("    lr: f32,", "    rate: f32,"),
+            ("    lr: f32,", "    lr: u32,"),
+            ("    n: u32,\n    lr: f32,", "    lr: f32,\n    n: u32,"),
+            ("    _pad5: u32,\n", ""),
+        ] {
+            let drifted = src.replacen(from, to, 1);
+            assert_ne!(drifted, src, "{from}");
+            assert!(
+                check_params::<sgd::Params>("sgd", &drifted).is_err(),
+                "{from} -> {to}"
+            );
+        }
     }
 }

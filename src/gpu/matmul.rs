@@ -3,7 +3,7 @@
 //! (`matmul`, `matmul_at_b`, `matmul_a_bt`) and `cpu::forward` for the epilogue.
 
 use super::context::Context;
-use super::kernels::{act_code, groups_2d, word, Dispatch, Kernel, Kernels, Operand, Slot};
+use super::launch::{act_code, groups_2d, kernel_params, word, Dispatch, Kernel, Operand, Slot};
 use crate::error::{Error, Result};
 use crate::model::Activation;
 
@@ -51,7 +51,8 @@ pub enum Matmul {
 }
 
 #[derive(Debug)]
-pub(crate) struct Pipelines {
+/// The family's pipelines (built once, in `Kernels`).
+pub struct Pipelines {
     ab: Kernel,
     at_b: Kernel,
     a_bt: Kernel,
@@ -60,14 +61,33 @@ pub(crate) struct Pipelines {
     relu: Kernel,
     a_bt_sigmoid_grad: Kernel,
     a_bt_relu_grad: Kernel,
+    /// Bound where a variant has no use for a read slot (the bias of a plain product) and for a
+    /// written slot (its post-activation): two buffers, because one buffer may not be both
+    /// read-only and writable in one launch.
+    unused_read: wgpu::Buffer,
+    unused_write: wgpu::Buffer,
+}
+
+kernel_params! {
+    /// shaders/matmul.wgsl's parameters (element offsets into each operand's buffer).
+    struct Dims as "Dims" {
+        m: u32,
+        k: u32,
+        n: u32,
+        a_off: u32,
+        b_off: u32,
+        c_off: u32,
+        bias_off: u32,
+        post_off: u32,
+    }
 }
 
 impl Pipelines {
-    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
+    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Result<Self> {
         use Slot::*;
         let slots = [Read, Read, Read, ReadWrite, ReadWrite];
         let k = |name: &str, c: &[(&str, f64)]| Kernel::new(ctx, module, name, "matmul", &slots, c);
-        Pipelines {
+        Ok(Pipelines {
             ab: k("matmul A B", &[]),
             at_b: k("matmul A^T B", &[("TRANS_A", 1.0)]),
             a_bt: k("matmul A B^T", &[("TRANS_B", 1.0)]),
@@ -94,7 +114,9 @@ impl Pipelines {
                     ("BACK_ACT", act_code(Activation::Relu).into()),
                 ],
             ),
-        }
+            unused_read: ctx.storage("matmul: unused read binding", 1)?,
+            unused_write: ctx.storage("matmul: unused written binding", 1)?,
+        })
     }
 
     fn get(&self, kind: Matmul) -> &Kernel {
@@ -124,7 +146,7 @@ pub struct MatmulArgs<'a> {
 }
 
 pub fn matmul(
-    kernels: &Kernels,
+    kernels: &Pipelines,
     ctx: &Context,
     kind: Matmul,
     args: &MatmulArgs,
@@ -143,19 +165,19 @@ pub fn matmul(
     check_loop_cap(ctx, args.k)?;
     let bias = args.bias.unwrap_or(Operand::whole(&kernels.unused_read));
     let post = args.post.unwrap_or(Operand::whole(&kernels.unused_write));
-    let params = [
-        word("M", args.m)?,
-        word("K", args.k)?,
-        word("N", args.n)?,
-        word("A offset", args.a.offset)?,
-        word("B offset", args.b.offset)?,
-        word("C offset", args.c.offset)?,
-        word("bias offset", bias.offset)?,
-        word("post offset", post.offset)?,
-    ];
-    kernels.matmul.get(kind).dispatch(
+    let dims = Dims {
+        m: word("M", args.m)?,
+        k: word("K", args.k)?,
+        n: word("N", args.n)?,
+        a_off: word("A offset", args.a.offset)?,
+        b_off: word("B offset", args.b.offset)?,
+        c_off: word("C offset", args.c.offset)?,
+        bias_off: word("bias offset", bias.offset)?,
+        post_off: word("post offset", post.offset)?,
+    };
+    kernels.get(kind).dispatch(
         ctx,
-        params,
+        &dims,
         &[
             args.a.buffer,
             args.b.buffer,
@@ -170,7 +192,7 @@ pub fn matmul(
 /// C = (A B^T) * act'(z), z (m x n) the layer's activation: the backward pass's
 /// d_{l-1} = (d_l W_l^T) * act'(z_{l-1}) in one launch (`args.bias` and `args.post` unused).
 pub fn matmul_a_bt_act_grad(
-    kernels: &Kernels,
+    kernels: &Pipelines,
     ctx: &Context,
     act: Activation,
     args: &MatmulArgs,
@@ -178,23 +200,24 @@ pub fn matmul_a_bt_act_grad(
 ) -> Result<Dispatch> {
     check_loop_cap(ctx, args.k)?;
     let post = Operand::whole(&kernels.unused_write);
-    let params = [
-        word("M", args.m)?,
-        word("K", args.k)?,
-        word("N", args.n)?,
-        word("A offset", args.a.offset)?,
-        word("B offset", args.b.offset)?,
-        word("C offset", args.c.offset)?,
-        word("activation offset", z.offset)?,
-        0,
-    ];
+    // The activation z travels through the bias binding (BACK_ACT reads it there).
+    let dims = Dims {
+        m: word("M", args.m)?,
+        k: word("K", args.k)?,
+        n: word("N", args.n)?,
+        a_off: word("A offset", args.a.offset)?,
+        b_off: word("B offset", args.b.offset)?,
+        c_off: word("C offset", args.c.offset)?,
+        bias_off: word("activation offset", z.offset)?,
+        post_off: 0,
+    };
     let kernel = match act {
-        Activation::Sigmoid => &kernels.matmul.a_bt_sigmoid_grad,
-        Activation::Relu => &kernels.matmul.a_bt_relu_grad,
+        Activation::Sigmoid => &kernels.a_bt_sigmoid_grad,
+        Activation::Relu => &kernels.a_bt_relu_grad,
     };
     kernel.dispatch(
         ctx,
-        params,
+        &dims,
         &[
             args.a.buffer,
             args.b.buffer,

@@ -3,7 +3,8 @@
 //!
 //! - `context`: adapter choice (`--device auto|gpu`, `GPU_TRAIN_ADAPTER`, `GPU_TRAIN_BACKEND`),
 //!   the limits a run needs, error capture, buffer and read-back helpers, the devices report.
-//! - `kernels`: `Kernels` (every pipeline, built once) and `Dispatch` (a bound launch).
+//! - `launch`: what every launcher uses (`Kernel`, `Dispatch` a bound launch, `KernelParams`
+//!   each kernel's parameter struct, `build`); `kernels`: `Kernels`, every pipeline built once.
 //! - one launcher per kernel family: `gather`, `matmul`, `softmax`, `cross_entropy`,
 //!   `backprop`, `sgd`, `accuracy`.
 //! - `backend`: `GpuBackend`, the `Backend` trait with the data set and parameters resident.
@@ -22,6 +23,7 @@ pub mod cross_entropy;
 pub mod gather;
 pub mod head;
 pub mod kernels;
+pub mod launch;
 pub mod matmul;
 pub mod numerical;
 pub mod numerical_memo;
@@ -33,4 +35,5 @@ pub use context::{
     devices_report, list_adapters, AdapterSummary, AutoChoice, Context, DeviceRequest, ADAPTER_ENV,
     BACKEND_ENV,
 };
-pub use kernels::{record_all, run, Dispatch, Kernels, Operand};
+pub use kernels::Kernels;
+pub use launch::{record_all, run, Dispatch, Operand};

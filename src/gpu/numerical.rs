@@ -7,7 +7,7 @@
 //! kernel within four storage bindings on every adapter.
 
 use super::context::Context;
-use super::kernels::{build, groups_1d, word, Dispatch, Kernel, Slot};
+use super::launch::{build, field_word, groups_1d, kernel_params, word, Dispatch, Kernel, Slot};
 use super::numerical_memo::{self, MemoPlan};
 use crate::backend::PerturbStrategy;
 use crate::error::{Error, Result};
@@ -23,8 +23,19 @@ pub const MAX_WIDTH: usize = 256;
 /// The line of the shader the launcher specializes.
 const WIDTH_LINE: &str = "const WIDTH: u32 = 256u;";
 
-/// The uniform word that holds h.
-const H_WORD: usize = 6;
+kernel_params! {
+    /// shaders/numerical.wgsl's parameters.
+    struct NumericalParams as "Params" {
+        p_begin: u32,
+        count: u32,
+        rows: u32,
+        layers: u32,
+        classes: u32,
+        act: u32,
+        h: f32,
+        flags: u32,
+    }
+}
 
 /// Work per dispatch, so one launch stays far below an OS GPU watchdog (~2 s) on slow adapters:
 /// `incremental` counts sample evaluations (parameters x rows), `full` multiply-adds.
@@ -354,17 +365,17 @@ pub(crate) fn plan(
     let max_groups = ctx.limits().max_compute_workgroups_per_dimension;
     let mut dispatches = Vec::new();
     for (start, count) in parameter_chunks(spec, rows, strategy, max_groups) {
-        let words = [
-            word("parameter", start)?,
-            word("parameters", count)?,
-            word("rows", rows)?,
-            word("layers", spec.num_layers())?,
-            word("classes", spec.classes)?,
-            super::kernels::act_code(spec.activation),
-            h.to_bits(),
-            // flags: bit 0 only; the other bits must stay 0, the shader's `kept` relies on it.
-            u32::from(subtract_losses),
-        ];
+        let params = NumericalParams {
+            p_begin: word("parameter", start)?,
+            count: word("parameters", count)?,
+            rows: word("rows", rows)?,
+            layers: word("layers", spec.num_layers())?,
+            classes: word("classes", spec.classes)?,
+            act: super::launch::act_code(spec.activation),
+            h,
+            // Bit 0 only; the other bits must stay 0, the shader's `kept` relies on it.
+            flags: u32::from(subtract_losses),
+        };
         let kernel = k.kernel(ctx)?;
         let groups = match strategy {
             PerturbStrategy::Incremental => groups_1d(ctx, count),
@@ -373,7 +384,7 @@ pub(crate) fn plan(
                 [g.min(max_groups), g.div_ceil(max_groups.max(1)), 1]
             }
         };
-        dispatches.push(kernel.dispatch(ctx, words, &[theta, x, &cache, grad], groups)?);
+        dispatches.push(kernel.dispatch(ctx, &params, &[theta, x, &cache, grad], groups)?);
     }
     Ok(NumericalPlan {
         cache,
@@ -417,7 +428,7 @@ impl NumericalPlan {
         }
         if self.h != h {
             for d in &self.dispatches {
-                d.set_param(ctx, H_WORD, h.to_bits());
+                d.set_params(ctx, field_word!(NumericalParams, h), &[h.to_bits()]);
             }
             self.h = h;
         }

@@ -8,7 +8,9 @@
 //! binding size. The inputs must be the gather's u8 pixels over 255 (every GPU batch is).
 
 use super::context::Context;
-use super::kernels::{act_code, build, groups_1d, word, Dispatch, Kernel, Slot};
+use super::launch::{
+    act_code, build, field_word, groups_1d, kernel_params, word, Dispatch, Kernel, Slot,
+};
 use super::numerical::CacheLayout;
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
@@ -16,7 +18,7 @@ use crate::model::MlpSpec;
 pub(crate) const SOURCE: &str = include_str!("../../shaders/numerical_memo.wgsl");
 
 /// Threads per workgroup of memo_table (shaders/numerical_memo.wgsl: MEMO_WG); memo_sum is a
-/// 1-D kernel of `kernels::WORKGROUP_1D`.
+/// 1-D kernel of `launch::WORKGROUP_1D`.
 pub const MEMO_WG: u32 = 64;
 
 /// Distinct u8 values: the memo holds one entry per (sample, value, unit).
@@ -95,32 +97,27 @@ pub(crate) fn pipelines(ctx: &Context) -> Result<Pipelines> {
     })
 }
 
-/// The kernels' parameters (shaders/numerical_memo.wgsl, `Params`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MemoParams {
-    rows: u32,
-    inputs: u32,
-    hidden: u32,
-    classes: u32,
-    w1: u32,
-    b1: u32,
-    w2: u32,
-    act: u32,
-    pre: u32,
-    post: u32,
-    probs: u32,
-    labels: u32,
-    h: f32,
-    lr: f32,
-    update: u32,
-    _pad0: u32,
+kernel_params! {
+    /// The kernels' parameters (shaders/numerical_memo.wgsl).
+    struct MemoParams as "Params" {
+        rows: u32,
+        inputs: u32,
+        hidden: u32,
+        classes: u32,
+        w1: u32,
+        b1: u32,
+        w2: u32,
+        act: u32,
+        pre: u32,
+        post: u32,
+        probs: u32,
+        labels: u32,
+        h: f32,
+        lr: f32,
+        update: u32,
+        _pad0: u32,
+    }
 }
-
-/// Word indices of the fields the plan rewrites.
-const H_WORD: usize = 12;
-/// `lr`, followed by `update`.
-const LR_WORD: usize = 13;
 
 /// The two launches of one gradient, bound once, and the memo they share.
 #[derive(Debug)]
@@ -181,7 +178,7 @@ pub(crate) fn plan(
     let blocks = hidden.div_ceil(MEMO_WG as usize);
     // One workgroup per sample, then the workgroups that build the masks.
     let mask_groups = mask_words(l0.fan_in, rows).div_ceil(MEMO_WG as usize);
-    let table = k.table.dispatch_with(
+    let table = k.table.dispatch(
         ctx,
         &params,
         &[theta, x, cache, &memo],
@@ -194,7 +191,7 @@ pub(crate) fn plan(
     let grid = groups_1d(ctx, spec.num_params());
     let sum = k
         .sum
-        .dispatch_with(ctx, &params, &[theta, x, cache, &memo, grad], grid)?;
+        .dispatch(ctx, &params, &[theta, x, cache, &memo, grad], grid)?;
     Ok(MemoPlan {
         memo,
         dispatches: vec![table, sum],
@@ -207,7 +204,7 @@ impl MemoPlan {
     pub(crate) fn set_h(&mut self, ctx: &Context, h: f32) {
         if self.h != h {
             for d in &self.dispatches {
-                d.set_param(ctx, H_WORD, h.to_bits());
+                d.set_params(ctx, field_word!(MemoParams, h), &[h.to_bits()]);
             }
             self.h = h;
         }
@@ -217,10 +214,10 @@ impl MemoPlan {
     /// writes the gradient (None).
     pub(crate) fn set_update(&mut self, ctx: &Context, lr: Option<f32>) {
         if self.lr != lr {
-            // One queue write: lr and update are neighbours.
+            // One queue write: lr and update are neighbours (the test below checks it).
             self.dispatches[1].set_params(
                 ctx,
-                LR_WORD,
+                field_word!(MemoParams, lr),
                 &[lr.unwrap_or(0.0).to_bits(), u32::from(lr.is_some())],
             );
             self.lr = lr;
@@ -242,13 +239,14 @@ mod tests {
         assert_eq!(std::mem::size_of::<MemoParams>(), 64);
         assert!(SOURCE.contains(&format!("const MEMO_WG: u32 = {MEMO_WG}u;")));
         assert!(SOURCE.contains(&format!("@workgroup_size({MEMO_WG}, 1, 1)\nfn memo_table")));
-        let one_d = crate::gpu::kernels::WORKGROUP_1D;
+        let one_d = crate::gpu::launch::WORKGROUP_1D;
         assert!(SOURCE.contains(&format!("@workgroup_size({one_d}, 1, 1)\nfn memo_sum")));
         assert!(SOURCE.contains(&format!("gid.y * groups.x * {one_d}u")));
         assert!(SOURCE.contains(&format!("const VALUES: u32 = {VALUES}u;")));
-        assert_eq!(std::mem::offset_of!(MemoParams, h), H_WORD * 4);
-        assert_eq!(std::mem::offset_of!(MemoParams, lr), LR_WORD * 4);
-        assert_eq!(std::mem::offset_of!(MemoParams, update), (LR_WORD + 1) * 4);
+        assert_eq!(
+            field_word!(MemoParams, update),
+            field_word!(MemoParams, lr) + 1
+        );
         let chapter = MlpSpec::two_layer(784, 50, 10).unwrap();
         assert_eq!(memo_bytes(&chapter, 100), (100 * 256 * 50 + 4 * 784) * 4);
         let cap = Some(65_535);

@@ -1,16 +1,28 @@
 //! Launcher of shaders/sgd.wgsl. CPU twin: `cpu::sgd::sgd`.
 
 use super::context::Context;
-use super::kernels::{groups_1d, word, Dispatch, Kernel, Kernels, Slot};
+use super::launch::{field_word, groups_1d, kernel_params, word, Dispatch, Kernel, Slot};
 use crate::error::Result;
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/sgd.wgsl");
 
-/// The uniform word that holds the learning rate.
-const LR_WORD: usize = 1;
+kernel_params! {
+    /// shaders/sgd.wgsl's parameters.
+    struct Params as "Params" {
+        n: u32,
+        lr: f32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+        _pad3: u32,
+        _pad4: u32,
+        _pad5: u32,
+    }
+}
 
 #[derive(Debug)]
-pub(crate) struct Pipelines {
+/// The family's pipelines (built once, in `Kernels`).
+pub struct Pipelines {
     sgd: Kernel,
 }
 
@@ -31,20 +43,27 @@ impl Pipelines {
 
 /// params -= lr * grad over the first `n` elements.
 pub fn sgd(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     n: usize,
     lr: f32,
     params: &wgpu::Buffer,
     grad: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let words = [word("parameters", n)?, lr.to_bits(), 0, 0, 0, 0, 0, 0];
-    k.sgd
-        .sgd
-        .dispatch(ctx, words, &[params, grad], groups_1d(ctx, n))
+    let p = Params {
+        n: word("parameters", n)?,
+        lr,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+        _pad3: 0,
+        _pad4: 0,
+        _pad5: 0,
+    };
+    k.sgd.dispatch(ctx, &p, &[params, grad], groups_1d(ctx, n))
 }
 
 /// Changes the learning rate of an `sgd` launch (effective from the next submission).
 pub fn set_lr(ctx: &Context, dispatch: &Dispatch, lr: f32) {
-    dispatch.set_param(ctx, LR_WORD, lr.to_bits());
+    dispatch.set_params(ctx, field_word!(Params, lr), &[lr.to_bits()]);
 }

@@ -1,13 +1,14 @@
 //! Launcher of shaders/softmax.wgsl. CPU twin: `cpu::softmax::softmax_rows`.
 
 use super::context::Context;
-use super::kernels::{groups_1d, word, Dispatch, Kernel, Kernels, Operand, Slot};
+use super::launch::{groups_1d, kernel_params, word, Dispatch, Kernel, Operand, Slot};
 use crate::error::Result;
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/softmax.wgsl");
 
 #[derive(Debug)]
-pub(crate) struct Pipelines {
+/// The family's pipelines (built once, in `Kernels`).
+pub struct Pipelines {
     softmax: Kernel,
 }
 
@@ -26,26 +27,39 @@ impl Pipelines {
     }
 }
 
+kernel_params! {
+    /// shaders/softmax.wgsl's parameters.
+    struct Dims as "Dims" {
+        rows: u32,
+        cols: u32,
+        x_off: u32,
+        y_off: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+        _pad3: u32,
+    }
+}
+
 /// y = softmax(x) row by row (rows x cols, max-subtracted); x is left as it is.
 pub fn softmax(
-    k: &Kernels,
+    k: &Pipelines,
     ctx: &Context,
     rows: usize,
     cols: usize,
     x: Operand,
     y: Operand,
 ) -> Result<Dispatch> {
-    let params = [
-        word("rows", rows)?,
-        word("cols", cols)?,
-        word("x offset", x.offset)?,
-        word("y offset", y.offset)?,
-        0,
-        0,
-        0,
-        0,
-    ];
+    let dims = Dims {
+        rows: word("rows", rows)?,
+        cols: word("cols", cols)?,
+        x_off: word("x offset", x.offset)?,
+        y_off: word("y offset", y.offset)?,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+        _pad3: 0,
+    };
     k.softmax
-        .softmax
-        .dispatch(ctx, params, &[x.buffer, y.buffer], groups_1d(ctx, rows))
+        .dispatch(ctx, &dims, &[x.buffer, y.buffer], groups_1d(ctx, rows))
 }
