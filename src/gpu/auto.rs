@@ -5,8 +5,9 @@
 //! timed rather than guessed. Software adapters (lavapipe) are candidates only when
 //! `GPU_TRAIN_AUTO_ALLOW_SOFTWARE=1` (tests, and anyone curious).
 
+use super::adapter;
 use super::backend::GpuBackend;
-use super::context::{self, Context};
+use super::context::Context;
 use crate::backend::{Backend, GradMethod};
 use crate::data::{Mnist, Sampler, SamplerKind};
 use crate::error::Result;
@@ -203,5 +204,5 @@ pub fn auto_device(
 
 /// Where `/dev/nvidia*` exists but Vulkan shows no NVIDIA adapter: how to expose it.
 pub fn nvidia_hint() -> Option<String> {
-    context::nvidia_hint()
+    adapter::nvidia_hint()
 }

@@ -1,8 +1,9 @@
 //! The GPU backend: WGSL compute shaders (`shaders/*.wgsl`, one file per kernel family) run
 //! through wgpu, each checked against its CPU twin of the same name in `crate::cpu`.
 //!
-//! - `context`: adapter choice (`--device auto|gpu`, `GPU_TRAIN_ADAPTER`, `GPU_TRAIN_BACKEND`),
-//!   the limits a run needs, error capture, buffer and read-back helpers, the devices report.
+//! - `adapter`: adapter choice (`--device auto|gpu`, `GPU_TRAIN_ADAPTER`, `GPU_TRAIN_BACKEND`),
+//!   the limits a run needs, the hints, the devices report.
+//! - `context`: `Context`, the open device: error capture, counters, buffer and read-back helpers.
 //! - `launch`: what every launcher uses (`Kernel`, `Dispatch` a bound launch, `KernelParams`
 //!   each kernel's parameter struct, `build`); `kernels`: `Kernels`, every pipeline built once.
 //! - one launcher per kernel family: `gather`, `matmul`, `softmax`, `cross_entropy`,
@@ -14,6 +15,7 @@
 //! - `auto`: `--device auto` measured: the CPU and each hardware GPU time the run's own step.
 
 pub mod accuracy;
+pub mod adapter;
 pub mod auto;
 pub mod backend;
 pub mod backprop;
@@ -30,10 +32,11 @@ pub mod numerical_memo;
 pub mod sgd;
 pub mod softmax;
 
-pub use backend::{GpuBackend, GpuOptions, DEFAULT_EVAL_ROWS};
-pub use context::{
-    devices_report, list_adapters, AdapterSummary, AutoChoice, Context, DeviceRequest, ADAPTER_ENV,
+pub use adapter::{
+    devices_report, list_adapters, AdapterSummary, AutoChoice, DeviceRequest, ADAPTER_ENV,
     BACKEND_ENV,
 };
+pub use backend::{GpuBackend, GpuOptions, DEFAULT_EVAL_ROWS};
+pub use context::Context;
 pub use kernels::Kernels;
 pub use launch::{record_all, run, Dispatch, Operand};

@@ -516,11 +516,11 @@ mod tests {
     #[test]
     fn loop_iterations_stay_inside_lavapipes_cap_for_the_chapter() {
         let cap =
-            crate::gpu::context::loop_iteration_cap("llvmpipe (LLVM 15.0.6, 256 bits)", "llvmpipe")
+            crate::gpu::adapter::loop_iteration_cap("llvmpipe (LLVM 15.0.6, 256 bits)", "llvmpipe")
                 .unwrap();
         assert_eq!(cap, 65_535);
         assert_eq!(
-            crate::gpu::context::loop_iteration_cap("NVIDIA H200", "NVIDIA"),
+            crate::gpu::adapter::loop_iteration_cap("NVIDIA H200", "NVIDIA"),
             None
         );
         let chapter = MlpSpec::two_layer(784, 50, 10).unwrap();
