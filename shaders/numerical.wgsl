@@ -53,8 +53,6 @@ const WIDTH: u32 = 256u;
 // trace of the deep paths' arrays, which would otherwise be zero-filled on every invocation, and
 // `full` streams the hidden layer (any width).
 override DEEP: bool = true;
-const DELTA: f32 = 1e-7;
-
 @group(0) @binding(0) var<uniform> u: Params;
 @group(0) @binding(1) var<storage, read> theta: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -67,29 +65,6 @@ fn cf(i: u32) -> f32 {
 
 fn table(l: u32, field: u32) -> u32 {
     return cache[8u + 8u * l + field];
-}
-
-// expm1 to a few ulps: the Taylor series where |x| < 1e-2 (truncation below 2^-40 relative),
-// else Kahan's (exp(x) - 1) * x / log(exp(x)), which cancels exp's own rounding.
-fn expm1c(x: f32) -> f32 {
-    if (abs(x) < 1e-2) {
-        return x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0 + x * (1.0 / 720.0))))));
-    }
-    let e = exp(x);
-    let em1 = e - 1.0;
-    if (em1 == -1.0) {
-        return -1.0;
-    }
-    return em1 * x / log(e);
-}
-
-// log1p likewise: the series where |x| < 1e-2, else log(1 + x) * x / ((1 + x) - 1).
-fn log1pc(x: f32) -> f32 {
-    if (abs(x) < 1e-2) {
-        return x * (1.0 + x * (-0.5 + x * (1.0 / 3.0 + x * (-0.25 + x * (0.2 + x * (-1.0 / 6.0))))));
-    }
-    let v = 1.0 + x;
-    return log(v) * x / (v - 1.0);
 }
 
 // act(a + e) - act(a) without cancellation. Sigmoid, for a >= 0 with v = exp(-a):
@@ -176,12 +151,6 @@ fn hidden_pair_change(l: u32, j: u32, b: u32, e: f32) -> f32 {
         minus = change_from(pt, dtm, sm);
     }
     return plus - minus;
-}
-
-// The sample's loss change from p_t, expm1(d_t) and S = sum_k p_k expm1(d_k).
-fn change_from(pt: f32, dt_em1: f32, s: f32) -> f32 {
-    let dp = pt * (dt_em1 - s) / (1.0 + s);
-    return -log1pc(dp / (pt + DELTA));
 }
 
 // Loss change of sample b when its logits shift by d (the first O entries).

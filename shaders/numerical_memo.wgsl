@@ -70,7 +70,6 @@ struct Params {
 const MEMO_WG: u32 = 64u;
 // Distinct u8 values: the memo's second dimension.
 const VALUES: u32 = 256u;
-const DELTA: f32 = 1e-7;
 // Below this |argument| the 3-term series of expm1 and log1p are exact to f32 (the truncation,
 // x^4 / 24, is below 2^-24 of x there). The CPU's SMALL_ARG.
 const SMALL: f32 = 1e-3;
@@ -105,33 +104,6 @@ fn expm1_series(x: f32) -> f32 {
 
 fn log1p_series(x: f32) -> f32 {
     return x * (1.0 + x * (-0.5 + x * (1.0 / 3.0)));
-}
-
-// expm1 and log1p anywhere, to a few ulps (numerical.wgsl's expm1c and log1pc).
-fn expm1c(x: f32) -> f32 {
-    if (abs(x) < 1e-2) {
-        return x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0 + x * (1.0 / 720.0))))));
-    }
-    let e = exp(x);
-    let em1 = e - 1.0;
-    if (em1 == -1.0) {
-        return -1.0;
-    }
-    return em1 * x / log(e);
-}
-
-fn log1pc(x: f32) -> f32 {
-    if (abs(x) < 1e-2) {
-        return x * (1.0 + x * (-0.5 + x * (1.0 / 3.0 + x * (-0.25 + x * (0.2 + x * (-1.0 / 6.0))))));
-    }
-    let v = 1.0 + x;
-    return log(v) * x / (v - 1.0);
-}
-
-// The sample's loss change from p_t, expm1(d_t) and S = sum_k p_k expm1(d_k).
-fn change_from(pt: f32, dt_em1: f32, s: f32) -> f32 {
-    let dp = pt * (dt_em1 - s) / (1.0 + s);
-    return -log1pc(dp / (pt + DELTA));
 }
 
 // One hidden unit of one sample, with what every shift of it needs precomputed

@@ -14,7 +14,11 @@ use crate::error::{Error, Result};
 use crate::model::MlpSpec;
 use std::cell::OnceCell;
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/numerical.wgsl");
+/// shaders/numerical.wgsl after the shared loss_change.wgsl (WGSL has no include).
+pub(crate) const SOURCE: &str = concat!(
+    include_str!("../../shaders/loss_change.wgsl"),
+    include_str!("../../shaders/numerical.wgsl")
+);
 
 /// The widest layer the kernels' private arrays may hold (the classes, the hidden layers of
 /// deeper nets): WIDTH in the shader is specialized to the model, up to this.

@@ -15,7 +15,11 @@ use super::numerical::CacheLayout;
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/numerical_memo.wgsl");
+/// shaders/numerical_memo.wgsl after the shared loss_change.wgsl (WGSL has no include).
+pub(crate) const SOURCE: &str = concat!(
+    include_str!("../../shaders/loss_change.wgsl"),
+    include_str!("../../shaders/numerical_memo.wgsl")
+);
 
 /// Threads per workgroup of memo_table (shaders/numerical_memo.wgsl: MEMO_WG); memo_sum is a
 /// 1-D kernel of `launch::WORKGROUP_1D`.
