@@ -1,20 +1,21 @@
 //! `GpuBackend`: the `Backend` trait on a wgpu device.
 //!
 //! Resident on the device from start-up: both splits as packed u8 (`gather::ResidentSplit`), the
-//! flat parameter and gradient vectors, and per batch size a `Plan`: the batch's buffers (X,
-//! labels, the forward cache: pre-activations, activations, probabilities; the backward deltas)
-//! with every launch already bound. A step uploads only the B indices and records gather,
-//! forward, backward and SGD into ONE command buffer; nothing is read back unless asked for
-//! (`batch_loss`, `gradient`, `params`, `evaluate`).
+//! flat parameter and gradient vectors, and per batch size a `Plan` (`gpu::plan`: the batch's
+//! buffers with every launch already bound), built on first use. A step uploads only the B
+//! indices and records gather, forward, backward and SGD into ONE command buffer; nothing is
+//! read back unless asked for (`batch_loss`, `gradient`, `params`, `evaluate`). `train_steps`
+//! runs many iterations per submission through the chunk state and `gpu::chunk::TrainPlan`
+//! where the net allows; the timers bracket batch work with timestamps for the bench.
 
 use super::chunk::{self, ChunkBuffers, TrainPlan, STEPS_PER_SUBMISSION};
 use super::context::Context;
-use super::gather::{gather, gather_rows, ResidentSplit, Rows};
+use super::gather::{gather_rows, ResidentSplit, Rows};
 use super::kernels::Kernels;
 use super::launch::{record_all, Dispatch, Operand};
-use super::matmul::{matmul, Matmul, MatmulArgs};
-use super::numerical::{self, NumericalPlan};
-use super::{accuracy, backprop, cross_entropy, sgd, softmax};
+use super::numerical;
+use super::plan::{Plan, PlanKey, Shared};
+use super::sgd;
 use crate::backend::{
     train_steps_one_by_one, Backend, DeviceCounters, Evaluation, GradMethod, PerturbStrategy,
     Split, StepsOutcome,
@@ -50,206 +51,6 @@ pub struct GpuOptions {
     /// Iterations per device chunk of `train_steps` at most (default: as many as one binding
     /// holds; tests set it small to exercise the split path).
     pub chunk_steps: Option<usize>,
-}
-
-/// Which plan: the split its gather reads, its rows, and whether it has a backward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct PlanKey {
-    test: bool,
-    rows: usize,
-    backward: bool,
-}
-
-/// Everything one batch size needs, bound once. The forward cache buffers (`pre`, `post`,
-/// `probs`) stay resident so the numerical gradient can reuse the unperturbed pass.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    pub(crate) rows: usize,
-    pub(crate) indices: wgpu::Buffer,
-    pub(crate) x: wgpu::Buffer,
-    pub(crate) labels: wgpu::Buffer,
-    /// a_l per layer (rows x fan_out); the last is the logits.
-    pub(crate) pre: Vec<wgpu::Buffer>,
-    /// z_l = act(a_l) per hidden layer.
-    pub(crate) post: Vec<wgpu::Buffer>,
-    pub(crate) probs: wgpu::Buffer,
-    // Bound by the loss launches; kept here so every buffer of the plan is named in one place.
-    #[allow(dead_code)]
-    losses: wgpu::Buffer,
-    /// The mean loss (one f32).
-    loss: wgpu::Buffer,
-    gather: Vec<Dispatch>,
-    forward: Vec<Dispatch>,
-    loss_pass: Vec<Dispatch>,
-    accuracy: Dispatch,
-    /// dLoss/da_l per layer (rows x fan_out); empty without a backward pass.
-    #[allow(dead_code)]
-    deltas: Vec<wgpu::Buffer>,
-    backward: Vec<Dispatch>,
-    /// The numerical gradient's launches per strategy, built on first use.
-    numerical: HashMap<PerturbStrategy, NumericalPlan>,
-}
-
-/// The shared buffers a plan binds.
-struct Shared<'a> {
-    ctx: &'a Context,
-    kernels: &'a Kernels,
-    spec: &'a MlpSpec,
-    params: &'a wgpu::Buffer,
-    grad: &'a wgpu::Buffer,
-    correct: &'a wgpu::Buffer,
-}
-
-impl Plan {
-    fn new(s: &Shared, split: &ResidentSplit, rows: usize, with_backward: bool) -> Result<Plan> {
-        let (ctx, k, spec) = (s.ctx, s.kernels, s.spec);
-        let layers = spec.layers();
-        let classes = spec.classes;
-        let indices = ctx.storage("batch indices", rows)?;
-        let x = ctx.storage("batch X", rows * spec.input)?;
-        let labels = ctx.storage("batch labels", rows)?;
-        let pre = layers
-            .iter()
-            .map(|l| ctx.storage("pre-activation", rows * l.fan_out))
-            .collect::<Result<Vec<_>>>()?;
-        let post = spec
-            .hidden
-            .iter()
-            .map(|&h| ctx.storage("activation", rows * h))
-            .collect::<Result<Vec<_>>>()?;
-        let probs = ctx.storage("probabilities", rows * classes)?;
-        let losses = ctx.storage("per-sample losses", rows)?;
-        let loss = ctx.storage("mean loss", 1)?;
-
-        let gather = gather(&k.gather, ctx, split, rows, &indices, &x, &labels)?;
-        let input_of = |l: usize| if l == 0 { &x } else { &post[l - 1] };
-        let mut forward = Vec::with_capacity(layers.len() + 1);
-        for (l, layer) in layers.iter().enumerate() {
-            let hidden = l + 1 < layers.len();
-            let args = MatmulArgs {
-                m: rows,
-                k: layer.fan_in,
-                n: layer.fan_out,
-                a: Operand::whole(input_of(l)),
-                b: Operand::at(s.params, layer.w_offset),
-                c: Operand::whole(&pre[l]),
-                bias: Some(Operand::at(s.params, layer.b_offset)),
-                post: hidden.then(|| Operand::whole(&post[l])),
-            };
-            let kind = if hidden {
-                Matmul::AddBiasAct(spec.activation)
-            } else {
-                Matmul::AddBias
-            };
-            forward.push(matmul(&k.matmul, ctx, kind, &args)?);
-        }
-        let logits = &pre[layers.len() - 1];
-        forward.push(softmax::softmax(
-            &k.softmax,
-            ctx,
-            rows,
-            classes,
-            Operand::whole(logits),
-            Operand::whole(&probs),
-        )?);
-        let loss_pass = vec![
-            cross_entropy::cross_entropy(
-                &k.cross_entropy,
-                ctx,
-                rows,
-                classes,
-                &probs,
-                &labels,
-                &losses,
-            )?,
-            cross_entropy::mean(&k.cross_entropy, ctx, rows, &losses, &loss, 0)?,
-        ];
-        let accuracy =
-            accuracy::accuracy(&k.accuracy, ctx, rows, classes, &probs, &labels, s.correct)?;
-
-        let (mut deltas, mut backward) = (Vec::new(), Vec::new());
-        if with_backward {
-            deltas = layers
-                .iter()
-                .map(|l| ctx.storage("delta", rows * l.fan_out))
-                .collect::<Result<Vec<_>>>()?;
-            let last = layers.len() - 1;
-            backward.push(backprop::output_delta(
-                &k.backprop,
-                ctx,
-                rows,
-                classes,
-                &probs,
-                &labels,
-                &deltas[last],
-            )?);
-            for l in (0..layers.len()).rev() {
-                let layer = layers[l];
-                // dW_l = input_l^T d_l: input_l is rows x fan_in, i.e. K x M of A^T B.
-                let dw = MatmulArgs {
-                    m: layer.fan_in,
-                    k: rows,
-                    n: layer.fan_out,
-                    a: Operand::whole(input_of(l)),
-                    b: Operand::whole(&deltas[l]),
-                    c: Operand::at(s.grad, layer.w_offset),
-                    bias: None,
-                    post: None,
-                };
-                backward.push(matmul(&k.matmul, ctx, Matmul::AtB, &dw)?);
-                backward.push(backprop::bias_grad(
-                    &k.backprop,
-                    ctx,
-                    rows,
-                    layer.fan_out,
-                    &deltas[l],
-                    Operand::at(s.grad, layer.b_offset),
-                )?);
-                if l > 0 {
-                    // d_{l-1} = (d_l W_l^T) * act'(a_{l-1}): W_l is fan_in x fan_out, i.e. N x K of A B^T.
-                    let dz = MatmulArgs {
-                        m: rows,
-                        k: layer.fan_out,
-                        n: layer.fan_in,
-                        a: Operand::whole(&deltas[l]),
-                        b: Operand::at(s.params, layer.w_offset),
-                        c: Operand::whole(&deltas[l - 1]),
-                        bias: None,
-                        post: None,
-                    };
-                    backward.push(matmul(&k.matmul, ctx, Matmul::ABt, &dz)?);
-                    backward.push(backprop::act_backward(
-                        &k.backprop,
-                        ctx,
-                        rows * layer.fan_in,
-                        spec.activation,
-                        &pre[l - 1],
-                        &post[l - 1],
-                        &deltas[l - 1],
-                    )?);
-                }
-            }
-        }
-        ctx.check("building the step's launches")?;
-        Ok(Plan {
-            rows,
-            indices,
-            x,
-            labels,
-            pre,
-            post,
-            probs,
-            losses,
-            loss,
-            gather,
-            forward,
-            loss_pass,
-            accuracy,
-            deltas,
-            backward,
-            numerical: HashMap::new(),
-        })
-    }
 }
 
 /// The selected training batch.
@@ -399,6 +200,36 @@ fn chunks(n: usize, max: usize) -> Vec<(usize, usize)> {
         .step_by(per)
         .map(|start| (start, per.min(n - start)))
         .collect()
+}
+
+/// The checks a training batch passes on either path (`set_batch`, and each chunk of
+/// `train_steps`): batches of at most `MAX_ROWS` rows, every index (of one batch or of a chunk's
+/// batches back to back) inside the training set of `n` rows.
+fn check_batch(rows: usize, indices: &[u32], n: usize) -> Result<()> {
+    if rows > MAX_ROWS {
+        return Err(Error::config(
+            "--batch",
+            format!("{rows} rows; the GPU backend takes at most {MAX_ROWS}"),
+        ));
+    }
+    if let Some(&bad) = indices.iter().find(|&&i| i as usize >= n) {
+        return Err(Error::config(
+            "batch",
+            format!("index {bad} is outside the training set of {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The numerical gradient's step `h`, checked on either path: a positive finite number.
+fn check_h(h: f64) -> Result<()> {
+    if !(h.is_finite() && h > 0.0) {
+        return Err(Error::config(
+            "--h",
+            format!("must be a positive number, got {h}"),
+        ));
+    }
+    Ok(())
 }
 
 impl GpuBackend {
@@ -593,12 +424,7 @@ impl GpuBackend {
         let GradMethod::Numerical { strategy, h } = method else {
             return Ok(());
         };
-        if !(h.is_finite() && h > 0.0) {
-            return Err(Error::config(
-                "--h",
-                format!("must be a positive number, got {h}"),
-            ));
-        }
+        check_h(h)?;
         let key = self
             .batch
             .as_ref()
@@ -721,12 +547,7 @@ impl GpuBackend {
             self.train_plans.insert(rows, plan);
         }
         if let GradMethod::Numerical { strategy, h } = method {
-            if !(h.is_finite() && h > 0.0) {
-                return Err(Error::config(
-                    "--h",
-                    format!("must be a positive number, got {h}"),
-                ));
-            }
+            check_h(h)?;
             if !self.numerical.contains_key(&strategy) {
                 let p = numerical::pipelines(&self.spec, strategy)?;
                 self.numerical.insert(strategy, p);
@@ -793,19 +614,7 @@ impl GpuBackend {
                 diverged: None,
             });
         }
-        if batch > MAX_ROWS {
-            return Err(Error::config(
-                "--batch",
-                format!("{batch} rows; the GPU backend takes at most {MAX_ROWS}"),
-            ));
-        }
-        let n = self.train.len();
-        if let Some(&bad) = batches.iter().find(|&&i| i as usize >= n) {
-            return Err(Error::config(
-                "batch",
-                format!("index {bad} is outside the training set of {n}"),
-            ));
-        }
+        check_batch(batch, batches, self.train.len())?;
         self.ensure_chunk(steps, batch)?;
         self.prepare_train(batch, method, lr as f32)?;
         // Everything submitted before is ordered before this chunk, which is waited for below.
@@ -939,28 +748,13 @@ impl Backend for GpuBackend {
     }
 
     fn set_batch(&mut self, indices: &[u32]) -> Result<()> {
-        let n = self.train.len();
         if indices.is_empty() {
             return Err(Error::config(
                 "--batch",
                 "the batch is empty; use --batch 1 or more",
             ));
         }
-        if indices.len() > MAX_ROWS {
-            return Err(Error::config(
-                "--batch",
-                format!(
-                    "{} rows; the GPU backend takes at most {MAX_ROWS}",
-                    indices.len()
-                ),
-            ));
-        }
-        if let Some(&bad) = indices.iter().find(|&&i| i as usize >= n) {
-            return Err(Error::config(
-                "batch",
-                format!("index {bad} is outside the training set of {n}"),
-            ));
-        }
+        check_batch(indices.len(), indices, self.train.len())?;
         let key = PlanKey {
             test: false,
             rows: indices.len(),

@@ -9,6 +9,7 @@
 //! - one launcher per kernel family: `gather`, `matmul`, `softmax`, `cross_entropy`,
 //!   `backprop`, `sgd`, `accuracy`.
 //! - `backend`: `GpuBackend`, the `Backend` trait with the data set and parameters resident.
+//! - `plan`: `Plan`, the launches of one batch size, built once and recorded every step.
 //! - `chunk`: the training plan of `train_steps` (one hidden layer): many iterations per
 //!   submission, 5 launches a numerical and 8 a backprop iteration, no copies; `head`: the
 //!   fused last layer (logits, softmax, cross entropy, batch mean, output delta) it uses.
@@ -29,6 +30,7 @@ pub mod launch;
 pub mod matmul;
 pub mod numerical;
 pub mod numerical_memo;
+pub mod plan;
 pub mod sgd;
 pub mod softmax;
 

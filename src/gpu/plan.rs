@@ -1,0 +1,224 @@
+//! The per-step plan: every launch one batch size needs (gather, forward, loss, accuracy,
+//! backward; the numerical gradient's launches per strategy, added on first use) bound to that
+//! batch's buffers (X, labels, the forward cache, the backward deltas) and the resident
+//! parameters and gradient. A plan is built once per batch size and recorded many times: each
+//! step only uploads its indices. `GpuBackend` (`gpu::backend`) owns the plans, one per
+//! `PlanKey`, records them and adds the SGD update; the chunked training path of `train_steps`
+//! has its own plan, `gpu::chunk::TrainPlan`.
+
+use super::context::Context;
+use super::gather::{gather, ResidentSplit};
+use super::kernels::Kernels;
+use super::launch::{Dispatch, Operand};
+use super::matmul::{matmul, Matmul, MatmulArgs};
+use super::numerical::NumericalPlan;
+use super::{accuracy, backprop, cross_entropy, softmax};
+use crate::backend::PerturbStrategy;
+use crate::error::Result;
+use crate::model::MlpSpec;
+use std::collections::HashMap;
+
+/// Which plan: the split its gather reads, its rows, and whether it has a backward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PlanKey {
+    pub(crate) test: bool,
+    pub(crate) rows: usize,
+    pub(crate) backward: bool,
+}
+
+/// Everything one batch size needs, bound once. The forward cache buffers (`pre`, `post`,
+/// `probs`) stay resident so the numerical gradient can reuse the unperturbed pass.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) rows: usize,
+    pub(crate) indices: wgpu::Buffer,
+    pub(crate) x: wgpu::Buffer,
+    pub(crate) labels: wgpu::Buffer,
+    /// a_l per layer (rows x fan_out); the last is the logits.
+    pub(crate) pre: Vec<wgpu::Buffer>,
+    /// z_l = act(a_l) per hidden layer.
+    pub(crate) post: Vec<wgpu::Buffer>,
+    pub(crate) probs: wgpu::Buffer,
+    // Bound by the loss launches; kept here so every buffer of the plan is named in one place.
+    #[allow(dead_code)]
+    losses: wgpu::Buffer,
+    /// The mean loss (one f32).
+    pub(crate) loss: wgpu::Buffer,
+    pub(crate) gather: Vec<Dispatch>,
+    pub(crate) forward: Vec<Dispatch>,
+    pub(crate) loss_pass: Vec<Dispatch>,
+    pub(crate) accuracy: Dispatch,
+    /// dLoss/da_l per layer (rows x fan_out); empty without a backward pass.
+    #[allow(dead_code)]
+    deltas: Vec<wgpu::Buffer>,
+    pub(crate) backward: Vec<Dispatch>,
+    /// The numerical gradient's launches per strategy, built on first use.
+    pub(crate) numerical: HashMap<PerturbStrategy, NumericalPlan>,
+}
+
+/// The shared buffers a plan binds.
+pub(crate) struct Shared<'a> {
+    pub(crate) ctx: &'a Context,
+    pub(crate) kernels: &'a Kernels,
+    pub(crate) spec: &'a MlpSpec,
+    pub(crate) params: &'a wgpu::Buffer,
+    pub(crate) grad: &'a wgpu::Buffer,
+    pub(crate) correct: &'a wgpu::Buffer,
+}
+
+impl Plan {
+    pub(crate) fn new(
+        s: &Shared,
+        split: &ResidentSplit,
+        rows: usize,
+        with_backward: bool,
+    ) -> Result<Plan> {
+        let (ctx, k, spec) = (s.ctx, s.kernels, s.spec);
+        let layers = spec.layers();
+        let classes = spec.classes;
+        let indices = ctx.storage("batch indices", rows)?;
+        let x = ctx.storage("batch X", rows * spec.input)?;
+        let labels = ctx.storage("batch labels", rows)?;
+        let pre = layers
+            .iter()
+            .map(|l| ctx.storage("pre-activation", rows * l.fan_out))
+            .collect::<Result<Vec<_>>>()?;
+        let post = spec
+            .hidden
+            .iter()
+            .map(|&h| ctx.storage("activation", rows * h))
+            .collect::<Result<Vec<_>>>()?;
+        let probs = ctx.storage("probabilities", rows * classes)?;
+        let losses = ctx.storage("per-sample losses", rows)?;
+        let loss = ctx.storage("mean loss", 1)?;
+
+        let gather = gather(&k.gather, ctx, split, rows, &indices, &x, &labels)?;
+        let input_of = |l: usize| if l == 0 { &x } else { &post[l - 1] };
+        let mut forward = Vec::with_capacity(layers.len() + 1);
+        for (l, layer) in layers.iter().enumerate() {
+            let hidden = l + 1 < layers.len();
+            let args = MatmulArgs {
+                m: rows,
+                k: layer.fan_in,
+                n: layer.fan_out,
+                a: Operand::whole(input_of(l)),
+                b: Operand::at(s.params, layer.w_offset),
+                c: Operand::whole(&pre[l]),
+                bias: Some(Operand::at(s.params, layer.b_offset)),
+                post: hidden.then(|| Operand::whole(&post[l])),
+            };
+            let kind = if hidden {
+                Matmul::AddBiasAct(spec.activation)
+            } else {
+                Matmul::AddBias
+            };
+            forward.push(matmul(&k.matmul, ctx, kind, &args)?);
+        }
+        let logits = &pre[layers.len() - 1];
+        forward.push(softmax::softmax(
+            &k.softmax,
+            ctx,
+            rows,
+            classes,
+            Operand::whole(logits),
+            Operand::whole(&probs),
+        )?);
+        let loss_pass = vec![
+            cross_entropy::cross_entropy(
+                &k.cross_entropy,
+                ctx,
+                rows,
+                classes,
+                &probs,
+                &labels,
+                &losses,
+            )?,
+            cross_entropy::mean(&k.cross_entropy, ctx, rows, &losses, &loss, 0)?,
+        ];
+        let accuracy =
+            accuracy::accuracy(&k.accuracy, ctx, rows, classes, &probs, &labels, s.correct)?;
+
+        let (mut deltas, mut backward) = (Vec::new(), Vec::new());
+        if with_backward {
+            deltas = layers
+                .iter()
+                .map(|l| ctx.storage("delta", rows * l.fan_out))
+                .collect::<Result<Vec<_>>>()?;
+            let last = layers.len() - 1;
+            backward.push(backprop::output_delta(
+                &k.backprop,
+                ctx,
+                rows,
+                classes,
+                &probs,
+                &labels,
+                &deltas[last],
+            )?);
+            for l in (0..layers.len()).rev() {
+                let layer = layers[l];
+                // dW_l = input_l^T d_l: input_l is rows x fan_in, i.e. K x M of A^T B.
+                let dw = MatmulArgs {
+                    m: layer.fan_in,
+                    k: rows,
+                    n: layer.fan_out,
+                    a: Operand::whole(input_of(l)),
+                    b: Operand::whole(&deltas[l]),
+                    c: Operand::at(s.grad, layer.w_offset),
+                    bias: None,
+                    post: None,
+                };
+                backward.push(matmul(&k.matmul, ctx, Matmul::AtB, &dw)?);
+                backward.push(backprop::bias_grad(
+                    &k.backprop,
+                    ctx,
+                    rows,
+                    layer.fan_out,
+                    &deltas[l],
+                    Operand::at(s.grad, layer.b_offset),
+                )?);
+                if l > 0 {
+                    // d_{l-1} = (d_l W_l^T) * act'(a_{l-1}): W_l is fan_in x fan_out, i.e. N x K of A B^T.
+                    let dz = MatmulArgs {
+                        m: rows,
+                        k: layer.fan_out,
+                        n: layer.fan_in,
+                        a: Operand::whole(&deltas[l]),
+                        b: Operand::at(s.params, layer.w_offset),
+                        c: Operand::whole(&deltas[l - 1]),
+                        bias: None,
+                        post: None,
+                    };
+                    backward.push(matmul(&k.matmul, ctx, Matmul::ABt, &dz)?);
+                    backward.push(backprop::act_backward(
+                        &k.backprop,
+                        ctx,
+                        rows * layer.fan_in,
+                        spec.activation,
+                        &pre[l - 1],
+                        &post[l - 1],
+                        &deltas[l - 1],
+                    )?);
+                }
+            }
+        }
+        ctx.check("building the step's launches")?;
+        Ok(Plan {
+            rows,
+            indices,
+            x,
+            labels,
+            pre,
+            post,
+            probs,
+            losses,
+            loss,
+            gather,
+            forward,
+            loss_pass,
+            accuracy,
+            deltas,
+            backward,
+            numerical: HashMap::new(),
+        })
+    }
+}
