@@ -234,7 +234,7 @@ impl DeviceCounters {
 
 /// The number of steps in a chunk of `batches` (index lists of `batch` each, back to back).
 pub fn chunk_steps(batches: &[u32], batch: usize) -> Result<usize> {
-    if batch == 0 || batches.len() % batch != 0 {
+    if batch == 0 || !batches.len().is_multiple_of(batch) {
         return Err(Error::config(
             "batch",
             format!(

@@ -251,7 +251,7 @@ fn find_tensors<'a>(
                     "tensor {} is missing (a {} net has {})",
                     t.name,
                     spec.describe(),
-                    names(&spec)
+                    names(spec)
                 ),
             )
         })?;

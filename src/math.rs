@@ -33,7 +33,7 @@ pub fn cross_entropy_error_with_delta(
     t: Targets,
     delta: f64,
 ) -> Result<f64> {
-    if classes == 0 || y.len() % classes != 0 || y.is_empty() {
+    if classes == 0 || !y.len().is_multiple_of(classes) || y.is_empty() {
         return Err(Error::config(
             "y",
             format!("{} values do not make rows of {classes} classes", y.len()),

@@ -13,6 +13,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+/// The loss curve read back: (iteration, loss).
+pub type LossCurve = Vec<(usize, f64)>;
+/// The evaluations read back: (epoch, train accuracy, test accuracy).
+pub type Evaluations = Vec<(f64, f64, f64)>;
+
 /// metrics.csv's columns: constant facts (device, gradient, settings) live in config.json.
 pub const METRICS_HEADER: &str =
     "iteration,epoch,seconds,batch_loss,train_loss,train_acc,test_loss,test_acc";
@@ -246,7 +251,7 @@ impl RunDir {
     pub fn record_losses(&mut self, first: usize, losses: &[f64], every: usize) -> Result<()> {
         for (k, loss) in losses.iter().enumerate() {
             let i = first + k;
-            if i % every.max(1) == 0 {
+            if i.is_multiple_of(every.max(1)) {
                 writeln!(self.losses, "{i},{loss}")
                     .map_err(|e| Error::io(self.path.join("loss.csv"), e))?;
             }
@@ -286,7 +291,7 @@ impl RunDir {
 
     /// The loss curve and the evaluations (epoch, train accuracy, test accuracy) read back from
     /// this folder's CSV files, so a resumed run plots its whole history.
-    pub fn history(&self) -> Result<(Vec<(usize, f64)>, Vec<(f64, f64, f64)>)> {
+    pub fn history(&self) -> Result<(LossCurve, Evaluations)> {
         let read = |name: &str| {
             std::fs::read_to_string(self.path.join(name))
                 .map_err(|e| Error::io(self.path.join(name), e))

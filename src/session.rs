@@ -559,7 +559,7 @@ impl Observer for Checkpointer<'_> {
     ) -> Result<Control> {
         self.last_pause = (done, *sampler);
         let stop = self.interrupted.load(Ordering::SeqCst);
-        if stop || self.every.is_some_and(|n| done % n == 0) {
+        if stop || self.every.is_some_and(|n| done.is_multiple_of(n)) {
             let params = backend.params()?;
             self.save(done, params, sampler)?;
         }
@@ -588,8 +588,8 @@ impl ReferenceCheck {
     fn due(&self, iter: usize) -> bool {
         match self.every {
             Some(0) => false,
-            Some(n) => iter % n == 0,
-            None => iter == self.first || iter % self.eval_every == 0,
+            Some(n) => iter.is_multiple_of(n),
+            None => iter == self.first || iter.is_multiple_of(self.eval_every),
         }
     }
 }

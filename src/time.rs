@@ -61,6 +61,13 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// The process's start, as near as the program can tell: the first call (the CLI makes it
+/// first thing). Start-up figures (`FinalReport::startup_seconds`) count from here.
+pub fn process_start() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,11 +82,4 @@ mod tests {
         assert_eq!(t.format(':'), "2026-11-23T19:30:05Z");
         assert_eq!(t.format('-'), "2026-11-23T19-30-05Z");
     }
-}
-
-/// The process's start, as near as the program can tell: the first call (the CLI makes it
-/// first thing). Start-up figures (`FinalReport::startup_seconds`) count from here.
-pub fn process_start() -> std::time::Instant {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    *START.get_or_init(std::time::Instant::now)
 }

@@ -33,7 +33,8 @@ pub fn compare(what: &str, out: &[f64], reference: &[f64], tol: Tolerance) -> Re
     let mut worst = (0usize, 0.0f64);
     for (i, (&o, &r)) in out.iter().zip(reference).enumerate() {
         let err = (o - r).abs();
-        if !(err <= worst.1) || o.is_nan() {
+        // A NaN error counts as the worst.
+        if err.is_nan() || err > worst.1 || o.is_nan() {
             worst = (i, if err.is_nan() { f64::INFINITY } else { err });
         }
         if !tol.accepts(o, r) || !o.is_finite() {

@@ -188,7 +188,7 @@ fn cli_resume_equals_uninterrupted_f64() {
     );
     // A resume with a net of another shape names the flag and both values.
     let out = bin()
-        .args(&common)
+        .args(common)
         .args([
             "--iters",
             "40",

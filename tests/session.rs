@@ -247,8 +247,7 @@ fn a_wrong_gradient_stops_at_the_first_check_with_a_checkpoint() {
         &mut Recorder::default(),
         &flag,
     )
-    .err()
-    .expect("a wrong gradient passed");
+    .expect_err("a wrong gradient passed");
     let text = err.to_string();
     assert!(matches!(err, Error::Stopped { .. }), "{text}");
     assert!(
@@ -272,8 +271,7 @@ fn a_saturating_learning_rate_stops_with_finite_weights_and_a_large_one_that_lea
     let flag = AtomicBool::new(false);
     let mut ui = Recorder::default();
     let err = run_with(&req, &mut ui, &flag, None)
-        .err()
-        .expect("1e6 was not caught")
+        .expect_err("1e6 was not caught")
         .to_string();
     assert!(
         err.contains("diverged")
@@ -437,10 +435,7 @@ fn a_full_disk_while_plotting_leaves_no_partial_file_and_says_what_was_saved() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     let _ = std::process::Command::new("umount").arg(&mnt).status();
-    let err = result
-        .err()
-        .expect("300 KiB held the whole run")
-        .to_string();
+    let err = result.expect_err("300 KiB held the whole run").to_string();
     assert!(
         err.contains("No space left on device") && err.contains(".png"),
         "{err}"

@@ -112,7 +112,7 @@ impl Kernel {
             )));
         }
         let size = std::mem::size_of::<P>();
-        if size != 4 * P::FIELDS.len() || size % 16 != 0 {
+        if size != 4 * P::FIELDS.len() || !size.is_multiple_of(16) {
             return Err(Error::Gpu(format!(
                 "{}: parameter struct {} is {size} bytes for {} fields (a bug in its launcher)",
                 self.name,
@@ -333,7 +333,7 @@ pub(crate) fn check_params<P: KernelParams>(
         ));
     }
     let size = std::mem::size_of::<P>();
-    if size != 4 * want.len() || size % 16 != 0 {
+    if size != 4 * want.len() || !size.is_multiple_of(16) {
         return Err(format!("{file}: {} is {size} bytes", P::WGSL_NAME));
     }
     Ok(())
