@@ -205,7 +205,17 @@ fn a_folder_in_use_or_holding_a_run_is_refused_naming_it() {
         err.contains("--resume") && err.contains("--overwrite"),
         "{err}"
     );
-    RunDir::create(&dir, true).unwrap();
+    // --overwrite takes the lock again: the same forked-child race, the same patience.
+    let mut last = None;
+    for _ in 0..50 {
+        match RunDir::create(&dir, true) {
+            Ok(_) => return,
+            Err(e) if e.to_string().contains("another gpu-train run") => last = Some(e),
+            Err(e) => panic!("{e}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(40));
+    }
+    panic!("the lock was still held after 2 s: {last:?}");
 }
 
 #[test]
