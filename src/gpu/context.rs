@@ -1,14 +1,17 @@
 //! The device runtime: `Context`, an open wgpu device on the adapter that `adapter.rs` chose
 //! (with the limits it requires), error capture (validation errors and a lost device become
-//! `Error::Gpu` on the next call, never a panic or a hang), the host-side counters, and the
+//! `Error::Gpu` on the next call, never a panic or a hang), the host-side counters, the
+//! pipeline cache every pipeline is built with (`pipeline_cache.rs`, saved on drop), and the
 //! buffer/submit/wait/read-back helpers every launcher shares.
 
 use super::adapter::{
     choose, describe, enumerate, is_hardware, loop_iteration_cap, required_limits, summarize,
     AutoChoice, DeviceRequest, Selection, ADAPTER_ENV,
 };
+use super::pipeline_cache::{self, DiskCache};
 use crate::backend::DeviceCounters;
 use crate::error::{Error, Result};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -41,6 +44,10 @@ pub struct Context {
     /// Whether the device was opened with TIMESTAMP_QUERY (requested whenever the adapter has
     /// it: the bench times kernels with it).
     timestamps: bool,
+    /// wgpu's pipeline cache and its file (`pipeline_cache.rs`), where the adapter offers one
+    /// (PIPELINE_CACHE, Vulkan) and a cache directory is set; every pipeline is built with it,
+    /// and it is saved when the context is dropped (or by `save_pipeline_cache`).
+    pipeline_cache: Option<DiskCache>,
     /// What the host has asked of this device so far (see `counters`).
     counts: Counts,
 }
@@ -67,6 +74,23 @@ impl std::fmt::Debug for Context {
     }
 }
 
+impl Drop for Context {
+    /// Saves the pipeline cache (built pipelines, the lazily built numerical ones included), so
+    /// that the next run on this adapter starts faster; a failure is a warning, never an error.
+    fn drop(&mut self) {
+        if let Err(e) = self.save_pipeline_cache() {
+            if let Some(path) = self.pipeline_cache_path() {
+                eprintln!(
+                    "warning: could not write the pipeline cache {}: {e}; the next run starts \
+                     slower (make the directory writable, or set {}=off or to another directory)",
+                    path.display(),
+                    pipeline_cache::CACHE_DIR_ENV
+                );
+            }
+        }
+    }
+}
+
 impl Context {
     /// `--device auto`: the best hardware adapter, or the CPU backend with the reason.
     /// Errors only on a bad environment variable or an adapter that fails to open.
@@ -77,7 +101,13 @@ impl Context {
     /// `--device gpu`: any adapter, software ones included; an error listing what was found
     /// (or how to install one) when none can be used.
     pub fn gpu() -> Result<Context> {
-        match Self::request(DeviceRequest::Gpu)? {
+        Self::gpu_with_cache(pipeline_cache::dir_from_env().as_deref())
+    }
+
+    /// `gpu` with the pipeline cache in `cache_dir` (None: no cache) rather than where the
+    /// environment says (`GPU_TRAIN_CACHE_DIR`, see `pipeline_cache`).
+    pub fn gpu_with_cache(cache_dir: Option<&Path>) -> Result<Context> {
+        match Self::request_with_cache(DeviceRequest::Gpu, cache_dir)? {
             AutoChoice::Gpu(ctx) => Ok(ctx),
             AutoChoice::Cpu { reason } => Err(Error::Gpu(reason)),
         }
@@ -108,8 +138,9 @@ impl Context {
             .collect();
         let mut out = Vec::new();
         let mut problems = Vec::new();
+        let cache_dir = pipeline_cache::dir_from_env();
         for i in wanted {
-            match Self::open(instance.clone(), &adapters[i]) {
+            match Self::open(instance.clone(), &adapters[i], cache_dir.as_deref()) {
                 Ok(ctx) => out.push(ctx),
                 Err(e) => problems.push(e.to_string()),
             }
@@ -122,6 +153,10 @@ impl Context {
 
     /// Either request; `Gpu` never answers `Cpu` (it fails instead).
     pub fn request(request: DeviceRequest) -> Result<AutoChoice> {
+        Self::request_with_cache(request, pipeline_cache::dir_from_env().as_deref())
+    }
+
+    fn request_with_cache(request: DeviceRequest, cache_dir: Option<&Path>) -> Result<AutoChoice> {
         let sel = Selection::from_env()?;
         let (instance, adapters) = enumerate(sel.backends);
         let adapter = match choose(&adapters, &sel, request) {
@@ -129,22 +164,34 @@ impl Context {
             Err(reason) if request == DeviceRequest::Auto => return Ok(AutoChoice::Cpu { reason }),
             Err(reason) => return Err(Error::Gpu(reason)),
         };
-        Self::open(instance, adapter).map(AutoChoice::Gpu)
+        Self::open(instance, adapter, cache_dir).map(AutoChoice::Gpu)
     }
 
-    fn open(instance: wgpu::Instance, adapter: &wgpu::Adapter) -> Result<Context> {
+    fn open(
+        instance: wgpu::Instance,
+        adapter: &wgpu::Adapter,
+        cache_dir: Option<&Path>,
+    ) -> Result<Context> {
         let info = adapter.get_info();
         let describe = summarize(adapter).describe();
         let required_limits = required_limits(adapter)
             .map_err(|p| Error::Gpu(format!("{describe} cannot run the kernels: {p}")))?;
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        // Asked for only where it will be used: a cache directory is set and wgpu has a cache
+        // file name for this adapter (Vulkan).
+        let pipeline_cache = cache_dir.is_some()
+            && wgpu::util::pipeline_cache_key(&info).is_some()
+            && adapter.features().contains(wgpu::Features::PIPELINE_CACHE);
+        let mut required_features = wgpu::Features::empty();
+        if timestamps {
+            required_features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        if pipeline_cache {
+            required_features |= wgpu::Features::PIPELINE_CACHE;
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("gpu-train"),
-            required_features: if timestamps {
-                wgpu::Features::TIMESTAMP_QUERY
-            } else {
-                wgpu::Features::empty()
-            },
+            required_features,
             required_limits,
             ..Default::default()
         };
@@ -167,6 +214,7 @@ impl Context {
             }
         });
         let limits = device.limits();
+        let pipeline_cache = DiskCache::open(&device, &info, cache_dir);
         Ok(Context {
             _instance: instance,
             device,
@@ -175,8 +223,34 @@ impl Context {
             limits,
             errors,
             timestamps,
+            pipeline_cache,
             counts: Counts::default(),
         })
+    }
+
+    /// The pipeline cache every pipeline is built with, where there is one.
+    pub fn pipeline_cache(&self) -> Option<&wgpu::PipelineCache> {
+        self.pipeline_cache.as_ref().map(|c| &c.cache)
+    }
+
+    /// The pipeline cache's file, where there is a cache.
+    pub fn pipeline_cache_path(&self) -> Option<&Path> {
+        self.pipeline_cache.as_ref().map(|c| c.path())
+    }
+
+    /// Whether the device was given a cache file's data at start (an earlier run's pipelines).
+    pub fn pipeline_cache_loaded(&self) -> bool {
+        self.pipeline_cache.as_ref().is_some_and(|c| c.loaded())
+    }
+
+    /// Writes the pipeline cache to its file now, unless there is no cache, the file already
+    /// holds this data, or the device reported an error (its state is not trusted); true when
+    /// it wrote. Dropping the context does this too, with a warning instead of an error.
+    pub fn save_pipeline_cache(&self) -> std::io::Result<bool> {
+        match &self.pipeline_cache {
+            Some(cache) if self.check("").is_ok() => cache.save(),
+            _ => Ok(false),
+        }
     }
 
     /// Submissions, blocking waits, dispatches, copies (queue writes included) and creations

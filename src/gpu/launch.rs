@@ -83,7 +83,7 @@ impl Kernel {
                 constants,
                 ..Default::default()
             },
-            cache: None,
+            cache: ctx.pipeline_cache(),
         });
         Kernel {
             name: name.to_string(),

@@ -4,6 +4,8 @@
 //! - `adapter`: adapter choice (`--device auto|gpu`, `GPU_TRAIN_ADAPTER`, `GPU_TRAIN_BACKEND`),
 //!   the limits a run needs, the hints, the devices report.
 //! - `context`: `Context`, the open device: error capture, counters, buffer and read-back helpers.
+//! - `pipeline_cache`: wgpu's pipeline cache on disk (`GPU_TRAIN_CACHE_DIR`), so a second run on
+//!   the same adapter builds its pipelines faster.
 //! - `launch`: what every launcher uses (`Kernel`, `Dispatch` a bound launch, `KernelParams`
 //!   each kernel's parameter struct, `build`); `kernels`: `Kernels`, every pipeline built once.
 //! - one launcher per kernel family: `gather`, `matmul`, `softmax`, `cross_entropy`,
@@ -30,6 +32,7 @@ pub mod launch;
 pub mod matmul;
 pub mod numerical;
 pub mod numerical_memo;
+pub mod pipeline_cache;
 pub mod plan;
 pub mod sgd;
 pub mod softmax;
@@ -42,3 +45,4 @@ pub use backend::{GpuBackend, GpuOptions, DEFAULT_EVAL_ROWS};
 pub use context::Context;
 pub use kernels::Kernels;
 pub use launch::{record_all, run, Dispatch, Operand};
+pub use pipeline_cache::{PipelineCacheFile, CACHE_DIR_ENV};
