@@ -470,3 +470,44 @@ fn a_resumed_gpu_run_ends_bit_exact_with_an_uninterrupted_one() {
         "the resumed GPU run differs"
     );
 }
+
+/// The sparse first layer (shaders/sparse.wgsl, over the resident non-zero pixels) is
+/// bit-identical to the dense matmul it replaces: the same fma chain in the same order. A split
+/// cut into several device chunks has no resident non-zero index, so it trains through the
+/// dense product; both runs must agree to the last bit, numerical and backprop, sigmoid and relu.
+#[test]
+fn the_sparse_first_layer_trains_bit_identically_to_the_dense_one() {
+    let ctx = ctx_or_skip!();
+    for (act, method) in [
+        (Activation::Sigmoid, NUMERICAL),
+        (Activation::Relu, GradMethod::Backprop),
+    ] {
+        let spec = MlpSpec::new(784, vec![20], 10, act).unwrap();
+        let p = Params::init(&spec, 6);
+        let dense_options = GpuOptions {
+            data_chunk_rows: Some(7_000),
+            ..GpuOptions::default()
+        };
+        let mut sparse = GpuBackend::new(ctx.clone(), spec.clone(), mnist()).unwrap();
+        let mut dense =
+            GpuBackend::with_options(ctx.clone(), spec.clone(), mnist(), dense_options).unwrap();
+        assert!(sparse.sparse_first_layer(), "the embedded set should be resident sparse");
+        assert!(!dense.sparse_first_layer(), "a split in chunks should train dense");
+        let batches = chunk(&mut sampler(13), 40, 50);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        sparse.set_params(&p).unwrap();
+        dense.set_params(&p).unwrap();
+        sparse
+            .train_steps(&batches, 50, method, 0.1, &mut a, &mut |_| true)
+            .unwrap();
+        dense
+            .train_steps(&batches, 50, method, 0.1, &mut b, &mut |_| true)
+            .unwrap();
+        assert_eq!(a, b, "{act:?} losses");
+        assert_eq!(
+            sparse.params().unwrap().data,
+            dense.params().unwrap().data,
+            "{act:?} parameters"
+        );
+    }
+}

@@ -532,7 +532,7 @@ fn accuracy_counts_exactly_with_ties_going_to_the_first_max() {
 
 fn check_gather(g: &Gpu, max_rows: Option<usize>) {
     let train = &mnist().train;
-    let split = ResidentSplit::upload(&g.ctx, "train", train, max_rows).unwrap();
+    let split = ResidentSplit::upload(&g.ctx, "train", train, max_rows, false).unwrap();
     let mut rng = Pcg64::seed_from_u64(600);
     let mut indices: Vec<u32> = (0..257)
         .map(|_| rng.random_range(0..train.len() as u32))

@@ -248,8 +248,9 @@ impl GpuBackend {
         let ctx: Arc<Context> = ctx.into();
         crate::backend::check_spec_fits(&spec, &data)?;
         let kernels = Kernels::new(&ctx)?;
-        let train = ResidentSplit::upload(&ctx, "train", &data.train, options.data_chunk_rows)?;
-        let test = ResidentSplit::upload(&ctx, "test", &data.test, options.data_chunk_rows)?;
+        let train =
+            ResidentSplit::upload(&ctx, "train", &data.train, options.data_chunk_rows, true)?;
+        let test = ResidentSplit::upload(&ctx, "test", &data.test, options.data_chunk_rows, false)?;
         let n = spec.num_params();
         let params = ctx.storage("parameters", n)?;
         let grad = ctx.storage("gradient", n)?;
@@ -406,6 +407,16 @@ impl GpuBackend {
             (len * std::mem::size_of::<T>()) as u64,
         );
         ctx.submit_and_read(encoder, staging, len, what)
+    }
+
+    /// Whether training chunks run the first layer over the resident non-zero pixels
+    /// (shaders/sparse.wgsl) rather than the dense matmul.
+    pub fn sparse_first_layer(&self) -> bool {
+        super::sparse::applies(
+            &self.spec,
+            self.train.nonzero(),
+            self.ctx.loop_iteration_cap(),
+        )
     }
 
     /// The dispatches one numerical gradient of the selected batch takes (once built).

@@ -16,6 +16,7 @@ use super::kernels::Kernels;
 use super::launch::{Dispatch, Operand};
 use super::matmul::{matmul, matmul_a_bt_act_grad, Matmul, MatmulArgs};
 use super::numerical::{self, NumericalPlan};
+use super::sparse::{self, SparseArgs};
 use super::{backprop, sgd};
 use crate::backend::PerturbStrategy;
 use crate::error::{Error, Result};
@@ -100,21 +101,42 @@ impl TrainPlan {
             &x,
             Operand::at(&acts, layout.labels_at),
         )?;
-        let hidden = matmul(
-            &k.matmul,
-            ctx,
-            Matmul::AddBiasAct(spec.activation),
-            &MatmulArgs {
-                m: rows,
-                k: l0.fan_in,
-                n: l0.fan_out,
-                a: Operand::whole(&x),
-                b: Operand::at(b.params, l0.w_offset),
-                c: Operand::at(&acts, layout.pre_at[0]),
-                bias: Some(Operand::at(b.params, l0.b_offset)),
-                post: Some(Operand::at(&acts, layout.post_at[0])),
-            },
-        )?;
+        // Over the batch's non-zero pixels where the split has them resident (bit-identical to
+        // the dense product, a fifth of its work on MNIST), else the dense matmul.
+        let hidden = match split
+            .nonzero()
+            .filter(|_| sparse::applies(spec, split.nonzero(), ctx.loop_iteration_cap()))
+        {
+            Some(nonzero) => sparse::sparse_layer(
+                &k.sparse,
+                &k.gather,
+                ctx,
+                spec,
+                nonzero,
+                &SparseArgs {
+                    rows,
+                    chunk: b.chunk,
+                    theta: b.params,
+                    pre: Operand::at(&acts, layout.pre_at[0]),
+                    post: Operand::at(&acts, layout.post_at[0]),
+                },
+            )?,
+            None => matmul(
+                &k.matmul,
+                ctx,
+                Matmul::AddBiasAct(spec.activation),
+                &MatmulArgs {
+                    m: rows,
+                    k: l0.fan_in,
+                    n: l0.fan_out,
+                    a: Operand::whole(&x),
+                    b: Operand::at(b.params, l0.w_offset),
+                    c: Operand::at(&acts, layout.pre_at[0]),
+                    bias: Some(Operand::at(b.params, l0.b_offset)),
+                    post: Some(Operand::at(&acts, layout.post_at[0])),
+                },
+            )?,
+        };
         let head_with = |delta: Option<&wgpu::Buffer>| {
             head(
                 &k.head,

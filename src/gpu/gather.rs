@@ -46,6 +46,57 @@ impl Pipelines {
     }
 }
 
+impl Pipelines {
+    /// The pixel table (x = v / 255, as the CPU computes it), for kernels that read pixels too.
+    pub(crate) fn table(&self) -> &wgpu::Buffer {
+        &self.table
+    }
+}
+
+/// The non-zero pixels of every image of a split (data::NonZeroPixels), resident for the
+/// sparse first layer (shaders/sparse.wgsl): `starts` (N + 1 u32) and `entries` (u32: column
+/// << 8 | pixel value).
+#[derive(Debug)]
+pub struct NonZeroBuffers {
+    pub(crate) starts: wgpu::Buffer,
+    pub(crate) entries: wgpu::Buffer,
+    pub(crate) images: usize,
+    pub(crate) width: usize,
+}
+
+impl NonZeroBuffers {
+    /// None where the index is unavailable (images too wide) or too big for one binding or for
+    /// u32 offsets: the dense first layer runs then.
+    fn upload(ctx: &Context, label: &str, data: &Dataset) -> Result<Option<NonZeroBuffers>> {
+        let Some(nz) = data.nonzero_pixels() else {
+            return Ok(None);
+        };
+        let count = nz.cols.len();
+        let limit = ctx.max_binding_bytes() as usize;
+        if count == 0
+            || count.saturating_mul(4) > limit
+            || (data.len() + 1).saturating_mul(4) > limit
+            || u32::try_from(count).is_err()
+            || nz.width > 1 << 24
+        {
+            return Ok(None);
+        }
+        let starts: Vec<u32> = nz.starts.iter().map(|&s| s as u32).collect();
+        let entries: Vec<u32> = nz
+            .cols
+            .iter()
+            .zip(&nz.pixels)
+            .map(|(&c, &p)| (u32::from(c) << 8) | u32::from(p))
+            .collect();
+        Ok(Some(NonZeroBuffers {
+            starts: ctx.upload(&format!("{label} non-zero starts"), &starts)?,
+            entries: ctx.upload(&format!("{label} non-zero pixels"), &entries)?,
+            images: data.len(),
+            width: nz.width,
+        }))
+    }
+}
+
 /// Rows [row_start, row_end) of a split, resident on the device.
 #[derive(Debug)]
 struct Chunk {
@@ -59,6 +110,8 @@ struct Chunk {
 #[derive(Debug)]
 pub struct ResidentSplit {
     chunks: Vec<Chunk>,
+    /// The non-zero pixels, where asked for and the split is one chunk.
+    nonzero: Option<NonZeroBuffers>,
     len: usize,
     width: usize,
 }
@@ -77,12 +130,15 @@ pub fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
 
 impl ResidentSplit {
     /// Uploads `data` once. `max_rows` caps the rows per chunk below what the binding limit
-    /// allows (tests use it to exercise the split path on small data).
+    /// allows (tests use it to exercise the split path on small data). `with_nonzero` also
+    /// uploads its non-zero pixels (the training split: the sparse first layer reads them),
+    /// where the split is one chunk.
     pub fn upload(
         ctx: &Context,
         label: &str,
         data: &Dataset,
         max_rows: Option<usize>,
+        with_nonzero: bool,
     ) -> Result<Self> {
         let width = data.input_width();
         let limit = ctx.max_binding_bytes() as usize;
@@ -118,8 +174,14 @@ impl ResidentSplit {
             });
             start = end;
         }
+        let nonzero = if with_nonzero && chunks.len() == 1 {
+            NonZeroBuffers::upload(ctx, label, data)?
+        } else {
+            None
+        };
         Ok(ResidentSplit {
             chunks,
+            nonzero,
             len: data.len(),
             width,
         })
@@ -135,6 +197,11 @@ impl ResidentSplit {
 
     pub fn input_width(&self) -> usize {
         self.width
+    }
+
+    /// The split's non-zero pixels on the device, if uploaded.
+    pub fn nonzero(&self) -> Option<&NonZeroBuffers> {
+        self.nonzero.as_ref()
     }
 
     /// How many device buffers (pairs of pixels and labels) hold the split.

@@ -4,7 +4,7 @@
 
 use super::context::Context;
 use super::launch::build;
-use super::{accuracy, backprop, cross_entropy, gather, head, matmul, sgd, softmax};
+use super::{accuracy, backprop, cross_entropy, gather, head, matmul, sgd, softmax, sparse};
 use crate::error::Result;
 
 /// Every pipeline of the project but the numerical gradient's (built per model, see
@@ -19,6 +19,7 @@ pub struct Kernels {
     pub sgd: sgd::Pipelines,
     pub accuracy: accuracy::Pipelines,
     pub head: head::Pipelines,
+    pub sparse: sparse::Pipelines,
 }
 
 impl Kernels {
@@ -52,6 +53,7 @@ impl Kernels {
                 accuracy::Pipelines::new,
             )?,
             head: build(ctx, "head.wgsl", head::SOURCE, head::Pipelines::new)??,
+            sparse: build(ctx, "sparse.wgsl", sparse::SOURCE, sparse::Pipelines::new)?,
         };
         ctx.check("building the kernels")?;
         Ok(k)
@@ -61,7 +63,7 @@ impl Kernels {
 #[cfg(test)]
 mod tests {
     use super::super::{
-        accuracy, backprop, cross_entropy, gather, head, matmul, numerical, sgd, softmax,
+        accuracy, backprop, cross_entropy, gather, head, matmul, numerical, sgd, softmax, sparse,
     };
 
     /// Every shader's workgroup size is the one its launcher sizes grids by: 1-D kernels
@@ -115,6 +117,7 @@ mod tests {
             check_params::<numerical_memo::MemoParams>("numerical_memo", numerical_memo::SOURCE),
             check_params::<sgd::Params>("sgd", sgd::SOURCE),
             check_params::<softmax::Dims>("softmax", softmax::SOURCE),
+            check_params::<sparse::SparseParams>("sparse", sparse::SOURCE),
         ];
         let failures: Vec<String> = checks.into_iter().filter_map(|c| c.err()).collect();
         assert!(failures.is_empty(), "{failures:#?}");

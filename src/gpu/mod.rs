@@ -36,6 +36,7 @@ pub mod pipeline_cache;
 pub mod plan;
 pub mod sgd;
 pub mod softmax;
+pub mod sparse;
 
 pub use adapter::{
     devices_report, list_adapters, AdapterSummary, AutoChoice, DeviceRequest, ADAPTER_ENV,

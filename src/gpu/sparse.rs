@@ -1,0 +1,136 @@
+//! Launcher of shaders/sparse.wgsl: a training iteration's first layer over the batch's
+//! non-zero pixels only (the resident split's `NonZeroBuffers`), bit-identical to the dense
+//! matmul's AddBiasAct. CPU twin: `cpu::sparse` (`sparse_matmul_add`) and `cpu::forward`.
+
+use super::context::Context;
+use super::gather::{self, NonZeroBuffers};
+use super::launch::{act_code, groups_2d, kernel_params, word, Dispatch, Kernel, Operand, Slot};
+use crate::error::{Error, Result};
+use crate::model::MlpSpec;
+
+pub(crate) const SOURCE: &str = include_str!("../../shaders/sparse.wgsl");
+
+/// Invocations per workgroup, one hidden unit each (shaders/sparse.wgsl: SPARSE_WG).
+pub const SPARSE_WG: u32 = 64;
+
+/// The family's pipelines (built once, in `Kernels`).
+#[derive(Debug)]
+pub struct Pipelines {
+    layer: Kernel,
+}
+
+impl Pipelines {
+    pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
+        use Slot::*;
+        Pipelines {
+            layer: Kernel::new(
+                ctx,
+                module,
+                "sparse first layer",
+                "sparse_layer",
+                &[Read, Read, Read, Read, Uniform, ReadWrite],
+                &[],
+            ),
+        }
+    }
+}
+
+kernel_params! {
+    /// shaders/sparse.wgsl's parameters.
+    struct SparseParams as "Params" {
+        rows: u32,
+        hidden: u32,
+        images: u32,
+        w_off: u32,
+        b_off: u32,
+        pre_off: u32,
+        post_off: u32,
+        act: u32,
+    }
+}
+
+/// Loop iterations the busiest invocation runs: one per non-zero pixel of the densest image,
+/// at most the input width (for drivers that cap them, `Context::loop_iteration_cap`).
+pub fn loop_iterations(spec: &MlpSpec) -> u64 {
+    spec.input as u64
+}
+
+/// Where the sparse first layer reads and writes.
+#[derive(Debug, Clone, Copy)]
+pub struct SparseArgs<'a> {
+    pub rows: usize,
+    /// Word 0 the iteration, then the chunk's batches (the gather's mode 1).
+    pub chunk: &'a wgpu::Buffer,
+    pub theta: &'a wgpu::Buffer,
+    /// a (rows x hidden) at `pre`, act(a) at `post`.
+    pub pre: Operand<'a>,
+    pub post: Operand<'a>,
+}
+
+/// The first layer of `spec` over the non-zero pixels of the chunk's current batch. Fails (a
+/// bug in the caller) unless `pre` and `post` are one buffer, as in the training plan's cache.
+pub fn sparse_layer(
+    k: &Pipelines,
+    table: &gather::Pipelines,
+    ctx: &Context,
+    spec: &MlpSpec,
+    nonzero: &NonZeroBuffers,
+    a: &SparseArgs,
+) -> Result<Dispatch> {
+    let layers = spec.layers();
+    let l0 = layers[0];
+    if a.pre.buffer != a.post.buffer || l0.fan_in != nonzero.width {
+        return Err(Error::Gpu(format!(
+            "sparse first layer: pre and post in one buffer and {} inputs expected, got {} (a bug)",
+            nonzero.width, l0.fan_in
+        )));
+    }
+    if let Some(cap) = ctx.loop_iteration_cap() {
+        if loop_iterations(spec) > cap {
+            return Err(Error::Gpu(format!(
+                "sparse first layer: {} inputs exceed this driver's loop cap {cap} (a bug: the \
+                 plan checks `applies` first)",
+                spec.input
+            )));
+        }
+    }
+    let params = SparseParams {
+        rows: word("rows", a.rows)?,
+        hidden: word("hidden units", l0.fan_out)?,
+        images: word("images", nonzero.images)?,
+        w_off: word("parameter offset", l0.w_offset)?,
+        b_off: word("parameter offset", l0.b_offset)?,
+        pre_off: word("cache offset", a.pre.offset)?,
+        post_off: word("cache offset", a.post.offset)?,
+        act: act_code(spec.activation),
+    };
+    k.layer.dispatch(
+        ctx,
+        &params,
+        &[
+            a.chunk,
+            &nonzero.starts,
+            &nonzero.entries,
+            a.theta,
+            table.table(),
+            a.pre.buffer,
+        ],
+        groups_2d(l0.fan_out, SPARSE_WG, a.rows, 1),
+    )
+}
+
+/// Whether the training plan runs `spec`'s first layer sparse on this split.
+pub fn applies(spec: &MlpSpec, nonzero: Option<&NonZeroBuffers>, loop_cap: Option<u64>) -> bool {
+    nonzero.is_some_and(|nz| nz.width == spec.input)
+        && loop_cap.is_none_or(|cap| loop_iterations(spec) <= cap)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn workgroup_agrees_with_the_shader() {
+        let wg = super::SPARSE_WG;
+        assert!(super::SOURCE.contains(&format!("const SPARSE_WG: u32 = {wg}u;")));
+        assert!(super::SOURCE.contains(&format!("@workgroup_size({wg}, 1, 1)")));
+    }
+}
