@@ -491,8 +491,14 @@ fn the_sparse_first_layer_trains_bit_identically_to_the_dense_one() {
         let mut sparse = GpuBackend::new(ctx.clone(), spec.clone(), mnist()).unwrap();
         let mut dense =
             GpuBackend::with_options(ctx.clone(), spec.clone(), mnist(), dense_options).unwrap();
-        assert!(sparse.sparse_first_layer(), "the embedded set should be resident sparse");
-        assert!(!dense.sparse_first_layer(), "a split in chunks should train dense");
+        assert!(
+            sparse.sparse_first_layer(),
+            "the embedded set should be resident sparse"
+        );
+        assert!(
+            !dense.sparse_first_layer(),
+            "a split in chunks should train dense"
+        );
         let batches = chunk(&mut sampler(13), 40, 50);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         sparse.set_params(&p).unwrap();

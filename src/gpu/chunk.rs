@@ -1,9 +1,10 @@
 //! The training plan of `GpuBackend::train_steps` for nets with one hidden layer (the chapter's):
 //! a chunk of iterations recorded many to a command buffer, every launch bound once.
 //!
-//! One iteration is, numerical: gather, hidden layer (matmul + bias + activation), head (logits,
-//! softmax, cross entropy, the batch mean into the chunk's loss buffer), the numerical gradient,
-//! SGD: 5 dispatches. Backprop: gather, hidden layer, head (with the output delta), d_1 = (d_2
+//! One iteration is, numerical: gather, hidden layer (over the batch's non-zero pixels, or the
+//! dense matmul, + bias + activation), head (logits, softmax, cross entropy, the batch mean into
+//! the chunk's loss buffer), the numerical gradient (the memo's two launches, SGD folded in):
+//! 5 dispatches. Backprop: gather, hidden layer, head (with the output delta), d_1 = (d_2
 //! W_2^T) * act' (one matmul), dW_2, dW_1, both biases (one launch), SGD: 8 dispatches. No copies:
 //! the forward pass writes the numerical gradient's cache in place (`acts`, laid out by
 //! `numerical::cache_layout`). The iteration comes from word 0 of the chunk buffer (the gather
