@@ -40,7 +40,8 @@
 // Branches: lavapipe (llvmpipe) runs BOTH sides of every `if` with the lanes masked, but leaves a
 //   loop as soon as no lane goes on. So the rare, costly paths (the direct per-class sum, the
 //   regions of memo_sum) are loops whose trip count is 0 where no lane needs them: measured on
-//   lavapipe, this took a training step from ~9.5 to ~8.1 ms. A real GPU branches either way.
+//   lavapipe, the direct path's own loop took a training step from ~8.5 to ~6.3 ms (minimums,
+//   docs/PERFORMANCE.md). A real GPU branches either way.
 // Bindings (group 0): 0 uniform Params; 1 theta (memo_table: read; memo_sum: read and written);
 //   2 x (B x I f32, read); 3 cache (read); 4 memo (B x 256 x H f32 as u32 bits, then the masks: memo_table writes it,
 //   memo_sum reads it); memo_sum also 5 grad (P f32, written).

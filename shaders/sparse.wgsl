@@ -2,9 +2,10 @@
 // a[r, j] = sum over the non-zero pixels i of image idx_r, in increasing i, of x_i W[i, j], then
 // + b[j], and z = act(a). The same fma chain in the same order as matmul.wgsl's product over the
 // dense X (an fma with a zero pixel adds exactly nothing), then the same epilogue as its
-// AddBiasAct variant: bit-identical to the dense layer, at ~19% of its multiply-adds on MNIST
-// (81% of the pixels are 0) and without its staging and barriers. CPU twin: cpu::sparse
-// (sparse_matmul_add) with cpu::forward's epilogue.
+// AddBiasAct variant: bit-identical to the dense layer for finite weights (an inf or NaN in W
+// would reach the dense sum through a zero pixel's fma, not this one), at ~19% of its
+// multiply-adds on MNIST (81% of the pixels are 0) and without its staging and barriers. CPU
+// twin: cpu::sparse (sparse_matmul_add) with cpu::forward's epilogue.
 //
 // Shapes: B rows, I inputs, H units. W (I x H) at w_off and b (H) at b_off of the flat
 //   parameters; a (B x H) written at pre_off and z = act(a) at post_off of `acts` (the training

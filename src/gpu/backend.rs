@@ -248,8 +248,14 @@ impl GpuBackend {
         let ctx: Arc<Context> = ctx.into();
         crate::backend::check_spec_fits(&spec, &data)?;
         let kernels = Kernels::new(&ctx)?;
+        // The non-zero index only where the training plan's sparse first layer can use it
+        // (one hidden layer; it is 37 MB for full MNIST).
+        let sparse = spec.hidden.len() == 1
+            && ctx
+                .loop_iteration_cap()
+                .is_none_or(|cap| super::sparse::loop_iterations(&spec) <= cap);
         let train =
-            ResidentSplit::upload(&ctx, "train", &data.train, options.data_chunk_rows, true)?;
+            ResidentSplit::upload(&ctx, "train", &data.train, options.data_chunk_rows, sparse)?;
         let test = ResidentSplit::upload(&ctx, "test", &data.test, options.data_chunk_rows, false)?;
         let n = spec.num_params();
         let params = ctx.storage("parameters", n)?;

@@ -290,11 +290,6 @@ impl Context {
         encoder.copy_buffer_to_buffer(src, src_at, dst, dst_at, bytes);
     }
 
-    /// Whether the adapter is a CPU (lavapipe, WARP, SwiftShader): launchers size grids for it.
-    pub fn is_cpu_adapter(&self) -> bool {
-        self.info.device_type == wgpu::DeviceType::Cpu
-    }
-
     /// Whether kernels can be timed with timestamp queries on this device.
     pub fn has_timestamps(&self) -> bool {
         self.timestamps

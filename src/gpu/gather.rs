@@ -77,7 +77,6 @@ impl NonZeroBuffers {
             || count.saturating_mul(4) > limit
             || (data.len() + 1).saturating_mul(4) > limit
             || u32::try_from(count).is_err()
-            || nz.width > 1 << 24
         {
             return Ok(None);
         }

@@ -5,9 +5,9 @@
 //! needed), `KernelParams` (each kernel's `#[repr(C)]` parameter struct, checked against the
 //! WGSL struct of the same name), `build`, grid helpers and `Operand`.
 //!
-//! Conventions every shader follows: group 0, binding 0 is a 32-byte uniform of eight u32 words
-//! (the launch's sizes and offsets; f32 values as bits); the other bindings follow in the order
-//! given to `Kernel::dispatch`. Offsets into buffers travel in the uniform, not as binding
+//! Conventions every shader follows: group 0, binding 0 is the kernel's parameter uniform (its
+//! `KernelParams` struct: sizes, offsets, h, lr as 4-byte fields, a multiple of 16 bytes); the
+//! other bindings follow in the order given to `Kernel::dispatch`. Offsets into buffers travel in the uniform, not as binding
 //! offsets, because parameter slices of the flat vector are not 256-byte aligned.
 
 use super::context::Context;

@@ -8,8 +8,9 @@
 //!   the same adapter builds its pipelines faster.
 //! - `launch`: what every launcher uses (`Kernel`, `Dispatch` a bound launch, `KernelParams`
 //!   each kernel's parameter struct, `build`); `kernels`: `Kernels`, every pipeline built once.
-//! - one launcher per kernel family: `gather`, `matmul`, `softmax`, `cross_entropy`,
-//!   `backprop`, `sgd`, `accuracy`.
+//! - one launcher per kernel family: `gather`, `matmul`, `sparse` (the training plan's first
+//!   layer over the non-zero pixels), `softmax`, `cross_entropy`, `head`, `backprop`, `sgd`,
+//!   `accuracy`, `numerical` and `numerical_memo` (the numerical gradient).
 //! - `backend`: `GpuBackend`, the `Backend` trait with the data set and parameters resident.
 //! - `plan`: `Plan`, the launches of one batch size, built once and recorded every step.
 //! - `chunk`: the training plan of `train_steps` (one hidden layer): many iterations per

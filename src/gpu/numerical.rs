@@ -321,6 +321,7 @@ pub(crate) fn plan(
             spec,
             rows,
             ctx.limits().max_storage_buffer_binding_size,
+            ctx.limits().max_compute_workgroups_per_dimension,
             ctx.loop_iteration_cap(),
         )
     {

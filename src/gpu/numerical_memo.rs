@@ -4,8 +4,8 @@
 //! distinct-value table and row moments, `add_last_hidden_layer`).
 //!
 //! It replaces numerical.wgsl's `incremental` entry point where it applies (`applies`): one
-//! hidden layer and a memo of B x 256 x H floats within `MEMO_MAX_BYTES` and the adapter's
-//! binding size. The inputs must be the gather's u8 pixels over 255 (every GPU batch is).
+//! hidden layer, a memo of B x 256 x H floats (and the pixels' sample masks after it) within
+//! `MEMO_MAX_BYTES` and the adapter's binding size, and a grid and loops within its limits. The inputs must be the gather's u8 pixels over 255 (every GPU batch is).
 
 use super::context::Context;
 use super::launch::{
@@ -53,21 +53,38 @@ pub fn loop_iterations(spec: &MlpSpec, rows: usize) -> u64 {
     let (i, c) = (spec.input as u64, spec.classes as u64);
     let rows = rows as u64;
     let wg = u64::from(MEMO_WG);
-    // memo_table: its share of the pixels, the row's moments, then every value, each the
-    // direct way at worst (two loops over the classes).
-    let table = i.div_ceil(wg) + c + 8 + VALUES as u64 * (1 + 2 * c);
-    // memo_sum: one loop over the samples (a mask word per 32 of them, then its set bits).
-    let sum = rows + rows.div_ceil(32);
+    // lavapipe counts every loop of an invocation (of its SIMD vector) against one counter, and
+    // runs a loop no lane enters once. memo_table: its share of the pixels, the row's moments,
+    // then the values by the series, then again the direct way (two loops over the classes each).
+    let values = 8 + VALUES as u64;
+    let table = i.div_ceil(wg) + c + values + values * (1 + 2 * c);
+    // memo_sum: a vector may straddle two regions, and runs all three loops: W1's mask words and
+    // their set bits, b1's samples, W2's samples.
+    let sum = 3 * rows + rows.div_ceil(32) + 3;
     table.max(sum)
 }
 
-/// Whether the memo kernels compute `spec`'s incremental gradient on batches of `rows` here.
-pub fn applies(spec: &MlpSpec, rows: usize, max_binding: u64, loop_cap: Option<u64>) -> bool {
+/// Whether the memo kernels compute `spec`'s incremental gradient on batches of `rows` here:
+/// the memo within `max_binding`, memo_table's workgroups (a row each, then the masks') within
+/// `max_groups` per dimension, and every loop within the driver's cap.
+pub fn applies(
+    spec: &MlpSpec,
+    rows: usize,
+    max_binding: u64,
+    max_groups: u32,
+    loop_cap: Option<u64>,
+) -> bool {
     let bytes = memo_bytes(spec, rows);
     spec.hidden.len() == 1
         && bytes > 0
         && bytes <= MEMO_MAX_BYTES.min(max_binding)
+        && table_groups(spec, rows) <= u64::from(max_groups)
         && loop_cap.is_none_or(|cap| loop_iterations(spec, rows) <= cap)
+}
+
+/// memo_table's workgroups along x: one per sample, then those that build the masks.
+fn table_groups(spec: &MlpSpec, rows: usize) -> u64 {
+    (rows + mask_words(spec.input, rows).div_ceil(MEMO_WG as usize)) as u64
 }
 
 /// The two pipelines (built only for runs that use them).
@@ -181,13 +198,12 @@ pub(crate) fn plan(
     };
     let blocks = hidden.div_ceil(MEMO_WG as usize);
     // One workgroup per sample, then the workgroups that build the masks.
-    let mask_groups = mask_words(l0.fan_in, rows).div_ceil(MEMO_WG as usize);
     let table = k.table.dispatch(
         ctx,
         &params,
         &[theta, x, cache, &memo],
         [
-            word("memo table workgroups", rows + mask_groups)?,
+            word("memo table workgroups", table_groups(spec, rows) as usize)?,
             word("unit blocks", blocks)?,
             1,
         ],
@@ -254,19 +270,30 @@ mod tests {
         let chapter = MlpSpec::two_layer(784, 50, 10).unwrap();
         assert_eq!(memo_bytes(&chapter, 100), (100 * 256 * 50 + 4 * 784) * 4);
         let cap = Some(65_535);
-        assert!(applies(&chapter, 100, 128 << 20, cap));
-        assert!(applies(&chapter, 1000, 128 << 20, cap));
+        let groups = 65_535;
+        assert!(applies(&chapter, 100, 128 << 20, groups, cap));
+        assert!(applies(&chapter, 1000, 128 << 20, groups, cap));
         // Too big a memo, or a deeper net: the per-parameter kernel.
         let big = MlpSpec::two_layer(784, 1000, 10).unwrap();
-        assert!(!applies(&big, 1000, u64::MAX, None));
+        assert!(!applies(&big, 1000, u64::MAX, groups, None));
         let deep = MlpSpec::new(784, vec![20, 10], 10, crate::model::Activation::Sigmoid).unwrap();
-        assert!(!applies(&deep, 100, u64::MAX, None));
+        assert!(!applies(&deep, 100, u64::MAX, groups, None));
         // lavapipe's loop cap with a huge batch.
         assert!(!applies(
             &MlpSpec::two_layer(784, 2, 10).unwrap(),
             70_000,
             u64::MAX,
+            u32::MAX,
             cap
         ));
+        // A memo that fits, but memo_table's grid (50,000 rows + 19,147 mask workgroups) passes
+        // 65,535; and a batch whose memo_sum vector straddling b1 and W2 runs 2 x 33,000 loop
+        // iterations on lavapipe.
+        let narrow = MlpSpec::two_layer(784, 4, 10).unwrap();
+        assert!(memo_bytes(&narrow, 50_000) <= MEMO_MAX_BYTES);
+        assert!(!applies(&narrow, 50_000, u64::MAX, groups, None));
+        let three = MlpSpec::two_layer(784, 3, 10).unwrap();
+        assert!(memo_bytes(&three, 33_000) <= MEMO_MAX_BYTES);
+        assert!(!applies(&three, 33_000, u64::MAX, u32::MAX, cap));
     }
 }

@@ -95,6 +95,9 @@ pub enum Loaded {
     /// Something that is not a regular file (a directory, a FIFO, a device) is at the path:
     /// never read nor replaced.
     NotAFile,
+    /// The file or its directory belongs to another user or others may write it (Unix): its
+    /// bytes could be anyone's, and they would reach an unsafe call. Never read nor written.
+    Untrusted(String),
 }
 
 /// The cache file of one adapter class in one directory.
@@ -130,22 +133,40 @@ impl PipelineCacheFile {
     /// The cache data stored at the path, checked (size from the metadata before anything is
     /// read, then our header: magic, version, length, CRC-32).
     pub fn load(&self) -> Loaded {
-        let meta = match fs::metadata(&self.path) {
-            Ok(m) => m,
+        if let Some(dir) = self.path.parent().filter(|d| d.exists()) {
+            match fs::metadata(dir) {
+                Ok(m) => {
+                    if let Err(why) = trusted("its directory", &m) {
+                        return Loaded::Untrusted(why);
+                    }
+                }
+                Err(e) => return Loaded::Ignored(format!("its directory cannot be read ({e})")),
+            }
+        }
+        // Open first (without blocking on a FIFO), then look at what was opened: no window
+        // between the check and the read for another file to be put in its place.
+        let file = match open_nonblocking(&self.path) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
             Err(e) => return Loaded::Ignored(format!("cannot be read ({e})")),
         };
+        let meta = match file.metadata() {
+            Ok(m) => m,
+            Err(e) => return Loaded::Ignored(format!("cannot be read ({e})")),
+        };
         if !meta.is_file() {
-            // Opening a FIFO would block; a directory is not ours to replace.
+            // A directory or a FIFO is not ours to read or replace.
             return Loaded::NotAFile;
+        }
+        if let Err(why) = trusted("the file", &meta) {
+            return Loaded::Untrusted(why);
         }
         if meta.len() > MAX_CACHE_BYTES {
             return Loaded::Ignored(too_large(meta.len()));
         }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
-        let read = fs::File::open(&self.path)
-            // The file may have grown since the metadata was read: never read past the cap.
-            .and_then(|f| f.take(MAX_CACHE_BYTES + 1).read_to_end(&mut bytes));
+        // The file may have grown since the metadata was read: never read past the cap.
+        let read = file.take(MAX_CACHE_BYTES + 1).read_to_end(&mut bytes);
         if let Err(e) = read {
             return Loaded::Ignored(format!("cannot be read ({e})"));
         }
@@ -196,6 +217,46 @@ impl PipelineCacheFile {
         }
         written
     }
+}
+
+/// Opens `path` for reading; on Unix without blocking, so a FIFO put at the path cannot hang
+/// the run (the caller then refuses anything that is not a regular file).
+fn open_nonblocking(path: &Path) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
+/// Whether a cache file or directory is this user's alone to write (Unix): owned by the
+/// effective user, no group or other write bit. Elsewhere, the user profile's ACLs decide.
+#[cfg(unix)]
+fn trusted(what: &str, meta: &fs::Metadata) -> std::result::Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "{what} belongs to user {}, not to this one ({me})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{what} is writable by other users (mode {:o})",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn trusted(_what: &str, _meta: &fs::Metadata) -> std::result::Result<(), String> {
+    Ok(())
 }
 
 fn too_large(bytes: u64) -> String {
@@ -300,6 +361,16 @@ impl DiskCache {
                 );
                 (None, false)
             }
+            Loaded::Untrusted(why) => {
+                warn(
+                    file.path(),
+                    &format!(
+                        "{why}; no pipeline cache is read or written (set GPU_TRAIN_CACHE_DIR to \
+                         a directory of your own, or to off)"
+                    ),
+                );
+                (None, false)
+            }
         };
         let (cache, loaded) = match data.as_deref().map(|d| create(device, Some(d))) {
             Some(Ok(cache)) => (cache, true),
@@ -379,8 +450,9 @@ fn create(
     // the length) and falls back to an empty cache (`fallback: true`) when the data is outdated
     // or was made by another driver, reporting a validation error (caught below) when it names
     // another device; the Vulkan driver checks its own header too. What none of this can stop
-    // is a deliberately forged file, hence the private (0700) directory: whoever can write there
-    // can already change the user's files and programs.
+    // is a deliberately forged file, hence `load` reads only a file and a directory that this
+    // user owns and no one else may write (Unix; the directory is created 0700): whoever can
+    // write there can already change the user's files and programs.
     let cache = unsafe {
         device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
             label: Some("gpu-train pipeline cache"),
@@ -519,6 +591,30 @@ mod tests {
                 other => panic!("{what}: {other:?}"),
             }
         }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A cache file or directory that others may write is neither read nor trusted (its bytes
+    /// would reach an unsafe call); with the modes made private again it loads.
+    #[cfg(unix)]
+    #[test]
+    fn a_file_or_directory_others_may_write_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tmp("untrusted");
+        let f = PipelineCacheFile::named(&d.join("c"), "key").unwrap();
+        f.store(b"cache bytes").unwrap();
+        assert!(matches!(f.load(), Loaded::Data(_)));
+        let set =
+            |p: &Path, mode: u32| fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+        set(f.path(), 0o666);
+        assert!(
+            matches!(f.load(), Loaded::Untrusted(w) if w.contains("the file") && w.contains("666"))
+        );
+        set(f.path(), 0o600);
+        set(&d.join("c"), 0o777);
+        assert!(matches!(f.load(), Loaded::Untrusted(w) if w.contains("its directory")));
+        set(&d.join("c"), 0o700);
+        assert!(matches!(f.load(), Loaded::Data(b) if b == b"cache bytes"));
         let _ = fs::remove_dir_all(&d);
     }
 
