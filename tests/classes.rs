@@ -3,35 +3,17 @@
 //! predicts by name; a label beyond --classes and a classes.txt of the wrong length are clear
 //! errors naming the file.
 
+mod common;
+use common::{gpu_train, stdout_of};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use gpu_train::checkpoint;
 use gpu_train::data::{self, Dataset};
 
-fn gpu_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpu-train"))
-        .args(args)
-        .env_remove("MNIST_DIR")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout_of(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gpu-train-classes-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::fresh_dir("classes", name)
 }
 
 fn write_gz(path: &Path, header: &[u32], body: &[u8]) {

@@ -2,8 +2,10 @@
 //! predictions; the same images drawn the way a person would (dark on white, large, off-centre,
 //! some as JPEG) are recognised about as well; bad pictures are clear errors naming the file.
 
+mod common;
+use common::{gpu_train, stdout_of};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use gpu_train::data::{self, Dataset};
@@ -13,29 +15,8 @@ use image::{imageops, GrayImage, ImageFormat, Luma};
 /// How many test images the acceptance checks use.
 const IMAGES: usize = 200;
 
-fn gpu_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpu-train"))
-        .args(args)
-        .env_remove("MNIST_DIR")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout_of(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-/// A fresh directory for one test.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gpu-train-predict-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::fresh_dir("predict", name)
 }
 
 /// A checkpoint trained quickly (backprop, 3,000 steps, a few seconds) on the embedded set,

@@ -1,6 +1,6 @@
 //! What the test files share: one device per test binary (a missing adapter FAILS with
-//! CI=true, and only skips without it), the embedded data set, loaded once, and a CPU backend
-//! with a known-wrong gradient for the checks to catch.
+//! CI=true, and only skips without it), the embedded data set, loaded once, a CPU backend
+//! with a known-wrong gradient for the checks to catch, and the binary run as a user runs it.
 #![allow(dead_code)]
 
 use gpu_train::data::{self, Mnist};
@@ -131,4 +131,32 @@ pub fn python_has(modules: &str) -> bool {
         eprintln!("skipped: python3 with {modules} not found");
     }
     has
+}
+
+/// The built `gpu-train` binary run with `args` (without the caller's MNIST_DIR, so the
+/// embedded set is the default), to completion.
+pub fn gpu_train(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gpu-train"))
+        .args(args)
+        .env_remove("MNIST_DIR")
+        .output()
+        .expect("the binary runs")
+}
+
+/// The standard output of a run that must have succeeded (its stderr in the failure message).
+pub fn stdout_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// A fresh, empty directory for one test: `gpu-train-<file>-<pid>-<name>` under the temp dir.
+pub fn fresh_dir(file: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gpu-train-{file}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
