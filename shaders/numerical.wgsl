@@ -59,10 +59,6 @@ override DEEP: bool = true;
 @group(0) @binding(3) var<storage, read> cache: array<u32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 
-fn cf(i: u32) -> f32 {
-    return bitcast<f32>(cache[i]);
-}
-
 fn table(l: u32, field: u32) -> u32 {
     return cache[8u + 8u * l + field];
 }
@@ -193,16 +189,7 @@ fn unit_change(l: u32, j: u32, b: u32, e: f32) -> f32 {
     if (l + 1u == last) {
         // The logits themselves (the chapter's two-layer net): stream the logit shifts
         // dz W[j, k] straight into S, with no array. Same values, same order as logit_change.
-        var s = 0.0;
-        var dt = 0.0;
-        for (var k = 0u; k < nfo; k++) {
-            let em1 = expm1c(dz * theta[row + k]);
-            s += cf(probs + k) * em1;
-            if (k == t) {
-                dt = em1;
-            }
-        }
-        return change_from(cf(probs + t), dt, s);
+        return row_shift_change(dz, row, nfo, probs, t);
     }
     if (!DEEP) {
         // Not reached: with DEEP = false every hidden layer is the last one.

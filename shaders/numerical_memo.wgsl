@@ -90,10 +90,6 @@ fn mask_at() -> u32 {
     return u.rows * VALUES * u.hidden;
 }
 
-fn cf(i: u32) -> f32 {
-    return bitcast<f32>(cache[i]);
-}
-
 // The u8 value behind a gathered x = v / 255 (exact: x 255 is within an ulp of the integer v).
 fn value_of(xi: f32) -> u32 {
     return min(u32(round(clamp(xi, 0.0, 1.0) * 255.0)), 255u);
@@ -217,19 +213,7 @@ fn change_direct(s: Unit, e: f32) -> f32 {
         return 0.0;
     }
     let o = u.classes;
-    let row = u.w2 + s.j * o;
-    let probs = u.probs + s.b * o;
-    let t = cache[u.labels + s.b];
-    var sum = 0.0;
-    var dt = 0.0;
-    for (var k = 0u; k < o; k++) {
-        let em1 = expm1c(dz * theta[row + k]);
-        sum += cf(probs + k) * em1;
-        if (k == t) {
-            dt = em1;
-        }
-    }
-    return change_from(cf(probs + t), dt, sum);
+    return row_shift_change(dz, u.w2 + s.j * o, o, u.probs + s.b * o, cache[u.labels + s.b]);
 }
 
 // g(e) - g(-e) by the series (0 for a relu unit dead under every shift): the sample's share of
