@@ -21,10 +21,7 @@ use std::sync::Arc;
 
 /// A fresh, empty directory for one test.
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gpu-train-plc-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::fresh_dir("plc", name)
 }
 
 /// A device whose pipeline cache lives in `dir` (None: no cache); None (skip) only without an

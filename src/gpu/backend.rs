@@ -250,10 +250,7 @@ impl GpuBackend {
         let kernels = Kernels::new(&ctx)?;
         // The non-zero index only where the training plan's sparse first layer can use it
         // (one hidden layer; it is 37 MB for full MNIST).
-        let sparse = spec.hidden.len() == 1
-            && ctx
-                .loop_iteration_cap()
-                .is_none_or(|cap| super::sparse::loop_iterations(&spec) <= cap);
+        let sparse = super::sparse::wanted(&spec, ctx.loop_iteration_cap());
         let train =
             ResidentSplit::upload(&ctx, "train", &data.train, options.data_chunk_rows, sparse)?;
         let test = ResidentSplit::upload(&ctx, "test", &data.test, options.data_chunk_rows, false)?;

@@ -106,7 +106,7 @@ impl TrainPlan {
         // the dense product, a fifth of its work on MNIST), else the dense matmul.
         let hidden = match split
             .nonzero()
-            .filter(|_| sparse::applies(spec, split.nonzero(), ctx.loop_iteration_cap()))
+            .filter(|&nz| sparse::applies(spec, Some(nz), ctx.loop_iteration_cap()))
         {
             Some(nonzero) => sparse::sparse_layer(
                 &k.sparse,
@@ -118,8 +118,9 @@ impl TrainPlan {
                     rows,
                     chunk: b.chunk,
                     theta: b.params,
-                    pre: Operand::at(&acts, layout.pre_at[0]),
-                    post: Operand::at(&acts, layout.post_at[0]),
+                    acts: &acts,
+                    pre_at: layout.pre_at[0],
+                    post_at: layout.post_at[0],
                 },
             )?,
             None => matmul(

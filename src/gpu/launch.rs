@@ -111,12 +111,12 @@ impl Kernel {
                 self.slots.len()
             )));
         }
-        let size = std::mem::size_of::<P>();
-        if size != 4 * P::FIELDS.len() || !size.is_multiple_of(16) {
+        if !sized_as_declared::<P>() {
             return Err(Error::Gpu(format!(
-                "{}: parameter struct {} is {size} bytes for {} fields (a bug in its launcher)",
+                "{}: parameter struct {} is {} bytes for {} fields (a bug in its launcher)",
                 self.name,
                 P::WGSL_NAME,
+                std::mem::size_of::<P>(),
                 P::FIELDS.len()
             )));
         }
@@ -332,11 +332,18 @@ pub(crate) fn check_params<P: KernelParams>(
             P::WGSL_NAME
         ));
     }
-    let size = std::mem::size_of::<P>();
-    if size != 4 * want.len() || !size.is_multiple_of(16) {
+    if !sized_as_declared::<P>() {
+        let size = std::mem::size_of::<P>();
         return Err(format!("{file}: {} is {size} bytes", P::WGSL_NAME));
     }
     Ok(())
+}
+
+/// Whether `P` is 4 bytes a declared field (no padding the WGSL struct lacks) and a multiple of
+/// 16 bytes, as uniform buffers need.
+fn sized_as_declared<P: KernelParams>() -> bool {
+    let size = std::mem::size_of::<P>();
+    size == 4 * P::FIELDS.len() && size.is_multiple_of(16)
 }
 
 /// A sizes/offsets value for a uniform word; the kernels index with u32.

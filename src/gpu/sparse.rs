@@ -4,7 +4,7 @@
 
 use super::context::Context;
 use super::gather::{self, NonZeroBuffers};
-use super::launch::{act_code, groups_2d, kernel_params, word, Dispatch, Kernel, Operand, Slot};
+use super::launch::{act_code, groups_2d, kernel_params, word, Dispatch, Kernel, Slot};
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
 
@@ -62,13 +62,14 @@ pub struct SparseArgs<'a> {
     /// Word 0 the iteration, then the chunk's batches (the gather's mode 1).
     pub chunk: &'a wgpu::Buffer,
     pub theta: &'a wgpu::Buffer,
-    /// a (rows x hidden) at `pre`, act(a) at `post`.
-    pub pre: Operand<'a>,
-    pub post: Operand<'a>,
+    /// The training plan's forward cache: a (rows x hidden) at `pre_at`, act(a) at `post_at`.
+    pub acts: &'a wgpu::Buffer,
+    pub pre_at: usize,
+    pub post_at: usize,
 }
 
-/// The first layer of `spec` over the non-zero pixels of the chunk's current batch. Fails (a
-/// bug in the caller) unless `pre` and `post` are one buffer, as in the training plan's cache.
+/// The first layer of `spec` over the non-zero pixels of the chunk's current batch (fails, a
+/// bug in the caller, where `applies` says no).
 pub fn sparse_layer(
     k: &Pipelines,
     table: &gather::Pipelines,
@@ -77,31 +78,23 @@ pub fn sparse_layer(
     nonzero: &NonZeroBuffers,
     a: &SparseArgs,
 ) -> Result<Dispatch> {
-    let layers = spec.layers();
-    let l0 = layers[0];
-    if a.pre.buffer != a.post.buffer || l0.fan_in != nonzero.width {
+    if !applies(spec, Some(nonzero), ctx.loop_iteration_cap()) {
         return Err(Error::Gpu(format!(
-            "sparse first layer: pre and post in one buffer and {} inputs expected, got {} (a bug)",
-            nonzero.width, l0.fan_in
+            "the sparse first layer does not serve {} on a {}-pixel index here (a bug: the plan \
+             checks `applies` first)",
+            spec.describe(),
+            nonzero.width
         )));
     }
-    if let Some(cap) = ctx.loop_iteration_cap() {
-        if loop_iterations(spec) > cap {
-            return Err(Error::Gpu(format!(
-                "sparse first layer: {} inputs exceed this driver's loop cap {cap} (a bug: the \
-                 plan checks `applies` first)",
-                spec.input
-            )));
-        }
-    }
+    let l0 = spec.layers()[0];
     let params = SparseParams {
         rows: word("rows", a.rows)?,
         hidden: word("hidden units", l0.fan_out)?,
         images: word("images", nonzero.images)?,
         w_off: word("parameter offset", l0.w_offset)?,
         b_off: word("parameter offset", l0.b_offset)?,
-        pre_off: word("cache offset", a.pre.offset)?,
-        post_off: word("cache offset", a.post.offset)?,
+        pre_off: word("cache offset", a.pre_at)?,
+        post_off: word("cache offset", a.post_at)?,
         act: act_code(spec.activation),
     };
     k.layer.dispatch(
@@ -113,16 +106,21 @@ pub fn sparse_layer(
             &nonzero.entries,
             a.theta,
             table.table(),
-            a.pre.buffer,
+            a.acts,
         ],
         groups_2d(l0.fan_out, SPARSE_WG, a.rows, 1),
     )
 }
 
-/// Whether the training plan runs `spec`'s first layer sparse on this split.
+/// Whether the sparse first layer can serve `spec` under the driver's loop cap: the training
+/// plan's nets (one hidden layer). Decides whether the training split's index is uploaded.
+pub fn wanted(spec: &MlpSpec, loop_cap: Option<u64>) -> bool {
+    spec.hidden.len() == 1 && loop_cap.is_none_or(|cap| loop_iterations(spec) <= cap)
+}
+
+/// Whether the training plan runs `spec`'s first layer sparse over this split's index.
 pub fn applies(spec: &MlpSpec, nonzero: Option<&NonZeroBuffers>, loop_cap: Option<u64>) -> bool {
-    nonzero.is_some_and(|nz| nz.width == spec.input)
-        && loop_cap.is_none_or(|cap| loop_iterations(spec) <= cap)
+    wanted(spec, loop_cap) && nonzero.is_some_and(|nz| nz.width == spec.input)
 }
 
 #[cfg(test)]
