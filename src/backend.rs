@@ -46,9 +46,8 @@ pub const CEE_DELTA: f64 = 1e-7;
 pub const DEFAULT_H: f64 = 1e-4;
 
 /// How the numerical gradient evaluates L(theta +- h e_p). Both give the same function.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum PerturbStrategy {
     /// Two whole forward passes per perturbation (the chapter's way; slow), carried in f64 on
@@ -60,7 +59,8 @@ pub enum PerturbStrategy {
 }
 
 /// Which gradient, as the command line names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum GradKind {
     /// The chapter's numerical gradient: two loss evaluations per parameter.
     Numerical,

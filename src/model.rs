@@ -10,9 +10,8 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 /// Hidden-layer activation. The output layer is always softmax + cross entropy.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Activation {
     Sigmoid,

@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use grid::Grid;
 use serde::Serialize;
+#[cfg(feature = "cli")]
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,59 +47,69 @@ const BATCH_SEED: u64 = 0;
 
 /// `gpu-train bench`: time forward, backprop, the numerical gradient and training steps on the
 /// CPU and the GPU over a grid of sizes.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct BenchArgs {
     /// Devices, comma-separated: cpu (the f32 backend on every rayon thread), gpu (any wgpu
     /// adapter, software ones such as lavapipe included).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,gpu")]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, value_delimiter = ',',
+        default_values_t = BenchArgs::default().device))]
     pub device: Vec<Device>,
     /// Kinds of work, comma-separated.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "forward,backprop,numerical-incremental,numerical-full,train-step,train-step-numerical"
-    )]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, value_delimiter = ',',
+        default_values_t = BenchArgs::default().what))]
     pub what: Vec<Work>,
     /// Batch sizes, comma-separated. Default: 100,1000, but the numerical gradient at 100 only
     /// (one numerical step costs 2P loss evaluations); given, it applies to every kind of work.
-    #[arg(long, value_delimiter = ',', value_name = "B,..")]
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ',', value_name = "B,.."))]
     pub batch: Option<Vec<usize>>,
     /// Hidden-layer sizes of the 784-H-10 net, comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "50,100,200",
-        value_name = "H,.."
-    )]
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ',', value_name = "H,..",
+        default_values_t = BenchArgs::default().hidden))]
     pub hidden: Vec<usize>,
     /// Timed repeats per case (after one warm-up); a slow case gets fewer (its repeats may use
     /// half of --budget).
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N",
+        default_value_t = BenchArgs::default().repeat))]
     pub repeat: usize,
     /// Training steps per call in the train-step cases: each call hands the backend a chunk of
     /// K batches (Backend::train_steps, as training does), and the row reports per-step figures.
-    #[arg(long, default_value_t = 20, value_name = "K")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "K",
+        default_value_t = BenchArgs::default().chunk))]
     pub chunk: usize,
     /// Also write every case, the header and the fits as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "FILE"))]
     pub json: Option<PathBuf>,
     /// Also time the chapter's own code: numpy runs benches/peers/chapter_numpy.py (python3 +
     /// NumPy) for one numerical-gradient step and one backprop step, 784-50-10, batch 100.
-    #[arg(long, value_enum)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub peer: Option<Peer>,
     /// Seconds per case: a case priced over it (from its op count and the forward pass measured
     /// on that device; the numerical gradient also by the same call at a smaller batch) is
     /// skipped.
-    #[arg(
-        long,
-        default_value_t = 10.0,
-        value_name = "SECONDS",
-        allow_hyphen_values = true
-    )]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "SECONDS", allow_hyphen_values = true,
+        default_value_t = BenchArgs::default().budget))]
     pub budget: f64,
 }
 
+/// The command line's defaults (the CLI's flags take theirs from here).
+impl Default for BenchArgs {
+    fn default() -> Self {
+        BenchArgs {
+            device: vec![Device::Cpu, Device::Gpu],
+            what: Work::ALL.to_vec(),
+            batch: None,
+            hidden: vec![50, 100, 200],
+            repeat: 5,
+            chunk: 20,
+            json: None,
+            peer: None,
+            budget: 10.0,
+        }
+    }
+}
+
+#[cfg(feature = "cli")]
 impl BenchArgs {
     /// Parses bench flags (without the program or subcommand name), with the CLI's defaults:
     /// `BenchArgs::try_parse_from(["--device", "cpu"])`. A bad value is a config error naming
@@ -120,7 +131,8 @@ impl BenchArgs {
     }
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Device {
     /// The f32 CPU backend (multi-threaded with rayon).
@@ -141,7 +153,8 @@ impl Device {
 /// A kind of work the bench times. Each timed call is `set_batch` (a fresh batch of training
 /// indices) followed by the calls named here; the train-step kinds are one `train_steps` call
 /// over a chunk of --chunk fresh batches.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Work {
     /// batch_loss: the forward pass and the loss, read back.
@@ -208,7 +221,8 @@ fn numerical(strategy: PerturbStrategy) -> GradMethod {
 }
 
 /// A peer implementation to compare with.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Peer {
     /// The chapter's NumPy code (benches/peers/chapter_numpy.py); needs python3 with numpy.

@@ -39,22 +39,14 @@ use crate::error::{Error, Result};
 
 /// How a [`Sampler`] picks batch indices; see the [module docs](self).
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum SamplerKind {
     /// Independent uniform indices, like `np.random.choice(n, batch)`; the book's way.
     #[default]
-    #[value(name = "replacement")]
+    #[cfg_attr(feature = "cli", value(name = "replacement"))]
     WithReplacement,
     /// Shuffled epochs without replacement; a short tail is dropped, every batch is full.
     Epochs,
@@ -694,6 +686,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cli")]
     fn kind_names_are_the_command_lines() {
         use clap::ValueEnum;
         for kind in [SamplerKind::WithReplacement, SamplerKind::Epochs] {
