@@ -165,10 +165,10 @@ impl OpUnit {
         }
     }
     pub(super) fn amount(self, v: f64) -> String {
-        format!("{}{}", super::table::si(v), self.symbol())
+        format!("{}{}", super::text::si(v), self.symbol())
     }
     pub(super) fn rate(self, v: f64) -> String {
-        format!("{}{}/s", super::table::si(v), self.symbol())
+        format!("{}{}/s", super::text::si(v), self.symbol())
     }
     pub(super) fn rate_unit(self) -> &'static str {
         match self {

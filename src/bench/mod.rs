@@ -18,10 +18,12 @@
 mod grid;
 mod json;
 mod peer;
+mod progress;
 mod runner;
 mod stats;
 mod system;
 mod table;
+mod text;
 
 pub use grid::OpUnit;
 pub use peer::PeerResult;
@@ -323,7 +325,7 @@ pub fn run<W: Write + ?Sized>(args: &BenchArgs, out: &mut W) -> Result<Report> {
     let mut report = header(&grid, &data, &gpu);
     table::write_header(out, &report).map_err(stdout_error)?;
 
-    let progress = table::Progress::new();
+    let progress = progress::Progress::new();
     report.cases = runner::run_grid(&grid, &data, &gpu, &progress);
     progress.clear();
     report.fits = stats::fits(&report.cases);

@@ -1,6 +1,7 @@
 //! `--peer numpy`: the chapter's own NumPy code, timed on the same machine, against our CPU.
 
-use super::table::{ratio, secs, Progress};
+use super::progress::Progress;
+use super::text::{ratio, secs};
 use super::{CaseResult, Device, Peer, Work};
 use serde::Serialize;
 use std::io::Write;

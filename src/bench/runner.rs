@@ -1,8 +1,9 @@
 //! Timing: one device's pass over the grid, one case at a time (price, warm-up, repeats).
 
 use super::grid::{Grid, Shape};
+use super::progress::Progress;
 use super::stats::{median, StepCounters};
-use super::table::{ratio, secs, Progress};
+use super::text::{ratio, secs};
 use super::{CaseResult, Device, Work, BATCH_SEED, PARAMS_SEED, TRAIN_LR};
 use crate::backend::{Backend, DeviceCounters, GradMethod};
 use crate::cpu::CpuBackend;

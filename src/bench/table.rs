@@ -1,10 +1,11 @@
 //! The bench's text: the header, the table with its footnotes, growth, crossovers and host costs,
 //! the number formats, and the progress line on stderr.
 
-use super::grid::{Grid, Shape, NUMERICAL_DEFAULT_BATCH};
+use super::grid::{Grid, NUMERICAL_DEFAULT_BATCH};
 use super::stats::gpu_speedup;
-use super::{CaseResult, Device, Report, Work};
-use std::io::{IsTerminal, Result, Write};
+use super::text::{ratio, secs};
+use super::{CaseResult, Device, Report};
+use std::io::{Result, Write};
 
 pub(super) fn write_header<W: Write + ?Sized>(out: &mut W, r: &Report) -> Result<()> {
     writeln!(out, "gpu-train bench (gpu-train {})", r.version)?;
@@ -283,88 +284,12 @@ fn write_crossovers<W: Write + ?Sized>(out: &mut W, grid: &Grid, r: &Report) -> 
     Ok(())
 }
 
-/// "12.3 us", "4.56 ms", "1.23 s".
-pub(super) fn secs(s: f64) -> String {
-    if s < 1e-3 {
-        format!("{:.1} us", s * 1e6)
-    } else if s < 1.0 {
-        format!("{:.2} ms", s * 1e3)
-    } else if s < 100.0 {
-        format!("{s:.2} s")
-    } else {
-        format!("{s:.0} s")
-    }
-}
-
-/// "1.5", "23", "610".
-pub(super) fn ratio(r: f64) -> String {
-    if r < 10.0 {
-        format!("{r:.1}")
-    } else {
-        format!("{r:.0}")
-    }
-}
-
-/// 3 significant digits with an SI prefix and a trailing space: "7.95 M", "39.8 k".
-pub(super) fn si(v: f64) -> String {
-    let (scaled, prefix) = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
-        .into_iter()
-        .find(|&(f, _)| v.abs() >= f)
-        .map(|(f, p)| (v / f, p))
-        .unwrap_or((v, ""));
-    let digits = if scaled.abs() >= 100.0 {
-        0
-    } else if scaled.abs() >= 10.0 {
-        1
-    } else {
-        2
-    };
-    format!("{scaled:.digits$} {prefix}")
-}
-
-/// Progress on stderr when it is a terminal; silent otherwise, so piped output stays clean.
-pub(super) struct Progress {
-    on: bool,
-}
-
-impl Progress {
-    pub fn new() -> Self {
-        Progress {
-            on: std::io::stderr().is_terminal(),
-        }
-    }
-    pub fn show(&self, device: Device, what: Work, s: &Shape) {
-        self.line(&format!(
-            "{} {} batch {} hidden {}",
-            device.name(),
-            what.name(),
-            s.batch,
-            s.hidden
-        ));
-    }
-    pub fn line(&self, text: &str) {
-        if self.on {
-            eprint!("\r\x1b[Kbench: {text} ...");
-        }
-    }
-    pub fn clear(&self) {
-        if self.on {
-            eprint!("\r\x1b[K");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn formats() {
-        assert_eq!(secs(12.3e-6), "12.3 us");
-        assert_eq!(secs(0.01456), "14.56 ms");
-        assert_eq!(si(7.95e6), "7.95 M");
-        assert_eq!(si(79520.0), "79.5 k");
-        assert_eq!(ratio(613.4), "613");
         assert_eq!(versus(2.0), "gpu 2.0x faster");
         assert_eq!(versus(0.25), "cpu 4.0x faster");
         assert_eq!(count(2.0), "2");

@@ -5,7 +5,6 @@
 //! or an NVIDIA GPU Vulkan cannot see, and the `gpu-train devices` report. Opening a device on
 //! the chosen adapter, and everything done with it, is the runtime in `context.rs`.
 
-use super::context::Context;
 use crate::error::{Error, Result};
 use std::fmt::Write as _;
 
@@ -41,14 +40,6 @@ pub enum DeviceRequest {
     Gpu,
 }
 
-/// The outcome of `Context::auto`: a device, or the CPU backend and why.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // made once at start-up; boxing would only add noise
-pub enum AutoChoice {
-    Gpu(Context),
-    Cpu { reason: String },
-}
-
 /// One adapter as `gpu-train devices` shows it.
 #[derive(Debug, Clone)]
 pub struct AdapterSummary {
@@ -76,7 +67,7 @@ impl AdapterSummary {
 }
 
 /// "name (backend, type, driver)", the driver left out when the adapter reports none.
-/// See `Context::loop_iteration_cap`.
+/// See `Context::loop_iteration_cap` (gpu/context.rs).
 pub fn loop_iteration_cap(name: &str, driver: &str) -> Option<u64> {
     let llvmpipe = |s: &str| s.to_ascii_lowercase().contains("llvmpipe");
     (llvmpipe(name) || llvmpipe(driver)).then_some(65_535)

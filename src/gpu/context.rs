@@ -6,7 +6,7 @@
 
 use super::adapter::{
     choose, describe, enumerate, is_hardware, loop_iteration_cap, required_limits, summarize,
-    AutoChoice, DeviceRequest, Selection, ADAPTER_ENV,
+    DeviceRequest, Selection, ADAPTER_ENV,
 };
 use super::pipeline_cache::{self, DiskCache};
 use crate::backend::DeviceCounters;
@@ -17,6 +17,14 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wgpu::util::DeviceExt;
+
+/// The outcome of `Context::auto`: a device, or the CPU backend and why.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // made once at start-up; boxing would only add noise
+pub enum AutoChoice {
+    Gpu(Context),
+    Cpu { reason: String },
+}
 
 /// How long one wait for the GPU may take before it is reported as a hang. Generous, because a
 /// software adapter on two cores evaluating a whole split is slow, but finite.

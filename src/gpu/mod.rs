@@ -40,11 +40,10 @@ pub mod softmax;
 pub mod sparse;
 
 pub use adapter::{
-    devices_report, list_adapters, AdapterSummary, AutoChoice, DeviceRequest, ADAPTER_ENV,
-    BACKEND_ENV,
+    devices_report, list_adapters, AdapterSummary, DeviceRequest, ADAPTER_ENV, BACKEND_ENV,
 };
 pub use backend::{GpuBackend, GpuOptions, DEFAULT_EVAL_ROWS};
-pub use context::Context;
+pub use context::{AutoChoice, Context};
 pub use kernels::Kernels;
 pub use launch::{record_all, run, Dispatch, Operand};
 pub use pipeline_cache::{PipelineCacheFile, CACHE_DIR_ENV};
