@@ -8,14 +8,16 @@
 //! runs many iterations per submission through the chunk state and `gpu::chunk::TrainPlan`
 //! where the net allows; the timers bracket batch work with timestamps for the bench.
 
-use super::chunk::{self, ChunkBuffers, TrainPlan, STEPS_PER_SUBMISSION};
+use super::chunk;
 use super::context::Context;
-use super::gather::{gather_rows, ResidentSplit, Rows};
+use super::driver::{max_chunk_steps, ChunkDriver};
+use super::gather::ResidentSplit;
 use super::kernels::Kernels;
-use super::launch::{record_all, Dispatch, Operand};
+use super::launch::{record_all, Dispatch};
 use super::numerical;
 use super::plan::{Plan, PlanKey, Shared};
 use super::sgd;
+use super::timer::Timer;
 use crate::backend::{
     train_steps_one_by_one, Backend, DeviceCounters, Evaluation, GradMethod, PerturbStrategy,
     Split, StepsOutcome,
@@ -23,6 +25,7 @@ use crate::backend::{
 use crate::data::Mnist;
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -53,10 +56,11 @@ pub struct GpuOptions {
     pub chunk_steps: Option<usize>,
 }
 
-/// The selected training batch.
-#[derive(Debug, Clone, Copy)]
+/// The selected training batch and its plan (taken out of `plans` while it is selected).
+#[derive(Debug)]
 struct Batch {
     key: PlanKey,
+    plan: Plan,
     /// X and labels of this batch are already on the device (gathered by an earlier submission).
     gathered: bool,
 }
@@ -70,130 +74,46 @@ enum Work {
 }
 
 pub struct GpuBackend {
-    ctx: Arc<Context>,
-    kernels: Kernels,
-    spec: MlpSpec,
-    train: ResidentSplit,
-    test: ResidentSplit,
-    params: wgpu::Buffer,
-    grad: wgpu::Buffer,
+    pub(super) ctx: Arc<Context>,
+    pub(super) kernels: Kernels,
+    pub(super) spec: MlpSpec,
+    pub(super) train: ResidentSplit,
+    pub(super) test: ResidentSplit,
+    pub(super) params: wgpu::Buffer,
+    pub(super) grad: wgpu::Buffer,
     /// The correct-count accumulator of evaluations (one atomic u32).
-    correct: wgpu::Buffer,
+    pub(super) correct: wgpu::Buffer,
     /// Mean loss of each evaluation chunk.
-    eval_means: wgpu::Buffer,
+    pub(super) eval_means: wgpu::Buffer,
     /// Read-back buffer, reused: max(parameters, evaluation chunks + 1) elements.
-    staging: wgpu::Buffer,
+    pub(super) staging: wgpu::Buffer,
     sgd: Dispatch,
     lr: Option<f32>,
-    eval_rows: usize,
-    plans: HashMap<PlanKey, Plan>,
+    pub(super) eval_rows: usize,
+    /// The plans of every batch size used, but the selected batch's.
+    pub(super) plans: HashMap<PlanKey, Plan>,
     batch: Option<Batch>,
     /// The last step's submission, waited for before the next one is submitted, so at most two
     /// steps are queued and an error surfaces one step late at most.
-    in_flight: Option<wgpu::SubmissionIndex>,
+    pub(super) in_flight: Option<wgpu::SubmissionIndex>,
     /// Timestamps around each batch call's work, when asked for (GpuOptions::timestamps) and
     /// the device has them.
     timer: Option<Timer>,
     /// GpuOptions::subtract_losses.
-    subtract_losses: bool,
+    pub(super) subtract_losses: bool,
     /// GpuOptions::chunk_steps.
-    chunk_steps: Option<usize>,
+    pub(super) chunk_steps: Option<usize>,
     /// The numerical gradient's pipelines, specialized to the model, built on first use of
     /// each strategy.
-    numerical: HashMap<PerturbStrategy, numerical::Pipelines>,
-    /// `train_steps`' buffers, made on its first call and grown for a longer chunk only.
-    chunk: Option<ChunkState>,
-    /// `train_steps`' launches per batch size (bound to `chunk`'s buffers).
-    train_plans: HashMap<usize, TrainPlan>,
+    pub(super) numerical: HashMap<PerturbStrategy, numerical::Pipelines>,
+    /// `train_steps`' buffers and launches (nets with one hidden layer), made on first use.
+    pub(super) driver: Option<ChunkDriver>,
     /// The gathers of each evaluation chunk (split, first row, rows), built on first use.
-    eval_gathers: HashMap<(bool, usize, usize), Vec<Dispatch>>,
-}
-
-/// The device buffers of a training chunk.
-#[derive(Debug)]
-struct ChunkState {
-    /// Iterations the buffers hold (the chunk's batches, plus one for the final check).
-    steps: usize,
-    /// Indices (u32 words) the chunk buffer holds.
-    words: usize,
-    /// Word 0 the iteration, then the batches back to back.
-    chunk: wgpu::Buffer,
-    losses: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    /// The parameters the chunk started from, put back when an update diverges.
-    start: wgpu::Buffer,
-}
-
-/// Chunks at least this long fit the buffers made on the first call (the driver's chunks are
-/// evaluation intervals, 600 iterations by default), so they are not remade as chunks vary.
-const MIN_CHUNK_STEPS: usize = 1024;
-
-/// Two timestamps bracketing the work recorded for one batch call (an empty compute pass
-/// before, one after), resolved and copied out in the same submission.
-#[derive(Debug)]
-struct Timer {
-    queries: wgpu::QuerySet,
-    resolved: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    period_ns: f64,
-    /// Whether the last recorded batch work carried the timestamps.
-    recorded: bool,
-}
-
-impl Timer {
-    fn new(ctx: &Context) -> Option<Timer> {
-        if !ctx.has_timestamps() {
-            return None;
-        }
-        let device = ctx.device();
-        let buffer = |label, usage| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: 16,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
-        Some(Timer {
-            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("batch work timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            }),
-            resolved: buffer(
-                "timestamps resolved",
-                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            ),
-            staging: buffer(
-                "timestamps read-back",
-                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            ),
-            period_ns: f64::from(ctx.queue().get_timestamp_period()),
-            recorded: false,
-        })
-    }
-
-    /// An empty compute pass that writes timestamp `index` at its beginning (0) or end (1).
-    fn mark(&self, encoder: &mut wgpu::CommandEncoder, index: u32) {
-        let _pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("timestamp"),
-            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                query_set: &self.queries,
-                beginning_of_pass_write_index: (index == 0).then_some(0),
-                end_of_pass_write_index: (index == 1).then_some(1),
-            }),
-        });
-    }
-
-    fn finish(&self, encoder: &mut wgpu::CommandEncoder) {
-        self.mark(encoder, 1);
-        encoder.resolve_query_set(&self.queries, 0..2, &self.resolved, 0);
-        encoder.copy_buffer_to_buffer(&self.resolved, 0, &self.staging, 0, 16);
-    }
+    pub(super) eval_gathers: HashMap<(bool, usize, usize), Vec<Dispatch>>,
 }
 
 /// Splits `n` rows into nearly equal chunks of at most `max` rows: (start, rows) each.
-fn chunks(n: usize, max: usize) -> Vec<(usize, usize)> {
+pub(super) fn chunks(n: usize, max: usize) -> Vec<(usize, usize)> {
     let count = n.div_ceil(max.max(1)).max(1);
     let per = n.div_ceil(count).max(1);
     (0..n)
@@ -205,7 +125,7 @@ fn chunks(n: usize, max: usize) -> Vec<(usize, usize)> {
 /// The checks a training batch passes on either path (`set_batch`, and each chunk of
 /// `train_steps`): batches of at most `MAX_ROWS` rows, every index (of one batch or of a chunk's
 /// batches back to back) inside the training set of `n` rows.
-fn check_batch(rows: usize, indices: &[u32], n: usize) -> Result<()> {
+pub(super) fn check_batch(rows: usize, indices: &[u32], n: usize) -> Result<()> {
     if rows > MAX_ROWS {
         return Err(Error::config(
             "--batch",
@@ -222,7 +142,7 @@ fn check_batch(rows: usize, indices: &[u32], n: usize) -> Result<()> {
 }
 
 /// The numerical gradient's step `h`, checked on either path: a positive finite number.
-fn check_h(h: f64) -> Result<()> {
+pub(super) fn check_h(h: f64) -> Result<()> {
     if !(h.is_finite() && h > 0.0) {
         return Err(Error::config(
             "--h",
@@ -299,8 +219,7 @@ impl GpuBackend {
             subtract_losses: options.subtract_losses,
             chunk_steps: options.chunk_steps,
             numerical: HashMap::new(),
-            chunk: None,
-            train_plans: HashMap::new(),
+            driver: None,
             eval_gathers: HashMap::new(),
         })
     }
@@ -314,49 +233,74 @@ impl GpuBackend {
         (self.train.chunk_count(), self.test.chunk_count())
     }
 
-    /// The plan for `key`, built on first use (once per batch size).
-    fn plan(&mut self, key: PlanKey) -> Result<()> {
-        if !self.plans.contains_key(&key) {
-            let shared = Shared {
-                ctx: &self.ctx,
-                kernels: &self.kernels,
-                spec: &self.spec,
-                params: &self.params,
-                grad: &self.grad,
-                correct: &self.correct,
-            };
-            let split = if key.test { &self.test } else { &self.train };
-            let plan = Plan::new(&shared, split, key.rows, key.backward)?;
-            self.plans.insert(key, plan);
+    /// A new plan for batches of `key`.
+    fn new_plan(&self, key: PlanKey) -> Result<Plan> {
+        let shared = Shared {
+            ctx: &self.ctx,
+            kernels: &self.kernels,
+            spec: &self.spec,
+            params: &self.params,
+            grad: &self.grad,
+            correct: &self.correct,
+        };
+        let split = if key.test { &self.test } else { &self.train };
+        Plan::new(&shared, split, key.rows, key.backward)
+    }
+
+    /// The plan for `key` (an evaluation chunk's), built on first use (once per size).
+    pub(super) fn plan(&mut self, key: PlanKey) -> Result<&mut Plan> {
+        let plan = match self.plans.remove(&key) {
+            Some(plan) => plan,
+            None => self.new_plan(key)?,
+        };
+        Ok(self.plans.entry(key).or_insert(plan))
+    }
+
+    /// The selected batch's plan for `key`: the one already selected, else one kept from an
+    /// earlier batch of that size (the previous selection goes back to `plans`), else a new one.
+    fn select(&mut self, key: PlanKey) -> Result<Plan> {
+        match self.batch.take() {
+            Some(b) if b.key == key => Ok(b.plan),
+            previous => {
+                if let Some(b) = previous {
+                    self.plans.insert(b.key, b.plan);
+                }
+                match self.plans.remove(&key) {
+                    Some(plan) => Ok(plan),
+                    None => self.new_plan(key),
+                }
+            }
         }
-        Ok(())
     }
 
     /// Records the work on the current batch into one encoder: gather (first use of the batch
-    /// only), forward, then what `work` needs.
-    fn record_batch(&mut self, work: Work, what: &str) -> Result<(wgpu::CommandEncoder, PlanKey)> {
+    /// only), forward, then what `work` needs; the loss (`Work::Loss`) or the gradient
+    /// (`Work::Gradient`) is copied into the staging buffer for `submit_and_read`.
+    fn record_batch(&mut self, work: Work, what: &str) -> Result<wgpu::CommandEncoder> {
+        let ctx = &self.ctx;
         let batch = self
             .batch
             .as_mut()
             .ok_or_else(|| Error::config("batch", "no batch selected: call set_batch first"))?;
-        let plan = self
-            .plans
-            .get(&batch.key)
-            .ok_or_else(|| Error::Gpu("the batch's plan is missing (a bug)".into()))?;
-        let mut encoder = self.ctx.encoder(what);
+        let mut encoder = ctx.encoder(what);
         if let Some(t) = &self.timer {
             t.mark(&mut encoder, 0);
         }
+        let plan = &mut batch.plan;
         let gather: &[Dispatch] = if batch.gathered { &[] } else { &plan.gather };
         let sgd = matches!(work, Work::Step(_)).then_some(&self.sgd);
-        match work {
-            Work::Loss => record_all(
-                &self.ctx,
+        let method = match work {
+            Work::Loss => None,
+            Work::Gradient(m) | Work::Step(m) => Some(m),
+        };
+        match method {
+            None => record_all(
+                ctx,
                 &mut encoder,
                 gather.iter().chain(&plan.forward).chain(&plan.loss_pass),
             ),
-            Work::Gradient(GradMethod::Backprop) | Work::Step(GradMethod::Backprop) => record_all(
-                &self.ctx,
+            Some(GradMethod::Backprop) => record_all(
+                ctx,
                 &mut encoder,
                 gather
                     .iter()
@@ -364,23 +308,33 @@ impl GpuBackend {
                     .chain(&plan.backward)
                     .chain(sgd),
             ),
-            Work::Gradient(GradMethod::Numerical { strategy, .. })
-            | Work::Step(GradMethod::Numerical { strategy, .. }) => {
+            Some(GradMethod::Numerical { strategy, h }) => {
+                check_h(h)?;
+                let pipelines = numerical_pipelines(&mut self.numerical, &self.spec, strategy)?;
+                let num = numerical::launches(
+                    &mut plan.numerical,
+                    pipelines,
+                    ctx,
+                    &self.spec,
+                    plan.rows,
+                    strategy,
+                    h as f32,
+                    self.subtract_losses,
+                    [&self.params, &plan.x, &self.grad],
+                    None,
+                )?;
                 // The unperturbed pass, then its cache assembled for the perturbation kernels
                 // (copies sit between compute passes), then the perturbations and the update.
-                let num = plan.numerical.get(&strategy).ok_or_else(|| {
-                    Error::Gpu("the numerical gradient's plan is missing (a bug)".into())
-                })?;
-                record_all(&self.ctx, &mut encoder, gather.iter().chain(&plan.forward));
+                record_all(ctx, &mut encoder, gather.iter().chain(&plan.forward));
                 num.record_cache_copies(
-                    &self.ctx,
+                    ctx,
                     &mut encoder,
                     &plan.labels,
                     &plan.pre,
                     &plan.post,
                     &plan.probs,
                 );
-                record_all(&self.ctx, &mut encoder, num.launches().iter().chain(sgd));
+                record_all(ctx, &mut encoder, num.launches().iter().chain(sgd));
             }
         }
         batch.gathered = true;
@@ -388,7 +342,15 @@ impl GpuBackend {
             t.finish(&mut encoder);
             t.recorded = true;
         }
-        Ok((encoder, batch.key))
+        match work {
+            Work::Loss => ctx.copy(&mut encoder, &plan.loss, 0, &self.staging, 0, 4),
+            Work::Gradient(_) => {
+                let bytes = (self.spec.num_params() * 4) as u64;
+                ctx.copy(&mut encoder, &self.grad, 0, &self.staging, 0, bytes);
+            }
+            Work::Step(_) => {}
+        }
+        Ok(encoder)
     }
 
     /// Submits `encoder` after copying `len` elements of `src` into the staging buffer, and
@@ -424,65 +386,12 @@ impl GpuBackend {
 
     /// The dispatches one numerical gradient of the selected batch takes (once built).
     pub fn numerical_dispatches(&self, strategy: PerturbStrategy) -> Option<usize> {
-        let key = self.batch.as_ref()?.key;
-        self.plans
-            .get(&key)?
+        let batch = self.batch.as_ref()?;
+        batch
+            .plan
             .numerical
             .get(&strategy)
             .map(|n| n.launches().len())
-    }
-
-    /// Builds what `method` needs on the selected batch's plan: the numerical gradient's
-    /// launches (once per batch size and strategy), with the current h.
-    fn prepare(&mut self, method: GradMethod) -> Result<()> {
-        let GradMethod::Numerical { strategy, h } = method else {
-            return Ok(());
-        };
-        check_h(h)?;
-        let key = self
-            .batch
-            .as_ref()
-            .ok_or_else(|| Error::config("batch", "no batch selected: call set_batch first"))?
-            .key;
-        self.numerical_pipelines(strategy)?;
-        let kernels = &self.numerical[&strategy];
-        let plan = self
-            .plans
-            .get_mut(&key)
-            .ok_or_else(|| Error::Gpu("the batch's plan is missing (a bug)".into()))?;
-        if !plan.numerical.contains_key(&strategy) {
-            let built = numerical::plan(
-                kernels,
-                &self.ctx,
-                &self.spec,
-                plan.rows,
-                strategy,
-                h as f32,
-                self.subtract_losses,
-                &self.params,
-                &plan.x,
-                &self.grad,
-                None,
-            )?;
-            self.ctx
-                .check("building the numerical gradient's launches")?;
-            plan.numerical.insert(strategy, built);
-        }
-        if let Some(num) = plan.numerical.get_mut(&strategy) {
-            num.set_h(&self.ctx, h as f32);
-        }
-        Ok(())
-    }
-}
-
-impl GpuBackend {
-    /// Builds the numerical pipeline of `strategy` on first use.
-    fn numerical_pipelines(&mut self, strategy: PerturbStrategy) -> Result<()> {
-        if !self.numerical.contains_key(&strategy) {
-            let p = numerical::pipelines(&self.spec, strategy)?;
-            self.numerical.insert(strategy, p);
-        }
-        Ok(())
     }
 
     /// The gradient buffer as the last step left it (a chunk's last iteration, or `gradient`),
@@ -501,234 +410,18 @@ impl GpuBackend {
         self.in_flight = None;
         Ok(v.into_iter().map(f64::from).collect())
     }
+}
 
-    /// The most iterations of `rows` one chunk buffer holds within the binding limit (at least 1).
-    fn max_chunk_steps(&self, rows: usize) -> usize {
-        let words = (self.ctx.max_binding_bytes() / 4) as usize;
-        let fit = (words.saturating_sub(1) / rows.max(1)).saturating_sub(1);
-        fit.min(self.chunk_steps.unwrap_or(usize::MAX)).max(1)
-    }
-
-    /// Makes (or grows) the chunk buffers so that `steps` iterations of `rows` fit; growing drops
-    /// the training plans bound to the old ones.
-    fn ensure_chunk(&mut self, steps: usize, rows: usize) -> Result<()> {
-        let words = 1 + (steps + 1) * rows;
-        if let Some(c) = &self.chunk {
-            if c.steps >= steps && c.words >= words {
-                return Ok(());
-            }
-        }
-        // Room for MIN_CHUNK_STEPS (as far as one binding allows) so that varying chunks do not
-        // remake the buffers; never less than this chunk needs or than there was.
-        let (old_steps, old_words) = self.chunk.as_ref().map_or((0, 0), |c| (c.steps, c.words));
-        let roomy = 1 + (MIN_CHUNK_STEPS.min(self.max_chunk_steps(rows)) + 1) * rows;
-        let words = words.max(old_words).max(roomy);
-        let steps = steps.max(old_steps).max(MIN_CHUNK_STEPS);
-        let ctx = &self.ctx;
-        self.chunk = Some(ChunkState {
-            steps,
-            words,
-            chunk: ctx.storage("chunk batches", words)?,
-            losses: ctx.storage("chunk losses", steps + 1)?,
-            staging: ctx.staging("chunk losses read-back", steps + 1),
-            start: ctx.storage("chunk start parameters", self.spec.num_params())?,
-        });
-        self.train_plans.clear();
-        Ok(())
-    }
-
-    /// The training plan for batches of `rows`, with what `method` needs and the current lr.
-    fn prepare_train(&mut self, rows: usize, method: GradMethod, lr: f32) -> Result<()> {
-        let chunk = self
-            .chunk
-            .as_ref()
-            .ok_or_else(|| Error::Gpu("the chunk buffers are missing (a bug)".into()))?;
-        let buffers = ChunkBuffers {
-            chunk: &chunk.chunk,
-            losses: &chunk.losses,
-            params: &self.params,
-            grad: &self.grad,
-        };
-        if !self.train_plans.contains_key(&rows) {
-            let plan = TrainPlan::new(
-                &self.ctx,
-                &self.kernels,
-                &self.spec,
-                &self.train,
-                rows,
-                &buffers,
-            )?;
-            self.train_plans.insert(rows, plan);
-        }
-        if let GradMethod::Numerical { strategy, h } = method {
-            check_h(h)?;
-            if !self.numerical.contains_key(&strategy) {
-                let p = numerical::pipelines(&self.spec, strategy)?;
-                self.numerical.insert(strategy, p);
-            }
-            let plan = self
-                .train_plans
-                .get_mut(&rows)
-                .ok_or_else(|| Error::Gpu("the training plan is missing (a bug)".into()))?;
-            plan.prepare_numerical(
-                &self.ctx,
-                &self.numerical[&strategy],
-                &self.spec,
-                strategy,
-                h as f32,
-                self.subtract_losses,
-                &buffers,
-            )?;
-        }
-        for plan in self.train_plans.values_mut() {
-            plan.set_lr(&self.ctx, lr);
-        }
-        Ok(())
-    }
-
-    /// Records iterations `count` times into `encoder`, in one compute pass.
-    fn record_iterations(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        plan: &TrainPlan,
-        strategy: Option<PerturbStrategy>,
-        count: usize,
-    ) -> Result<()> {
-        let one = plan.iteration(strategy)?;
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("training iterations"),
-            timestamp_writes: None,
-        });
-        let mut n = 0;
-        for _ in 0..count {
-            for d in &one {
-                n += d.record(&mut pass);
-            }
-        }
-        drop(pass);
-        self.ctx.count_dispatches(n);
-        Ok(())
-    }
-
-    /// The chunked `train_steps` (nets with one hidden layer): see `gpu::chunk`.
-    #[allow(clippy::too_many_arguments)]
-    fn train_chunk(
-        &mut self,
-        batches: &[u32],
-        batch: usize,
-        method: GradMethod,
-        lr: f64,
-        losses: &mut Vec<f64>,
-        progress: &mut dyn FnMut(usize) -> bool,
-    ) -> Result<StepsOutcome> {
-        let steps = batches.len() / batch;
-        if steps == 0 {
-            return Ok(StepsOutcome {
-                done: 0,
-                diverged: None,
-            });
-        }
-        check_batch(batch, batches, self.train.len())?;
-        self.ensure_chunk(steps, batch)?;
-        self.prepare_train(batch, method, lr as f32)?;
-        // Everything submitted before is ordered before this chunk, which is waited for below.
-        self.in_flight = None;
-        let strategy = match method {
-            GradMethod::Backprop => None,
-            GradMethod::Numerical { strategy, .. } => Some(strategy),
-        };
-        // The chunk in one write: the iteration counter, the batches, and the last batch again
-        // for the final check's forward pass (which runs at iteration `steps`).
-        let mut words = Vec::with_capacity(1 + (steps + 1) * batch);
-        words.push(0u32);
-        words.extend_from_slice(batches);
-        words.extend_from_slice(&batches[(steps - 1) * batch..]);
-        let (Some(state), Some(plan)) = (self.chunk.as_ref(), self.train_plans.get(&batch)) else {
-            return Err(Error::Gpu(
-                "the training chunk is not prepared (a bug)".into(),
-            ));
-        };
-        self.ctx.write(&state.chunk, 0, &words);
-        let param_bytes = (self.spec.num_params() * 4) as u64;
-        let mut encoder = self.ctx.encoder("training chunk");
-        self.ctx
-            .copy(&mut encoder, &self.params, 0, &state.start, 0, param_bytes);
-        let mut done = 0;
-        let index = loop {
-            let count = STEPS_PER_SUBMISSION.min(steps - done);
-            self.record_iterations(&mut encoder, plan, strategy, count)?;
-            done += count;
-            let end = done == steps;
-            let finish = |ctx: &Context, encoder: &mut wgpu::CommandEncoder, done: usize| {
-                // The loss of the parameters the chunk ends with (the last update is seen by no
-                // later iteration), then every loss to the host.
-                record_all(ctx, encoder, plan.loss_only());
-                ctx.copy(
-                    encoder,
-                    &state.losses,
-                    0,
-                    &state.staging,
-                    0,
-                    ((done + 1) * 4) as u64,
-                );
-            };
-            if end {
-                finish(&self.ctx, &mut encoder, done);
-            }
-            let index = self.ctx.submit(encoder, "training")?;
-            let go = progress(done);
-            if end {
-                break index;
-            }
-            encoder = self.ctx.encoder("training chunk");
-            if !go {
-                finish(&self.ctx, &mut encoder, done);
-                break self.ctx.submit(encoder, "training")?;
-            }
-        };
-        let read: Vec<f32> =
-            self.ctx
-                .read_submitted(index, &state.staging, done + 1, "reading the losses")?;
-        let bad_update = match read[..done].iter().position(|l| !l.is_finite()) {
-            Some(0) => {
-                return Err(Error::Numerics(format!(
-                    "the parameters a chunk of training started from give a non-finite loss ({}); they were broken before this chunk",
-                    read[0]
-                )))
-            }
-            Some(i) => Some(i - 1),
-            None => (!read[done].is_finite()).then_some(done - 1),
-        };
-        let Some(k) = bad_update else {
-            losses.extend(read[..done].iter().map(|&l| f64::from(l)));
-            return Ok(StepsOutcome {
-                done,
-                diverged: None,
-            });
-        };
-        // Back to the chunk's start, then the k good updates again (every step is
-        // deterministic): the parameters from before the bad update.
-        let mut encoder = self.ctx.encoder("training chunk replay");
-        self.ctx
-            .copy(&mut encoder, &state.start, 0, &self.params, 0, param_bytes);
-        self.ctx.write(&state.chunk, 0, &[0u32]);
-        let mut replayed = 0;
-        while replayed < k {
-            let count = STEPS_PER_SUBMISSION.min(k - replayed);
-            self.record_iterations(&mut encoder, plan, strategy, count)?;
-            replayed += count;
-            if replayed < k {
-                self.ctx.submit(encoder, "training")?;
-                encoder = self.ctx.encoder("training chunk replay");
-            }
-        }
-        self.ctx.submit(encoder, "training")?;
-        losses.extend(read[..=k].iter().map(|&l| f64::from(l)));
-        Ok(StepsOutcome {
-            done: k,
-            diverged: Some(k),
-        })
-    }
+/// The numerical pipelines of `strategy`, specialized to `spec`, built on first use.
+pub(super) fn numerical_pipelines<'a>(
+    pipelines: &'a mut HashMap<PerturbStrategy, numerical::Pipelines>,
+    spec: &MlpSpec,
+    strategy: PerturbStrategy,
+) -> Result<&'a numerical::Pipelines> {
+    Ok(match pipelines.entry(strategy) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(v) => v.insert(numerical::pipelines(spec, strategy)?),
+    })
 }
 
 impl Backend for GpuBackend {
@@ -774,55 +467,42 @@ impl Backend for GpuBackend {
             rows: indices.len(),
             backward: true,
         };
-        self.plan(key)?;
-        let plan = &self.plans[&key];
+        let plan = self.select(key)?;
         self.ctx.write(&plan.indices, 0, indices);
         self.batch = Some(Batch {
             key,
+            plan,
             gathered: false,
         });
         Ok(())
     }
 
     fn batch_loss(&mut self) -> Result<f64> {
-        let (encoder, key) = self.record_batch(Work::Loss, "batch loss")?;
-        let loss = &self.plans[&key].loss;
-        let v: Vec<f32> = Self::read_back(
-            &self.ctx,
-            &self.staging,
-            encoder,
-            loss,
-            1,
-            "computing the batch loss",
-        )?;
+        let encoder = self.record_batch(Work::Loss, "batch loss")?;
+        let v: Vec<f32> =
+            self.ctx
+                .submit_and_read(encoder, &self.staging, 1, "computing the batch loss")?;
         self.in_flight = None;
         Ok(f64::from(v[0]))
     }
 
     fn gradient(&mut self, method: GradMethod) -> Result<Vec<f64>> {
-        self.prepare(method)?;
         let n = self.spec.num_params();
-        let (encoder, _) = self.record_batch(Work::Gradient(method), "gradient")?;
-        let v: Vec<f32> = Self::read_back(
-            &self.ctx,
-            &self.staging,
-            encoder,
-            &self.grad,
-            n,
-            "computing the gradient",
-        )?;
+        let encoder = self.record_batch(Work::Gradient(method), "gradient")?;
+        let v: Vec<f32> =
+            self.ctx
+                .submit_and_read(encoder, &self.staging, n, "computing the gradient")?;
         self.in_flight = None;
         Ok(v.into_iter().map(f64::from).collect())
     }
 
     fn step(&mut self, method: GradMethod, lr: f64) -> Result<()> {
-        self.prepare(method)?;
         let lr = lr as f32;
         if self.lr != Some(lr) {
             sgd::set_lr(&self.ctx, &self.sgd, lr);
             self.lr = Some(lr);
         }
-        let (encoder, _) = self.record_batch(Work::Step(method), "training step")?;
+        let encoder = self.record_batch(Work::Step(method), "training step")?;
         let index = self.ctx.submit(encoder, "training step")?;
         if let Some(previous) = self.in_flight.replace(index) {
             self.ctx.wait(previous, "training step")?;
@@ -846,7 +526,7 @@ impl Backend for GpuBackend {
             return train_steps_one_by_one(self, batches, batch, method, lr, losses, progress);
         }
         // A chunk's indices must fit one binding: longer chunks (big batches) go in pieces.
-        let most = self.max_chunk_steps(batch);
+        let most = max_chunk_steps(&self.ctx, batch, self.chunk_steps);
         let mut done = 0;
         for piece in batches.chunks(most * batch) {
             let mut stop = false;
@@ -897,107 +577,7 @@ impl Backend for GpuBackend {
     }
 
     fn evaluate(&mut self, split: Split) -> Result<Evaluation> {
-        let test = split == Split::Test;
-        let n = if test {
-            self.test.len()
-        } else {
-            self.train.len()
-        };
-        if n == 0 {
-            return Ok(Evaluation {
-                loss: 0.0,
-                correct: 0,
-                count: 0,
-            });
-        }
-        let parts = chunks(n, self.eval_rows);
-        for &(start, rows) in &parts {
-            let key = PlanKey {
-                test,
-                rows,
-                backward: false,
-            };
-            self.plan(key)?;
-            if !self.eval_gathers.contains_key(&(test, start, rows)) {
-                let plan = &self.plans[&key];
-                let split = if test { &self.test } else { &self.train };
-                let g = gather_rows(
-                    &self.kernels.gather,
-                    &self.ctx,
-                    split,
-                    rows,
-                    Rows::From(start),
-                    &plan.indices,
-                    &plan.x,
-                    Operand::whole(&plan.labels),
-                )?;
-                self.eval_gathers.insert((test, start, rows), g);
-            }
-        }
-        // Every chunk in one submission: each gathers its own rows (no indices to upload), and
-        // the launches of one command buffer run in order, so the chunks may share buffers.
-        let mut encoder = self.ctx.encoder("evaluate");
-        encoder.clear_buffer(&self.correct, 0, None);
-        for (c, &(start, rows)) in parts.iter().enumerate() {
-            let plan = &self.plans[&PlanKey {
-                test,
-                rows,
-                backward: false,
-            }];
-            record_all(
-                &self.ctx,
-                &mut encoder,
-                self.eval_gathers[&(test, start, rows)]
-                    .iter()
-                    .chain(&plan.forward)
-                    .chain(&plan.loss_pass)
-                    .chain([&plan.accuracy]),
-            );
-            self.ctx.copy(
-                &mut encoder,
-                &plan.loss,
-                0,
-                &self.eval_means,
-                (c * 4) as u64,
-                4,
-            );
-        }
-        let count = parts.len();
-        self.ctx.copy(
-            &mut encoder,
-            &self.eval_means,
-            0,
-            &self.staging,
-            0,
-            (count * 4) as u64,
-        );
-        self.ctx.copy(
-            &mut encoder,
-            &self.correct,
-            0,
-            &self.staging,
-            (count * 4) as u64,
-            4,
-        );
-        let read = Some(self.ctx.submit_and_read::<u32>(
-            encoder,
-            &self.staging,
-            count + 1,
-            "evaluating",
-        )?);
-        self.in_flight = None;
-        let read = read.ok_or_else(|| Error::Gpu("evaluation read nothing back (a bug)".into()))?;
-        // Chunk means back to a sum in f64, so the total adds no f32 round-off of its own.
-        let loss: f64 = parts
-            .iter()
-            .zip(&read)
-            .map(|(&(_, rows), &bits)| f64::from(f32::from_bits(bits)) * rows as f64)
-            .sum();
-        Ok(Evaluation {
-            loss: loss / n as f64,
-            correct: read[parts.len()] as usize,
-            count: n,
-        })
+        self.evaluate_split(split)
     }
 }
 

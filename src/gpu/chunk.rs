@@ -231,87 +231,73 @@ impl TrainPlan {
         })
     }
 
-    /// Builds the numerical gradient's launches of `strategy` on this plan's cache (once).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn prepare_numerical(
+    /// One iteration's launches, with what it needs built first: for the numerical gradient
+    /// (`numerical`: its strategy, pipelines and h) its launches on this plan's cache (once per
+    /// strategy), and `lr` applied from the next submission on (the SGD launch, or the memo's
+    /// sums, which apply the update themselves: one launch fewer an iteration).
+    pub(crate) fn iteration(
         &mut self,
         ctx: &Context,
-        pipelines: &numerical::Pipelines,
         spec: &MlpSpec,
-        strategy: PerturbStrategy,
-        h: f32,
+        numerical: Option<(PerturbStrategy, &numerical::Pipelines, f32)>,
         subtract_losses: bool,
         b: &ChunkBuffers,
-    ) -> Result<()> {
-        if !self.numerical.contains_key(&strategy) {
-            let plan = numerical::plan(
-                pipelines,
-                ctx,
-                spec,
-                self.rows,
-                strategy,
-                h,
-                subtract_losses,
-                b.params,
-                &self.x,
-                b.grad,
-                Some(&self.acts),
-            )?;
-            ctx.check("building the chunk's numerical gradient")?;
-            self.numerical.insert(strategy, plan);
-        }
-        if let Some(n) = self.numerical.get_mut(&strategy) {
-            n.set_h(ctx, h);
-            // The memo's sums apply the update themselves: one launch fewer an iteration (a
-            // plan without a learning rate yet gets it from `set_lr`, which follows).
-            if let Some(lr) = self.lr {
-                n.fuse_update(ctx, Some(lr));
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies `lr` from the next submission on (the SGD launch and every numerical plan that
-    /// updates the parameters itself).
-    pub(crate) fn set_lr(&mut self, ctx: &Context, lr: f32) {
+        lr: f32,
+    ) -> Result<Iteration<'_>> {
         if self.lr != Some(lr) {
             sgd::set_lr(ctx, &self.sgd, lr);
-            for n in self.numerical.values_mut() {
-                n.fuse_update(ctx, Some(lr));
-            }
             self.lr = Some(lr);
         }
-    }
-
-    /// The launches of one iteration of `strategy` (None: backprop).
-    pub(crate) fn iteration(&self, strategy: Option<PerturbStrategy>) -> Result<Vec<&Dispatch>> {
-        let (rest, sgd): (Vec<&Dispatch>, bool) = match strategy {
+        let gradient = match numerical {
+            None => None,
+            Some((strategy, pipelines, h)) => {
+                let plan = numerical::launches(
+                    &mut self.numerical,
+                    pipelines,
+                    ctx,
+                    spec,
+                    self.rows,
+                    strategy,
+                    h,
+                    subtract_losses,
+                    [b.params, &self.x, b.grad],
+                    Some(&self.acts),
+                )?;
+                plan.fuse_update(ctx, Some(lr));
+                Some(&*plan)
+            }
+        };
+        let (rest, sgd): (Vec<&Dispatch>, bool) = match gradient {
             None => (
                 std::iter::once(&self.head_delta)
                     .chain(&self.backward)
                     .collect(),
                 true,
             ),
-            Some(s) => {
-                let n = self.numerical.get(&s).ok_or_else(|| {
-                    Error::Gpu("the chunk's numerical launches are missing (a bug)".into())
-                })?;
-                (
-                    std::iter::once(&self.head).chain(n.launches()).collect(),
-                    !n.updates(),
-                )
-            }
+            Some(n) => (
+                std::iter::once(&self.head).chain(n.launches()).collect(),
+                !n.updates(),
+            ),
         };
-        Ok(self
-            .front
-            .iter()
-            .chain(rest)
-            .chain(sgd.then_some(&self.sgd))
-            .collect())
+        Ok(Iteration {
+            step: self
+                .front
+                .iter()
+                .chain(rest)
+                .chain(sgd.then_some(&self.sgd))
+                .collect(),
+            loss_only: self
+                .front
+                .iter()
+                .chain(std::iter::once(&self.head))
+                .collect(),
+        })
     }
+}
 
-    /// The forward pass alone: the loss of the current parameters on the chunk's current batch.
-    pub(crate) fn loss_only(&self) -> impl Iterator<Item = &Dispatch> {
-        self.front.iter().chain(std::iter::once(&self.head))
-    }
+/// The launches of one training iteration, and of the forward pass alone (the loss of the
+/// current parameters on the chunk's current batch: the chunk's final check).
+pub(crate) struct Iteration<'a> {
+    pub step: Vec<&'a Dispatch>,
+    pub loss_only: Vec<&'a Dispatch>,
 }

@@ -26,6 +26,8 @@ pub mod backprop;
 pub mod chunk;
 pub mod context;
 pub mod cross_entropy;
+mod driver;
+mod evaluate;
 pub mod gather;
 pub mod head;
 pub mod kernels;
@@ -38,6 +40,7 @@ pub mod plan;
 pub mod sgd;
 pub mod softmax;
 pub mod sparse;
+mod timer;
 
 pub use adapter::{
     devices_report, list_adapters, AdapterSummary, DeviceRequest, ADAPTER_ENV, BACKEND_ENV,

@@ -13,6 +13,8 @@ use crate::backend::PerturbStrategy;
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
 use std::cell::OnceCell;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
 /// shaders/numerical.wgsl after the shared loss_change.wgsl (WGSL has no include).
 pub(crate) const SOURCE: &str = concat!(
@@ -461,6 +463,46 @@ impl NumericalPlan {
         }
         copy(encoder, probs, self.layout.probs_at);
     }
+}
+
+/// The numerical gradient's launches of `strategy` in `plans` (one batch size's), built on
+/// first use over the batch's buffers (`[theta, x, grad]`, and the forward pass's cache where
+/// it writes one in place), with `h` applied.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launches<'a>(
+    plans: &'a mut HashMap<PerturbStrategy, NumericalPlan>,
+    pipelines: &Pipelines,
+    ctx: &Context,
+    spec: &MlpSpec,
+    rows: usize,
+    strategy: PerturbStrategy,
+    h: f32,
+    subtract_losses: bool,
+    [theta, x, grad]: [&wgpu::Buffer; 3],
+    cache: Option<&wgpu::Buffer>,
+) -> Result<&'a mut NumericalPlan> {
+    let plan = match plans.entry(strategy) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(v) => {
+            let built = plan(
+                pipelines,
+                ctx,
+                spec,
+                rows,
+                strategy,
+                h,
+                subtract_losses,
+                theta,
+                x,
+                grad,
+                cache,
+            )?;
+            ctx.check("building the numerical gradient's launches")?;
+            v.insert(built)
+        }
+    };
+    plan.set_h(ctx, h);
+    Ok(plan)
 }
 
 #[cfg(test)]
