@@ -520,21 +520,22 @@ impl Backend for GpuBackend {
         progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<StepsOutcome> {
         crate::backend::chunk_steps(batches, batch)?;
-        if !chunk::fits(&self.spec, batch, self.ctx.loop_iteration_cap()) {
+        let Some(fits) = chunk::fits(&self.spec, batch, self.ctx.loop_iteration_cap()) else {
             // Deeper nets (the numerical cache needs the copies of `record_cache_copies`), and
             // heads too long for the driver's loop cap, keep the step-at-a-time path.
             return train_steps_one_by_one(self, batches, batch, method, lr, losses, progress);
-        }
+        };
         // A chunk's indices must fit one binding: longer chunks (big batches) go in pieces.
         let most = max_chunk_steps(&self.ctx, batch, self.chunk_steps);
         let mut done = 0;
         for piece in batches.chunks(most * batch) {
             let mut stop = false;
-            let outcome = self.train_chunk(piece, batch, method, lr, losses, &mut |n| {
+            let mut heard = |n| {
                 let go = progress(done + n);
                 stop |= !go;
                 go
-            })?;
+            };
+            let outcome = self.train_chunk(piece, batch, method, lr, losses, &mut heard, fits)?;
             if let Some(k) = outcome.diverged {
                 return Ok(StepsOutcome {
                     done: done + k,

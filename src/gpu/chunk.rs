@@ -20,8 +20,8 @@ use super::numerical::{self, NumericalPlan};
 use super::sparse::{self, SparseArgs};
 use super::{backprop, sgd};
 use crate::backend::PerturbStrategy;
-use crate::error::{Error, Result};
-use crate::model::MlpSpec;
+use crate::error::Result;
+use crate::model::{LayerLayout, MlpSpec};
 use std::collections::HashMap;
 
 /// Iterations recorded per command buffer: enough that submissions cost little next to the
@@ -59,13 +59,32 @@ pub(crate) struct TrainPlan {
     deltas: [wgpu::Buffer; 2],
 }
 
+/// Proof that a net and batch size train through `TrainPlan`: made only by `fits`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fits(());
+
 /// Whether `spec` trains through `TrainPlan` on batches of `rows` (one hidden layer, and a head
 /// within the driver's loop cap); otherwise the backend steps one by one.
-pub fn fits(spec: &MlpSpec, rows: usize, loop_cap: Option<u64>) -> bool {
-    spec.hidden.len() == 1
+pub(crate) fn fits(spec: &MlpSpec, rows: usize, loop_cap: Option<u64>) -> Option<Fits> {
+    (spec.hidden.len() == 1
         && loop_cap.is_none_or(|cap| {
             super::head::loop_iterations(rows, spec.hidden[0], spec.classes) <= cap
-        })
+        }))
+    .then_some(Fits(()))
+}
+
+/// What the launches of one plan share: the device, the kernels, the net, its two layers,
+/// the batch size, the chunk's buffers, and the plan's own X and forward cache.
+struct Parts<'a> {
+    ctx: &'a Context,
+    k: &'a Kernels,
+    spec: &'a MlpSpec,
+    layers: [LayerLayout; 2],
+    rows: usize,
+    b: &'a ChunkBuffers<'a>,
+    x: &'a wgpu::Buffer,
+    acts: &'a wgpu::Buffer,
+    layout: &'a numerical::CacheLayout,
 }
 
 impl TrainPlan {
@@ -76,23 +95,28 @@ impl TrainPlan {
         split: &ResidentSplit,
         rows: usize,
         b: &ChunkBuffers,
+        _fits: Fits,
     ) -> Result<TrainPlan> {
-        if !fits(spec, rows, ctx.loop_iteration_cap()) {
-            return Err(Error::Gpu(format!(
-                "the chunked training plan is for one hidden layer, not {} (a bug)",
-                spec.describe()
-            )));
-        }
         let layers = spec.layers();
-        let (l0, l1) = (layers[0], layers[1]);
         let layout = numerical::cache_layout(spec, rows)?;
         let x = ctx.storage("chunk batch X", rows * spec.input)?;
         let acts = ctx.storage("chunk forward cache", layout.words)?;
         let deltas = [
-            ctx.storage("chunk delta 1", rows * l0.fan_out)?,
-            ctx.storage("chunk delta 2", rows * l1.fan_out)?,
+            ctx.storage("chunk delta 1", rows * layers[0].fan_out)?,
+            ctx.storage("chunk delta 2", rows * layers[1].fan_out)?,
         ];
-        let gather = gather_rows(
+        let p = Parts {
+            ctx,
+            k,
+            spec,
+            layers: [layers[0], layers[1]],
+            rows,
+            b,
+            x: &x,
+            acts: &acts,
+            layout: &layout,
+        };
+        let mut front = gather_rows(
             &k.gather,
             ctx,
             split,
@@ -102,126 +126,18 @@ impl TrainPlan {
             &x,
             Operand::at(&acts, layout.labels_at),
         )?;
-        // Over the batch's non-zero pixels where the split has them resident (bit-identical to
-        // the dense product, a fifth of its work on MNIST), else the dense matmul.
-        let hidden = match split
-            .nonzero()
-            .filter(|&nz| sparse::applies(spec, Some(nz), ctx.loop_iteration_cap()))
-        {
-            Some(nonzero) => sparse::sparse_layer(
-                &k.sparse,
-                &k.gather,
-                ctx,
-                spec,
-                nonzero,
-                &SparseArgs {
-                    rows,
-                    chunk: b.chunk,
-                    theta: b.params,
-                    acts: &acts,
-                    pre_at: layout.pre_at[0],
-                    post_at: layout.post_at[0],
-                },
-            )?,
-            None => matmul(
-                &k.matmul,
-                ctx,
-                Matmul::AddBiasAct(spec.activation),
-                &MatmulArgs {
-                    m: rows,
-                    k: l0.fan_in,
-                    n: l0.fan_out,
-                    a: Operand::whole(&x),
-                    b: Operand::at(b.params, l0.w_offset),
-                    c: Operand::at(&acts, layout.pre_at[0]),
-                    bias: Some(Operand::at(b.params, l0.b_offset)),
-                    post: Some(Operand::at(&acts, layout.post_at[0])),
-                },
-            )?,
-        };
-        let head_with = |delta: Option<&wgpu::Buffer>| {
-            head(
-                &k.head,
-                ctx,
-                &HeadArgs {
-                    rows,
-                    inputs: l1.fan_in,
-                    classes: l1.fan_out,
-                    theta: b.params,
-                    w_offset: l1.w_offset,
-                    b_offset: l1.b_offset,
-                    acts: &acts,
-                    in_offset: layout.post_at[0],
-                    logits_offset: layout.pre_at[1],
-                    probs_offset: layout.probs_at,
-                    labels_offset: layout.labels_at,
-                    chunk: b.chunk,
-                    losses: b.losses,
-                    delta,
-                },
-            )
-        };
+        front.push(p.hidden_layer(split)?);
+        let head = p.head(None)?;
+        let head_delta = p.head(Some(&deltas[1]))?;
+        let backward = p.backward(&deltas)?;
         let sgd = sgd::sgd(&k.sgd, ctx, spec.num_params(), 0.0, b.params, b.grad)?;
-        let mut front = gather;
-        front.push(hidden);
-        let head_plain = head_with(None)?;
-        let head_delta = head_with(Some(&deltas[1]))?;
-        let mut backward = Vec::new();
-        // d_1 = (d_2 W_2^T) * act'(z_1): W_2 is fan_in x fan_out, i.e. N x K of A B^T.
-        backward.push(matmul_a_bt_act_grad(
-            &k.matmul,
-            ctx,
-            spec.activation,
-            &MatmulArgs {
-                m: rows,
-                k: l1.fan_out,
-                n: l1.fan_in,
-                a: Operand::whole(&deltas[1]),
-                b: Operand::at(b.params, l1.w_offset),
-                c: Operand::whole(&deltas[0]),
-                bias: None,
-                post: None,
-            },
-            Operand::at(&acts, layout.post_at[0]),
-        )?);
-        // dW_2 = z_1^T d_2 and dW_1 = x^T d_1 (input rows x fan_in: K x M of A^T B).
-        let inputs = [Operand::whole(&x), Operand::at(&acts, layout.post_at[0])];
-        for (l, layer) in layers.iter().enumerate().rev() {
-            backward.push(matmul(
-                &k.matmul,
-                ctx,
-                Matmul::AtB,
-                &MatmulArgs {
-                    m: layer.fan_in,
-                    k: rows,
-                    n: layer.fan_out,
-                    a: inputs[l],
-                    b: Operand::whole(&deltas[l]),
-                    c: Operand::at(b.grad, layer.w_offset),
-                    bias: None,
-                    post: None,
-                },
-            )?);
-        }
-        backward.push(backprop::bias_grads(
-            &k.backprop,
-            ctx,
-            rows,
-            l0.fan_out,
-            &deltas[0],
-            l0.b_offset,
-            l1.fan_out,
-            &deltas[1],
-            l1.b_offset,
-            b.grad,
-        )?);
         ctx.check("building the training chunk's launches")?;
         Ok(TrainPlan {
             rows,
             x,
             acts,
             front,
-            head: head_plain,
+            head,
             head_delta,
             backward,
             sgd,
@@ -292,6 +208,133 @@ impl TrainPlan {
                 .chain(std::iter::once(&self.head))
                 .collect(),
         })
+    }
+}
+
+impl Parts<'_> {
+    /// The hidden layer over the batch's non-zero pixels where the split has them resident
+    /// (bit-identical to the dense product, a fifth of its work on MNIST), else the dense
+    /// matmul; + bias + activation, into the forward cache.
+    fn hidden_layer(&self, split: &ResidentSplit) -> Result<Dispatch> {
+        let (ctx, k, b, l0) = (self.ctx, self.k, self.b, self.layers[0]);
+        let cap = ctx.loop_iteration_cap();
+        match split
+            .nonzero()
+            .filter(|&nz| sparse::applies(self.spec, Some(nz), cap))
+        {
+            Some(nonzero) => sparse::sparse_layer(
+                &k.sparse,
+                &k.gather,
+                ctx,
+                self.spec,
+                nonzero,
+                &SparseArgs {
+                    rows: self.rows,
+                    chunk: b.chunk,
+                    theta: b.params,
+                    acts: self.acts,
+                    pre_at: self.layout.pre_at[0],
+                    post_at: self.layout.post_at[0],
+                },
+            ),
+            None => matmul(
+                &k.matmul,
+                ctx,
+                Matmul::AddBiasAct(self.spec.activation),
+                &MatmulArgs {
+                    m: self.rows,
+                    k: l0.fan_in,
+                    n: l0.fan_out,
+                    a: Operand::whole(self.x),
+                    b: Operand::at(b.params, l0.w_offset),
+                    c: Operand::at(self.acts, self.layout.pre_at[0]),
+                    bias: Some(Operand::at(b.params, l0.b_offset)),
+                    post: Some(Operand::at(self.acts, self.layout.post_at[0])),
+                },
+            ),
+        }
+    }
+
+    /// The head (logits, softmax, cross entropy, the batch mean into the chunk's losses), with
+    /// the output delta where `delta` is given (backprop).
+    fn head(&self, delta: Option<&wgpu::Buffer>) -> Result<Dispatch> {
+        let (l1, layout) = (self.layers[1], self.layout);
+        head(
+            &self.k.head,
+            self.ctx,
+            &HeadArgs {
+                rows: self.rows,
+                inputs: l1.fan_in,
+                classes: l1.fan_out,
+                theta: self.b.params,
+                w_offset: l1.w_offset,
+                b_offset: l1.b_offset,
+                acts: self.acts,
+                in_offset: layout.post_at[0],
+                logits_offset: layout.pre_at[1],
+                probs_offset: layout.probs_at,
+                labels_offset: layout.labels_at,
+                chunk: self.b.chunk,
+                losses: self.b.losses,
+                delta,
+            },
+        )
+    }
+
+    /// d_1, dW_2, dW_1 and both biases, into the gradient buffer.
+    fn backward(&self, deltas: &[wgpu::Buffer; 2]) -> Result<Vec<Dispatch>> {
+        let (ctx, k, b, rows) = (self.ctx, self.k, self.b, self.rows);
+        let [l0, l1] = self.layers;
+        let hidden_out = Operand::at(self.acts, self.layout.post_at[0]);
+        // d_1 = (d_2 W_2^T) * act'(z_1): W_2 is fan_in x fan_out, i.e. N x K of A B^T.
+        let mut backward = vec![matmul_a_bt_act_grad(
+            &k.matmul,
+            ctx,
+            self.spec.activation,
+            &MatmulArgs {
+                m: rows,
+                k: l1.fan_out,
+                n: l1.fan_in,
+                a: Operand::whole(&deltas[1]),
+                b: Operand::at(b.params, l1.w_offset),
+                c: Operand::whole(&deltas[0]),
+                bias: None,
+                post: None,
+            },
+            hidden_out,
+        )?];
+        // dW_2 = z_1^T d_2 and dW_1 = x^T d_1 (input rows x fan_in: K x M of A^T B).
+        let inputs = [Operand::whole(self.x), hidden_out];
+        for (l, layer) in self.layers.iter().enumerate().rev() {
+            backward.push(matmul(
+                &k.matmul,
+                ctx,
+                Matmul::AtB,
+                &MatmulArgs {
+                    m: layer.fan_in,
+                    k: rows,
+                    n: layer.fan_out,
+                    a: inputs[l],
+                    b: Operand::whole(&deltas[l]),
+                    c: Operand::at(b.grad, layer.w_offset),
+                    bias: None,
+                    post: None,
+                },
+            )?);
+        }
+        backward.push(backprop::bias_grads(
+            &k.backprop,
+            ctx,
+            rows,
+            l0.fan_out,
+            &deltas[0],
+            l0.b_offset,
+            l1.fan_out,
+            &deltas[1],
+            l1.b_offset,
+            b.grad,
+        )?);
+        Ok(backward)
     }
 }
 

@@ -3,7 +3,7 @@
 //! one read-back of its losses, and the replay that undoes a diverged update.
 
 use super::backend::{check_batch, check_h, numerical_pipelines, GpuBackend};
-use super::chunk::{ChunkBuffers, Iteration, TrainPlan, STEPS_PER_SUBMISSION};
+use super::chunk::{ChunkBuffers, Fits, Iteration, TrainPlan, STEPS_PER_SUBMISSION};
 use super::context::Context;
 use super::launch::record_all;
 use crate::backend::{GradMethod, StepsOutcome};
@@ -220,6 +220,7 @@ impl ChunkRun<'_> {
 impl GpuBackend {
     /// One chunk of `train_steps` (its indices fit one binding): `batches` back to back, each of
     /// `batch` rows. The losses before each update go to `losses`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn train_chunk(
         &mut self,
         batches: &[u32],
@@ -228,6 +229,7 @@ impl GpuBackend {
         lr: f64,
         losses: &mut Vec<f64>,
         progress: &mut dyn FnMut(usize) -> bool,
+        fits: Fits,
     ) -> Result<StepsOutcome> {
         let steps = batches.len() / batch;
         if steps == 0 {
@@ -254,6 +256,7 @@ impl GpuBackend {
                 &self.train,
                 batch,
                 &buffers,
+                fits,
             )?),
         };
         let numerical = match method {
