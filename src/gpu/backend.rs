@@ -10,7 +10,7 @@
 
 use super::chunk;
 use super::context::Context;
-use super::driver::{max_chunk_steps, ChunkDriver};
+use super::driver::{self, max_chunk_steps, ChunkDriver, Resident};
 use super::gather::ResidentSplit;
 use super::kernels::Kernels;
 use super::launch::{record_all, Dispatch};
@@ -535,7 +535,38 @@ impl Backend for GpuBackend {
                 stop |= !go;
                 go
             };
-            let outcome = self.train_chunk(piece, batch, method, lr, losses, &mut heard, fits)?;
+            check_batch(batch, piece, self.train.len())?;
+            let numerical = match method {
+                GradMethod::Backprop => None,
+                GradMethod::Numerical { strategy, h } => {
+                    check_h(h)?;
+                    let p = numerical_pipelines(&mut self.numerical, &self.spec, strategy)?;
+                    Some((strategy, p, h as f32))
+                }
+            };
+            let resident = Resident {
+                ctx: &self.ctx,
+                kernels: &self.kernels,
+                spec: &self.spec,
+                train: &self.train,
+                params: &self.params,
+                grad: &self.grad,
+                subtract_losses: self.subtract_losses,
+                chunk_steps: self.chunk_steps,
+            };
+            // Everything submitted before is ordered before this chunk, which is waited for.
+            self.in_flight = None;
+            let outcome = driver::train_chunk(
+                &mut self.driver,
+                &resident,
+                numerical,
+                piece,
+                batch,
+                lr,
+                losses,
+                &mut heard,
+                fits,
+            )?;
             if let Some(k) = outcome.diverged {
                 return Ok(StepsOutcome {
                     done: done + k,

@@ -2,11 +2,13 @@
 //! iterations per command buffer through `chunk::TrainPlan`, one write of the chunk's batches,
 //! one read-back of its losses, and the replay that undoes a diverged update.
 
-use super::backend::{check_batch, check_h, numerical_pipelines, GpuBackend};
 use super::chunk::{ChunkBuffers, Fits, Iteration, TrainPlan, STEPS_PER_SUBMISSION};
 use super::context::Context;
+use super::gather::ResidentSplit;
+use super::kernels::Kernels;
 use super::launch::record_all;
-use crate::backend::{GradMethod, StepsOutcome};
+use super::numerical;
+use crate::backend::{PerturbStrategy, StepsOutcome};
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
 use std::collections::hash_map::Entry;
@@ -217,87 +219,76 @@ impl ChunkRun<'_> {
     }
 }
 
-impl GpuBackend {
-    /// One chunk of `train_steps` (its indices fit one binding): `batches` back to back, each of
-    /// `batch` rows. The losses before each update go to `losses`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn train_chunk(
-        &mut self,
-        batches: &[u32],
-        batch: usize,
-        method: GradMethod,
-        lr: f64,
-        losses: &mut Vec<f64>,
-        progress: &mut dyn FnMut(usize) -> bool,
-        fits: Fits,
-    ) -> Result<StepsOutcome> {
-        let steps = batches.len() / batch;
-        if steps == 0 {
-            return Ok(StepsOutcome {
-                done: 0,
-                diverged: None,
-            });
-        }
-        check_batch(batch, batches, self.train.len())?;
-        let (ctx, spec) = (&self.ctx, &self.spec);
-        let driver = ensure(&mut self.driver, ctx, spec, self.chunk_steps, steps, batch)?;
-        let buffers = ChunkBuffers {
-            chunk: &driver.store.chunk,
-            losses: &driver.store.losses,
-            params: &self.params,
-            grad: &self.grad,
-        };
-        let plan = match driver.plans.entry(batch) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(v) => v.insert(TrainPlan::new(
-                ctx,
-                &self.kernels,
-                spec,
-                &self.train,
-                batch,
-                &buffers,
-                fits,
-            )?),
-        };
-        let numerical = match method {
-            GradMethod::Backprop => None,
-            GradMethod::Numerical { strategy, h } => {
-                check_h(h)?;
-                let pipelines = numerical_pipelines(&mut self.numerical, spec, strategy)?;
-                Some((strategy, pipelines, h as f32))
-            }
-        };
-        let one = plan.iteration(
-            ctx,
-            spec,
-            numerical,
-            self.subtract_losses,
-            &buffers,
-            lr as f32,
-        )?;
-        // Everything submitted before is ordered before this chunk, which is waited for below.
-        self.in_flight = None;
-        let words = chunk_words(batches, batch, steps);
-        let run = ChunkRun {
-            ctx,
-            store: &driver.store,
-            one: &one,
-            params: &self.params,
-            param_bytes: (spec.num_params() * 4) as u64,
-        };
-        let (done, read) = run.run(&words, steps, progress)?;
-        let Some(k) = first_bad_update(&read, done)? else {
-            losses.extend(read[..done].iter().map(|&l| f64::from(l)));
-            return Ok(StepsOutcome {
-                done,
-                diverged: None,
-            });
-        };
-        run.replay(k)?;
-        losses.extend(read[..=k].iter().map(|&l| f64::from(l)));
-        Ok(StepsOutcome {
-            done: k,
-            diverged: Some(k),
-        })
+/// What a chunk binds and needs of the backend: the device, the kernels, the net, the resident
+/// training split, the parameters and gradient, and its options.
+pub(super) struct Resident<'a> {
+    pub ctx: &'a Context,
+    pub kernels: &'a Kernels,
+    pub spec: &'a MlpSpec,
+    pub train: &'a ResidentSplit,
+    pub params: &'a wgpu::Buffer,
+    pub grad: &'a wgpu::Buffer,
+    /// GpuOptions::subtract_losses and ::chunk_steps.
+    pub subtract_losses: bool,
+    pub chunk_steps: Option<usize>,
+}
+
+/// One chunk of `train_steps` (its indices, checked, fit one binding): `batches` back to back,
+/// each of `batch` rows, with `numerical`'s strategy, pipelines and h (None: backprop). The
+/// losses before each update go to `losses`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn train_chunk(
+    slot: &mut Option<ChunkDriver>,
+    r: &Resident,
+    numerical: Option<(PerturbStrategy, &numerical::Pipelines, f32)>,
+    batches: &[u32],
+    batch: usize,
+    lr: f64,
+    losses: &mut Vec<f64>,
+    progress: &mut dyn FnMut(usize) -> bool,
+    fits: Fits,
+) -> Result<StepsOutcome> {
+    let steps = batches.len() / batch;
+    if steps == 0 {
+        return Ok(StepsOutcome {
+            done: 0,
+            diverged: None,
+        });
     }
+    let (ctx, spec) = (r.ctx, r.spec);
+    let driver = ensure(slot, ctx, spec, r.chunk_steps, steps, batch)?;
+    let buffers = ChunkBuffers {
+        chunk: &driver.store.chunk,
+        losses: &driver.store.losses,
+        params: r.params,
+        grad: r.grad,
+    };
+    let plan = match driver.plans.entry(batch) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(v) => v.insert(TrainPlan::new(
+            ctx, r.kernels, spec, r.train, batch, &buffers, fits,
+        )?),
+    };
+    let one = plan.iteration(ctx, spec, numerical, r.subtract_losses, &buffers, lr as f32)?;
+    let run = ChunkRun {
+        ctx,
+        store: &driver.store,
+        one: &one,
+        params: r.params,
+        param_bytes: (spec.num_params() * 4) as u64,
+    };
+    let (done, read) = run.run(&chunk_words(batches, batch, steps), steps, progress)?;
+    let Some(k) = first_bad_update(&read, done)? else {
+        losses.extend(read[..done].iter().map(|&l| f64::from(l)));
+        return Ok(StepsOutcome {
+            done,
+            diverged: None,
+        });
+    };
+    run.replay(k)?;
+    losses.extend(read[..=k].iter().map(|&l| f64::from(l)));
+    Ok(StepsOutcome {
+        done: k,
+        diverged: Some(k),
+    })
 }
