@@ -66,6 +66,26 @@ pub(crate) struct Shared<'a> {
     pub(crate) correct: &'a wgpu::Buffer,
 }
 
+/// A batch's activations, by layer: what the forward pass writes and the backward pass reads.
+struct Activations<'a> {
+    x: &'a wgpu::Buffer,
+    /// a_l per layer.
+    pre: &'a [wgpu::Buffer],
+    /// z_l per hidden layer.
+    post: &'a [wgpu::Buffer],
+}
+
+impl Activations<'_> {
+    /// Layer l's input: X, or the previous hidden layer's z.
+    fn input(&self, l: usize) -> &wgpu::Buffer {
+        if l == 0 {
+            self.x
+        } else {
+            &self.post[l - 1]
+        }
+    }
+}
+
 impl Plan {
     pub(crate) fn new(
         s: &Shared,
@@ -74,12 +94,12 @@ impl Plan {
         with_backward: bool,
     ) -> Result<Plan> {
         let (ctx, k, spec) = (s.ctx, s.kernels, s.spec);
-        let layers = spec.layers();
         let classes = spec.classes;
         let indices = ctx.storage("batch indices", rows)?;
         let x = ctx.storage("batch X", rows * spec.input)?;
         let labels = ctx.storage("batch labels", rows)?;
-        let pre = layers
+        let pre = spec
+            .layers()
             .iter()
             .map(|l| ctx.storage("pre-activation", rows * l.fan_out))
             .collect::<Result<Vec<_>>>()?;
@@ -91,38 +111,13 @@ impl Plan {
         let probs = ctx.storage("probabilities", rows * classes)?;
         let losses = ctx.storage("per-sample losses", rows)?;
         let loss = ctx.storage("mean loss", 1)?;
-
+        let acts = Activations {
+            x: &x,
+            pre: &pre,
+            post: &post,
+        };
         let gather = gather(&k.gather, ctx, split, rows, &indices, &x, &labels)?;
-        let input_of = |l: usize| if l == 0 { &x } else { &post[l - 1] };
-        let mut forward = Vec::with_capacity(layers.len() + 1);
-        for (l, layer) in layers.iter().enumerate() {
-            let hidden = l + 1 < layers.len();
-            let args = MatmulArgs {
-                m: rows,
-                k: layer.fan_in,
-                n: layer.fan_out,
-                a: Operand::whole(input_of(l)),
-                b: Operand::at(s.params, layer.w_offset),
-                c: Operand::whole(&pre[l]),
-                bias: Some(Operand::at(s.params, layer.b_offset)),
-                post: hidden.then(|| Operand::whole(&post[l])),
-            };
-            let kind = if hidden {
-                Matmul::AddBiasAct(spec.activation)
-            } else {
-                Matmul::AddBias
-            };
-            forward.push(matmul(&k.matmul, ctx, kind, &args)?);
-        }
-        let logits = &pre[layers.len() - 1];
-        forward.push(softmax::softmax(
-            &k.softmax,
-            ctx,
-            rows,
-            classes,
-            Operand::whole(logits),
-            Operand::whole(&probs),
-        )?);
+        let forward = forward(s, rows, &acts, &probs)?;
         let loss_pass = vec![
             cross_entropy::cross_entropy(
                 &k.cross_entropy,
@@ -137,70 +132,17 @@ impl Plan {
         ];
         let accuracy =
             accuracy::accuracy(&k.accuracy, ctx, rows, classes, &probs, &labels, s.correct)?;
-
-        let (mut deltas, mut backward) = (Vec::new(), Vec::new());
-        if with_backward {
-            deltas = layers
+        let (deltas, backward) = if with_backward {
+            let deltas = spec
+                .layers()
                 .iter()
                 .map(|l| ctx.storage("delta", rows * l.fan_out))
                 .collect::<Result<Vec<_>>>()?;
-            let last = layers.len() - 1;
-            backward.push(backprop::output_delta(
-                &k.backprop,
-                ctx,
-                rows,
-                classes,
-                &probs,
-                &labels,
-                &deltas[last],
-            )?);
-            for l in (0..layers.len()).rev() {
-                let layer = layers[l];
-                // dW_l = input_l^T d_l: input_l is rows x fan_in, i.e. K x M of A^T B.
-                let dw = MatmulArgs {
-                    m: layer.fan_in,
-                    k: rows,
-                    n: layer.fan_out,
-                    a: Operand::whole(input_of(l)),
-                    b: Operand::whole(&deltas[l]),
-                    c: Operand::at(s.grad, layer.w_offset),
-                    bias: None,
-                    post: None,
-                };
-                backward.push(matmul(&k.matmul, ctx, Matmul::AtB, &dw)?);
-                backward.push(backprop::bias_grad(
-                    &k.backprop,
-                    ctx,
-                    rows,
-                    layer.fan_out,
-                    &deltas[l],
-                    Operand::at(s.grad, layer.b_offset),
-                )?);
-                if l > 0 {
-                    // d_{l-1} = (d_l W_l^T) * act'(a_{l-1}): W_l is fan_in x fan_out, i.e. N x K of A B^T.
-                    let dz = MatmulArgs {
-                        m: rows,
-                        k: layer.fan_out,
-                        n: layer.fan_in,
-                        a: Operand::whole(&deltas[l]),
-                        b: Operand::at(s.params, layer.w_offset),
-                        c: Operand::whole(&deltas[l - 1]),
-                        bias: None,
-                        post: None,
-                    };
-                    backward.push(matmul(&k.matmul, ctx, Matmul::ABt, &dz)?);
-                    backward.push(backprop::act_backward(
-                        &k.backprop,
-                        ctx,
-                        rows * layer.fan_in,
-                        spec.activation,
-                        &pre[l - 1],
-                        &post[l - 1],
-                        &deltas[l - 1],
-                    )?);
-                }
-            }
-        }
+            let backward = backward(s, rows, &acts, &probs, &labels, &deltas)?;
+            (deltas, backward)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         ctx.check("building the step's launches")?;
         Ok(Plan {
             rows,
@@ -221,4 +163,115 @@ impl Plan {
             numerical: HashMap::new(),
         })
     }
+}
+
+/// Each layer's matmul + bias (+ activation on hidden layers), then the softmax into `probs`.
+fn forward(
+    s: &Shared,
+    rows: usize,
+    acts: &Activations,
+    probs: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    let (ctx, k, spec) = (s.ctx, s.kernels, s.spec);
+    let layers = spec.layers();
+    let mut forward = Vec::with_capacity(layers.len() + 1);
+    for (l, layer) in layers.iter().enumerate() {
+        let hidden = l + 1 < layers.len();
+        let args = MatmulArgs {
+            m: rows,
+            k: layer.fan_in,
+            n: layer.fan_out,
+            a: Operand::whole(acts.input(l)),
+            b: Operand::at(s.params, layer.w_offset),
+            c: Operand::whole(&acts.pre[l]),
+            bias: Some(Operand::at(s.params, layer.b_offset)),
+            post: hidden.then(|| Operand::whole(&acts.post[l])),
+        };
+        let kind = if hidden {
+            Matmul::AddBiasAct(spec.activation)
+        } else {
+            Matmul::AddBias
+        };
+        forward.push(matmul(&k.matmul, ctx, kind, &args)?);
+    }
+    let logits = &acts.pre[layers.len() - 1];
+    forward.push(softmax::softmax(
+        &k.softmax,
+        ctx,
+        rows,
+        spec.classes,
+        Operand::whole(logits),
+        Operand::whole(probs),
+    )?);
+    Ok(forward)
+}
+
+/// The output delta, then per layer from the last: dW_l, db_l and the delta below it.
+fn backward(
+    s: &Shared,
+    rows: usize,
+    acts: &Activations,
+    probs: &wgpu::Buffer,
+    labels: &wgpu::Buffer,
+    deltas: &[wgpu::Buffer],
+) -> Result<Vec<Dispatch>> {
+    let (ctx, k, spec) = (s.ctx, s.kernels, s.spec);
+    let layers = spec.layers();
+    let last = layers.len() - 1;
+    let mut backward = vec![backprop::output_delta(
+        &k.backprop,
+        ctx,
+        rows,
+        spec.classes,
+        probs,
+        labels,
+        &deltas[last],
+    )?];
+    for l in (0..layers.len()).rev() {
+        let layer = layers[l];
+        // dW_l = input_l^T d_l: input_l is rows x fan_in, i.e. K x M of A^T B.
+        let dw = MatmulArgs {
+            m: layer.fan_in,
+            k: rows,
+            n: layer.fan_out,
+            a: Operand::whole(acts.input(l)),
+            b: Operand::whole(&deltas[l]),
+            c: Operand::at(s.grad, layer.w_offset),
+            bias: None,
+            post: None,
+        };
+        backward.push(matmul(&k.matmul, ctx, Matmul::AtB, &dw)?);
+        backward.push(backprop::bias_grad(
+            &k.backprop,
+            ctx,
+            rows,
+            layer.fan_out,
+            &deltas[l],
+            Operand::at(s.grad, layer.b_offset),
+        )?);
+        if l > 0 {
+            // d_{l-1} = (d_l W_l^T) * act'(a_{l-1}): W_l is fan_in x fan_out, i.e. N x K of A B^T.
+            let dz = MatmulArgs {
+                m: rows,
+                k: layer.fan_out,
+                n: layer.fan_in,
+                a: Operand::whole(&deltas[l]),
+                b: Operand::at(s.params, layer.w_offset),
+                c: Operand::whole(&deltas[l - 1]),
+                bias: None,
+                post: None,
+            };
+            backward.push(matmul(&k.matmul, ctx, Matmul::ABt, &dz)?);
+            backward.push(backprop::act_backward(
+                &k.backprop,
+                ctx,
+                rows * layer.fan_in,
+                spec.activation,
+                &acts.pre[l - 1],
+                &acts.post[l - 1],
+                &deltas[l - 1],
+            )?);
+        }
+    }
+    Ok(backward)
 }
