@@ -8,7 +8,7 @@
 //!   the batch for each of the 2P perturbations;
 //! - the numerical gradient `incremental`: the same central differences, fast enough for the
 //!   training run's checks because perturbing one parameter of layer l moves one pre-activation
-//!   a_l[j] of each sample, so each sample's perturbed loss is its cached pass re-run from that
+//!   `a_l[j]` of each sample, so each sample's perturbed loss is its cached pass re-run from that
 //!   one unit up.
 
 use crate::backend::{Backend, Evaluation, GradMethod, PerturbStrategy, Split, CEE_DELTA};

@@ -11,9 +11,9 @@
 //! price is over the per-case budget, so a default run stays short even on a software GPU (the
 //! chapter's numerical gradient on lavapipe takes minutes).
 //!
-//! The parts: [`grid`] (the sizes and what each case costs), [`runner`] (timing), [`stats`]
-//! (medians, fits, crossovers), [`table`] (the text), [`json`], [`peer`] (NumPy), [`system`]
-//! (where it ran).
+//! The parts: `grid` (the sizes and what each case costs), `runner` (timing), `stats`
+//! (medians, fits, crossovers), `table` (the text), `text` (number formats), `progress`,
+//! `json`, `peer` (NumPy), `system` (where it ran).
 
 mod grid;
 mod json;

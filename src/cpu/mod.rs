@@ -274,7 +274,7 @@ pub struct ConfusionReport {
     pub loss: f64,
     pub correct: usize,
     pub count: usize,
-    /// matrix[true][predicted]
+    /// `matrix[true][predicted]`
     pub matrix: Vec<Vec<usize>>,
 }
 

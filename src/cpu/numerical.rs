@@ -58,7 +58,7 @@ const SAMPLES_PER_TASK: usize = 25;
 /// `incremental`: exact too, but each perturbation re-computes only what the parameter reaches,
 /// from the cached unperturbed pass, and each sample's loss CHANGE is computed directly.
 ///
-/// Perturbing W_l[i, j] or b_l[j] shifts one pre-activation a_l[j] of each sample by h x_i (or
+/// Perturbing `W_l[i, j]` or `b_l[j]` shifts one pre-activation `a_l[j]` of each sample by h x_i (or
 /// h); a zero input shifts nothing and is skipped (81% of MNIST pixels). The shift travels
 /// through the layers above as a change vector, and the sample's loss change follows from the
 /// cached probabilities (`cross_entropy_change`): O(classes) per sample and perturbation for a
