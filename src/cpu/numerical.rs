@@ -51,8 +51,7 @@ pub fn numerical_gradient_full<T: Real>(
 /// Samples per parallel task. Fixed (not derived from the thread count) so the order of the
 /// sums, and so every bit of the result, is the same on every machine: resume tests rely on it.
 /// Each task sums into a whole gradient vector that is then zeroed, added and freed, so a
-/// chapter batch of 100 makes 4 tasks (2 a core on two cores), not 25 (step 2.7 ms against 3.5
-/// ms, fastest of 30 on a loaded 2-core machine).
+/// chapter batch of 100 makes 4 tasks, not 25 (docs/PERFORMANCE.md has the measurement).
 const SAMPLES_PER_TASK: usize = 25;
 
 /// `incremental`: exact too, but each perturbation re-computes only what the parameter reaches,
