@@ -14,21 +14,10 @@
 //   `indices` is the iteration (advanced by the head kernel), then the chunk's batches back to
 //   back, so row `row` of iteration s is indices[1 + s B + row]; 2 consecutive rows from
 //   `first` (an evaluation chunk: no indices at all).
-// X: B x I, row-major. Workgroup 64 x 1: global x = column, global y = batch row.
-// Bindings (group 0): 0 uniform Params; 1 indices (u32); 2 pixels (packed u32); 3 labels (u32
-//   per chunk row); 4 uniform table (256 f32 as 64 vec4); 5 x (B x I f32, written);
+// X: B x I, row-major. Workgroup GATHER_WG x 1: global x = column, global y = batch row.
+// Bindings (group 0): 0 uniform Params (gpu::gather's GatherParams, generated ahead of this
+//   file); 1 indices (u32); 2 pixels (packed u32); 3 labels (u32 per chunk row); 4 uniform table (256 f32 as 64 vec4); 5 x (B x I f32, written);
 //   6 batch_labels (u32, written from labels_off on).
-
-struct Params {
-    rows: u32,
-    width: u32,
-    row_start: u32,
-    row_end: u32,
-    mode: u32,
-    labels_off: u32,
-    first: u32,
-    _pad0: u32,
-}
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> indices: array<u32>;
@@ -38,7 +27,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> x: array<f32>;
 @group(0) @binding(6) var<storage, read_write> batch_labels: array<u32>;
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(GATHER_WG, 1, 1)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>) {
     let col = gid.x;
     let row = gid.y;

@@ -3,14 +3,21 @@
 //! is larger than one storage binding. CPU twin: `Dataset::fill_batch_f32` (bit-exact).
 
 use super::context::Context;
-use super::launch::{groups_2d, kernel_params, word, Dispatch, Kernel, Operand, Slot};
+use super::launch::{
+    decl, groups_2d, kernel_params, word, Dispatch, Kernel, Operand, Shader, Slot,
+};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/gather.wgsl");
-
-/// The shader's workgroup width (columns per workgroup).
+/// The shader's workgroup width (columns per workgroup; GATHER_WG in the shader).
 pub(crate) const WORKGROUP_X: u32 = 64;
+
+pub(crate) const SHADER: Shader = Shader {
+    file: "gather.wgsl",
+    body: include_str!("../../shaders/gather.wgsl"),
+    consts: &[("GATHER_WG", WORKGROUP_X)],
+    params: &[decl::<GatherParams>()],
+};
 
 #[derive(Debug)]
 /// The family's pipelines (built once, in `Kernels`).
@@ -230,7 +237,6 @@ kernel_params! {
         mode: u32,
         labels_off: u32,
         first: u32,
-        _pad0: u32,
     }
 }
 
@@ -288,7 +294,6 @@ pub fn gather_rows(
                 mode,
                 labels_off: word("labels offset", batch_labels.offset)?,
                 first,
-                _pad0: 0,
             };
             p.gather.dispatch(
                 ctx,
