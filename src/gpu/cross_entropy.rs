@@ -111,3 +111,34 @@ pub fn mean(
     k.mean.dispatch(ctx, &params, &[values, out], [1, 1, 1])
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::launch::{build_source, run, test_context, WORKGROUP_1D};
+    use crate::tolerance::{compare, GPU_MEAN};
+
+    /// `mean` is right at any workgroup width the shader is built with: its strided sums and its
+    /// tree step by the width, not by a number of their own (a stride of 256 in a narrower
+    /// workgroup skips values; a tree from 128 reads slots nobody wrote).
+    #[test]
+    fn mean_is_right_at_any_workgroup_width() {
+        let Some(ctx) = test_context() else { return };
+        let values: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32 / 7.0).collect();
+        let v = ctx.upload("values", &values).unwrap();
+        for width in [32, 64, WORKGROUP_1D] {
+            let source = SHADER.source_with(width, &[]);
+            let k = build_source(&ctx, SHADER.file, &source, Pipelines::new).unwrap();
+            for n in [5, 1000] {
+                let out = ctx.upload("mean", &[f32::NAN; 2]).unwrap();
+                run(&ctx, &[&mean(&k, &ctx, n, &v, &out, 1).unwrap()]).unwrap();
+                let got: Vec<f32> = ctx.read(&out, 0, 2).unwrap();
+                assert!(got[0].is_nan(), "width {width}: wrote outside out[1]");
+                let want = crate::cpu::cross_entropy::mean(&values[..n]);
+                let what = format!("mean of {n} at width {width}");
+                if let Err(e) = compare(&what, &[f64::from(got[1])], &[want], GPU_MEAN) {
+                    panic!("{e}");
+                }
+            }
+        }
+    }
+}

@@ -438,6 +438,22 @@ pub(crate) fn build_source<P>(
     }
 }
 
+/// The device for the library's GPU tests: None (skip) without an adapter, unless CI=true,
+/// where a missing adapter fails the test.
+#[cfg(test)]
+pub(crate) fn test_context() -> Option<Context> {
+    match Context::gpu() {
+        Ok(ctx) => Some(ctx),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and no usable GPU adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no adapter ({e})");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

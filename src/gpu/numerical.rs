@@ -546,6 +546,65 @@ mod tests {
         assert!(check_widths(&deep_wide, PerturbStrategy::Full).is_err());
     }
 
+    /// `full` is right at any workgroup width it is built with: each workgroup's threads take
+    /// the samples WORKGROUP_1D apart and reduce a WORKGROUP_1D-slot tree (a stride or a tree of
+    /// 256 in a narrower workgroup would drop samples). 300 samples: more than one per thread
+    /// at every width.
+    #[test]
+    fn full_is_right_at_any_workgroup_width() {
+        use crate::gpu::launch::{run, test_context};
+        use crate::tolerance::GPU_REDUCTION_WIDTH_REL;
+        let Some(ctx) = test_context() else { return };
+        let spec = MlpSpec::two_layer(6, 4, 3).unwrap();
+        let rows = 300;
+        let p = spec.num_params();
+        let theta: Vec<f32> = (0..p)
+            .map(|i| ((i * 29) % 17) as f32 / 17.0 - 0.5)
+            .collect();
+        let x: Vec<f32> = (0..rows * 6)
+            .map(|i| ((i * 13) % 11) as f32 / 10.0)
+            .collect();
+        let layout = cache_layout(&spec, rows).unwrap();
+        let mut cache = vec![0u32; layout.words];
+        for (b, l) in cache[layout.labels_at..][..rows].iter_mut().enumerate() {
+            *l = (b % 3) as u32;
+        }
+        let theta = ctx.upload("theta", &theta).unwrap();
+        let x = ctx.upload("x", &x).unwrap();
+        let cache = ctx.upload("cache", &cache).unwrap();
+        let gradient = |workgroup: u32| -> Vec<f64> {
+            let k = pipelines_at(&spec, PerturbStrategy::Full, workgroup);
+            let grad = ctx.upload("grad", &vec![f32::NAN; p]).unwrap();
+            let plan = plan(
+                &k,
+                &ctx,
+                &spec,
+                rows,
+                PerturbStrategy::Full,
+                1e-3,
+                false,
+                &theta,
+                &x,
+                &grad,
+                Some(&cache),
+            )
+            .unwrap();
+            run(&ctx, &plan.launches().iter().collect::<Vec<_>>()).unwrap();
+            let g: Vec<f32> = ctx.read(&grad, 0, p).unwrap();
+            g.into_iter().map(f64::from).collect()
+        };
+        let wide = gradient(WORKGROUP_1D);
+        assert!(wide.iter().all(|g| g.is_finite()) && wide.iter().any(|&g| g != 0.0));
+        for workgroup in [32, 64] {
+            let rel = crate::model::relative_error(&gradient(workgroup), &wide);
+            eprintln!("full at width {workgroup} against {WORKGROUP_1D}: relative {rel:.2e}");
+            assert!(
+                rel < GPU_REDUCTION_WIDTH_REL,
+                "width {workgroup}: {rel:.2e}"
+            );
+        }
+    }
+
     #[test]
     fn arrays_are_sized_to_the_model() {
         assert_eq!(array_width(&MlpSpec::two_layer(784, 1000, 10).unwrap()), 10);
