@@ -8,7 +8,8 @@
 // limit), each with its own parameter struct (gpu::backprop's, generated ahead of this file):
 //   output_delta (DeltaParams: rows B, cols O): delta[b][k] = c_b (p[b][k] - onehot(t_b)[k]) / B,
 //     c_b = p_t / (p_t + 1e-7): the derivative of the loss AS WRITTEN, -mean ln(p_t + 1e-7),
-//     delta included. One invocation per element of the B x O delta.
+//     delta included. One invocation per element of the B x O delta. A label t_b >= O gives a
+//     NaN row (as cross_entropy's loss does), never a read of another row's probabilities.
 //   act_backward (ActParams: n elements, act 1 sigmoid / 2 relu): d[i] *= act'(a[i], z[i]) in
 //     place, sigmoid z (1 - z), relu (a > 0 ? 1 : 0) (relu'(0) = 0). One invocation per element
 //     of B x fan_out.
@@ -54,6 +55,10 @@ fn output_delta(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let row = i / cols;
     let k = i % cols;
     let t = labels[row];
+    if (t >= cols) {
+        delta_out[i] = nan();
+        return;
+    }
     let pt = probs[row * cols + t];
     let c = pt / (pt + DELTA) * (1.0 / f32(delta_params.rows));
     var p = probs[i];

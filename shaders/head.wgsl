@@ -10,6 +10,7 @@
 //   (B) at labels_off. W (K x O) and b (O) at w_off and b_off of the flat parameters.
 // ONE workgroup of WORKGROUP_1D (the mean needs every row): invocation i takes rows i,
 //   i + WORKGROUP_1D, ..., then a tree reduction, as `mean` does.
+// A label t >= O gives a NaN loss (and a NaN delta row), never a read past the row.
 // The iteration: word 0 of `chunk` (the gather read it for this iteration's batch). The mean
 //   goes to losses[iteration], and the word is advanced for the next iteration.
 // Bindings (group 0): 0 uniform Params (gpu::head's HeadParams, generated ahead of this file);
@@ -55,6 +56,11 @@ fn row_loss(r: u32) -> f32 {
     }
     let t = bitcast<u32>(acts[params.labels_off + r]);
     if (t >= n) {
+        if (params.delta == 1u) {
+            for (var k = 0u; k < n; k++) {
+                delta[r * n + k] = nan();
+            }
+        }
         return nan();
     }
     let pt = acts[pb + t];

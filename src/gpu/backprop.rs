@@ -99,7 +99,8 @@ kernel_params! {
     }
 }
 
-/// delta = c_b (probs - onehot(labels)) / rows, c_b = p_t / (p_t + 1e-7) (rows x cols).
+/// delta = c_b (probs - onehot(labels)) / rows, c_b = p_t / (p_t + 1e-7) (rows x cols); a row
+/// whose label is not below `cols` gets NaN (never a read past its row).
 pub fn output_delta(
     k: &Pipelines,
     ctx: &Context,
