@@ -4,11 +4,13 @@
 // Shapes: B = rows of the batch, I = input width (784 for MNIST).
 // Layout of one chunk of a split (rows [row_start, row_end) of it): the pixels packed 4 per u32,
 //   little-endian (byte j of the chunk is pixel j % I of chunk row j / I, in bits 8*(j%4)..), and
-//   one u32 label per row. A split larger than one storage binding is cut into several chunks;
+//   one u32 label per row. A chunk's pixels span at most 2^32 bytes (gpu::gather::rows_per_chunk),
+//   so the u32 byte index below cannot wrap. A split larger than one storage binding (or than
+//   that) is cut into several chunks;
 //   the gather runs once per chunk and each run writes only the batch rows whose index lies in
 //   its chunk, so every row is written exactly once whatever the number of chunks.
-// Normalisation: x = pixel / 255 by a 256-entry table computed on the host exactly as
-//   Dataset::fill_batch_f32 computes it: WGSL's `/` may be 2.5 ulp off, a table lookup is
+// Normalisation: x = pixel / 255 by the host's 256-entry table, data::PIXEL_F32, the one
+//   Dataset::fill_batch_f32 uses: WGSL's `/` may be 2.5 ulp off, a table lookup is
 //   bit-exact on every adapter.
 // Which rows (Params.mode): 0 the batch's indices, indices[row]; 1 a training chunk: word 0 of
 //   `indices` is the iteration (advanced by the head kernel), then the chunk's batches back to
