@@ -2,22 +2,11 @@
 // added to a u32 counter, so a whole split can be counted over several launches.
 //
 // Shapes: R rows x C classes of scores (probabilities or logits, row-major f32), R u32 labels.
-// Workgroup 256 x 1, one invocation per row; hits are counted in a workgroup atomic and added
+// Workgroup WORKGROUP_1D x 1, one invocation per row; hits are counted in a workgroup atomic and added
 //   to the global counter once per workgroup (not once per row). The grid folds into y past
 //   the per-dimension limit. The caller zeroes the counter before the first launch.
-// Bindings (group 0): 0 uniform Dims; 1 scores (read); 2 labels (read); 3 count (atomic u32,
+// Bindings (group 0): 0 uniform Dims (gpu::accuracy's, generated ahead of this file); 1 scores (read); 2 labels (read); 3 count (atomic u32,
 //   read and written).
-
-struct Dims {
-    rows: u32,
-    cols: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-    _pad4: u32,
-    _pad5: u32,
-}
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> scores: array<f32>;
@@ -26,13 +15,13 @@ struct Dims {
 
 var<workgroup> hits: atomic<u32>;
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_1D, 1, 1)
 fn accuracy(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let row = gid.x + gid.y * groups.x * 256u;
+    let row = folded_index(gid, groups);
     // No early return: every invocation must reach the barrier.
     if (row < dims.rows) {
         let base = row * dims.cols;

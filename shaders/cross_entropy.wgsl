@@ -4,25 +4,17 @@
 // Entry points:
 //   cross_entropy: loss[b] = -ln(p[b][t_b] + 1e-7) (the chapter's delta inside the log);
 //   sum_squares:   loss[b] = 0.5 * sum_k (p[b][k] - onehot(t_b)[k])^2 (the chapter's SSE);
-//     both one invocation per row, workgroup 256 x 1, the grid folded into y past the limit;
-//     a label outside 0..O gives NaN, so a bad label can't pass silently.
-//   mean: out[out_index] = sum_i values[i] / n, ONE workgroup of 256: each invocation sums a
-//     strided share, then a tree reduction in workgroup memory (1 KiB).
-// Bindings (group 0), cross_entropy and sum_squares: 0 uniform Dims; 1 probs (read);
-//   2 labels (read); 3 losses (written). mean: 0 uniform Dims; 1 values (read); 2 out (written).
-
-struct Dims {
-    rows: u32,     // mean: n, the number of values
-    cols: u32,     // mean: out_index, where the mean goes
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-    _pad4: u32,
-    _pad5: u32,
-}
+//     both one invocation per row, workgroup WORKGROUP_1D x 1, the grid folded into y past the
+//     limit; a label outside 0..O gives NaN, so a bad label can't pass silently.
+//   mean: out[out_index] = sum_i values[i] / n, ONE workgroup of WORKGROUP_1D: each invocation
+//     sums a strided share (stride WORKGROUP_1D), then a tree reduction in workgroup memory.
+// Bindings (group 0), cross_entropy and sum_squares: 0 uniform Dims (rows, cols); 1 probs
+//   (read); 2 labels (read); 3 losses (written). mean: 0 uniform MeanParams (n, out_index);
+//   1 values (read); 2 out (written). Both structs are gpu::cross_entropy's, generated ahead of
+//   this file.
 
 @group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(0) var<uniform> mean_params: MeanParams;
 
 // cross_entropy and sum_squares
 @group(0) @binding(1) var<storage, read> probs: array<f32>;
@@ -35,18 +27,9 @@ struct Dims {
 
 const DELTA: f32 = 1e-7;
 
-fn nan() -> f32 {
-    var bits = 0x7fc00000u; // a runtime value, so no constant folding rejects the NaN
-    return bitcast<f32>(bits);
-}
-
-fn row_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.x + gid.y * groups.x * 256u;
-}
-
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_1D, 1, 1)
 fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let row = row_index(gid, groups);
+    let row = folded_index(gid, groups);
     if (row >= dims.rows) {
         return;
     }
@@ -58,9 +41,9 @@ fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     losses[row] = -log(probs[row * dims.cols + t] + DELTA);
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_1D, 1, 1)
 fn sum_squares(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let row = row_index(gid, groups);
+    let row = folded_index(gid, groups);
     if (row >= dims.rows) {
         return;
     }
@@ -80,24 +63,24 @@ fn sum_squares(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     losses[row] = 0.5 * s;
 }
 
-var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial: array<f32, WORKGROUP_1D>;
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_1D, 1, 1)
 fn mean(@builtin(local_invocation_index) lid: u32) {
-    let n = dims.rows;
+    let n = mean_params.n;
     var s = 0.0;
-    for (var i = lid; i < n; i += 256u) {
+    for (var i = lid; i < n; i += WORKGROUP_1D) {
         s += values[i];
     }
     partial[lid] = s;
     workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+    for (var stride = WORKGROUP_1D / 2u; stride > 0u; stride >>= 1u) {
         if (lid < stride) {
             partial[lid] += partial[lid + stride];
         }
         workgroupBarrier();
     }
     if (lid == 0u) {
-        out[dims.cols] = partial[0] / f32(max(n, 1u));
+        out[mean_params.out_index] = partial[0] / f32(max(n, 1u));
     }
 }

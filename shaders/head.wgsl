@@ -8,29 +8,15 @@
 //   forward cache (f32 words; the labels as u32 bits), laid out by the launcher: z (B x K) read
 //   from in_off, logits and probabilities (B x O) written at logits_off and probs_off, labels
 //   (B) at labels_off. W (K x O) and b (O) at w_off and b_off of the flat parameters.
-// ONE workgroup of WORKGROUP (the mean needs every row): invocation i takes rows i, i + WORKGROUP,
-//   ..., then a tree reduction, as `mean` does.
+// ONE workgroup of WORKGROUP_1D (the mean needs every row): invocation i takes rows i,
+//   i + WORKGROUP_1D, ..., then a tree reduction, as `mean` does.
+// A label t >= O gives a NaN loss (and a NaN delta row), never a read past the row.
 // The iteration: word 0 of `chunk` (the gather read it for this iteration's batch). The mean
 //   goes to losses[iteration], and the word is advanced for the next iteration.
-// Bindings (group 0): 0 uniform Params; 1 theta (read); 2 acts (read and written); 3 chunk (u32,
+// Bindings (group 0): 0 uniform Params (gpu::head's HeadParams, generated ahead of this file);
+//   1 theta (read); 2 acts (read and written); 3 chunk (u32,
 //   read and written); 4 losses (written); 5 delta (B x O, written when Params.delta is 1).
 
-struct Params {
-    rows: u32,
-    inputs: u32,
-    classes: u32,
-    w_off: u32,
-    b_off: u32,
-    in_off: u32,
-    logits_off: u32,
-    probs_off: u32,
-    labels_off: u32,
-    delta: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-const WORKGROUP: u32 = 256u;
 const DELTA: f32 = 1e-7;
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -40,12 +26,7 @@ const DELTA: f32 = 1e-7;
 @group(0) @binding(4) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(5) var<storage, read_write> delta: array<f32>;
 
-var<workgroup> partial: array<f32, WORKGROUP>;
-
-fn nan() -> f32 {
-    var bits = 0x7fc00000u; // a runtime value, so no constant folding rejects the NaN
-    return bitcast<f32>(bits);
-}
+var<workgroup> partial: array<f32, WORKGROUP_1D>;
 
 // The loss of row r (its logits, probabilities and delta written on the way).
 fn row_loss(r: u32) -> f32 {
@@ -75,6 +56,11 @@ fn row_loss(r: u32) -> f32 {
     }
     let t = bitcast<u32>(acts[params.labels_off + r]);
     if (t >= n) {
+        if (params.delta == 1u) {
+            for (var k = 0u; k < n; k++) {
+                delta[r * n + k] = nan();
+            }
+        }
         return nan();
     }
     let pt = acts[pb + t];
@@ -91,15 +77,15 @@ fn row_loss(r: u32) -> f32 {
     return -log(pt + DELTA);
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_1D, 1, 1)
 fn head(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
-    for (var r = lid; r < params.rows; r += WORKGROUP) {
+    for (var r = lid; r < params.rows; r += WORKGROUP_1D) {
         s += row_loss(r);
     }
     partial[lid] = s;
     workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride >>= 1u) {
+    for (var stride = WORKGROUP_1D / 2u; stride > 0u; stride >>= 1u) {
         if (lid < stride) {
             partial[lid] += partial[lid + stride];
         }

@@ -14,7 +14,8 @@
 //   (B batch rows, I input width, H hidden units, O classes).
 // Workgroup 8 x 8 invocations for a 32 x 32 block of C, 4 x 4 outputs per invocation (see
 //   "Blocking" below). Grid: (ceil(N / 32), ceil(M / 32)).
-// Bindings (group 0): 0 uniform Dims; 1 a; 2 b; 3 bias (read); 4 c (written); 5 post (written).
+// Bindings (group 0): 0 uniform Dims (gpu::matmul's: m, k, n and an element offset per
+//   operand, generated ahead of this file); 1 a; 2 b; 3 bias (read); 4 c (written); 5 post (written).
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -24,17 +25,6 @@ override ACT: u32 = 0u;
 // activation, rows x N from bias_off): the backward pass's d_{l-1} in one launch. act' from z
 // alone: sigmoid z (1 - z); relu 1 where z > 0 (z = max(a, 0) > 0 exactly where a > 0).
 override BACK_ACT: u32 = 0u;
-
-struct Dims {
-    m: u32,
-    k: u32,
-    n: u32,
-    a_off: u32,
-    b_off: u32,
-    c_off: u32,
-    bias_off: u32,
-    post_off: u32,
-}
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> a: array<f32>;

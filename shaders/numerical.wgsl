@@ -7,12 +7,12 @@
 //   then b_l). O and hidden layers above the first are at most WIDTH <= 256 wide; so is the
 //   first hidden layer for `full` on deeper nets.
 // Entry points:
-//   incremental: workgroup 256 x 1, one invocation per parameter (grid folded into y past the
+//   incremental: workgroup WORKGROUP_1D x 1, one invocation per parameter (grid folded into y past the
 //     per-dimension limit), each looping over the B samples. From the cached unperturbed pass it
 //     re-computes only what the parameter reaches: perturbing W_l[i, j] (or b_l[j]) shifts
 //     pre-activation a_l[j] of sample b by e = h x_i (or h); a zero input skips the sample.
-//   full: workgroup 256 x 1, one WORKGROUP per parameter; its threads share the samples (one
-//     each up to B = 256, which keeps lavapipe's per-invocation loop cap far off), each
+//   full: workgroup WORKGROUP_1D x 1, one WORKGROUP per parameter; its threads share the samples
+//     (one each up to B = WORKGROUP_1D, which keeps lavapipe's per-invocation loop cap far off), each
 //     running two whole forward passes of its sample, theta + h e_p and theta - h e_p (the
 //     chapter's way; nothing from the cached pass but the labels), then a workgroup reduction.
 // Precision (f32): each sample's loss CHANGE is computed directly,
@@ -23,32 +23,20 @@
 //   accurate factors). `full`: the base is the (-) pass and d = plus - minus, both passes in
 //   double-f32 arithmetic (see below), since two f32 passes would differ by rounding ~6e-8 of
 //   values ~1 against a change of ~1e-4.
-// Bindings (group 0): 0 uniform U; 1 theta (P f32, read); 2 x (B x I f32, read);
-//   3 cache (u32 words, read; f32 values as bits), laid out by the launcher (gpu::numerical):
-//     [0] labels offset, [1] probs offset, [8 + 8 l ..] per layer l: fan_in, fan_out, w_offset,
-//     b_offset, pre offset (a_l, B x fan_out), post offset (z_l, hidden layers only);
-//     then the labels (B u32), every a_l and z_l, and the probabilities (B x O);
+// Bindings (group 0): 0 uniform Params (gpu::numerical's NumericalParams, generated ahead of this
+//   file); 1 theta (P f32, read); 2 x (B x I f32, read);
+//   3 cache (u32 words, read; f32 values as bits), laid out by the launcher (gpu::numerical's
+//     cache_layout, whose word positions are generated ahead of this file too): a header (where
+//     the labels and the probabilities start), a table of LAYER_WORDS words per layer l from
+//     LAYER_TABLE_AT (fan_in, fan_out, w_at, b_at, pre_at: a_l, B x fan_out; post_at: z_l,
+//     hidden layers only), read through the layer_* functions below; then the labels (B u32),
+//     every a_l and z_l, and the probabilities (B x O);
 //   4 grad (P f32, written at [p_begin, p_begin + count)).
 
-struct Params {
-    p_begin: u32,
-    count: u32,
-    rows: u32,
-    layers: u32,
-    classes: u32,
-    // 1 sigmoid, 2 relu
-    act: u32,
-    h: f32,
-    // Bit 0: `full` subtracts two f32 losses (the chapter's way), to measure what the careful
-    // loss change buys; never for training. The other bits are always 0 (see kept).
-    flags: u32,
-}
-
-// The private arrays' length: the launcher replaces this line with the model's widest layer they
-// hold (gpu::numerical::array_width, at most MAX_WIDTH = 256). Not an override: WGSL sizes
+// WIDTH, the private arrays' length, is generated ahead of this file: the model's widest layer
+// they hold (gpu::numerical::array_width, at most MAX_WIDTH = 256). Not an override: WGSL sizes
 // function-scope arrays by const-expressions only. Why bother: lavapipe's compile time grows with
 // the arrays (784-8-10 `full`: 34 s at 256, 1.7 s at 16), and a GPU's registers are few.
-const WIDTH: u32 = 256u;
 // False for nets with one hidden layer (the launcher's choice): their pipelines then have no
 // trace of the deep paths' arrays, which would otherwise be zero-filled on every invocation, and
 // `full` streams the hidden layer (any width).
@@ -59,8 +47,36 @@ override DEEP: bool = true;
 @group(0) @binding(3) var<storage, read> cache: array<u32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 
-fn table(l: u32, field: u32) -> u32 {
-    return cache[8u + 8u * l + field];
+// The cache's header and layer table (gpu::numerical::cache_layout), by name: the word
+// positions are the launcher's constants, generated ahead of this file.
+fn cache_labels() -> u32 {
+    return cache[HEADER_LABELS_AT];
+}
+fn cache_probs() -> u32 {
+    return cache[HEADER_PROBS_AT];
+}
+fn layer_word(l: u32, field: u32) -> u32 {
+    return cache[LAYER_TABLE_AT + LAYER_WORDS * l + field];
+}
+fn layer_fan_in(l: u32) -> u32 {
+    return layer_word(l, LAYER_FAN_IN);
+}
+fn layer_fan_out(l: u32) -> u32 {
+    return layer_word(l, LAYER_FAN_OUT);
+}
+// Where W_l and b_l start in theta.
+fn layer_w_at(l: u32) -> u32 {
+    return layer_word(l, LAYER_W_AT);
+}
+fn layer_b_at(l: u32) -> u32 {
+    return layer_word(l, LAYER_B_AT);
+}
+// Where a_l (B x fan_out) and, for hidden layers, z_l start in the cache.
+fn layer_pre_at(l: u32) -> u32 {
+    return layer_word(l, LAYER_PRE_AT);
+}
+fn layer_post_at(l: u32) -> u32 {
+    return layer_word(l, LAYER_POST_AT);
 }
 
 // act(a + e) - act(a) without cancellation. Sigmoid, for a >= 0 with v = exp(-a):
@@ -115,12 +131,12 @@ fn act_change_pair(a: f32, e: f32) -> vec2<f32> {
 // changes stream into the logits): both signs in one pass over the classes, sharing the exp, the
 // reads of the weight row and of the probabilities. Same values, same order, as the two calls.
 fn hidden_pair_change(l: u32, j: u32, b: u32, e: f32) -> f32 {
-    let fo = table(l, 1u);
-    let dz = act_change_pair(cf(table(l, 4u) + b * fo + j), e);
-    let nfo = table(l + 1u, 1u);
-    let row = table(l + 1u, 2u) + j * nfo;
-    let probs = cache[1u] + b * u.classes;
-    let t = cache[cache[0u] + b];
+    let fo = layer_fan_out(l);
+    let dz = act_change_pair(cf(layer_pre_at(l) + b * fo + j), e);
+    let nfo = layer_fan_out(l + 1u);
+    let row = layer_w_at(l + 1u) + j * nfo;
+    let probs = cache_probs() + b * u.classes;
+    let t = cache[cache_labels() + b];
     var sp = 0.0;
     var sm = 0.0;
     var dtp = 0.0;
@@ -151,8 +167,8 @@ fn hidden_pair_change(l: u32, j: u32, b: u32, e: f32) -> f32 {
 
 // Loss change of sample b when its logits shift by d (the first O entries).
 fn logit_change(b: u32, d: ptr<function, array<f32, WIDTH>>) -> f32 {
-    let probs = cache[1u] + b * u.classes;
-    let t = cache[cache[0u] + b];
+    let probs = cache_probs() + b * u.classes;
+    let t = cache[cache_labels() + b];
     var s = 0.0;
     var dt = 0.0;
     for (var k = 0u; k < u.classes; k++) {
@@ -168,8 +184,8 @@ fn logit_change(b: u32, d: ptr<function, array<f32, WIDTH>>) -> f32 {
 // Loss change of sample b when pre-activation a_l[j] shifts by e: only what it reaches.
 fn unit_change(l: u32, j: u32, b: u32, e: f32) -> f32 {
     let last = u.layers - 1u;
-    let probs = cache[1u] + b * u.classes;
-    let t = cache[cache[0u] + b];
+    let probs = cache_probs() + b * u.classes;
+    let t = cache[cache_labels() + b];
     if (l == last) {
         let em1 = expm1c(e);
         var dt = 0.0;
@@ -178,14 +194,14 @@ fn unit_change(l: u32, j: u32, b: u32, e: f32) -> f32 {
         }
         return change_from(cf(probs + t), dt, cf(probs + j) * em1);
     }
-    let fo = table(l, 1u);
-    let dz = act_change(cf(table(l, 4u) + b * fo + j), e);
+    let fo = layer_fan_out(l);
+    let dz = act_change(cf(layer_pre_at(l) + b * fo + j), e);
     if (dz == 0.0) {
         return 0.0;
     }
     // Layer l + 1 sees row j of its weights only.
-    let nfo = table(l + 1u, 1u);
-    let row = table(l + 1u, 2u) + j * nfo;
+    let nfo = layer_fan_out(l + 1u);
+    let row = layer_w_at(l + 1u) + j * nfo;
     if (l + 1u == last) {
         // The logits themselves (the chapter's two-layer net): stream the logit shifts
         // dz W[j, k] straight into S, with no array. Same values, same order as logit_change.
@@ -211,10 +227,10 @@ fn deep_unit_change(l: u32, b: u32, dz: f32, row: u32, nfo: u32) -> f32 {
     // Every layer above that: a dense change vector through activation and weights.
     var dn: array<f32, WIDTH>;
     for (var m = l + 1u; m < last; m++) {
-        let mfo = table(m, 1u);
-        let mpre = table(m, 4u) + b * mfo;
-        let wfo = table(m + 1u, 1u);
-        let w = table(m + 1u, 2u);
+        let mfo = layer_fan_out(m);
+        let mpre = layer_pre_at(m) + b * mfo;
+        let wfo = layer_fan_out(m + 1u);
+        let w = layer_w_at(m + 1u);
         for (var q = 0u; q < wfo; q++) {
             dn[q] = 0.0;
         }
@@ -236,7 +252,7 @@ fn deep_unit_change(l: u32, b: u32, dz: f32, row: u32, nfo: u32) -> f32 {
 // Which layer holds parameter p (the last whose weights start at or before p).
 fn layer_of(p: u32) -> u32 {
     var l = 0u;
-    while (l + 1u < u.layers && p >= table(l + 1u, 2u)) {
+    while (l + 1u < u.layers && p >= layer_w_at(l + 1u)) {
         l += 1u;
     }
     return l;
@@ -252,24 +268,24 @@ struct Site {
 
 fn site_of(p: u32) -> Site {
     let l = layer_of(p);
-    let fo = table(l, 1u);
-    if (p >= table(l, 3u)) {
-        return Site(l, 0u, p - table(l, 3u), true);
+    let fo = layer_fan_out(l);
+    if (p >= layer_b_at(l)) {
+        return Site(l, 0u, p - layer_b_at(l), true);
     }
-    let q = p - table(l, 2u);
+    let q = p - layer_w_at(l);
     return Site(l, q / fo, q % fo, false);
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_1D, 1, 1)
 fn incremental(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let idx = gid.x + gid.y * groups.x * 256u;
+    let idx = folded_index(gid, groups);
     if (idx >= u.count) {
         return;
     }
     let p = u.p_begin + idx;
     let h = u.h;
     let s = site_of(p);
-    let fi = table(s.l, 0u);
+    let fi = layer_fan_in(s.l);
     var acc = 0.0;
     for (var b = 0u; b < u.rows; b++) {
         var e = h;
@@ -278,7 +294,7 @@ fn incremental(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
             if (s.l == 0u) {
                 input = x[b * fi + s.i];
             } else {
-                input = cf(table(s.l - 1u, 5u) + b * fi + s.i);
+                input = cf(layer_post_at(s.l - 1u) + b * fi + s.i);
             }
             if (input == 0.0) {
                 continue;
@@ -417,11 +433,11 @@ fn activate_df(a: vec2<f32>) -> vec2<f32> {
 // relative, in both alike), so only the sum needs the extra digits: f32 products, Dot2 sum. Zero
 // pixels add nothing.
 fn first_layer_unit(s: Site, dh: f32, b: u32, j: u32) -> vec2<f32> {
-    let fi = table(0u, 0u);
-    let fo = table(0u, 1u);
-    let w = table(0u, 2u);
+    let fi = layer_fan_in(0u);
+    let fo = layer_fan_out(0u);
+    let w = layer_w_at(0u);
     let row = b * fi;
-    var acc = vec2<f32>(theta[table(0u, 3u) + j], 0.0);
+    var acc = vec2<f32>(theta[layer_b_at(0u) + j], 0.0);
     // Eight pixels an iteration: lavapipe ends an invocation's loops after 65,535 iterations in
     // all (gpu::numerical::loop_iterations), and this loop is most of them.
     var i = 0u;
@@ -458,13 +474,13 @@ fn add_product(acc: vec2<f32>, xi: f32, w: f32) -> vec2<f32> {
 // any width. Deeper: whole layers in private arrays of WIDTH.
 fn forward_df(s: Site, dh: f32, b: u32, out: ptr<function, array<vec2<f32>, WIDTH>>) {
     let last = u.layers - 1u;
-    let lb = table(last, 3u);
+    let lb = layer_b_at(last);
     for (var k = 0u; k < u.classes; k++) {
         (*out)[k] = vec2<f32>(theta[lb + k], 0.0);
     }
     if (!DEEP) {
-        let hidden = table(0u, 1u);
-        let w = table(1u, 2u);
+        let hidden = layer_fan_out(0u);
+        let w = layer_w_at(1u);
         for (var j = 0u; j < hidden; j++) {
             let z = activate_df(first_layer_unit(s, dh, b, j));
             if (z.x != 0.0) {
@@ -482,14 +498,14 @@ fn forward_df(s: Site, dh: f32, b: u32, out: ptr<function, array<vec2<f32>, WIDT
         var nxt: array<vec2<f32>, WIDTH>;
         var width = 0u;
         for (var l = 0u; l < last; l++) {
-            let fo = table(l, 1u);
-            let w = table(l, 2u);
+            let fo = layer_fan_out(l);
+            let w = layer_w_at(l);
             for (var j = 0u; j < fo; j++) {
                 var a: vec2<f32>;
                 if (l == 0u) {
                     a = first_layer_unit(s, dh, b, j);
                 } else {
-                    var acc = vec2<f32>(theta[table(l, 3u) + j], 0.0);
+                    var acc = vec2<f32>(theta[layer_b_at(l) + j], 0.0);
                     for (var i = 0u; i < width; i++) {
                         acc = dot2(acc, cur[i], theta[w + i * fo + j]);
                     }
@@ -505,7 +521,7 @@ fn forward_df(s: Site, dh: f32, b: u32, out: ptr<function, array<vec2<f32>, WIDT
             }
             width = fo;
         }
-        let w = table(last, 2u);
+        let w = layer_w_at(last);
         for (var i = 0u; i < width; i++) {
             for (var k = 0u; k < u.classes; k++) {
                 (*out)[k] = dot2((*out)[k], cur[i], theta[w + i * u.classes + k]);
@@ -528,7 +544,7 @@ fn forward_df(s: Site, dh: f32, b: u32, out: ptr<function, array<vec2<f32>, WIDT
 // itself, so f32 holds it); else the chapter's way, two f32 losses subtracted, to measure what
 // the careful form buys.
 fn pass_difference(b: u32, plus: ptr<function, array<vec2<f32>, WIDTH>>, minus: ptr<function, array<vec2<f32>, WIDTH>>) -> f32 {
-    let t = cache[cache[0u] + b];
+    let t = cache[cache_labels() + b];
     let m = softmax_scale(minus);
     let qt = exp((*minus)[t].x - m.x) / m.y;
     if ((u.flags & 1u) != 0u) {
@@ -562,9 +578,9 @@ fn softmax_scale(l: ptr<function, array<vec2<f32>, WIDTH>>) -> vec2<f32> {
     return vec2<f32>(top, sum);
 }
 
-var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial: array<f32, WORKGROUP_1D>;
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_1D, 1, 1)
 fn full(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -579,7 +595,7 @@ fn full(
     let h = u.h;
     let s = site_of(p);
     var acc = 0.0;
-    for (var b = lid.x; b < u.rows; b += 256u) {
+    for (var b = lid.x; b < u.rows; b += WORKGROUP_1D) {
         var plus: array<vec2<f32>, WIDTH>;
         var minus: array<vec2<f32>, WIDTH>;
         // One inlined forward pass, run twice: (-) first, kept, then (+).
@@ -595,7 +611,7 @@ fn full(
     }
     partial[lid.x] = acc;
     workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+    for (var stride = WORKGROUP_1D / 2u; stride > 0u; stride = stride / 2u) {
         if (lid.x < stride) {
             partial[lid.x] += partial[lid.x + stride];
         }

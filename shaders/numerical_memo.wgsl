@@ -28,7 +28,7 @@
 //     memo[(b 256 + v) H + j] for every marked v. The workgroups past the B samples (unit block
 //     0 only) build the pixels' sample masks: one word, 32 samples' "pixel i is non-zero" bits,
 //     per invocation.
-//   memo_sum: workgroup 256 x 1, one invocation per parameter of the flat layout (the grid
+//   memo_sum: workgroup WORKGROUP_1D x 1, one invocation per parameter of the flat layout (the grid
 //     folded into y past the per-dimension limit). W1[i, j] adds memo[b, x[b, i], j] over the
 //     set bits of pixel i's masks, in sample order; b1[j] the v = 255 entries; W2 and b2 a
 //     one-logit loss change per sample (as `incremental` does them). No workgroup memory and
@@ -42,35 +42,11 @@
 //   regions of memo_sum) are loops whose trip count is 0 where no lane needs them: measured on
 //   lavapipe, the direct path's own loop took a training step from ~8.5 to ~6.3 ms (minimums,
 //   docs/PERFORMANCE.md). A real GPU branches either way.
-// Bindings (group 0): 0 uniform Params; 1 theta (memo_table: read; memo_sum: read and written);
+// Bindings (group 0): 0 uniform Params (gpu::numerical_memo's MemoParams; it, MEMO_WG and VALUES
+//   are generated ahead of this file); 1 theta (memo_table: read; memo_sum: read and written);
 //   2 x (B x I f32, read); 3 cache (read); 4 memo (B x 256 x H f32 as u32 bits, then the masks: memo_table writes it,
 //   memo_sum reads it); memo_sum also 5 grad (P f32, written).
 
-struct Params {
-    rows: u32,
-    inputs: u32,
-    hidden: u32,
-    classes: u32,
-    w1: u32,
-    b1: u32,
-    w2: u32,
-    // 1 sigmoid, 2 relu
-    act: u32,
-    pre: u32,
-    post: u32,
-    probs: u32,
-    labels: u32,
-    h: f32,
-    lr: f32,
-    // 1: memo_sum applies theta -= lr grad.
-    update: u32,
-    _pad0: u32,
-}
-
-// Threads per workgroup of memo_table (gpu::numerical_memo::MEMO_WG).
-const MEMO_WG: u32 = 64u;
-// Distinct u8 values: the memo's second dimension.
-const VALUES: u32 = 256u;
 // Below this |argument| the 3-term series of expm1 and log1p are exact to f32 (the truncation,
 // x^4 / 24, is below 2^-24 of x there). The CPU's SMALL_ARG.
 const SMALL: f32 = 1e-3;
@@ -230,9 +206,9 @@ fn pair_direct(s: Unit, e: f32) -> f32 {
 // Which values sample b's pixels take (bit v of marks), and each one's x, as u32 bits (atomic
 // stores of the same bits from every lane that holds the value: no race).
 var<workgroup> marks: array<atomic<u32>, 8>;
-var<workgroup> xs: array<atomic<u32>, 256>;
+var<workgroup> xs: array<atomic<u32>, VALUES>;
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(MEMO_WG, 1, 1)
 fn memo_table(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     if (wid.x >= u.rows) {
         // The extra workgroups past the samples: the pixels' sample masks, one word per
@@ -316,9 +292,9 @@ fn finish(p: u32, acc: f32) {
     }
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_1D, 1, 1)
 fn memo_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let q = gid.x + gid.y * groups.x * 256u;
+    let q = folded_index(gid, groups);
     let hidden = u.hidden;
     let o = u.classes;
     let stride = VALUES * hidden;

@@ -2,29 +2,18 @@
 //
 // Shapes: P = number of parameters; params and grad are P f32 in the flat layout of
 //   model::Params (per layer W_l, fan_in x fan_out row-major, then b_l).
-// Workgroup 256 x 1, one invocation per parameter; the grid folds into y past the
-//   per-dimension limit: i = gid.x + gid.y * num_workgroups.x * 256.
-// Bindings (group 0): 0 uniform Params (n, lr as f32 bits: rewritten when lr changes);
-//   1 params (read and written); 2 grad (read).
-
-struct Params {
-    n: u32,
-    lr: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-    _pad4: u32,
-    _pad5: u32,
-}
+// Workgroup WORKGROUP_1D x 1, one invocation per parameter; the grid folds into y past the
+//   per-dimension limit (folded_index).
+// Bindings (group 0): 0 uniform Params (gpu::sgd's, generated ahead of this file: n, lr as f32
+//   bits, rewritten when lr changes); 1 params (read and written); 2 grad (read).
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> theta: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_1D, 1, 1)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = gid.x + gid.y * groups.x * 256u;
+    let i = folded_index(gid, groups);
     if (i >= params.n) {
         return;
     }

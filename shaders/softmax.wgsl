@@ -4,28 +4,18 @@
 // Shapes: R rows (the batch, B) x C columns (the classes, O); row-major f32, each starting at an
 //   element offset of its buffer. x is the logits (the last layer's pre-activation, kept), y the
 //   probabilities.
-// Workgroup 256 x 1: one invocation per row (C is small: 10 for MNIST); the grid folds into y
-//   past the per-dimension limit: row = gid.x + gid.y * num_workgroups.x * 256.
-// Bindings (group 0): 0 uniform Dims; 1 x (read); 2 y (written).
-
-struct Dims {
-    rows: u32,
-    cols: u32,
-    x_off: u32,
-    y_off: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-}
+// Workgroup WORKGROUP_1D x 1: one invocation per row (C is small: 10 for MNIST); the grid folds
+//   into y past the per-dimension limit (folded_index).
+// Bindings (group 0): 0 uniform Dims (gpu::softmax's, generated ahead of this file: rows, cols,
+//   x_off, y_off); 1 x (read); 2 y (written).
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_1D, 1, 1)
 fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let row = gid.x + gid.y * groups.x * 256u;
+    let row = folded_index(gid, groups);
     if (row >= dims.rows) {
         return;
     }

@@ -19,24 +19,9 @@
 // Workgroup SPARSE_WG x 1, grid (ceil(H / SPARSE_WG), B): invocation j of workgroup (bx, r)
 //   computes unit bx SPARSE_WG + j of row r; the workgroup walks one image's pixels together
 //   (a uniform loop: no divergence, W's row read contiguously across the lanes).
-// Bindings (group 0): 0 uniform Params; 1 chunk (read); 2 starts (read); 3 entries (read);
+// Bindings (group 0): 0 uniform Params (gpu::sparse's SparseParams, generated ahead of this
+//   file); 1 chunk (read); 2 starts (read); 3 entries (read);
 //   4 theta (read); 5 uniform table (256 f32 as 64 vec4); 6 acts (written).
-
-struct Params {
-    rows: u32,
-    hidden: u32,
-    // Images in the split: an index past it reads nothing (the host checks batches first).
-    images: u32,
-    w_off: u32,
-    b_off: u32,
-    pre_off: u32,
-    post_off: u32,
-    // 1 sigmoid, 2 relu
-    act: u32,
-}
-
-// Invocations per workgroup (gpu::sparse::SPARSE_WG).
-const SPARSE_WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> u: Params;
 @group(0) @binding(1) var<storage, read> chunk: array<u32>;
@@ -46,7 +31,7 @@ const SPARSE_WG: u32 = 64u;
 @group(0) @binding(5) var<uniform> table: array<vec4<f32>, 64>;
 @group(0) @binding(6) var<storage, read_write> acts: array<f32>;
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(SPARSE_WG, 1, 1)
 fn sparse_layer(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let r = wid.y;
     let j = wid.x * SPARSE_WG + lid.x;

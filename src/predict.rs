@@ -194,7 +194,7 @@ pub fn decode_image(file: &Path, bytes: &[u8]) -> Result<Grey> {
     let pixels = la
         .pixels()
         .map(|p| {
-            let (l, a) = (p.0[0] as f32 / 255.0, p.0[1] as f32 / 255.0);
+            let [l, a] = p.0.map(|v| crate::data::PIXEL_F32[usize::from(v)]);
             // Transparent parts are paper: composited over white.
             l * a + (1.0 - a)
         })
@@ -419,10 +419,7 @@ pub fn probabilities(spec: &MlpSpec, params: &Params, data: &Dataset) -> Vec<f32
 
 /// The predicted class of each row of `probs` (the first of equals, as eval counts them).
 pub fn argmax_rows(probs: &[f32], classes: usize) -> Vec<usize> {
-    probs
-        .chunks(classes)
-        .map(|row| (1..classes).fold(0, |best, k| if row[k] > row[best] { k } else { best }))
-        .collect()
+    probs.chunks(classes).map(crate::math::argmax).collect()
 }
 
 /// The `k` most probable classes of one row, most probable first (the lower class first among

@@ -125,6 +125,12 @@ pub const GPU_CROSS_ENTROPY: Tolerance = Tolerance::new(1e-6, 3e-7);
 /// ulps. Measured max |err| 1.3e-7 on means ~3 (relative 4e-8) up to n = 1000.
 pub const GPU_MEAN: Tolerance = Tolerance::new(1e-7, 1e-6);
 
+/// The same numerical gradient (`full`) from shaders built at two workgroup widths: the same
+/// per-sample terms, only summed in another order (a tree over 32 or 64 partial sums instead of
+/// 256), so a few f32 ulps of the sums: measured 1.5e-8 (64) and 3.4e-8 (32) on lavapipe, the
+/// bound 30x. A reduction that ignored the width would drop samples: errors of order 1.
+pub const GPU_REDUCTION_WIDTH_REL: f64 = 1e-6;
+
 /// Output delta c_b (p - t) / B: a division and two products per element. Measured relative
 /// 6.5e-8; the floor covers deltas of probabilities near zero.
 pub const GPU_OUTPUT_DELTA: Tolerance = Tolerance::new(1e-9, 1e-6);

@@ -386,6 +386,36 @@ fn cross_entropy_of_a_bad_label_is_nan_not_a_wrong_number() {
     );
 }
 
+/// A label past the classes gives a NaN delta row through the launcher, never a value read from
+/// past its row (which a robust-access driver would turn into a plausible finite delta); the
+/// other rows are the CPU's.
+#[test]
+fn output_delta_of_a_bad_label_is_nan_not_a_read_past_the_row() {
+    let g = gpu_or_skip!();
+    let p = [0.5f32, 0.5, 0.25, 0.75, 0.1, 0.9];
+    let p_buf = g.ctx.upload("probs", &p).unwrap();
+    let l_buf = g.ctx.upload("labels", &[1u32, 7, 0]).unwrap();
+    let out = poisoned(g, 6, 0, 1);
+    let d = backprop::output_delta(&g.k.backprop, &g.ctx, 3, 2, &p_buf, &l_buf, &out).unwrap();
+    run(&g.ctx, &[&d]).unwrap();
+    let v = read_poisoned(g, &out, 0, 6, 1);
+    assert!(v[2].is_nan() && v[3].is_nan(), "{v:?}");
+    let p64 = to_f64(&p);
+    let good = |row: usize, label: u8| {
+        cpu::backprop::output_delta(&p64[2 * row..2 * row + 2], &[label], 2)
+            .into_iter()
+            .map(|x| x / 3.0)
+            .collect::<Vec<f64>>()
+    };
+    let want: Vec<f64> = [good(0, 1), good(2, 0)].concat();
+    check(
+        "output delta beside a bad label",
+        &[v[0], v[1], v[4], v[5]],
+        &want,
+        GPU_OUTPUT_DELTA,
+    );
+}
+
 #[test]
 fn backprop_output_delta_activation_derivative_and_bias_gradient() {
     let g = gpu_or_skip!();

@@ -1,10 +1,15 @@
 //! Launcher of shaders/accuracy.wgsl. CPU twin: `cpu::accuracy::correct_count`.
 
 use super::context::Context;
-use super::launch::{groups_1d, kernel_params, word, Dispatch, Kernel, Slot};
+use super::launch::{decl, groups_1d, kernel_params, word, Dispatch, Kernel, Shader, Slot};
 use crate::error::Result;
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/accuracy.wgsl");
+pub(crate) const SHADER: Shader = Shader {
+    file: "accuracy.wgsl",
+    body: include_str!("../../shaders/accuracy.wgsl"),
+    consts: &[],
+    params: &[decl::<Dims>()],
+};
 
 #[derive(Debug)]
 /// The family's pipelines (built once, in `Kernels`).
@@ -33,12 +38,6 @@ kernel_params! {
     struct Dims as "Dims" {
         rows: u32,
         cols: u32,
-        _pad0: u32,
-        _pad1: u32,
-        _pad2: u32,
-        _pad3: u32,
-        _pad4: u32,
-        _pad5: u32,
     }
 }
 
@@ -56,12 +55,6 @@ pub fn accuracy(
     let dims = Dims {
         rows: word("rows", rows)?,
         cols: word("cols", cols)?,
-        _pad0: 0,
-        _pad1: 0,
-        _pad2: 0,
-        _pad3: 0,
-        _pad4: 0,
-        _pad5: 0,
     };
     k.accuracy
         .dispatch(ctx, &dims, &[scores, labels, count], groups_1d(ctx, rows))

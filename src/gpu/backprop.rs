@@ -3,11 +3,22 @@
 //! `cpu::backprop` (`output_delta`, `backprop`) and `cpu::activation::activate_grad`.
 
 use super::context::Context;
-use super::launch::{act_code, groups_1d, kernel_params, word, Dispatch, Kernel, Operand, Slot};
+use super::launch::{
+    act_code, decl, groups_1d, kernel_params, word, Dispatch, Kernel, Operand, Shader, Slot,
+};
 use crate::error::Result;
 use crate::model::Activation;
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/backprop.wgsl");
+pub(crate) const SHADER: Shader = Shader {
+    file: "backprop.wgsl",
+    body: include_str!("../../shaders/backprop.wgsl"),
+    consts: &[],
+    params: &[
+        decl::<DeltaParams>(),
+        decl::<ActParams>(),
+        decl::<BiasParams>(),
+    ],
+};
 
 #[derive(Debug)]
 /// The family's pipelines (built once, in `Kernels`).
@@ -59,30 +70,37 @@ impl Pipelines {
 }
 
 kernel_params! {
-    /// shaders/backprop.wgsl's parameters: for act_backward, rows is n (the number of elements)
-    /// and cols the activation (1 sigmoid, 2 relu); cols2 and grad_off2 are bias_grads' second
-    /// layer.
-    struct Dims as "Dims" {
+    /// The parameters of shaders/backprop.wgsl's `output_delta`: rows x cols probabilities.
+    struct DeltaParams as "DeltaParams" {
+        rows: u32,
+        cols: u32,
+    }
+}
+
+kernel_params! {
+    /// The parameters of shaders/backprop.wgsl's `act_backward`.
+    struct ActParams as "ActParams" {
+        /// The number of elements.
+        n: u32,
+        /// The activation (`act_code`: 1 sigmoid, 2 relu).
+        act: u32,
+    }
+}
+
+kernel_params! {
+    /// The parameters of shaders/backprop.wgsl's `bias_grad` (the first layer only) and
+    /// `bias_grads` (two layers): rows x cols of delta to grad_off, rows x cols2 to grad_off2.
+    struct BiasParams as "BiasParams" {
         rows: u32,
         cols: u32,
         grad_off: u32,
         cols2: u32,
         grad_off2: u32,
-        _pad2: u32,
-        _pad3: u32,
-        _pad4: u32,
     }
 }
 
-fn dims(rows: u32, cols: u32) -> Dims {
-    Dims {
-        rows,
-        cols,
-        ..bytemuck::Zeroable::zeroed()
-    }
-}
-
-/// delta = c_b (probs - onehot(labels)) / rows, c_b = p_t / (p_t + 1e-7) (rows x cols).
+/// delta = c_b (probs - onehot(labels)) / rows, c_b = p_t / (p_t + 1e-7) (rows x cols); a row
+/// whose label is not below `cols` gets NaN (never a read past its row).
 pub fn output_delta(
     k: &Pipelines,
     ctx: &Context,
@@ -92,7 +110,10 @@ pub fn output_delta(
     labels: &wgpu::Buffer,
     delta: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let params = dims(word("rows", rows)?, word("cols", cols)?);
+    let params = DeltaParams {
+        rows: word("rows", rows)?,
+        cols: word("cols", cols)?,
+    };
     k.output_delta.dispatch(
         ctx,
         &params,
@@ -111,7 +132,10 @@ pub fn act_backward(
     post: &wgpu::Buffer,
     d: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let params = dims(word("n", n)?, act_code(act));
+    let params = ActParams {
+        n: word("n", n)?,
+        act: act_code(act),
+    };
     k.act_backward
         .dispatch(ctx, &params, &[pre, post, d], groups_1d(ctx, n))
 }
@@ -125,9 +149,12 @@ pub fn bias_grad(
     delta: &wgpu::Buffer,
     grad: Operand,
 ) -> Result<Dispatch> {
-    let params = Dims {
+    let params = BiasParams {
+        rows: word("rows", rows)?,
+        cols: word("cols", cols)?,
         grad_off: word("gradient offset", grad.offset)?,
-        ..dims(word("rows", rows)?, word("cols", cols)?)
+        cols2: 0,
+        grad_off2: 0,
     };
     k.bias_grad
         .dispatch(ctx, &params, &[delta, grad.buffer], groups_1d(ctx, cols))
@@ -148,11 +175,12 @@ pub fn bias_grads(
     second_offset: usize,
     grad: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let params = Dims {
+    let params = BiasParams {
+        rows: word("rows", rows)?,
+        cols: word("cols", first_cols)?,
         grad_off: word("gradient offset", first_offset)?,
         cols2: word("cols", second_cols)?,
         grad_off2: word("gradient offset", second_offset)?,
-        ..dims(word("rows", rows)?, word("cols", first_cols)?)
     };
     k.bias_grads.dispatch(
         ctx,

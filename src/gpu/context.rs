@@ -401,6 +401,34 @@ impl Context {
             }))
     }
 
+    /// A storage buffer holding `bytes` as the shaders' u32 words: byte j in bits 8*(j % 4) of
+    /// word j / 4, which is the buffer's own little-endian layout, so the bytes are written
+    /// straight into the mapped buffer (no packed copy); only the last word's tail is zeroed.
+    pub fn upload_bytes(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        let size = self.check_size(label, bytes.len().div_ceil(4))?;
+        self.count_creations(1);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: storage_usage(),
+            mapped_at_creation: true,
+        });
+        {
+            let mut view = buffer.slice(..).get_mapped_range_mut().map_err(|e| {
+                Error::Gpu(format!(
+                    "{label}: writing the new buffer failed: {e}; this is a driver problem, \
+                     try --device cpu"
+                ))
+            })?;
+            view.slice(..bytes.len()).copy_from_slice(bytes);
+            let pad = [0u8; 4];
+            view.slice(bytes.len()..)
+                .copy_from_slice(&pad[..size as usize - bytes.len()]);
+        }
+        buffer.unmap();
+        Ok(buffer)
+    }
+
     /// Overwrites `buffer` from element `offset` on; takes effect before the next submission.
     pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset: usize, data: &[T]) {
         if !data.is_empty() {

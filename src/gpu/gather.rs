@@ -1,29 +1,40 @@
 //! Launcher of shaders/gather.wgsl and the resident data set it reads: each split uploaded
-//! ONCE as packed u8 (4 pixels per u32) plus u32 labels, in chunks of whole images when a split
-//! is larger than one storage binding. CPU twin: `Dataset::fill_batch_f32` (bit-exact).
+//! ONCE as its u8 bytes (read by the shader 4 pixels per u32) plus u32 labels, in chunks of
+//! whole images when a split is larger than one storage binding or than the shader's u32 byte
+//! index reaches. CPU twin: `Dataset::fill_batch_f32` (bit-exact).
 
 use super::context::Context;
-use super::launch::{groups_2d, kernel_params, word, Dispatch, Kernel, Operand, Slot};
-use crate::data::Dataset;
+use super::launch::{
+    decl, groups_2d, kernel_params, word, Dispatch, Kernel, Operand, Shader, Slot,
+};
+use crate::data::{Dataset, PIXEL_F32};
 use crate::error::{Error, Result};
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/gather.wgsl");
-
-/// The shader's workgroup width (columns per workgroup).
+/// The shader's workgroup width (columns per workgroup; GATHER_WG in the shader).
 pub(crate) const WORKGROUP_X: u32 = 64;
+
+pub(crate) const SHADER: Shader = Shader {
+    file: "gather.wgsl",
+    body: include_str!("../../shaders/gather.wgsl"),
+    consts: &[("GATHER_WG", WORKGROUP_X)],
+    params: &[decl::<GatherParams>()],
+};
+
+/// The bytes a chunk's pixels may span: the shader indexes them with a u32 byte offset.
+pub(crate) const MAX_CHUNK_BYTES: u64 = 1 << 32;
 
 #[derive(Debug)]
 /// The family's pipelines (built once, in `Kernels`).
 pub struct Pipelines {
     gather: Kernel,
-    /// i / 255 for every byte value, exactly as the CPU computes it (see the shader's header).
+    /// i / 255 for every byte value: the CPU's own table (`data::PIXEL_F32`, see the shader's
+    /// header).
     table: wgpu::Buffer,
 }
 
 impl Pipelines {
     pub(crate) fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Self {
         use Slot::*;
-        let table: Vec<f32> = (0..256).map(|i| i as f32 / 255.0).collect();
         ctx.count_creations(1);
         Pipelines {
             gather: Kernel::new(
@@ -38,7 +49,7 @@ impl Pipelines {
                 ctx.device(),
                 &wgpu::util::BufferInitDescriptor {
                     label: Some("pixel table"),
-                    contents: bytemuck::cast_slice(&table),
+                    contents: bytemuck::cast_slice(&PIXEL_F32),
                     usage: wgpu::BufferUsages::UNIFORM,
                 },
             ),
@@ -115,16 +126,21 @@ pub struct ResidentSplit {
     width: usize,
 }
 
-/// Packs bytes 4 to a u32, little-endian (byte j in bits 8*(j % 4)); the tail is zero-padded.
-pub fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks(4)
-        .map(|c| {
-            c.iter()
-                .enumerate()
-                .fold(0u32, |w, (i, &b)| w | (u32::from(b) << (8 * i)))
-        })
-        .collect()
+/// Images per chunk of a split of `width`-pixel images: whole images whose pixels (`width`
+/// bytes each) and labels (4 bytes each) each fit one binding of `limit` bytes, whose bytes the
+/// shader's u32 byte index reaches (`MAX_CHUNK_BYTES`), and at most `max_rows` (tests cut splits
+/// small). Refuses an image that fits no binding.
+pub(crate) fn rows_per_chunk(width: usize, limit: u64, max_rows: Option<usize>) -> Result<usize> {
+    let pixel_bytes = limit.min(MAX_CHUNK_BYTES);
+    let by_limit = (pixel_bytes / width.max(1) as u64).min(limit / 4);
+    if by_limit == 0 {
+        return Err(Error::Gpu(format!(
+            "one {width}-pixel image does not fit this adapter's max_storage_buffer_binding_size \
+             ({limit} bytes); use smaller images or --device cpu"
+        )));
+    }
+    let by_limit = usize::try_from(by_limit).unwrap_or(usize::MAX);
+    Ok(max_rows.unwrap_or(usize::MAX).min(by_limit).max(1))
 }
 
 impl ResidentSplit {
@@ -140,16 +156,7 @@ impl ResidentSplit {
         with_nonzero: bool,
     ) -> Result<Self> {
         let width = data.input_width();
-        let limit = ctx.max_binding_bytes() as usize;
-        // Whole images per chunk: the pixels (width bytes each) and the labels (4 bytes each)
-        // must each fit one binding.
-        let by_limit = (limit / width.max(1)).min(limit / 4);
-        if by_limit == 0 {
-            return Err(Error::Gpu(format!(
-                "one {width}-pixel image does not fit this adapter's max_storage_buffer_binding_size ({limit} bytes)"
-            )));
-        }
-        let per_chunk = max_rows.unwrap_or(usize::MAX).min(by_limit).max(1);
+        let per_chunk = rows_per_chunk(width, ctx.max_binding_bytes(), max_rows)?;
         let (images, labels) = (data.images(), data.labels());
         let mut chunks = Vec::new();
         let mut start = 0;
@@ -157,9 +164,9 @@ impl ResidentSplit {
             let end = (start + per_chunk).min(data.len());
             let name = format!("{label} rows {start}..{end}");
             chunks.push(Chunk {
-                pixels: ctx.upload(
+                pixels: ctx.upload_bytes(
                     &format!("{name} pixels"),
-                    &pack_bytes(&images[start * width..end * width]),
+                    &images[start * width..end * width],
                 )?,
                 labels: ctx.upload(
                     &format!("{name} labels"),
@@ -230,7 +237,6 @@ kernel_params! {
         mode: u32,
         labels_off: u32,
         first: u32,
-        _pad0: u32,
     }
 }
 
@@ -288,7 +294,6 @@ pub fn gather_rows(
                 mode,
                 labels_off: word("labels offset", batch_labels.offset)?,
                 first,
-                _pad0: 0,
             };
             p.gather.dispatch(
                 ctx,
@@ -305,4 +310,68 @@ pub fn gather_rows(
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chunk's pixels never span more bytes than the shader's u32 byte index reaches, however
+    /// large the binding: the last pixel's offset fits a u32 (a 6 GiB split of 784-pixel images,
+    /// past GPU_TRAIN_MAX_DATA_BYTES' default, on an adapter with 8 GiB bindings, is cut into
+    /// chunks instead of wrapping), and the binding limit and `max_rows` still bound it.
+    #[test]
+    fn a_chunk_stays_within_the_u32_byte_index() {
+        let max_index = u64::from(u32::MAX);
+        for (width, limit) in [
+            (784, 8u64 << 30),
+            (784, u64::MAX),
+            (1, 1 << 40),
+            (3, 1 << 33),
+            (4096, (1 << 32) + 4096),
+        ] {
+            let rows = rows_per_chunk(width, limit, None).unwrap() as u64;
+            let bytes = rows * width as u64;
+            assert!(
+                bytes - 1 <= max_index,
+                "{width} x {rows}: byte {}",
+                bytes - 1
+            );
+            assert!(bytes <= limit && rows * 4 <= limit);
+            // As many whole images as fit: one more would pass the index or the limit.
+            let more = (rows + 1) * width as u64;
+            assert!(more - 1 > max_index || more > limit || (rows + 1) * 4 > limit);
+        }
+        let images = (6u64 << 30) / 784;
+        let rows = rows_per_chunk(784, 8 << 30, None).unwrap() as u64;
+        assert!(images.div_ceil(rows) >= 2);
+        // Within 4 GiB the binding decides, as before.
+        assert_eq!(rows_per_chunk(784, 1 << 30, None).unwrap(), (1 << 30) / 784);
+        assert_eq!(rows_per_chunk(784, 1 << 30, Some(10)).unwrap(), 10);
+        let e = rows_per_chunk(784, 700, None).unwrap_err().to_string();
+        assert!(
+            e.contains("max_storage_buffer_binding_size (700 bytes)"),
+            "{e}"
+        );
+    }
+
+    /// The bytes go up as they are, read as little-endian u32 words, the last one zero-padded.
+    #[test]
+    fn bytes_upload_as_little_endian_words() {
+        let Some(ctx) = crate::gpu::launch::test_context() else {
+            return;
+        };
+        for (bytes, want) in [
+            (
+                &[1u8, 2, 3, 4, 5, 6, 7][..],
+                &[0x0403_0201u32, 0x0007_0605][..],
+            ),
+            (&[9, 8, 7, 6][..], &[0x0607_0809][..]),
+            (&[255][..], &[255][..]),
+        ] {
+            let b = ctx.upload_bytes("bytes", bytes).unwrap();
+            let got: Vec<u32> = ctx.read(&b, 0, want.len()).unwrap();
+            assert_eq!(got, want, "{bytes:?}");
+        }
+    }
 }

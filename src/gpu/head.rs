@@ -4,19 +4,23 @@
 //! `cpu::cross_entropy` for the loss, `cpu::backprop::output_delta` for the delta.
 
 use super::context::Context;
-use super::launch::{kernel_params, word, Dispatch, Kernel, Operand, Slot};
+use super::launch::{
+    decl, kernel_params, word, Dispatch, Kernel, Operand, Shader, Slot, WORKGROUP_1D,
+};
 use crate::error::Result;
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/head.wgsl");
+pub(crate) const SHADER: Shader = Shader {
+    file: "head.wgsl",
+    body: include_str!("../../shaders/head.wgsl"),
+    consts: &[],
+    params: &[decl::<HeadParams>()],
+};
 
-/// Invocations of the head's one workgroup (shaders/head.wgsl: WORKGROUP).
-pub const WORKGROUP: u32 = 256;
-
-/// Loop iterations the head's busiest invocation runs (every loop of the shader counted), for
-/// drivers that cap them (`Context::loop_iteration_cap`).
+/// Loop iterations the head's busiest invocation runs (every loop of the shader counted; its one
+/// workgroup is `WORKGROUP_1D` wide), for drivers that cap them (`Context::loop_iteration_cap`).
 pub fn loop_iterations(rows: usize, inputs: usize, classes: usize) -> u64 {
     let per_row = (classes * (inputs + 1) + 4 * classes) as u64;
-    (rows as u64).div_ceil(u64::from(WORKGROUP)) * (per_row + 1) + 9
+    (rows as u64).div_ceil(u64::from(WORKGROUP_1D)) * (per_row + 1) + 9
 }
 
 #[derive(Debug)]
@@ -56,9 +60,8 @@ kernel_params! {
         logits_off: u32,
         probs_off: u32,
         labels_off: u32,
+        /// 1: write the output delta.
         delta: u32,
-        _pad0: u32,
-        _pad1: u32,
     }
 }
 
@@ -98,8 +101,6 @@ pub fn head(k: &Pipelines, ctx: &Context, a: &HeadArgs) -> Result<Dispatch> {
         probs_off: word("probabilities offset", a.probs_offset)?,
         labels_off: word("labels offset", a.labels_offset)?,
         delta: u32::from(delta.is_some()),
-        _pad0: 0,
-        _pad1: 0,
     };
     let delta = delta.map_or(&k.unused_write, |d| d.buffer);
     k.head.dispatch(
@@ -108,16 +109,4 @@ pub fn head(k: &Pipelines, ctx: &Context, a: &HeadArgs) -> Result<Dispatch> {
         &[a.theta, a.acts, a.chunk, a.losses, delta],
         [1, 1, 1],
     )
-}
-
-#[cfg(test)]
-mod tests {
-    /// The Rust constant and the shader's agree (the launcher relies on one workgroup covering
-    /// the reduction's 256 slots).
-    #[test]
-    fn workgroup_size_agrees_with_the_shader() {
-        let s = super::SOURCE;
-        assert!(s.contains(&format!("const WORKGROUP: u32 = {}u;", super::WORKGROUP)));
-        assert!(s.contains(&format!("@workgroup_size({}, 1, 1)", super::WORKGROUP)));
-    }
 }

@@ -25,35 +25,15 @@ pub struct Kernels {
 impl Kernels {
     pub fn new(ctx: &Context) -> Result<Kernels> {
         let k = Kernels {
-            gather: build(ctx, "gather.wgsl", gather::SOURCE, gather::Pipelines::new)?,
-            matmul: build(ctx, "matmul.wgsl", matmul::SOURCE, matmul::Pipelines::new)??,
-            softmax: build(
-                ctx,
-                "softmax.wgsl",
-                softmax::SOURCE,
-                softmax::Pipelines::new,
-            )?,
-            cross_entropy: build(
-                ctx,
-                "cross_entropy.wgsl",
-                cross_entropy::SOURCE,
-                cross_entropy::Pipelines::new,
-            )?,
-            backprop: build(
-                ctx,
-                "backprop.wgsl",
-                backprop::SOURCE,
-                backprop::Pipelines::new,
-            )?,
-            sgd: build(ctx, "sgd.wgsl", sgd::SOURCE, sgd::Pipelines::new)?,
-            accuracy: build(
-                ctx,
-                "accuracy.wgsl",
-                accuracy::SOURCE,
-                accuracy::Pipelines::new,
-            )?,
-            head: build(ctx, "head.wgsl", head::SOURCE, head::Pipelines::new)??,
-            sparse: build(ctx, "sparse.wgsl", sparse::SOURCE, sparse::Pipelines::new)?,
+            gather: build(ctx, &gather::SHADER, gather::Pipelines::new)?,
+            matmul: build(ctx, &matmul::SHADER, matmul::Pipelines::new)??,
+            softmax: build(ctx, &softmax::SHADER, softmax::Pipelines::new)?,
+            cross_entropy: build(ctx, &cross_entropy::SHADER, cross_entropy::Pipelines::new)?,
+            backprop: build(ctx, &backprop::SHADER, backprop::Pipelines::new)?,
+            sgd: build(ctx, &sgd::SHADER, sgd::Pipelines::new)?,
+            accuracy: build(ctx, &accuracy::SHADER, accuracy::Pipelines::new)?,
+            head: build(ctx, &head::SHADER, head::Pipelines::new)??,
+            sparse: build(ctx, &sparse::SHADER, sparse::Pipelines::new)?,
         };
         ctx.check("building the kernels")?;
         Ok(k)
@@ -62,85 +42,134 @@ impl Kernels {
 
 #[cfg(test)]
 mod tests {
+    use super::super::launch::{Shader, WORKGROUP_1D};
     use super::super::{
-        accuracy, backprop, cross_entropy, gather, head, matmul, numerical, sgd, softmax, sparse,
+        accuracy, backprop, cross_entropy, gather, head, matmul, numerical, numerical_memo, sgd,
+        softmax, sparse,
     };
 
-    /// Every shader's workgroup size is the one its launcher sizes grids by: 1-D kernels
-    /// WORKGROUP_1D (their index arithmetic also multiplies by it), the gather 64 x 1, the matmul
-    /// 8 x 8 for a BLOCK x BLOCK tile (4 x 4 outputs per invocation).
+    /// Every shader, as its launcher builds it.
+    const SHADERS: [Shader; 11] = [
+        accuracy::SHADER,
+        backprop::SHADER,
+        cross_entropy::SHADER,
+        gather::SHADER,
+        head::SHADER,
+        matmul::SHADER,
+        numerical::SHADER,
+        numerical_memo::SHADER,
+        sgd::SHADER,
+        softmax::SHADER,
+        sparse::SHADER,
+    ];
+
+    /// The source as built, with the constant a launcher adds per model (numerical's WIDTH).
+    fn source(shader: &Shader) -> String {
+        let extra: &[(&str, u32)] = if shader.file == "numerical.wgsl" {
+            &[("WIDTH", 10)]
+        } else {
+            &[]
+        };
+        shader.source_with(WORKGROUP_1D, extra)
+    }
+
+    /// Every workgroup size is a named constant the launcher sizes grids by, never a number in
+    /// the shader: the 1-D kernels WORKGROUP_1D (prepended, as their folded index and their
+    /// reductions' strides), the gather GATHER_WG, the sparse layer SPARSE_WG, memo_table MEMO_WG,
+    /// the matmul WG x WG for a BLOCK x BLOCK tile (4 x 4 outputs per invocation).
     #[test]
-    fn workgroup_sizes_agree_between_rust_and_wgsl() {
-        let one_d = format!(
-            "@workgroup_size({}, 1, 1)",
-            super::super::launch::WORKGROUP_1D
-        );
-        for (file, src) in [
-            ("accuracy", accuracy::SOURCE),
-            ("backprop", backprop::SOURCE),
-            ("cross_entropy", cross_entropy::SOURCE),
-            ("head", head::SOURCE),
-            ("numerical", numerical::SOURCE),
-            ("sgd", sgd::SOURCE),
-            ("softmax", softmax::SOURCE),
-        ] {
-            let sizes: Vec<&str> = src
+    fn workgroup_sizes_are_the_launchers_constants() {
+        for shader in SHADERS {
+            let sizes: Vec<&str> = shader
+                .body
                 .lines()
                 .filter(|l| l.contains("@workgroup_size("))
                 .collect();
-            assert!(!sizes.is_empty(), "{file}");
+            assert!(!sizes.is_empty(), "{}", shader.file);
             for l in sizes {
-                assert!(l.contains(&one_d), "{file}.wgsl: {l}");
+                let named = l.contains("@workgroup_size(WORKGROUP_1D, 1, 1)")
+                    || l.contains("@workgroup_size(GATHER_WG, 1, 1)")
+                    || l.contains("@workgroup_size(SPARSE_WG, 1, 1)")
+                    || l.contains("@workgroup_size(MEMO_WG, 1, 1)")
+                    || (shader.file == "matmul.wgsl" && l.contains("@workgroup_size(8, 8, 1)"));
+                assert!(named, "{}: {l}", shader.file);
+            }
+            // No invocation index or reduction steps by a number of its own.
+            for bad in ["* 256u", "+= 256u", "= 128u", "array<f32, 256>"] {
+                assert!(!shader.body.contains(bad), "{}: {bad}", shader.file);
             }
         }
-        let g = format!("@workgroup_size({}, 1, 1)", gather::WORKGROUP_X);
-        assert!(gather::SOURCE.contains(&g));
         let per_side = matmul::BLOCK / 4;
-        assert!(matmul::SOURCE.contains(&format!("@workgroup_size({per_side}, {per_side}, 1)")));
-        assert!(matmul::SOURCE.contains(&format!("const WG: u32 = {per_side}u;")));
+        assert_eq!(per_side, 8);
+        assert!(matmul::SHADER
+            .body
+            .contains(&format!("const WG: u32 = {per_side}u;")));
+        let consts = |s: Shader| s.consts.to_vec();
+        assert_eq!(consts(gather::SHADER), [("GATHER_WG", gather::WORKGROUP_X)]);
+        assert_eq!(consts(sparse::SHADER), [("SPARSE_WG", sparse::SPARSE_WG)]);
+        assert!(consts(numerical_memo::SHADER).contains(&("MEMO_WG", numerical_memo::MEMO_WG)));
     }
 
-    /// Every kernel's Rust parameter struct mirrors its WGSL struct: field names, types, order,
-    /// and a size of 4 bytes a field (a multiple of 16, as uniforms need).
+    /// The parameter structs are declared once, in Rust: no shader file declares one of its own
+    /// (nor pads one by hand), and each is generated into its shader's source exactly once.
     #[test]
-    fn parameter_structs_agree_between_rust_and_wgsl() {
-        use super::super::launch::check_params;
-        use super::super::numerical_memo;
-        let checks = [
-            check_params::<accuracy::Dims>("accuracy", accuracy::SOURCE),
-            check_params::<backprop::Dims>("backprop", backprop::SOURCE),
-            check_params::<cross_entropy::Dims>("cross_entropy", cross_entropy::SOURCE),
-            check_params::<gather::GatherParams>("gather", gather::SOURCE),
-            check_params::<head::HeadParams>("head", head::SOURCE),
-            check_params::<matmul::Dims>("matmul", matmul::SOURCE),
-            check_params::<numerical::NumericalParams>("numerical", numerical::SOURCE),
-            check_params::<numerical_memo::MemoParams>("numerical_memo", numerical_memo::SOURCE),
-            check_params::<sgd::Params>("sgd", sgd::SOURCE),
-            check_params::<softmax::Dims>("softmax", softmax::SOURCE),
-            check_params::<sparse::SparseParams>("sparse", sparse::SOURCE),
-        ];
-        let failures: Vec<String> = checks.into_iter().filter_map(|c| c.err()).collect();
-        assert!(failures.is_empty(), "{failures:#?}");
-    }
-
-    /// The check itself: a renamed, retyped, reordered or missing field is caught.
-    #[test]
-    fn the_parameter_check_sees_a_drifted_struct() {
-        use super::super::launch::check_params;
-        let src = sgd::SOURCE;
-        assert!(check_params::<sgd::Params>("sgd", src).is_ok());
-        for (from, to) in [
-            ("    lr: f32,", "    rate: f32,"),
-            ("    lr: f32,", "    lr: u32,"),
-            ("    n: u32,\n    lr: f32,", "    lr: f32,\n    n: u32,"),
-            ("    _pad5: u32,\n", ""),
-        ] {
-            let drifted = src.replacen(from, to, 1);
-            assert_ne!(drifted, src, "{from}");
-            assert!(
-                check_params::<sgd::Params>("sgd", &drifted).is_err(),
-                "{from} -> {to}"
-            );
+    fn parameter_structs_come_only_from_the_rust_declarations() {
+        for shader in SHADERS {
+            assert!(!shader.params.is_empty(), "{}", shader.file);
+            assert!(!shader.body.contains("_pad"), "{}", shader.file);
+            let src = source(&shader);
+            for d in shader.params {
+                let line = format!("struct {} {{", d.name);
+                assert!(!shader.body.contains(&line), "{}: {line}", shader.file);
+                assert_eq!(src.matches(&line).count(), 1, "{}: {line}", shader.file);
+            }
         }
+    }
+
+    /// Every shader parses and validates (naga, as wgpu builds it) with its generated
+    /// declarations: a field a shader reads that Rust does not declare fails here, without a
+    /// device.
+    #[test]
+    fn every_shader_validates_with_its_generated_declarations() {
+        for shader in SHADERS {
+            if let Err(e) = validate(&source(&shader)) {
+                panic!("{}: {e}", shader.file);
+            }
+        }
+    }
+
+    /// The check itself: a shader reading a field that the Rust struct lacks (renamed,
+    /// dropped) or with another type does not validate.
+    #[test]
+    fn a_field_the_rust_struct_lacks_fails_validation() {
+        use super::super::launch::ParamsDecl;
+        let base = sgd::SHADER;
+        assert!(validate(&source(&base)).is_ok());
+        for fields in [
+            &[("n", "u32"), ("rate", "f32")][..],
+            &[("n", "u32")][..],
+            &[("n", "u32"), ("lr", "u32")][..],
+        ] {
+            let params = [ParamsDecl {
+                name: "Params",
+                fields,
+            }];
+            let drifted = Shader {
+                params: Box::leak(Box::new(params)),
+                ..base
+            };
+            assert!(validate(&source(&drifted)).is_err(), "{fields:?}");
+        }
+    }
+
+    fn validate(source: &str) -> Result<(), String> {
+        let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
     }
 }

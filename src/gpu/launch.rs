@@ -2,20 +2,25 @@
 //! the registry of all pipelines, depends on the families and they only on this): `Kernel` (one
 //! pipeline and its bind group layout), `Dispatch` (one launch with its bind group and
 //! parameters, created once per batch size and recorded into as many command buffers as
-//! needed), `KernelParams` (each kernel's `#[repr(C)]` parameter struct, checked against the
-//! WGSL struct of the same name), `build`, grid helpers and `Operand`.
+//! needed), `KernelParams` (each kernel's `#[repr(C)]` parameter struct, declared once, in
+//! Rust: the WGSL struct is generated from it), `Shader` (a shader file with the declarations
+//! its launcher prepends), `build`, grid helpers and `Operand`.
 //!
 //! Conventions every shader follows: group 0, binding 0 is the kernel's parameter uniform (its
-//! `KernelParams` struct: sizes, offsets, h, lr as 4-byte fields, a multiple of 16 bytes); the
-//! other bindings follow in the order given to `Kernel::dispatch`. Offsets into buffers travel in the uniform, not as binding
+//! `KernelParams` struct: sizes, offsets, h, lr as 4-byte fields; the generated WGSL struct and
+//! the uploaded uniform are padded to a multiple of 16 bytes); the other bindings follow in the
+//! order given to `Kernel::dispatch`. Offsets into buffers travel in the uniform, not as binding
 //! offsets, because parameter slices of the flat vector are not 256-byte aligned.
 
 use super::context::Context;
 use crate::error::{Error, Result};
 use crate::model::Activation;
 
-/// Threads per workgroup of every 1-D kernel (elementwise, per row, per column).
+/// Threads per workgroup of every 1-D kernel (elementwise, per row, per column, and the
+/// one-workgroup reductions). The shaders see it as `WORKGROUP_1D` (prepended by `Shader`); their
+/// tree reductions halve it, so it is a power of two.
 pub const WORKGROUP_1D: u32 = 256;
+const _: () = assert!(WORKGROUP_1D.is_power_of_two());
 
 /// How a binding is used by the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +137,7 @@ impl Kernel {
             &ctx.device,
             &wgpu::util::BufferInitDescriptor {
                 label: Some(&self.name),
-                contents: bytemuck::bytes_of(params),
+                contents: &uniform_bytes(params),
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             },
         );
@@ -253,9 +258,10 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// A kernel's parameter uniform: a `#[repr(C)]` struct of 4-byte fields that mirrors the WGSL
-/// struct `WGSL_NAME` field for field (a test compares names, types and order), its size a
-/// multiple of 16 bytes as uniform buffers need. Declared with `kernel_params!`.
+/// A kernel's parameter uniform: a `#[repr(C)]` struct of 4-byte fields (u32, i32, f32), the
+/// only declaration of it: the WGSL struct `WGSL_NAME` is generated from `FIELDS` (`wgsl_struct`)
+/// and prepended to the shader by `Shader`. No padding is declared: the generated struct and the
+/// uploaded uniform (`uniform_bytes`) add it. Declared with `kernel_params!`.
 pub(crate) trait KernelParams: bytemuck::Pod {
     const WGSL_NAME: &'static str;
     /// (name, type) of each field, in order.
@@ -263,7 +269,7 @@ pub(crate) trait KernelParams: bytemuck::Pod {
 }
 
 /// Declares a kernel's parameter struct and its `KernelParams` description from one list of
-/// fields, so the two cannot drift apart.
+/// fields, the one place the fields are written.
 macro_rules! kernel_params {
     (
         $(#[$meta:meta])*
@@ -295,55 +301,89 @@ macro_rules! field_word {
 }
 pub(crate) use field_word;
 
-/// The fields of WGSL struct `name` in `source`, as (name, type), comments dropped.
-#[cfg(test)]
-pub(crate) fn wgsl_struct_fields(source: &str, name: &str) -> Vec<(String, String)> {
-    let start = format!("struct {name} {{");
-    let Some(at) = source.find(&start) else {
-        return Vec::new();
-    };
-    source[at + start.len()..]
-        .lines()
-        .map(|l| l.split("//").next().unwrap_or("").trim())
-        .take_while(|l| *l != "}")
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| {
-            let (f, t) = l.trim_end_matches(',').split_once(':')?;
-            Some((f.trim().to_string(), t.trim().to_string()))
-        })
-        .collect()
-}
-
-/// Whether `P` mirrors its WGSL struct in `source`: the same fields, types and order, and a size
-/// of 4 bytes a field, a multiple of 16.
-#[cfg(test)]
-pub(crate) fn check_params<P: KernelParams>(
-    file: &str,
-    source: &str,
-) -> std::result::Result<(), String> {
-    let want: Vec<(String, String)> = P::FIELDS
-        .iter()
-        .map(|(f, t)| (f.to_string(), t.to_string()))
-        .collect();
-    let got = wgsl_struct_fields(source, P::WGSL_NAME);
-    if got != want {
-        return Err(format!(
-            "{file}: struct {} is {got:?} in WGSL but {want:?} in Rust",
-            P::WGSL_NAME
-        ));
-    }
-    if !sized_as_declared::<P>() {
-        let size = std::mem::size_of::<P>();
-        return Err(format!("{file}: {} is {size} bytes", P::WGSL_NAME));
-    }
-    Ok(())
-}
-
-/// Whether `P` is 4 bytes a declared field (no padding the WGSL struct lacks) and a multiple of
-/// 16 bytes, as uniform buffers need.
+/// Whether `P` is 4 bytes a declared field: no padding Rust added that the generated WGSL
+/// struct would lack, and no field of another size.
 fn sized_as_declared<P: KernelParams>() -> bool {
-    let size = std::mem::size_of::<P>();
-    size == 4 * P::FIELDS.len() && size.is_multiple_of(16)
+    std::mem::size_of::<P>() == 4 * P::FIELDS.len()
+}
+
+/// The uniform's bytes: `params`, zero-filled up to the next multiple of 16 bytes (uniform
+/// buffers need it; the generated WGSL struct has the same pad words, `wgsl_struct`).
+fn uniform_bytes<P: KernelParams>(params: &P) -> Vec<u8> {
+    let mut bytes = bytemuck::bytes_of(params).to_vec();
+    bytes.resize(bytes.len().next_multiple_of(16).max(16), 0);
+    bytes
+}
+
+/// A parameter struct as the shader generator sees it (`KernelParams`' name and fields).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ParamsDecl {
+    pub(crate) name: &'static str,
+    pub(crate) fields: &'static [(&'static str, &'static str)],
+}
+
+/// `P`'s declaration, for a `Shader`'s list.
+pub(crate) const fn decl<P: KernelParams>() -> ParamsDecl {
+    ParamsDecl {
+        name: P::WGSL_NAME,
+        fields: P::FIELDS,
+    }
+}
+
+/// The WGSL struct of `d`: its fields in order, then `_pad` words up to a multiple of 16 bytes
+/// (what `uniform_bytes` uploads there: zeros).
+pub(crate) fn wgsl_struct(d: &ParamsDecl) -> String {
+    let mut s = format!("struct {} {{\n", d.name);
+    for (field, ty) in d.fields {
+        s += &format!("    {field}: {ty},\n");
+    }
+    let words = d.fields.len().next_multiple_of(4).max(4);
+    for pad in 0..words - d.fields.len() {
+        s += &format!("    _pad{pad}: u32,\n");
+    }
+    s + "}\n"
+}
+
+/// A shader file as its launcher builds it: `body` (the file, or files joined: WGSL has no
+/// include) after the generated declarations: `WORKGROUP_1D`, `folded_index`, `nan`, the
+/// launcher's `consts` (workgroup widths, array sizes) and a struct per entry of `params`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shader {
+    /// The file's name under shaders/ (for errors).
+    pub(crate) file: &'static str,
+    pub(crate) body: &'static str,
+    pub(crate) consts: &'static [(&'static str, u32)],
+    pub(crate) params: &'static [ParamsDecl],
+}
+
+impl Shader {
+    /// The source the launcher builds.
+    pub(crate) fn source(&self) -> String {
+        self.source_with(WORKGROUP_1D, &[])
+    }
+
+    /// The source with the 1-D workgroup width `workgroup` (tests build other widths) and
+    /// `extra` constants after the shader's own.
+    pub(crate) fn source_with(&self, workgroup: u32, extra: &[(&str, u32)]) -> String {
+        let mut s = format!(
+            "// Generated by gpu::launch::Shader from the launcher's Rust declarations.\n\
+             const WORKGROUP_1D: u32 = {workgroup}u;\n\
+             // A 1-D kernel's invocation: its grid is folded into y past the per-dimension limit\n\
+             // (launch::groups_1d).\n\
+             fn folded_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {{\n    \
+             return gid.x + gid.y * groups.x * WORKGROUP_1D;\n}}\n\
+             // A quiet NaN, for results a bad input must not pass as a number (a runtime value,\n\
+             // so that no constant folding rejects it).\n\
+             fn nan() -> f32 {{\n    var bits = 0x7fc00000u;\n    return bitcast<f32>(bits);\n}}\n"
+        );
+        for (name, v) in self.consts.iter().chain(extra) {
+            s += &format!("const {name}: u32 = {v}u;\n");
+        }
+        for d in self.params {
+            s += &wgsl_struct(d);
+        }
+        s + &format!("// ---- shaders/{} ----\n", self.file) + self.body
+    }
 }
 
 /// A sizes/offsets value for a uniform word; the kernels index with u32.
@@ -363,9 +403,18 @@ pub(crate) fn act_code(act: Activation) -> u32 {
     }
 }
 
-/// Compiles one shader file and builds its pipelines inside an error scope, so a shader that
-/// fails names its file.
+/// Compiles `shader` (its generated declarations prepended) and builds its pipelines.
 pub(crate) fn build<P>(
+    ctx: &Context,
+    shader: &Shader,
+    pipelines: impl FnOnce(&Context, &wgpu::ShaderModule) -> P,
+) -> Result<P> {
+    build_source(ctx, shader.file, &shader.source(), pipelines)
+}
+
+/// Compiles `source` (a `Shader`'s, maybe specialised) and builds its pipelines inside an error
+/// scope, so a shader that fails names its file.
+pub(crate) fn build_source<P>(
     ctx: &Context,
     file: &str,
     source: &str,
@@ -386,5 +435,89 @@ pub(crate) fn build<P>(
              uses; try another adapter or --device cpu",
             ctx.describe()
         ))),
+    }
+}
+
+/// The device for the library's GPU tests: None (skip) without an adapter, unless CI=true,
+/// where a missing adapter fails the test.
+#[cfg(test)]
+pub(crate) fn test_context() -> Option<Context> {
+    match Context::gpu() {
+        Ok(ctx) => Some(ctx),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and no usable GPU adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no adapter ({e})");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    kernel_params! {
+        struct Three as "Three" {
+            a: u32,
+            b: f32,
+            c: u32,
+        }
+    }
+
+    /// The generated struct pads to 16 bytes exactly as the upload does, with zeros.
+    #[test]
+    fn the_generated_struct_and_the_upload_pad_alike() {
+        let d = decl::<Three>();
+        assert_eq!(
+            wgsl_struct(&d),
+            "struct Three {\n    a: u32,\n    b: f32,\n    c: u32,\n    _pad0: u32,\n}\n"
+        );
+        let p = Three { a: 7, b: 1.5, c: 9 };
+        let bytes = uniform_bytes(&p);
+        assert_eq!(bytes.len(), 16);
+        assert_eq!(&bytes[..12], bytemuck::bytes_of(&p));
+        assert_eq!(&bytes[12..], &[0; 4]);
+        assert!(sized_as_declared::<Three>());
+        assert_eq!(field_word!(Three, c), 2);
+        // Four fields need no pad; five need three.
+        let four = ParamsDecl {
+            name: "F",
+            fields: &[("a", "u32"), ("b", "u32"), ("c", "u32"), ("d", "u32")],
+        };
+        assert!(!wgsl_struct(&four).contains("_pad"));
+        let five = ParamsDecl {
+            name: "F",
+            fields: &[
+                ("a", "u32"),
+                ("b", "u32"),
+                ("c", "u32"),
+                ("d", "u32"),
+                ("e", "f32"),
+            ],
+        };
+        assert!(wgsl_struct(&five).contains("_pad2: u32,\n}"));
+    }
+
+    /// The prelude carries the width a test asks for, and the launcher's constants.
+    #[test]
+    fn the_source_starts_with_the_generated_declarations() {
+        const S: Shader = Shader {
+            file: "t.wgsl",
+            body: "// body\n",
+            consts: &[("T_WG", 64)],
+            params: &[decl::<Three>()],
+        };
+        let src = S.source();
+        assert!(src.contains(&format!("const WORKGROUP_1D: u32 = {WORKGROUP_1D}u;")));
+        assert!(src.contains("const T_WG: u32 = 64u;"));
+        assert!(src.contains("struct Three {"));
+        assert!(src.ends_with("// ---- shaders/t.wgsl ----\n// body\n"));
+        let other = S.source_with(32, &[("W", 5)]);
+        assert!(
+            other.contains("const WORKGROUP_1D: u32 = 32u;")
+                && other.contains("const W: u32 = 5u;")
+        );
     }
 }

@@ -3,11 +3,18 @@
 //! (`matmul`, `matmul_at_b`, `matmul_a_bt`) and `cpu::forward` for the epilogue.
 
 use super::context::Context;
-use super::launch::{act_code, groups_2d, kernel_params, word, Dispatch, Kernel, Operand, Slot};
+use super::launch::{
+    act_code, decl, groups_2d, kernel_params, word, Dispatch, Kernel, Operand, Shader, Slot,
+};
 use crate::error::{Error, Result};
 use crate::model::Activation;
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
+pub(crate) const SHADER: Shader = Shader {
+    file: "matmul.wgsl",
+    body: include_str!("../../shaders/matmul.wgsl"),
+    consts: &[],
+    params: &[decl::<Dims>()],
+};
 
 /// Rows and columns of C per workgroup, and the step along K (shaders/matmul.wgsl: BM, BN, BK).
 pub const BLOCK: u32 = 32;
@@ -236,7 +243,7 @@ mod tests {
     fn block_agrees_with_the_shader() {
         for name in ["BM", "BN", "BK"] {
             let line = format!("const {name}: u32 = {}u;", super::BLOCK);
-            assert!(super::SOURCE.contains(&line), "{line}");
+            assert!(super::SHADER.body.contains(&line), "{line}");
         }
     }
 

@@ -7,7 +7,10 @@
 //! kernel within four storage bindings on every adapter.
 
 use super::context::Context;
-use super::launch::{build, field_word, groups_1d, kernel_params, word, Dispatch, Kernel, Slot};
+use super::launch::{
+    build_source, decl, field_word, groups_1d, kernel_params, word, Dispatch, Kernel, Shader, Slot,
+    WORKGROUP_1D,
+};
 use super::numerical_memo::{self, MemoPlan};
 use crate::backend::PerturbStrategy;
 use crate::error::{Error, Result};
@@ -16,18 +19,47 @@ use std::cell::OnceCell;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-/// shaders/numerical.wgsl after the shared loss_change.wgsl (WGSL has no include).
-pub(crate) const SOURCE: &str = concat!(
-    include_str!("../../shaders/loss_change.wgsl"),
-    include_str!("../../shaders/numerical.wgsl")
-);
+/// shaders/numerical.wgsl after the shared loss_change.wgsl (WGSL has no include), with the
+/// cache's word positions; WIDTH is added per model (`pipelines`).
+pub(crate) const SHADER: Shader = Shader {
+    file: "numerical.wgsl",
+    body: concat!(
+        include_str!("../../shaders/loss_change.wgsl"),
+        include_str!("../../shaders/numerical.wgsl")
+    ),
+    consts: &[
+        ("HEADER_LABELS_AT", HEADER_LABELS_AT as u32),
+        ("HEADER_PROBS_AT", HEADER_PROBS_AT as u32),
+        ("LAYER_TABLE_AT", LAYER_TABLE_AT as u32),
+        ("LAYER_WORDS", LAYER_WORDS as u32),
+        ("LAYER_FAN_IN", LAYER_FAN_IN as u32),
+        ("LAYER_FAN_OUT", LAYER_FAN_OUT as u32),
+        ("LAYER_W_AT", LAYER_W_AT as u32),
+        ("LAYER_B_AT", LAYER_B_AT as u32),
+        ("LAYER_PRE_AT", LAYER_PRE_AT as u32),
+        ("LAYER_POST_AT", LAYER_POST_AT as u32),
+    ],
+    params: &[decl::<NumericalParams>()],
+};
+
+/// The cache's header words: where the labels and the probabilities start.
+const HEADER_LABELS_AT: usize = 0;
+const HEADER_PROBS_AT: usize = 1;
+/// The layer table: LAYER_WORDS words per layer from LAYER_TABLE_AT, the fields below.
+const LAYER_TABLE_AT: usize = 8;
+const LAYER_WORDS: usize = 8;
+const LAYER_FAN_IN: usize = 0;
+const LAYER_FAN_OUT: usize = 1;
+/// Where W_l and b_l start in the flat parameters.
+const LAYER_W_AT: usize = 2;
+const LAYER_B_AT: usize = 3;
+/// Where a_l and (hidden layers) z_l start in the cache.
+const LAYER_PRE_AT: usize = 4;
+const LAYER_POST_AT: usize = 5;
 
 /// The widest layer the kernels' private arrays may hold (the classes, the hidden layers of
 /// deeper nets): WIDTH in the shader is specialized to the model, up to this.
 pub const MAX_WIDTH: usize = 256;
-
-/// The line of the shader the launcher specializes.
-const WIDTH_LINE: &str = "const WIDTH: u32 = 256u;";
 
 kernel_params! {
     /// shaders/numerical.wgsl's parameters.
@@ -37,8 +69,12 @@ kernel_params! {
         rows: u32,
         layers: u32,
         classes: u32,
+        /// 1 sigmoid, 2 relu (`act_code`).
         act: u32,
         h: f32,
+        /// Bit 0: `full` subtracts two f32 losses (the chapter's way), to measure what the
+        /// careful loss change buys; never for training. The other bits are always 0 (the
+        /// shader's `kept` relies on it).
         flags: u32,
     }
 }
@@ -69,7 +105,7 @@ impl Pipelines {
     fn kernel(&self, ctx: &Context) -> Result<&Kernel> {
         if self.kernel.get().is_none() {
             let (strategy, shallow) = (self.strategy, self.shallow);
-            let kernel = build(ctx, "numerical.wgsl", &self.source, |ctx, module| {
+            let kernel = build_source(ctx, SHADER.file, &self.source, |ctx, module| {
                 let slots = [Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite];
                 let entry = strategy.name();
                 let (name, constants): (String, &[(&str, f64)]) = if shallow {
@@ -116,19 +152,20 @@ pub fn array_width(spec: &MlpSpec) -> usize {
 /// arrays sized by `array_width`, at most MAX_WIDTH (`plan` refuses, with `check_widths`, a
 /// model whose arrays would need more).
 pub(crate) fn pipelines(spec: &MlpSpec, strategy: PerturbStrategy) -> Result<Pipelines> {
-    let width = array_width(spec).min(MAX_WIDTH);
-    if !SOURCE.contains(WIDTH_LINE) {
-        return Err(Error::Gpu(format!(
-            "shaders/numerical.wgsl lacks the line `{WIDTH_LINE}` the launcher specializes (a bug)"
-        )));
-    }
-    Ok(Pipelines {
+    Ok(pipelines_at(spec, strategy, WORKGROUP_1D))
+}
+
+/// `pipelines` with the per-parameter kernel built `workgroup` wide (tests build other widths
+/// than `WORKGROUP_1D`; the grids do not depend on it: `full` is a workgroup per parameter).
+fn pipelines_at(spec: &MlpSpec, strategy: PerturbStrategy, workgroup: u32) -> Pipelines {
+    let width = array_width(spec).min(MAX_WIDTH) as u32;
+    Pipelines {
         strategy,
         shallow: spec.layers().len() <= 2,
-        source: SOURCE.replace(WIDTH_LINE, &format!("const WIDTH: u32 = {width}u;")),
+        source: SHADER.source_with(workgroup, &[("WIDTH", width)]),
         kernel: OnceCell::new(),
         memo: OnceCell::new(),
-    })
+    }
 }
 
 /// Where each part of the forward cache sits in the `cache` buffer (in 4-byte words).
@@ -145,7 +182,7 @@ pub(crate) struct CacheLayout {
 /// The cache layout for `rows` samples of `spec`: header, layer table, labels, a_l, z_l, probs.
 pub(crate) fn cache_layout(spec: &MlpSpec, rows: usize) -> Result<CacheLayout> {
     let layers = spec.layers();
-    let mut at = 8 + 8 * layers.len();
+    let mut at = LAYER_TABLE_AT + LAYER_WORDS * layers.len();
     let labels_at = at;
     at += rows;
     let mut pre_at = Vec::new();
@@ -160,17 +197,18 @@ pub(crate) fn cache_layout(spec: &MlpSpec, rows: usize) -> Result<CacheLayout> {
     }
     let probs_at = at;
     at += rows * spec.classes;
-    let mut header = vec![0u32; 8 + 8 * layers.len()];
-    header[0] = word("cache offset", labels_at)?;
-    header[1] = word("cache offset", probs_at)?;
+    let mut header = vec![0u32; labels_at];
+    header[HEADER_LABELS_AT] = word("cache offset", labels_at)?;
+    header[HEADER_PROBS_AT] = word("cache offset", probs_at)?;
     for (l, layer) in layers.iter().enumerate() {
-        let t = &mut header[8 + 8 * l..16 + 8 * l];
-        t[0] = word("fan_in", layer.fan_in)?;
-        t[1] = word("fan_out", layer.fan_out)?;
-        t[2] = word("weight offset", layer.w_offset)?;
-        t[3] = word("bias offset", layer.b_offset)?;
-        t[4] = word("cache offset", pre_at[l])?;
-        t[5] = match post_at.get(l) {
+        let from = LAYER_TABLE_AT + LAYER_WORDS * l;
+        let t = &mut header[from..from + LAYER_WORDS];
+        t[LAYER_FAN_IN] = word("fan_in", layer.fan_in)?;
+        t[LAYER_FAN_OUT] = word("fan_out", layer.fan_out)?;
+        t[LAYER_W_AT] = word("weight offset", layer.w_offset)?;
+        t[LAYER_B_AT] = word("bias offset", layer.b_offset)?;
+        t[LAYER_PRE_AT] = word("cache offset", pre_at[l])?;
+        t[LAYER_POST_AT] = match post_at.get(l) {
             Some(&p) => word("cache offset", p)?,
             None => 0,
         };
@@ -245,7 +283,7 @@ pub fn loop_iterations(spec: &MlpSpec, rows: usize, strategy: PerturbStrategy) -
                 }
             }
             let per_sample = 2 + 2 * pass + 5 * c;
-            layers.len() as u64 + rows.div_ceil(256) * per_sample + 8
+            layers.len() as u64 + rows.div_ceil(u64::from(WORKGROUP_1D)) * per_sample + 8
         }
     }
 }
@@ -264,7 +302,7 @@ pub fn parameter_chunks(
     let max_groups = max_groups_per_dim.max(1) as usize;
     let per = match strategy {
         PerturbStrategy::Incremental => {
-            (INCREMENTAL_EVALS_PER_DISPATCH / rows).min(max_groups * 256)
+            (INCREMENTAL_EVALS_PER_DISPATCH / rows).min(max_groups * WORKGROUP_1D as usize)
         }
         PerturbStrategy::Full => {
             let macs_per_param = 2
@@ -550,12 +588,72 @@ mod tests {
         assert!(check_widths(&deep_wide, PerturbStrategy::Full).is_err());
     }
 
+    /// `full` is right at any workgroup width it is built with: each workgroup's threads take
+    /// the samples WORKGROUP_1D apart and reduce a WORKGROUP_1D-slot tree (a stride or a tree of
+    /// 256 in a narrower workgroup would drop samples). 300 samples: more than one per thread
+    /// at every width.
+    #[test]
+    fn full_is_right_at_any_workgroup_width() {
+        use crate::gpu::launch::{run, test_context};
+        use crate::tolerance::GPU_REDUCTION_WIDTH_REL;
+        let Some(ctx) = test_context() else { return };
+        let spec = MlpSpec::two_layer(6, 4, 3).unwrap();
+        let rows = 300;
+        let p = spec.num_params();
+        let theta: Vec<f32> = (0..p)
+            .map(|i| ((i * 29) % 17) as f32 / 17.0 - 0.5)
+            .collect();
+        let x: Vec<f32> = (0..rows * 6)
+            .map(|i| ((i * 13) % 11) as f32 / 10.0)
+            .collect();
+        let layout = cache_layout(&spec, rows).unwrap();
+        let mut cache = vec![0u32; layout.words];
+        for (b, l) in cache[layout.labels_at..][..rows].iter_mut().enumerate() {
+            *l = (b % 3) as u32;
+        }
+        let theta = ctx.upload("theta", &theta).unwrap();
+        let x = ctx.upload("x", &x).unwrap();
+        let cache = ctx.upload("cache", &cache).unwrap();
+        let gradient = |workgroup: u32| -> Vec<f64> {
+            let k = pipelines_at(&spec, PerturbStrategy::Full, workgroup);
+            let grad = ctx.upload("grad", &vec![f32::NAN; p]).unwrap();
+            let plan = plan(
+                &k,
+                &ctx,
+                &spec,
+                rows,
+                PerturbStrategy::Full,
+                1e-3,
+                false,
+                &theta,
+                &x,
+                &grad,
+                Some(&cache),
+            )
+            .unwrap();
+            run(&ctx, &plan.launches().iter().collect::<Vec<_>>()).unwrap();
+            let g: Vec<f32> = ctx.read(&grad, 0, p).unwrap();
+            g.into_iter().map(f64::from).collect()
+        };
+        let wide = gradient(WORKGROUP_1D);
+        assert!(wide.iter().all(|g| g.is_finite()) && wide.iter().any(|&g| g != 0.0));
+        for workgroup in [32, 64] {
+            let rel = crate::model::relative_error(&gradient(workgroup), &wide);
+            eprintln!("full at width {workgroup} against {WORKGROUP_1D}: relative {rel:.2e}");
+            assert!(
+                rel < GPU_REDUCTION_WIDTH_REL,
+                "width {workgroup}: {rel:.2e}"
+            );
+        }
+    }
+
     #[test]
     fn arrays_are_sized_to_the_model() {
         assert_eq!(array_width(&MlpSpec::two_layer(784, 1000, 10).unwrap()), 10);
         let deep = MlpSpec::new(784, vec![64, 33], 10, Activation::Relu).unwrap();
         assert_eq!(array_width(&deep), 64);
-        assert!(SOURCE.contains(WIDTH_LINE));
+        let src = pipelines_at(&deep, PerturbStrategy::Full, WORKGROUP_1D).source;
+        assert!(src.contains("const WIDTH: u32 = 64u;"));
     }
 
     /// lavapipe ends an invocation's loops after 65,535 iterations in all: the chapter's runs

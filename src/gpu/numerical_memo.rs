@@ -9,23 +9,29 @@
 
 use super::context::Context;
 use super::launch::{
-    act_code, build, field_word, groups_1d, kernel_params, word, Dispatch, Kernel, Slot,
+    act_code, build, decl, field_word, groups_1d, kernel_params, word, Dispatch, Kernel, Shader,
+    Slot,
 };
 use super::numerical::CacheLayout;
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
 
 /// shaders/numerical_memo.wgsl after the shared loss_change.wgsl (WGSL has no include).
-pub(crate) const SOURCE: &str = concat!(
-    include_str!("../../shaders/loss_change.wgsl"),
-    include_str!("../../shaders/numerical_memo.wgsl")
-);
+pub(crate) const SHADER: Shader = Shader {
+    file: "numerical_memo.wgsl",
+    body: concat!(
+        include_str!("../../shaders/loss_change.wgsl"),
+        include_str!("../../shaders/numerical_memo.wgsl")
+    ),
+    consts: &[("MEMO_WG", MEMO_WG), ("VALUES", VALUES as u32)],
+    params: &[decl::<MemoParams>()],
+};
 
-/// Threads per workgroup of memo_table (shaders/numerical_memo.wgsl: MEMO_WG); memo_sum is a
+/// Threads per workgroup of memo_table (MEMO_WG in the shader); memo_sum is a
 /// 1-D kernel of `launch::WORKGROUP_1D`.
 pub const MEMO_WG: u32 = 64;
 
-/// Distinct u8 values: the memo holds one entry per (sample, value, unit).
+/// Distinct u8 values: the memo holds one entry per (sample, value, unit) (VALUES in the shader).
 pub const VALUES: usize = 256;
 
 /// The largest memo the plan allocates (batch 1000 x hidden 250 is 256 MB); past it the
@@ -96,25 +102,23 @@ pub(crate) struct Pipelines {
 
 pub(crate) fn pipelines(ctx: &Context) -> Result<Pipelines> {
     use Slot::*;
-    build(ctx, "numerical_memo.wgsl", SOURCE, |ctx, module| {
-        Pipelines {
-            table: Kernel::new(
-                ctx,
-                module,
-                "numerical memo: table",
-                "memo_table",
-                &[ReadWrite, Read, Read, ReadWrite],
-                &[],
-            ),
-            sum: Kernel::new(
-                ctx,
-                module,
-                "numerical memo: sums (+ SGD)",
-                "memo_sum",
-                &[ReadWrite, Read, Read, ReadWrite, ReadWrite],
-                &[],
-            ),
-        }
+    build(ctx, &SHADER, |ctx, module| Pipelines {
+        table: Kernel::new(
+            ctx,
+            module,
+            "numerical memo: table",
+            "memo_table",
+            &[ReadWrite, Read, Read, ReadWrite],
+            &[],
+        ),
+        sum: Kernel::new(
+            ctx,
+            module,
+            "numerical memo: sums (+ SGD)",
+            "memo_sum",
+            &[ReadWrite, Read, Read, ReadWrite, ReadWrite],
+            &[],
+        ),
     })
 }
 
@@ -128,6 +132,7 @@ kernel_params! {
         w1: u32,
         b1: u32,
         w2: u32,
+        /// 1 sigmoid, 2 relu (`act_code`).
         act: u32,
         pre: u32,
         post: u32,
@@ -135,8 +140,8 @@ kernel_params! {
         labels: u32,
         h: f32,
         lr: f32,
+        /// 1: memo_sum applies theta -= lr grad.
         update: u32,
-        _pad0: u32,
     }
 }
 
@@ -194,7 +199,6 @@ pub(crate) fn plan(
         h,
         lr: 0.0,
         update: 0,
-        _pad0: 0,
     };
     let blocks = hidden.div_ceil(MEMO_WG as usize);
     // One workgroup per sample, then the workgroups that build the masks.
@@ -256,13 +260,10 @@ mod tests {
 
     #[test]
     fn params_match_the_shader_and_the_memo_is_bounded() {
-        assert_eq!(std::mem::size_of::<MemoParams>(), 64);
-        assert!(SOURCE.contains(&format!("const MEMO_WG: u32 = {MEMO_WG}u;")));
-        assert!(SOURCE.contains(&format!("@workgroup_size({MEMO_WG}, 1, 1)\nfn memo_table")));
-        let one_d = crate::gpu::launch::WORKGROUP_1D;
-        assert!(SOURCE.contains(&format!("@workgroup_size({one_d}, 1, 1)\nfn memo_sum")));
-        assert!(SOURCE.contains(&format!("gid.y * groups.x * {one_d}u")));
-        assert!(SOURCE.contains(&format!("const VALUES: u32 = {VALUES}u;")));
+        assert_eq!(std::mem::size_of::<MemoParams>(), 60);
+        let body = SHADER.body;
+        assert!(body.contains("@workgroup_size(MEMO_WG, 1, 1)\nfn memo_table"));
+        assert!(body.contains("@workgroup_size(WORKGROUP_1D, 1, 1)\nfn memo_sum"));
         assert_eq!(
             field_word!(MemoParams, update),
             field_word!(MemoParams, lr) + 1

@@ -1,22 +1,23 @@
 //! Launcher of shaders/sgd.wgsl. CPU twin: `cpu::sgd::sgd`.
 
 use super::context::Context;
-use super::launch::{field_word, groups_1d, kernel_params, word, Dispatch, Kernel, Slot};
+use super::launch::{
+    decl, field_word, groups_1d, kernel_params, word, Dispatch, Kernel, Shader, Slot,
+};
 use crate::error::Result;
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/sgd.wgsl");
+pub(crate) const SHADER: Shader = Shader {
+    file: "sgd.wgsl",
+    body: include_str!("../../shaders/sgd.wgsl"),
+    consts: &[],
+    params: &[decl::<Params>()],
+};
 
 kernel_params! {
     /// shaders/sgd.wgsl's parameters.
     struct Params as "Params" {
         n: u32,
         lr: f32,
-        _pad0: u32,
-        _pad1: u32,
-        _pad2: u32,
-        _pad3: u32,
-        _pad4: u32,
-        _pad5: u32,
     }
 }
 
@@ -53,12 +54,6 @@ pub fn sgd(
     let p = Params {
         n: word("parameters", n)?,
         lr,
-        _pad0: 0,
-        _pad1: 0,
-        _pad2: 0,
-        _pad3: 0,
-        _pad4: 0,
-        _pad5: 0,
     };
     k.sgd.dispatch(ctx, &p, &[params, grad], groups_1d(ctx, n))
 }

@@ -1,10 +1,17 @@
 //! Launcher of shaders/softmax.wgsl. CPU twin: `cpu::softmax::softmax_rows`.
 
 use super::context::Context;
-use super::launch::{groups_1d, kernel_params, word, Dispatch, Kernel, Operand, Slot};
+use super::launch::{
+    decl, groups_1d, kernel_params, word, Dispatch, Kernel, Operand, Shader, Slot,
+};
 use crate::error::Result;
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/softmax.wgsl");
+pub(crate) const SHADER: Shader = Shader {
+    file: "softmax.wgsl",
+    body: include_str!("../../shaders/softmax.wgsl"),
+    consts: &[],
+    params: &[decl::<Dims>()],
+};
 
 #[derive(Debug)]
 /// The family's pipelines (built once, in `Kernels`).
@@ -34,10 +41,6 @@ kernel_params! {
         cols: u32,
         x_off: u32,
         y_off: u32,
-        _pad0: u32,
-        _pad1: u32,
-        _pad2: u32,
-        _pad3: u32,
     }
 }
 
@@ -55,10 +58,6 @@ pub fn softmax(
         cols: word("cols", cols)?,
         x_off: word("x offset", x.offset)?,
         y_off: word("y offset", y.offset)?,
-        _pad0: 0,
-        _pad1: 0,
-        _pad2: 0,
-        _pad3: 0,
     };
     k.softmax
         .dispatch(ctx, &dims, &[x.buffer, y.buffer], groups_1d(ctx, rows))

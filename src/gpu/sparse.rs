@@ -4,14 +4,21 @@
 
 use super::context::Context;
 use super::gather::{self, NonZeroBuffers};
-use super::launch::{act_code, groups_2d, kernel_params, word, Dispatch, Kernel, Slot};
+use super::launch::{
+    act_code, decl, groups_2d, kernel_params, word, Dispatch, Kernel, Shader, Slot,
+};
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/sparse.wgsl");
-
-/// Invocations per workgroup, one hidden unit each (shaders/sparse.wgsl: SPARSE_WG).
+/// Invocations per workgroup, one hidden unit each (SPARSE_WG in the shader).
 pub const SPARSE_WG: u32 = 64;
+
+pub(crate) const SHADER: Shader = Shader {
+    file: "sparse.wgsl",
+    body: include_str!("../../shaders/sparse.wgsl"),
+    consts: &[("SPARSE_WG", SPARSE_WG)],
+    params: &[decl::<SparseParams>()],
+};
 
 /// The family's pipelines (built once, in `Kernels`).
 #[derive(Debug)]
@@ -40,11 +47,13 @@ kernel_params! {
     struct SparseParams as "Params" {
         rows: u32,
         hidden: u32,
+        /// Images in the split: an index past it reads nothing.
         images: u32,
         w_off: u32,
         b_off: u32,
         pre_off: u32,
         post_off: u32,
+        /// 1 sigmoid, 2 relu (`act_code`).
         act: u32,
     }
 }
@@ -121,14 +130,4 @@ pub fn wanted(spec: &MlpSpec, loop_cap: Option<u64>) -> bool {
 /// Whether the training plan runs `spec`'s first layer sparse over this split's index.
 pub fn applies(spec: &MlpSpec, nonzero: Option<&NonZeroBuffers>, loop_cap: Option<u64>) -> bool {
     wanted(spec, loop_cap) && nonzero.is_some_and(|nz| nz.width == spec.input)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn workgroup_agrees_with_the_shader() {
-        let wg = super::SPARSE_WG;
-        assert!(super::SOURCE.contains(&format!("const SPARSE_WG: u32 = {wg}u;")));
-        assert!(super::SOURCE.contains(&format!("@workgroup_size({wg}, 1, 1)")));
-    }
 }
