@@ -7,9 +7,10 @@
 //! 5 dispatches. Backprop: gather, hidden layer, head (with the output delta), d_1 = (d_2
 //! W_2^T) * act' (one matmul), dW_2, dW_1, both biases (one launch), SGD: 8 dispatches. No copies:
 //! the forward pass writes the numerical gradient's cache in place (`acts`, laid out by
-//! `numerical::cache_layout`). The iteration comes from word 0 of the chunk buffer (the gather
+//! `cache::cache_layout`). The iteration comes from word 0 of the chunk buffer (the gather
 //! reads it, the head advances it), so the same bound launches serve every iteration.
 
+use super::cache::{cache_layout, CacheLayout};
 use super::context::Context;
 use super::gather::{gather_rows, ResidentSplit, Rows};
 use super::head::{head, HeadArgs};
@@ -84,7 +85,7 @@ struct Parts<'a> {
     b: &'a ChunkBuffers<'a>,
     x: &'a wgpu::Buffer,
     acts: &'a wgpu::Buffer,
-    layout: &'a numerical::CacheLayout,
+    layout: &'a CacheLayout,
 }
 
 impl TrainPlan {
@@ -98,7 +99,7 @@ impl TrainPlan {
         _fits: Fits,
     ) -> Result<TrainPlan> {
         let layers = spec.layers();
-        let layout = numerical::cache_layout(spec, rows)?;
+        let layout = cache_layout(spec, rows)?;
         let x = ctx.storage("chunk batch X", rows * spec.input)?;
         let acts = ctx.storage("chunk forward cache", layout.words)?;
         let deltas = [

@@ -23,6 +23,7 @@ pub mod adapter;
 pub mod auto;
 pub mod backend;
 pub mod backprop;
+mod cache;
 pub mod chunk;
 pub mod context;
 pub mod cross_entropy;

@@ -6,6 +6,10 @@
 //! probabilities into it after the forward pass: one binding instead of one per layer keeps the
 //! kernel within four storage bindings on every adapter.
 
+use super::cache::{
+    cache_layout, CacheLayout, HEADER_LABELS_AT, HEADER_PROBS_AT, LAYER_B_AT, LAYER_FAN_IN,
+    LAYER_FAN_OUT, LAYER_POST_AT, LAYER_PRE_AT, LAYER_TABLE_AT, LAYER_WORDS, LAYER_W_AT,
+};
 use super::context::Context;
 use super::launch::{
     build_source, decl, field_word, groups_1d, kernel_params, word, Dispatch, Kernel, Shader, Slot,
@@ -41,21 +45,6 @@ pub(crate) const SHADER: Shader = Shader {
     ],
     params: &[decl::<NumericalParams>()],
 };
-
-/// The cache's header words: where the labels and the probabilities start.
-const HEADER_LABELS_AT: usize = 0;
-const HEADER_PROBS_AT: usize = 1;
-/// The layer table: LAYER_WORDS words per layer from LAYER_TABLE_AT, the fields below.
-const LAYER_TABLE_AT: usize = 8;
-const LAYER_WORDS: usize = 8;
-const LAYER_FAN_IN: usize = 0;
-const LAYER_FAN_OUT: usize = 1;
-/// Where W_l and b_l start in the flat parameters.
-const LAYER_W_AT: usize = 2;
-const LAYER_B_AT: usize = 3;
-/// Where a_l and (hidden layers) z_l start in the cache.
-const LAYER_PRE_AT: usize = 4;
-const LAYER_POST_AT: usize = 5;
 
 /// The widest layer the kernels' private arrays may hold (the classes, the hidden layers of
 /// deeper nets): WIDTH in the shader is specialized to the model, up to this.
@@ -103,36 +92,33 @@ pub(crate) struct Pipelines {
 impl Pipelines {
     /// The per-parameter entry point of the strategy (numerical.wgsl).
     fn kernel(&self, ctx: &Context) -> Result<&Kernel> {
-        if self.kernel.get().is_none() {
-            let (strategy, shallow) = (self.strategy, self.shallow);
-            let kernel = build_source(ctx, SHADER.file, &self.source, |ctx, module| {
-                let slots = [Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite];
-                let entry = strategy.name();
-                let (name, constants): (String, &[(&str, f64)]) = if shallow {
-                    (
-                        format!("numerical {entry} (one hidden layer)"),
-                        &[("DEEP", 0.0)],
-                    )
-                } else {
-                    (format!("numerical {entry}"), &[])
-                };
-                Kernel::new(ctx, module, &name, entry, &slots, constants)
-            })?;
-            let _ = self.kernel.set(kernel);
+        if let Some(kernel) = self.kernel.get() {
+            return Ok(kernel);
         }
-        self.kernel
-            .get()
-            .ok_or_else(|| Error::Gpu("the numerical pipeline is missing (a bug)".into()))
+        let (strategy, shallow) = (self.strategy, self.shallow);
+        let kernel = build_source(ctx, SHADER.file, &self.source, |ctx, module| {
+            let slots = [Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite];
+            let entry = strategy.name();
+            let (name, constants): (String, &[(&str, f64)]) = if shallow {
+                (
+                    format!("numerical {entry} (one hidden layer)"),
+                    &[("DEEP", 0.0)],
+                )
+            } else {
+                (format!("numerical {entry}"), &[])
+            };
+            Kernel::new(ctx, module, &name, entry, &slots, constants)
+        })?;
+        Ok(self.kernel.get_or_init(|| kernel))
     }
 
     /// The memo kernels (numerical_memo.wgsl).
     fn memo(&self, ctx: &Context) -> Result<&numerical_memo::Pipelines> {
-        if self.memo.get().is_none() {
-            let _ = self.memo.set(numerical_memo::pipelines(ctx)?);
+        if let Some(memo) = self.memo.get() {
+            return Ok(memo);
         }
-        self.memo
-            .get()
-            .ok_or_else(|| Error::Gpu("the numerical memo pipelines are missing (a bug)".into()))
+        let memo = numerical_memo::pipelines(ctx)?;
+        Ok(self.memo.get_or_init(|| memo))
     }
 }
 
@@ -166,61 +152,6 @@ fn pipelines_at(spec: &MlpSpec, strategy: PerturbStrategy, workgroup: u32) -> Pi
         kernel: OnceCell::new(),
         memo: OnceCell::new(),
     }
-}
-
-/// Where each part of the forward cache sits in the `cache` buffer (in 4-byte words).
-#[derive(Debug, Clone)]
-pub(crate) struct CacheLayout {
-    pub(crate) header: Vec<u32>,
-    pub(crate) labels_at: usize,
-    pub(crate) pre_at: Vec<usize>,
-    pub(crate) post_at: Vec<usize>,
-    pub(crate) probs_at: usize,
-    pub(crate) words: usize,
-}
-
-/// The cache layout for `rows` samples of `spec`: header, layer table, labels, a_l, z_l, probs.
-pub(crate) fn cache_layout(spec: &MlpSpec, rows: usize) -> Result<CacheLayout> {
-    let layers = spec.layers();
-    let mut at = LAYER_TABLE_AT + LAYER_WORDS * layers.len();
-    let labels_at = at;
-    at += rows;
-    let mut pre_at = Vec::new();
-    for l in &layers {
-        pre_at.push(at);
-        at += rows * l.fan_out;
-    }
-    let mut post_at = Vec::new();
-    for &h in &spec.hidden {
-        post_at.push(at);
-        at += rows * h;
-    }
-    let probs_at = at;
-    at += rows * spec.classes;
-    let mut header = vec![0u32; labels_at];
-    header[HEADER_LABELS_AT] = word("cache offset", labels_at)?;
-    header[HEADER_PROBS_AT] = word("cache offset", probs_at)?;
-    for (l, layer) in layers.iter().enumerate() {
-        let from = LAYER_TABLE_AT + LAYER_WORDS * l;
-        let t = &mut header[from..from + LAYER_WORDS];
-        t[LAYER_FAN_IN] = word("fan_in", layer.fan_in)?;
-        t[LAYER_FAN_OUT] = word("fan_out", layer.fan_out)?;
-        t[LAYER_W_AT] = word("weight offset", layer.w_offset)?;
-        t[LAYER_B_AT] = word("bias offset", layer.b_offset)?;
-        t[LAYER_PRE_AT] = word("cache offset", pre_at[l])?;
-        t[LAYER_POST_AT] = match post_at.get(l) {
-            Some(&p) => word("cache offset", p)?,
-            None => 0,
-        };
-    }
-    Ok(CacheLayout {
-        header,
-        labels_at,
-        pre_at,
-        post_at,
-        probs_at,
-        words: at,
-    })
 }
 
 /// The kernels keep change vectors (and, for `full` on deeper nets, whole activations) in
@@ -356,15 +287,10 @@ pub(crate) fn plan(
         Some(c) => c.clone(),
         None => ctx.storage("numerical-gradient cache", layout.words)?,
     };
-    if strategy == PerturbStrategy::Incremental
-        && numerical_memo::applies(
-            spec,
-            rows,
-            ctx.limits().max_storage_buffer_binding_size,
-            ctx.limits().max_compute_workgroups_per_dimension,
-            ctx.loop_iteration_cap(),
-        )
-    {
+    let memo_fits = (strategy == PerturbStrategy::Incremental)
+        .then(|| numerical_memo::fits(spec, rows, ctx))
+        .flatten();
+    if let Some(fits) = memo_fits {
         let memo = numerical_memo::plan(
             k.memo(ctx)?,
             ctx,
@@ -376,6 +302,7 @@ pub(crate) fn plan(
             x,
             &cache,
             grad,
+            fits,
         )?;
         return Ok(NumericalPlan {
             cache,
@@ -388,14 +315,42 @@ pub(crate) fn plan(
     // The per-parameter kernels find the cache's parts through its header (the memo kernels
     // through their parameters).
     ctx.write(&cache, 0, &layout.header);
+    check_loop_cap(ctx, spec, rows, strategy)?;
+    let dispatches = per_parameter_launches(
+        k,
+        ctx,
+        spec,
+        rows,
+        strategy,
+        h,
+        subtract_losses,
+        [theta, x, &cache, grad],
+    )?;
+    Ok(NumericalPlan {
+        cache,
+        layout,
+        dispatches,
+        memo: None,
+        h,
+    })
+}
+
+/// Refuses a launch that would pass the driver's per-invocation loop cap (lavapipe), which
+/// would end the kernel's loops early and give a wrong gradient.
+fn check_loop_cap(
+    ctx: &Context,
+    spec: &MlpSpec,
+    rows: usize,
+    strategy: PerturbStrategy,
+) -> Result<()> {
     if let Some(cap) = ctx.loop_iteration_cap() {
         let need = loop_iterations(spec, rows, strategy);
         if need > cap {
             return Err(Error::Gpu(format!(
                 "{}: the {} numerical gradient of {} on a batch of {rows} needs ~{need} loop \
-                 iterations per invocation, and this driver ends an invocation's loops after \
-                 {cap} (Mesa llvmpipe), which would give a wrong gradient; use {}a smaller \
-                 batch, --device cpu, or a hardware GPU",
+             iterations per invocation, and this driver ends an invocation's loops after \
+             {cap} (Mesa llvmpipe), which would give a wrong gradient; use {}a smaller \
+             batch, --device cpu, or a hardware GPU",
                 ctx.describe(),
                 strategy.name(),
                 spec.describe(),
@@ -407,6 +362,21 @@ pub(crate) fn plan(
             )));
         }
     }
+    Ok(())
+}
+
+/// The per-parameter kernel's launches, chunked over the flat parameter range.
+#[allow(clippy::too_many_arguments)]
+fn per_parameter_launches(
+    k: &Pipelines,
+    ctx: &Context,
+    spec: &MlpSpec,
+    rows: usize,
+    strategy: PerturbStrategy,
+    h: f32,
+    subtract_losses: bool,
+    [theta, x, cache, grad]: [&wgpu::Buffer; 4],
+) -> Result<Vec<Dispatch>> {
     let max_groups = ctx.limits().max_compute_workgroups_per_dimension;
     let mut dispatches = Vec::new();
     for (start, count) in parameter_chunks(spec, rows, strategy, max_groups) {
@@ -429,15 +399,9 @@ pub(crate) fn plan(
                 [g.min(max_groups), g.div_ceil(max_groups.max(1)), 1]
             }
         };
-        dispatches.push(kernel.dispatch(ctx, &params, &[theta, x, &cache, grad], groups)?);
+        dispatches.push(kernel.dispatch(ctx, &params, &[theta, x, cache, grad], groups)?);
     }
-    Ok(NumericalPlan {
-        cache,
-        layout,
-        dispatches,
-        memo: None,
-        h,
-    })
+    Ok(dispatches)
 }
 
 impl NumericalPlan {

@@ -7,13 +7,13 @@
 //! hidden layer, a memo of B x 256 x H floats (and the pixels' sample masks after it) within
 //! `MEMO_MAX_BYTES` and the adapter's binding size, and a grid and loops within its limits. The inputs must be the gather's u8 pixels over 255 (every GPU batch is).
 
+use super::cache::CacheLayout;
 use super::context::Context;
 use super::launch::{
     act_code, build, decl, field_word, groups_1d, kernel_params, word, Dispatch, Kernel, Shader,
     Slot,
 };
-use super::numerical::CacheLayout;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::MlpSpec;
 
 /// shaders/numerical_memo.wgsl after the shared loss_change.wgsl (WGSL has no include).
@@ -86,6 +86,23 @@ pub fn applies(
         && bytes <= MEMO_MAX_BYTES.min(max_binding)
         && table_groups(spec, rows) <= u64::from(max_groups)
         && loop_cap.is_none_or(|cap| loop_iterations(spec, rows) <= cap)
+}
+
+/// Proof that the memo computes a net's gradient on a batch size here: made only by `fits`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fits(());
+
+/// `applies`, as the proof `plan` requires.
+pub(crate) fn fits(spec: &MlpSpec, rows: usize, ctx: &Context) -> Option<Fits> {
+    let limits = ctx.limits();
+    applies(
+        spec,
+        rows,
+        limits.max_storage_buffer_binding_size,
+        limits.max_compute_workgroups_per_dimension,
+        ctx.loop_iteration_cap(),
+    )
+    .then_some(Fits(()))
 }
 
 /// memo_table's workgroups along x: one per sample, then those that build the masks.
@@ -168,14 +185,9 @@ pub(crate) fn plan(
     x: &wgpu::Buffer,
     cache: &wgpu::Buffer,
     grad: &wgpu::Buffer,
+    _fits: Fits,
 ) -> Result<MemoPlan> {
     let layers = spec.layers();
-    if layers.len() != 2 {
-        return Err(Error::Gpu(format!(
-            "the numerical memo is for one hidden layer, not {} (a bug)",
-            spec.describe()
-        )));
-    }
     let (l0, l1) = (layers[0], layers[1]);
     let hidden = l0.fan_out;
     // The memo, then the masks (one binding: see the shader's mask_at).
