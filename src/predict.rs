@@ -317,10 +317,18 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
     let on_border = |i: usize| -> f32 {
         if i < 2 * w {
             let x = i / 2;
-            picture.pixels[if i % 2 == 0 { x } else { (h - 1) * w + x }]
+            picture.pixels[if i.is_multiple_of(2) {
+                x
+            } else {
+                (h - 1) * w + x
+            }]
         } else {
             let y = (i - 2 * w) / 2;
-            picture.pixels[if i % 2 == 0 { y * w } else { y * w + w - 1 }]
+            picture.pixels[if i.is_multiple_of(2) {
+                y * w
+            } else {
+                y * w + w - 1
+            }]
         }
     };
     let n = 2 * (w + h);
