@@ -9,7 +9,7 @@ use crate::model::{MlpSpec, Params};
 use crate::train::TrainConfig;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The metadata key that marks a gpu-train checkpoint.
@@ -126,34 +126,23 @@ pub fn save(path: &Path, ckpt: &Checkpoint, precision: StoredPrecision) -> Resul
 /// Loads and validates a checkpoint: a truncated or corrupted file, a file that is not a
 /// gpu-train checkpoint, and tensors whose shapes do not match the spec are clear errors.
 ///
-/// Only a regular file is read (checked before it is opened, so a FIFO cannot block and a
-/// device such as `/dev/zero` is never read), and only one within the data-size limit
+/// Only a regular file is read (opened without blocking and checked through the handle, so a
+/// FIFO cannot block and a device such as `/dev/zero` is never read), and only one within the data-size limit
 /// ([`max_data_bytes`](crate::data::idx::max_data_bytes), 1 GiB by default: 134 million f64
 /// parameters, 268 million f32).
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let len =
-        idx::regular_file_len(path).map_err(|what| bad(path, format!("cannot read it: {what}")))?;
     let limit = idx::max_data_bytes()?;
-    if len > limit {
-        return Err(bad(
+    let bytes = idx::read_regular(path, limit).map_err(|e| match e {
+        idx::ReadError::Unreadable(what) => bad(path, format!("cannot read it: {what}")),
+        idx::ReadError::TooLarge(len) => bad(
             path,
             format!(
                 "is {len} bytes, beyond the {limit}-byte limit on files gpu-train reads; if it \
                  is genuine, raise the limit with {}=<bytes>",
                 idx::MAX_DATA_BYTES_ENV
             ),
-        ));
-    }
-    let read_err = |e: std::io::Error| bad(path, format!("cannot read it: {}", idx::io_text(&e)));
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(len as usize)
-        .map_err(|_| bad(path, format!("not enough memory to read its {len} bytes")))?;
-    // One byte beyond the length seen, to notice a file that grows while it is read.
-    file.take(len.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
+        ),
+    })?;
     from_bytes(path, &bytes)
 }
 

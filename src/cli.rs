@@ -423,79 +423,14 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
 /// `gpu-train predict`: every picture that can be read goes through one forward pass; the
 /// others are reported on stderr and make the exit status 1.
 fn run_predict(args: &PredictArgs) -> Result<i32> {
-    use gpu_train::predict;
-    if args.top == 0 {
-        bail!("--top: must be at least 1 (the default lists 3 classes)");
-    }
-    let ckpt = checkpoint::load(&args.weights)?;
-    let spec = &ckpt.params.spec;
-    let side = predict::field_side(spec)?;
-    let names = predict::checkpoint_class_names(&args.weights, &ckpt)?;
-    let mut ready = Vec::new();
-    let mut failed = 0;
-    for path in &args.images {
-        match predict::read_image(path).and_then(|g| Ok((predict::prepare(path, &g, side)?, g))) {
-            Ok((prepared, picture)) => ready.push((path, prepared, picture)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed += 1;
-            }
-        }
-    }
-    if !ready.is_empty() {
-        let prepared: Vec<_> = ready.iter().map(|r| r.1.clone()).collect();
-        let set = predict::as_dataset(&prepared, side, spec.classes)?;
-        let probs = predict::probabilities(spec, &ckpt.params, &set);
-        let k = args.top.min(spec.classes);
-        let name = |c: usize| data::class_name(names.as_deref(), c);
-        for ((path, prepared, picture), row) in ready.iter().zip(probs.chunks(spec.classes)) {
-            let top = predict::top_k(row, k);
-            if args.show {
-                let art = format!(
-                    "{}: {}\n{}",
-                    path.display(),
-                    prepared.describe(picture),
-                    prepared.ascii_art()
-                );
-                if args.json {
-                    eprint!("{art}");
-                } else {
-                    print!("{art}");
-                }
-            }
-            if args.json {
-                let (x, y, w, h) = prepared.ink_box;
-                let obj = serde_json::json!({
-                    "file": path.display().to_string(),
-                    "top": top.iter().map(|&(c, p)| serde_json::json!({
-                        "class": c, "name": name(c), "probability": p,
-                    })).collect::<Vec<_>>(),
-                    "inverted": prepared.inverted,
-                    "ink_box": [x, y, w, h],
-                    "scaled": [prepared.scaled.0, prepared.scaled.1],
-                    "field": [side, side],
-                });
-                println!("{obj}");
-            } else {
-                let parts: Vec<String> = top
-                    .iter()
-                    .map(|&(c, p)| match &names {
-                        Some(_) => format!("{c} {} {:.2}%", name(c), 100.0 * p),
-                        None => format!("{c} {:.2}%", 100.0 * p),
-                    })
-                    .collect();
-                println!("{}: {}", path.display(), parts.join(" | "));
-            }
-        }
-    }
-    if failed > 0 {
-        eprintln!(
-            "error: {failed} of {} pictures could not be read (above)",
-            args.images.len()
-        );
-        return Ok(1);
-    }
-    Ok(0)
+    let opts = gpu_train::predict::Options {
+        top: args.top,
+        json: args.json,
+        show: args.show,
+    };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let failed = gpu_train::predict::run(&args.weights, &args.images, opts, &mut out, &mut err)?;
+    Ok(if failed > 0 { 1 } else { 0 })
 }
 
 /// Prints the rows as they come (on a terminal, which one is being computed meanwhile) and

@@ -1,5 +1,47 @@
 //! Numbers as people read them in messages: a flag's value echoed back in at most a dozen
-//! characters, whatever its size (`1e308` stays `1e308`, not 309 digits).
+//! characters, whatever its size (`1e308` stays `1e308`, not 309 digits); and text from outside
+//! (file names, class names) made safe to print, so that it cannot drive the terminal.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+/// Whether `c` must not reach a terminal raw: control characters (C0 with tab, CR, LF and
+/// ESC; DEL; C1, which some terminals obey like ESC sequences) and the invisible format
+/// characters that reorder or hide text (bidi overrides and isolates such as U+202E, zero-width
+/// characters, the BOM).
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+        )
+}
+
+/// `text` as it may be printed: every [`is_unsafe_char`] written as a Rust-style escape
+/// (`\u{1b}`, `\n`, `\r`, `\t`), so an ESC sequence, a carriage return or a newline in a file or
+/// class name shows as text instead of clearing the screen or forging a line. Borrowed when
+/// there is nothing to escape.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A path as it may be printed ([`printable`] of its display form).
+pub fn path(p: &Path) -> String {
+    printable(&p.display().to_string()).into_owned()
+}
 
 /// `v` in the shortest of plain or scientific notation that reads back as the same f64.
 pub fn number(v: f64) -> String {
@@ -26,7 +68,20 @@ pub fn rounded(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::number;
+    use super::{number, printable};
+
+    #[test]
+    fn text_from_outside_cannot_drive_the_terminal() {
+        assert_eq!(printable("Ankle boot"), "Ankle boot");
+        assert!(matches!(printable("cat"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(printable("\x1b[2Jx"), "\\u{1b}[2Jx");
+        assert_eq!(printable("a\nb\rc\td\x08\0"), "a\\nb\\rc\\td\\u{8}\\u{0}");
+        assert_eq!(printable("\u{202e}gnp.exe"), "\\u{202e}gnp.exe");
+        assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(printable("\u{feff}T-shirt"), "\\u{feff}T-shirt");
+        // Letters of every script are kept.
+        assert_eq!(printable("ä ß 日本 \u{05d0}"), "ä ß 日本 \u{05d0}");
+    }
 
     #[test]
     fn numbers_stay_short_and_exact() {

@@ -8,21 +8,27 @@
 //! ratio (area averaging when shrinking, bilinear when growing); placed so that its centre of
 //! mass falls on the field's centre; quantised to bytes like the IDX files.
 //!
-//! Nothing in a file is trusted: the header's dimensions are checked against
-//! [`MAX_IMAGE_PIXELS`] before any pixel is decoded, and the file's size against
-//! [`MAX_IMAGE_BYTES`] before it is read, so a small file claiming 100000x100000 pixels is an
-//! error, not an allocation.
+//! Nothing in a file is trusted: only a regular file is read (a FIFO or `/dev/zero` is named
+//! as such), its size checked against [`MAX_IMAGE_BYTES`] first; the header is read under a
+//! [`MAX_HEADER_ALLOC`] memory limit (a PNG colour profile inflating to a gigabyte is refused
+//! at 4 MiB) and its dimensions checked against [`MAX_IMAGE_PIXELS`] before any pixel is
+//! decoded, which then runs under a limit of [`DECODE_BYTES_PER_PIXEL`] a pixel; a JPEG's scans
+//! are checked to hold the whole picture ([`jpeg`]). So a small file claiming 100000x100000
+//! pixels is an error, not an allocation, and a picture costs at most a fixed amount a pixel.
 
-use std::io::Cursor;
-use std::path::Path;
+mod jpeg;
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
 
 use image::io::Limits;
 use image::ImageFormat;
 
 use crate::checkpoint::Checkpoint;
 use crate::cpu::{fill_x, forward::forward};
-use crate::data::Dataset;
+use crate::data::{idx, Dataset, PIXEL_F32};
 use crate::error::{Error, Result};
+use crate::fmt::printable;
 use crate::model::{MlpSpec, Params};
 
 /// The most pixels an image may have (4096 x 4096): a digit needs a few hundred, a phone photo
@@ -31,6 +37,15 @@ pub const MAX_IMAGE_PIXELS: u64 = 1 << 24;
 
 /// The largest image file read.
 pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
+
+/// The memory the decoder may allocate while reading a header, before the picture's size is
+/// known: what ancillary data (a PNG's colour profile, text) may inflate to. Real colour
+/// profiles are a few KiB, the largest in use about 1 MiB.
+pub const MAX_HEADER_ALLOC: u64 = 4 << 20;
+
+/// The memory the decoder may allocate a pixel (the widest decoded form, 16-bit RGBA, is 8
+/// bytes), plus [`MAX_HEADER_ALLOC`]: 16.7 million pixels may take 138 MiB, a 28x28 digit 4 MiB.
+pub const DECODE_BYTES_PER_PIXEL: u64 = 8;
 
 /// MNIST's field and the box its digits were scaled into.
 pub const MNIST_FIELD: usize = 28;
@@ -112,22 +127,21 @@ pub fn ascii_art(pixels: &[u8], side: usize) -> String {
     s
 }
 
-/// Reads a PNG or JPEG file into grey levels.
+/// Reads a PNG or JPEG file into grey levels: only a regular file of at most
+/// [`MAX_IMAGE_BYTES`] (see the module docs).
 pub fn read_image(path: &Path) -> Result<Grey> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| Error::data(path, format!("cannot read the image: {e}")))?
-        .len();
-    if size > MAX_IMAGE_BYTES {
-        return Err(Error::data(
+    let bytes = idx::read_regular(path, MAX_IMAGE_BYTES).map_err(|e| match e {
+        idx::ReadError::Unreadable(what) => {
+            Error::data(path, format!("cannot read the image: {what}"))
+        }
+        idx::ReadError::TooLarge(size) => Error::data(
             path,
             format!(
                 "{size} bytes is larger than the {MAX_IMAGE_BYTES} bytes an image may have; \
                  scale it down (a digit needs a few hundred pixels)"
             ),
-        ));
-    }
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read it: {e}")))?;
+        ),
+    })?;
     decode_image(path, &bytes)
 }
 
@@ -156,14 +170,53 @@ pub fn decode_image(file: &Path, bytes: &[u8]) -> Result<Grey> {
     } else {
         "JPEG"
     };
-    let reader = || image::io::Reader::with_format(Cursor::new(bytes), format);
-    // The header alone first: its claim is checked before anything is sized from it.
-    let (width, height) = reader().into_dimensions().map_err(|e| {
-        Error::data(
+    // A JPEG's scans are checked first and padded so that a short one fails (see `jpeg`).
+    let padded;
+    let bytes = if format == ImageFormat::Jpeg {
+        padded = jpeg::check(bytes).map_err(|what| Error::data(file, format!("JPEG: {what}")))?;
+        &padded[..]
+    } else {
+        bytes
+    };
+    let reader = |limits: Limits| {
+        let mut r = image::io::Reader::with_format(Cursor::new(bytes), format);
+        r.limits(limits);
+        r
+    };
+    let corrupt = |stage: &str, e: image::ImageError, budget: u64| match e {
+        image::ImageError::Limits(_) => Error::data(
             file,
-            format!("cannot read the {kind} header: {e}; the file is truncated or corrupt"),
-        )
-    })?;
+            format!(
+                "{stage} needs more than the {budget} bytes of memory predict allows it \
+                 (ancillary data such as a PNG colour profile is capped at {MAX_HEADER_ALLOC} \
+                 bytes, pixels at {DECODE_BYTES_PER_PIXEL} bytes each); the file is corrupt or \
+                 built to exhaust memory"
+            ),
+        ),
+        e => Error::data(
+            file,
+            format!("{stage} failed: {e}; the file is truncated or corrupt"),
+        ),
+    };
+    // The header alone first, under a small limit: its claim is checked before anything is
+    // sized from it. (Not Reader::into_dimensions: it ignores the limits given.)
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_HEADER_ALLOC);
+    let header = || -> image::ImageResult<(u32, u32)> {
+        use image::ImageDecoder;
+        if format == ImageFormat::Png {
+            Ok(
+                image::codecs::png::PngDecoder::with_limits(Cursor::new(bytes), limits.clone())?
+                    .dimensions(),
+            )
+        } else {
+            let mut d = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))?;
+            d.set_limits(limits.clone())?;
+            Ok(d.dimensions())
+        }
+    };
+    let (width, height) = header()
+        .map_err(|e| corrupt(&format!("reading the {kind} header"), e, MAX_HEADER_ALLOC))?;
     if width == 0 || height == 0 {
         return fail(format!(
             "the {kind} header says {width}x{height} pixels; an image needs at least one"
@@ -176,29 +229,42 @@ pub fn decode_image(file: &Path, bytes: &[u8]) -> Result<Grey> {
              {MAX_IMAGE_PIXELS} predict accepts; scale it down (a digit needs a few hundred)"
         ));
     }
+    let budget = pixels * DECODE_BYTES_PER_PIXEL + MAX_HEADER_ALLOC;
     let mut limits = Limits::default();
     limits.max_image_width = Some(width);
     limits.max_image_height = Some(height);
-    // Room for the widest decoded form (16-bit RGBA) and the decoder's own buffers.
-    limits.max_alloc = Some(pixels * 8 + (1 << 20));
-    let mut decoder = reader();
-    decoder.limits(limits);
-    let decoded = decoder.decode().map_err(|e| {
-        Error::data(
-            file,
-            format!("cannot decode the {kind} image: {e}; the file is truncated or corrupt"),
+    limits.max_alloc = Some(budget);
+    let decoded = reader(limits).decode().map_err(|e| {
+        corrupt(
+            &format!("decoding the {width}x{height} {kind} image"),
+            e,
+            budget,
         )
     })?;
-    let la = decoded.to_luma_alpha8();
-    drop(decoded);
-    let pixels = la
-        .pixels()
-        .map(|p| {
-            let [l, a] = p.0.map(|v| crate::data::PIXEL_F32[usize::from(v)]);
-            // Transparent parts are paper: composited over white.
-            l * a + (1.0 - a)
-        })
-        .collect();
+    // Straight to grey levels, without an intermediate copy where the picture is grey already.
+    let paper = |l: u8, a: u8| {
+        let (l, a) = (PIXEL_F32[usize::from(l)], PIXEL_F32[usize::from(a)]);
+        // Transparent parts are paper: composited over white.
+        l * a + (1.0 - a)
+    };
+    let pixels: Vec<f32> = match decoded {
+        image::DynamicImage::ImageLuma8(img) => {
+            img.as_raw().iter().map(|&l| paper(l, 255)).collect()
+        }
+        image::DynamicImage::ImageLumaA8(img) => img
+            .as_raw()
+            .chunks_exact(2)
+            .map(|p| paper(p[0], p[1]))
+            .collect(),
+        other => {
+            let la = other.to_luma_alpha8();
+            drop(other);
+            la.as_raw()
+                .chunks_exact(2)
+                .map(|p| paper(p[0], p[1]))
+                .collect()
+        }
+    };
     Ok(Grey {
         width: width as usize,
         height: height as usize,
@@ -245,39 +311,60 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
         "Grey holds width x height pixels"
     );
     // The border decides which is the background: its median, robust to ink that touches it.
-    let mut border: Vec<f32> = (0..w)
-        .flat_map(|x| [picture.pixels[x], picture.pixels[(h - 1) * w + x]])
-        .chain((0..h).flat_map(|y| [picture.pixels[y * w], picture.pixels[y * w + w - 1]]))
-        .collect();
+    // A border longer than BORDER_SAMPLES (a picture over 32,768 pixels wide and high together)
+    // is sampled evenly, so that a 1 x 16.7-million picture does not cost 134 MB here.
+    const BORDER_SAMPLES: usize = 1 << 16;
+    let on_border = |i: usize| -> f32 {
+        if i < 2 * w {
+            let x = i / 2;
+            picture.pixels[if i.is_multiple_of(2) {
+                x
+            } else {
+                (h - 1) * w + x
+            }]
+        } else {
+            let y = (i - 2 * w) / 2;
+            picture.pixels[if i.is_multiple_of(2) {
+                y * w
+            } else {
+                y * w + w - 1
+            }]
+        }
+    };
+    let n = 2 * (w + h);
+    let mut border: Vec<f32> = if n <= BORDER_SAMPLES {
+        (0..n).map(on_border).collect()
+    } else {
+        (0..BORDER_SAMPLES)
+            .map(|k| on_border(k * n / BORDER_SAMPLES))
+            .collect()
+    };
     border.sort_by(f32::total_cmp);
     let median = border[border.len() / 2];
+    drop(border);
     let inverted = median > 0.5;
     let background = if inverted { 1.0 - median } else { median };
     let span = 1.0 - background;
-    let ink: Vec<f32> = picture
-        .pixels
-        .iter()
-        .map(|&v| {
-            let v = if inverted { 1.0 - v } else { v };
-            if span > 0.0 {
-                ((v - background) / span).clamp(0.0, 1.0)
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let Some(kept) = ink_box(&ink, w, INK_THRESHOLD) else {
+    // The ink level of a pixel, computed where it is needed rather than stored: a second copy
+    // of a large picture would double what it costs.
+    let ink = |v: f32| -> f32 {
+        let v = if inverted { 1.0 - v } else { v };
+        if span > 0.0 {
+            ((v - background) / span).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
+    let Some(kept) = ink_box(&picture.pixels, w, |v| ink(v) > INK_THRESHOLD) else {
         return Err(Error::data(
             file,
             "has no ink: it is one flat colour (or nearly); draw a dark figure on a light \
              background, or a light one on a dark background",
         ));
     };
-    let extent = ink_box(&ink, w, EXTENT_THRESHOLD).unwrap_or(kept);
+    let extent = ink_box(&picture.pixels, w, |v| ink(v) > EXTENT_THRESHOLD).unwrap_or(kept);
     let (x0, y0, bw, bh) = kept;
-    let crop: Vec<f32> = (y0..y0 + bh)
-        .flat_map(|y| ink[y * w + x0..y * w + x0 + bw].iter().copied())
-        .collect();
+    let crop = |x: usize, y: usize| ink(picture.pixels[(y0 + y) * w + x0 + x]);
     let target = box_side(side) as f64;
     let mut scale = target / extent.2.max(extent.3) as f64;
     if (bw.max(bh) as f64 * scale).ceil() > side as f64 {
@@ -286,7 +373,7 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
     }
     let fit = |len: usize| ((len as f64 * scale - 1e-9).ceil() as usize).clamp(1, side);
     let (sw, sh) = (fit(bw), fit(bh));
-    let scaled = resample_by(&crop, bw, bh, sw, sh, 1.0 / scale);
+    let scaled = resample_by(crop, bw, bh, sw, sh, 1.0 / scale);
     // Centre of mass, in pixel-index coordinates; MNIST's digits have theirs at (14, 14) of 28.
     let (mut mass, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
     for (i, &v) in scaled.iter().enumerate() {
@@ -326,22 +413,33 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
 pub fn resample(src: &[f32], w: usize, h: usize, nw: usize, nh: usize) -> Vec<f32> {
     let wx = axis_weights(w, nw, w as f64 / nw as f64);
     let wy = axis_weights(h, nh, h as f64 / nh as f64);
-    apply(src, w, h, nw, nh, &wx, &wy)
+    apply(|x, y| src[y * w + x], nw, &wx, &wy)
 }
 
-/// [`resample`] with one ratio (source pixels per output pixel) for both axes; output pixels
-/// past the source's end see no ink.
-fn resample_by(src: &[f32], w: usize, h: usize, nw: usize, nh: usize, ratio: f64) -> Vec<f32> {
+/// [`resample`] of the picture `src(x, y)` with one ratio (source pixels per output pixel) for
+/// both axes; output pixels past the source's end see no ink.
+fn resample_by(
+    src: impl Fn(usize, usize) -> f32,
+    w: usize,
+    h: usize,
+    nw: usize,
+    nh: usize,
+    ratio: f64,
+) -> Vec<f32> {
     let wx = axis_weights(w, nw, ratio);
     let wy = axis_weights(h, nh, ratio);
-    apply(src, w, h, nw, nh, &wx, &wy)
+    apply(src, nw, &wx, &wy)
 }
 
-/// The pixels above `threshold` as a box: x, y, width, height.
-fn ink_box(ink: &[f32], w: usize, threshold: f32) -> Option<(usize, usize, usize, usize)> {
+/// The box of the pixels for which `is_ink` holds: x, y, width, height.
+fn ink_box(
+    pixels: &[f32],
+    w: usize,
+    is_ink: impl Fn(f32) -> bool,
+) -> Option<(usize, usize, usize, usize)> {
     let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-    for (i, &v) in ink.iter().enumerate() {
-        if v > threshold {
+    for (i, &v) in pixels.iter().enumerate() {
+        if is_ink(v) {
             let (x, y) = (i % w, i / w);
             x0 = x0.min(x);
             x1 = x1.max(x);
@@ -352,50 +450,99 @@ fn ink_box(ink: &[f32], w: usize, threshold: f32) -> Option<(usize, usize, usize
     (x0 != usize::MAX).then(|| (x0, y0, x1 - x0 + 1, y1 - y0 + 1))
 }
 
-type Taps = Vec<Vec<(usize, f32)>>;
+/// The source pixels one output pixel reads along an axis: `len` of them from `start`, the
+/// first and last weighted on their own and those between alike. Three numbers instead of a
+/// list, so that shrinking 16.7 million pixels to 20 costs no list of 16.7 million weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Span {
+    start: usize,
+    len: usize,
+    first: f32,
+    mid: f32,
+    last: f32,
+}
 
-fn apply(src: &[f32], w: usize, h: usize, nw: usize, nh: usize, wx: &Taps, wy: &Taps) -> Vec<f32> {
-    let mut rows = vec![0.0f32; nw * h];
-    for y in 0..h {
-        for (x, taps) in wx.iter().enumerate() {
-            rows[y * nw + x] = taps.iter().map(|&(j, c)| src[y * w + j] * c).sum();
+impl Span {
+    fn weight(&self, k: usize) -> f32 {
+        if k == 0 {
+            self.first
+        } else if k + 1 == self.len {
+            self.last
+        } else {
+            self.mid
         }
     }
-    let mut out = vec![0.0f32; nw * nh];
-    for (y, taps) in wy.iter().enumerate() {
-        for x in 0..nw {
-            out[y * nw + x] = taps.iter().map(|&(j, c)| rows[j * nw + x] * c).sum();
+}
+
+/// Output row by output row: each source row it reads is resampled across, then added in by
+/// its weight, so only one row of `nw` is held besides the output (the same sums, in the same
+/// order, as resampling all rows across first).
+fn apply(src: impl Fn(usize, usize) -> f32, nw: usize, wx: &[Span], wy: &[Span]) -> Vec<f32> {
+    let mut out = vec![0.0f32; nw * wy.len()];
+    let mut row = vec![0.0f32; nw];
+    for (y, sy) in wy.iter().enumerate() {
+        for k in 0..sy.len {
+            let (j, c) = (sy.start + k, sy.weight(k));
+            for (x, sx) in wx.iter().enumerate() {
+                row[x] = (0..sx.len)
+                    .map(|i| src(sx.start + i, j) * sx.weight(i))
+                    .sum();
+            }
+            for (o, &r) in out[y * nw..(y + 1) * nw].iter_mut().zip(&row) {
+                *o += r * c;
+            }
         }
     }
     out
 }
 
 /// For each of `to` output positions along an axis of `from` pixels, `ratio` source pixels
-/// each, the (source index, weight) pairs: areas when shrinking (weights summing to the share
-/// of the output pixel inside the source), bilinear when growing.
-fn axis_weights(from: usize, to: usize, ratio: f64) -> Taps {
+/// each, the source pixels it reads: areas when shrinking (weights summing to the share of the
+/// output pixel inside the source), bilinear when growing.
+fn axis_weights(from: usize, to: usize, ratio: f64) -> Vec<Span> {
     (0..to)
         .map(|i| {
             if ratio >= 1.0 {
                 let (a, b) = (i as f64 * ratio, (i + 1) as f64 * ratio);
-                let mut taps = Vec::new();
-                let mut j = a.floor() as usize;
-                while (j as f64) < b && j < from {
-                    let cover = (b.min(j as f64 + 1.0) - a.max(j as f64)) / ratio;
-                    if cover > 0.0 {
-                        taps.push((j, cover as f32));
-                    }
-                    j += 1;
+                let cover = |j: usize| (b.min(j as f64 + 1.0) - a.max(j as f64)) / ratio;
+                let mut start = a.floor() as usize;
+                // Pixels j with j < b, within the source.
+                let mut end = (b.ceil() as usize).min(from);
+                // Those between the ends are covered whole: (j + 1 - j) / ratio.
+                while start < end && cover(start) <= 0.0 {
+                    start += 1;
                 }
-                taps
+                while end > start && cover(end - 1) <= 0.0 {
+                    end -= 1;
+                }
+                let len = end.saturating_sub(start);
+                Span {
+                    start,
+                    len,
+                    first: cover(start) as f32,
+                    mid: (1.0 / ratio) as f32,
+                    last: if len > 0 { cover(end - 1) as f32 } else { 0.0 },
+                }
             } else {
                 let at = ((i as f64 + 0.5) * ratio - 0.5).clamp(0.0, (from - 1) as f64);
                 let j = at.floor() as usize;
                 let t = at - j as f64;
                 if j + 1 < from && t > 0.0 {
-                    vec![(j, (1.0 - t) as f32), (j + 1, t as f32)]
+                    Span {
+                        start: j,
+                        len: 2,
+                        first: (1.0 - t) as f32,
+                        mid: 0.0,
+                        last: t as f32,
+                    }
                 } else {
-                    vec![(j, 1.0)]
+                    Span {
+                        start: j,
+                        len: 1,
+                        first: 1.0,
+                        mid: 0.0,
+                        last: 1.0,
+                    }
                 }
             }
         })
@@ -405,14 +552,18 @@ fn axis_weights(from: usize, to: usize, ratio: f64) -> Taps {
 /// The class probabilities of every image of `data` (row after row of `spec.classes`), by the
 /// same f32 forward pass, in the same chunks, as `gpu-train eval` (`cpu::confusion`).
 pub fn probabilities(spec: &MlpSpec, params: &Params, data: &Dataset) -> Vec<f32> {
+    probabilities_f32(spec, &params.to_f32(), data)
+}
+
+/// [`probabilities`] with the parameters already in f32 (`Params::to_f32`).
+pub fn probabilities_f32(spec: &MlpSpec, p: &[f32], data: &Dataset) -> Vec<f32> {
     const ROWS: usize = 500;
-    let p = params.to_f32();
     let all: Vec<u32> = (0..data.len() as u32).collect();
     let mut out = Vec::with_capacity(data.len() * spec.classes);
     let mut x = Vec::new();
     for rows in all.chunks(ROWS) {
         fill_x::<f32>(data, rows, &mut x);
-        out.extend(forward(spec, &p, &x, rows.len()).probs);
+        out.extend(forward(spec, p, &x, rows.len()).probs);
     }
     out
 }
@@ -447,6 +598,12 @@ pub fn checkpoint_class_names(path: &Path, ckpt: &Checkpoint) -> Result<Option<V
     };
     let names: Vec<String> = serde_json::from_str(text)
         .map_err(|e| bad(format!("metadata \"{CLASS_NAMES_NOTE}\" is malformed: {e}")))?;
+    crate::data::check_class_names(&names).map_err(|(at, what)| {
+        bad(format!(
+            "metadata \"{CLASS_NAMES_NOTE}\", class {at}: {what}; retrain with a classes.txt \
+             that passes, or remove the metadata"
+        ))
+    })?;
     if names.len() != ckpt.params.spec.classes {
         return Err(bad(format!(
             "metadata \"{CLASS_NAMES_NOTE}\" holds {} names for a net of {} classes",
@@ -472,6 +629,111 @@ pub fn as_dataset(prepared: &[Prepared], side: usize, classes: usize) -> Result<
         classes,
         "pictures given to predict",
     )
+}
+
+/// What `gpu-train predict` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Classes listed a picture (at least 1).
+    pub top: usize,
+    /// One JSON object a picture instead of a line.
+    pub json: bool,
+    /// Also what preparation did and the net's input as ASCII art (on `err` with `json`).
+    pub show: bool,
+}
+
+/// `gpu-train predict`: each picture of `images` in turn is read, prepared, put through the
+/// net and its result written to `out` before the next is read, so memory does not grow with
+/// the number of pictures. A picture that cannot be read is an error line on `err` and the
+/// others still run; returns how many failed. File and class names are written through
+/// [`printable`], so none can drive the terminal or forge a line.
+pub fn run(
+    weights: &Path,
+    images: &[PathBuf],
+    opts: Options,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<usize> {
+    if opts.top == 0 {
+        return Err(Error::config(
+            "--top",
+            "must be at least 1 (the default lists 3 classes)",
+        ));
+    }
+    let ckpt = crate::checkpoint::load(weights)?;
+    let spec = &ckpt.params.spec;
+    let side = field_side(spec)?;
+    let names = checkpoint_class_names(weights, &ckpt)?;
+    let params = ckpt.params.to_f32();
+    let k = opts.top.min(spec.classes);
+    let name = |c: usize| crate::data::class_name(names.as_deref(), c);
+    let stdout = |e: std::io::Error| Error::io("standard output", e);
+    let stderr = |e: std::io::Error| Error::io("standard error", e);
+    let mut failed = 0;
+    for path in images {
+        let shown = crate::fmt::path(path);
+        let ready = read_image(path).and_then(|g| Ok((prepare(path, &g, side)?, g)));
+        let (prepared, picture) = match ready {
+            Ok(r) => r,
+            Err(e) => {
+                writeln!(err, "error: {}", printable(&e.to_string())).map_err(stderr)?;
+                failed += 1;
+                continue;
+            }
+        };
+        let set = as_dataset(std::slice::from_ref(&prepared), side, spec.classes)?;
+        let probs = probabilities_f32(spec, &params, &set);
+        drop(set);
+        let top = top_k(&probs, k);
+        if opts.show {
+            let art = format!(
+                "{shown}: {}\n{}",
+                prepared.describe(&picture),
+                prepared.ascii_art()
+            );
+            if opts.json {
+                write!(err, "{art}").map_err(stderr)?;
+            } else {
+                write!(out, "{art}").map_err(stdout)?;
+            }
+        }
+        drop(picture);
+        if opts.json {
+            let (x, y, w, h) = prepared.ink_box;
+            // serde_json escapes every control character; the file name is kept as it is.
+            let obj = serde_json::json!({
+                "file": path.display().to_string(),
+                "top": top.iter().map(|&(c, p)| serde_json::json!({
+                    "class": c, "name": name(c), "probability": p,
+                })).collect::<Vec<_>>(),
+                "inverted": prepared.inverted,
+                "ink_box": [x, y, w, h],
+                "scaled": [prepared.scaled.0, prepared.scaled.1],
+                "field": [side, side],
+            });
+            writeln!(out, "{obj}").map_err(stdout)?;
+        } else {
+            let parts: Vec<String> = top
+                .iter()
+                .map(|&(c, p)| match &names {
+                    Some(_) => format!("{c} {} {:.2}%", printable(&name(c)), 100.0 * p),
+                    None => format!("{c} {:.2}%", 100.0 * p),
+                })
+                .collect();
+            writeln!(out, "{shown}: {}", parts.join(" | ")).map_err(stdout)?;
+        }
+        // A line a picture as it is done, also when stdout is a file or a pipe.
+        out.flush().map_err(stdout)?;
+    }
+    if failed > 0 {
+        writeln!(
+            err,
+            "error: {failed} of {} pictures could not be read (above)",
+            images.len()
+        )
+        .map_err(stderr)?;
+    }
+    Ok(failed)
 }
 
 #[cfg(test)]

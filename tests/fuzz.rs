@@ -22,7 +22,7 @@ use std::sync::Mutex;
 /// readers' fixed buffers: a 64 KiB inflate chunk, the gzip window, the file's own bytes).
 const PEAK_BOUND: usize = 64 << 20;
 
-/// Cases per fuzz test.
+/// Cases per IDX and checkpoint fuzz test (the picture and classes.txt tests have their own).
 const CASES: u32 = 10_000;
 
 struct Counting;
@@ -556,4 +556,235 @@ fn an_old_sampler_state_far_along_is_refused_at_once() {
     };
     let e = Sampler::from_state(state).unwrap_err().to_string();
     assert!(e.contains("older gpu-train"), "{e}");
+}
+
+// ---- pictures for predict and classes.txt
+
+/// A PNG chunk: length, type, data, CRC of type and data.
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut crc = flate2::Crc::new();
+    crc.update(kind);
+    crc.update(data);
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc.sum().to_be_bytes());
+    out
+}
+
+/// zlib of `len` bytes made by `byte(i)`, streamed (the input is never held whole).
+fn zlib_of(len: usize, byte: impl Fn(usize) -> u8) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut chunk = Vec::with_capacity(1 << 16);
+    for start in (0..len).step_by(1 << 16) {
+        chunk.clear();
+        chunk.extend((start..len.min(start + (1 << 16))).map(&byte));
+        z.write_all(&chunk).unwrap();
+    }
+    z.finish().unwrap()
+}
+
+fn encoded(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), format)
+        .unwrap();
+    bytes
+}
+
+fn stroke(w: u32, h: u32) -> image::GrayImage {
+    image::GrayImage::from_fn(w, h, |x, y| {
+        image::Luma([if x.abs_diff(w / 2) < 3 && y > 3 && y + 3 < h {
+            20
+        } else {
+            240
+        }])
+    })
+}
+
+/// Decodes and prepares `bytes` as predict does; the error's text, or Ok.
+fn predict_path(name: &str, bytes: &[u8]) -> Result<(), String> {
+    let file = Path::new(name);
+    gpu_train::predict::decode_image(file, bytes)
+        .and_then(|g| gpu_train::predict::prepare(file, &g, 28))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn picture_bombs_are_refused_or_decoded_within_their_bound() {
+    // Was: a 28x28 PNG whose colour profile inflates to 256 MiB (1 GiB in the report) peaked at
+    // its inflated size; a 1 x 2^24 PNG took 456 MB; a JPEG claiming 4096x4096 over a small
+    // scan 213 MB.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let small = encoded(stroke(28, 28).into(), image::ImageFormat::Png);
+    let mut iccp = b"bomb\0\0".to_vec();
+    iccp.extend(zlib_of(256 << 20, |_| 0));
+    let mut profile_bomb = small[..33].to_vec();
+    profile_bomb.extend(png_chunk(b"iCCP", &iccp));
+    profile_bomb.extend_from_slice(&small[33..]);
+
+    let tall: u32 = 1 << 24;
+    let mut ihdr = 1u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&tall.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut tall_png = b"\x89PNG\r\n\x1a\n".to_vec();
+    tall_png.extend(png_chunk(b"IHDR", &ihdr));
+    // Rows of (filter 0, one pixel): white, with a dark stroke in the middle eighth.
+    let idat = zlib_of(2 * tall as usize, |i| {
+        let row = i / 2;
+        match (i % 2, (row >> 21) == 4) {
+            (0, _) => 0,
+            (_, true) => 0,
+            _ => 255,
+        }
+    });
+    tall_png.extend(png_chunk(b"IDAT", &idat));
+    tall_png.extend(png_chunk(b"IEND", &[]));
+
+    let mut big_jpeg = encoded(stroke(16, 16).into(), image::ImageFormat::Jpeg);
+    let sof = big_jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    big_jpeg[sof + 5..sof + 9].copy_from_slice(&[0x10, 0x00, 0x10, 0x00]);
+
+    // The profile is ignored past 4 MiB and the picture read; the tall one is read within its
+    // bound; the JPEG is refused from its headers before anything is sized from them.
+    for (name, bytes, bound, needle) in [
+        ("profile-bomb.png", &profile_bomb, 16usize << 20, ""),
+        ("tall.png", &tall_png, 100 << 20, ""),
+        ("big.jpg", &big_jpeg, 8 << 20, "4096x4096"),
+    ] {
+        let (result, peak) = peak_of(|| predict_path(name, bytes));
+        eprintln!(
+            "{name}: {} bytes, peak {peak} bytes: {result:?}",
+            bytes.len()
+        );
+        assert!(peak <= bound, "{name}: held {peak} bytes at once");
+        match result {
+            Ok(()) => assert!(needle.is_empty(), "{name} decoded"),
+            Err(e) if needle.is_empty() => panic!("{name}: {e}"),
+            Err(e) => assert!(e.contains(name) && e.contains(needle), "{e}"),
+        }
+    }
+}
+
+/// The most predict's decoding and preparation may hold at once for a picture at the pixel cap
+/// (16.7 million pixels at 8 bytes decoding and 4 bytes of grey levels, and the header's 4 MiB).
+const PICTURE_PEAK_BOUND: usize = (gpu_train::predict::MAX_IMAGE_PIXELS as usize) * 12 + (24 << 20);
+
+/// Image cases, and classes.txt cases (on top of the IDX and checkpoint cases above).
+const PICTURE_CASES: u32 = 6_000;
+const CLASS_CASES: u32 = 4_000;
+
+fn runner_with(cases: u32) -> TestRunner {
+    let mut r = runner();
+    let config = Config {
+        cases,
+        ..r.config().clone()
+    };
+    r = TestRunner::new(config);
+    r
+}
+
+#[test]
+fn mutated_pictures_give_a_prediction_or_a_named_error_within_the_bound() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rgba = image::RgbaImage::from_fn(20, 12, |x, y| {
+        image::Rgba([
+            (x * 12) as u8,
+            (y * 20) as u8,
+            90,
+            if x > 10 { 255 } else { 40 },
+        ])
+    });
+    let valid = [
+        encoded(stroke(28, 28).into(), image::ImageFormat::Png),
+        encoded(rgba.into(), image::ImageFormat::Png),
+        encoded(stroke(28, 28).into(), image::ImageFormat::Jpeg),
+        encoded(
+            image::DynamicImage::ImageLuma8(stroke(24, 16))
+                .to_rgb8()
+                .into(),
+            image::ImageFormat::Jpeg,
+        ),
+    ];
+    let image_mutation = prop_oneof![
+        3 => (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip(at, bit)),
+        2 => any::<usize>().prop_map(Mutation::Truncate),
+        1 => prop::collection::vec(any::<u8>(), 1..200).prop_map(Mutation::Extend),
+        3 => (0usize..48, edge_u32()).prop_map(|(w, v)| Mutation::Word(w, v)),
+    ];
+    let strategy = (0usize..4, prop::collection::vec(image_mutation, 1..4));
+    let (oks, worst) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    runner_with(PICTURE_CASES)
+        .run(&strategy, |(which, mutations)| {
+            let mut bytes = valid[which].clone();
+            mutations.iter().for_each(|m| apply(&mut bytes, m));
+            let name = if which < 2 { "fuzz.png" } else { "fuzz.jpg" };
+            let (result, peak) = peak_of(|| predict_path(name, &bytes));
+            worst.set(worst.get().max(peak));
+            prop_assert!(peak <= PICTURE_PEAK_BOUND, "held {peak} bytes at once");
+            oks.set(oks.get() + result.is_ok() as usize);
+            named(result, name)
+        })
+        .unwrap();
+    eprintln!(
+        "pictures: {PICTURE_CASES} cases, {} predicted, the rest named errors; peak {} bytes",
+        oks.get(),
+        worst.get()
+    );
+}
+
+#[test]
+fn mutated_class_lists_give_checked_names_or_a_named_error() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("classes");
+    let valid = b"T-shirt/top\nTrouser\nPullover\nDress\nCoat\nSandal\nShirt\n".to_vec();
+    let strategy = prop_oneof![
+        (prop::collection::vec(mutation(), 1..4)).prop_map(move |ms| {
+            let mut b = valid.clone();
+            ms.iter().for_each(|m| apply(&mut b, m));
+            b
+        }),
+        prop::collection::vec(any::<u8>(), 0..300),
+        prop::collection::vec(
+            prop_oneof![
+                Just("\u{feff}"),
+                Just("\n"),
+                Just("\r\n"),
+                Just("\x1b[2J"),
+                Just("a"),
+                Just("b"),
+                Just(" "),
+                Just("\u{202e}"),
+                Just("é"),
+                Just("\0")
+            ],
+            0..80
+        )
+        .prop_map(|parts| parts.concat().into_bytes()),
+    ];
+    let oks = std::cell::Cell::new(0);
+    runner_with(CLASS_CASES)
+        .run(&strategy, |bytes| {
+            let path = fresh_file(&dir, "classes.txt", &bytes);
+            let (result, peak) = peak_of(|| gpu_train::data::read_class_names(&path));
+            prop_assert!(peak <= 1 << 20, "held {peak} bytes at once");
+            match result {
+                Ok(names) => {
+                    oks.set(oks.get() + 1);
+                    prop_assert!(gpu_train::data::check_class_names(&names).is_ok());
+                    for n in &names {
+                        prop_assert!(!n.is_empty() && n.chars().count() <= 64);
+                        prop_assert!(!n.chars().any(gpu_train::fmt::is_unsafe_char), "{n:?}");
+                    }
+                    Ok(())
+                }
+                Err(e) => named(Err(e.to_string()), "classes.txt"),
+            }
+        })
+        .unwrap();
+    eprintln!(
+        "classes.txt: {CLASS_CASES} cases, {} read fine, the rest named errors",
+        oks.get()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

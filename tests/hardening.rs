@@ -376,3 +376,326 @@ fn huge_float_flags_are_echoed_briefly() {
         "{all}"
     );
 }
+
+// ---- predict, class names and eval's pictures, as issue 12's hostile user found them.
+
+/// A 784-16-10 checkpoint in `dir` (random weights: predictions are beside the point here),
+/// with `names` as its class names when given.
+fn predict_checkpoint(dir: &Path, names: Option<&[String]>) -> PathBuf {
+    let spec = MlpSpec::two_layer(784, 16, 10).unwrap();
+    let mut ckpt = good_checkpoint(Params::init(&spec, 1));
+    if let Some(names) = names {
+        ckpt.notes.insert(
+            gpu_train::predict::CLASS_NAMES_NOTE.into(),
+            serde_json::to_string(names).unwrap(),
+        );
+    }
+    let path = dir.join("w.safetensors");
+    checkpoint::save(&path, &ckpt, StoredPrecision::F32).unwrap();
+    path
+}
+
+/// A dark stroke on white, `w x h`, encoded as `format`.
+fn picture(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
+    let img = image::GrayImage::from_fn(w, h, |x, y| {
+        let on = x.abs_diff(w / 2) < w / 8 + 1 && y > h / 5 && y < h - h / 5;
+        image::Luma([if on { 10 } else { 245 }])
+    });
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), format)
+        .unwrap();
+    bytes
+}
+
+#[test]
+fn predict_refuses_special_files_at_once() {
+    // Was: /dev/zero (or x.png linked to it) grew about 1 GB/s; a FIFO named x.png hung.
+    let dir = temp_dir("predict-special");
+    let weights = predict_checkpoint(&dir, None);
+    let good = dir.join("good.png");
+    std::fs::write(&good, picture(40, 40, image::ImageFormat::Png)).unwrap();
+    let zero = dir.join("zero.png");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let fifo = dir.join("fifo.png");
+    mkfifo(&fifo);
+    let folder = dir.join("folder.png");
+    std::fs::create_dir(&folder).unwrap();
+    for (path, needle) in [
+        (zero.as_path(), "device"),
+        (Path::new("/dev/zero"), "device"),
+        (&fifo, "FIFO"),
+        (&folder, "directory"),
+    ] {
+        let p = path.to_str().unwrap();
+        let out = gpu_train(
+            &[
+                "predict",
+                "--weights",
+                weights.to_str().unwrap(),
+                p,
+                good.to_str().unwrap(),
+            ],
+            Duration::from_secs(20),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{p}: {stderr}");
+        let line = stderr.lines().find(|l| l.contains(p)).unwrap_or("");
+        assert!(line.contains(needle), "{p}: {stderr}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with(&format!("{}: ", good.display())),
+            "{p}: the good picture is still predicted"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The peak resident memory of the binary run with `args`, in KiB (the child's own, from
+/// wait4), with its output.
+fn peak_kib(args: &[String]) -> (u64, Output) {
+    let child = Command::new(env!("CARGO_BIN_EXE_gpu-train"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    // Drain the pipes on threads so that a full pipe cannot stall the child.
+    let mut child = child;
+    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let t1 = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut so, &mut v).unwrap();
+        v
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut se, &mut v).unwrap();
+        v
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 writes it for this child, which we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(got, pid);
+    let out = Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(status),
+        stdout: t1.join().unwrap(),
+        stderr: t2.join().unwrap(),
+    };
+    (usage.ru_maxrss as u64, out)
+}
+
+#[test]
+fn predict_memory_does_not_grow_with_the_number_of_pictures() {
+    // Was: every decoded picture was kept to the end (2,000 small PNGs: 259 MB).
+    let dir = temp_dir("predict-stream");
+    let weights = predict_checkpoint(&dir, None);
+    let pic = dir.join("p.png");
+    std::fs::write(&pic, picture(300, 200, image::ImageFormat::Png)).unwrap();
+    let run = |n: usize| {
+        let mut args: Vec<String> = ["predict", "--weights", weights.to_str().unwrap()]
+            .map(String::from)
+            .to_vec();
+        args.extend(std::iter::repeat_n(pic.display().to_string(), n));
+        let (kib, out) = peak_kib(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), n);
+        kib
+    };
+    let (few, many) = (run(50), run(1000));
+    eprintln!("predict peak RSS: 50 pictures {few} KiB, 1000 pictures {many} KiB");
+    // Each 300x200 picture held would add 240 KB: 1000 of them 240 MB. Allow 16 MiB of noise.
+    assert!(many < few + 16 * 1024, "50: {few} KiB, 1000: {many} KiB");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A JPEG's SOF0 frame header height set to `height`.
+fn jpeg_with_height(jpeg: &[u8], height: u16) -> Vec<u8> {
+    let at = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline JPEG");
+    let mut out = jpeg.to_vec();
+    out[at + 5..at + 7].copy_from_slice(&height.to_be_bytes());
+    out
+}
+
+#[test]
+fn corrupt_jpegs_are_errors_naming_the_file() {
+    // Was: exit status 0 and a prediction made from zeros where the scan ran out.
+    let dir = temp_dir("predict-jpeg");
+    let weights = predict_checkpoint(&dir, None);
+    let whole = picture(64, 64, image::ImageFormat::Jpeg);
+    let good = dir.join("good.jpg");
+    std::fs::write(&good, &whole).unwrap();
+    let mut half = whole[..whole.len() / 2].to_vec();
+    half.extend_from_slice(&[0xFF, 0xD9]);
+    let big = jpeg_with_height(&whole, 4096);
+    let taller = jpeg_with_height(&whole, 72);
+    for (name, bytes) in [
+        ("half.jpg", half),
+        ("cut.jpg", whole[..whole.len() - 40].to_vec()),
+        ("big.jpg", big),
+        ("taller.jpg", taller),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let stderr = fails_with(
+            &[
+                "predict",
+                "--weights",
+                weights.to_str().unwrap(),
+                path.to_str().unwrap(),
+                good.to_str().unwrap(),
+            ],
+            &["1 of 2 pictures could not be read"],
+        );
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(path.to_str().unwrap()))
+            .unwrap_or_else(|| panic!("{name}: {stderr}"));
+        assert!(
+            line.contains("truncated") || line.contains("corrupt"),
+            "{name}: {line}"
+        );
+        // Also from the library, without the binary.
+        let e = gpu_train::predict::read_image(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(name), "{e}");
+    }
+    assert!(gpu_train::predict::read_image(&good).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn names_from_outside_cannot_drive_the_terminal() {
+    // Was: ESC sequences, CR, backspace, NUL and U+202E in file and class names reached the
+    // terminal raw, and a newline in a file name forged a result line.
+    let dir = temp_dir("predict-escapes");
+    // (A file name cannot hold NUL; class names can, and are refused below.)
+    let hostile = "a\x1b[2J\x1b]0;title\x07\r\x08\u{202e}\n0 99.99%";
+    let names: Vec<String> = (0..10).map(|k| format!("c{k}")).collect();
+    let weights = predict_checkpoint(&dir, Some(&names));
+    let pic = dir.join(format!("{hostile}.png"));
+    std::fs::write(&pic, picture(40, 40, image::ImageFormat::Png)).unwrap();
+    let missing = dir.join(format!("{hostile}-missing.png"));
+    let out = gpu_train(
+        &[
+            "predict",
+            "--weights",
+            weights.to_str().unwrap(),
+            pic.to_str().unwrap(),
+            missing.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+            "{text:?}"
+        );
+    }
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    assert!(
+        stdout.contains("\\u{1b}[2J") && stdout.contains("\\n0 99.99%"),
+        "{stdout:?}"
+    );
+    assert_eq!(stderr.lines().count(), 2, "{stderr:?}");
+
+    // A checkpoint whose class names carry escapes is refused, naming it and the class.
+    let mut bad = names.clone();
+    bad[3] = "\x1b[2Jcat\0".into();
+    let sub = dir.join("bad");
+    std::fs::create_dir(&sub).unwrap();
+    let w = predict_checkpoint(&sub, Some(&bad));
+    let stderr = fails_with(
+        &[
+            "predict",
+            "--weights",
+            w.to_str().unwrap(),
+            pic.to_str().unwrap(),
+        ],
+        &["class 3", "control"],
+    );
+    assert!(
+        stderr.contains(w.to_str().unwrap()) && !stderr.contains('\x1b'),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn classes_txt_is_checked_and_read_only_when_it_is_a_regular_file() {
+    let dir = data_dir("classes-txt", 4, (2, 2), (2, 2));
+    let names = dir.join(data::CLASS_NAMES_FILE);
+    let text = |e: gpu_train::Error| e.to_string();
+    // A BOM is not part of class 0's name.
+    let ten: String = (0..4).map(|k| format!("n{k}\n")).collect();
+    std::fs::write(&names, format!("\u{feff}{ten}")).unwrap();
+    assert_eq!(
+        data::load(Some(&dir)).unwrap().class_names.unwrap()[0],
+        "n0"
+    );
+    for (contents, needles) in [
+        ("a\nb\na\n".to_string(), vec!["line 3", "line 1"]),
+        ("a\nb\x1b[2J\n".to_string(), vec!["line 2", "U+001B"]),
+        ("a\n\u{202e}b\n".to_string(), vec!["line 2", "U+202E"]),
+        (
+            format!("a\n{}\n", "x".repeat(60_000)),
+            vec!["line 2", "60000", "64"],
+        ),
+    ] {
+        std::fs::write(&names, &contents).unwrap();
+        let e = data::read_class_names(&names).map_err(text).unwrap_err();
+        assert!(e.contains(names.to_str().unwrap()), "{e}");
+        for n in needles {
+            assert!(e.contains(n), "{e} lacks {n}");
+        }
+    }
+    // Not a regular file: a clear error naming it, never silently ignored.
+    for (kind, needle) in [("fifo", "FIFO"), ("dir", "directory"), ("zero", "device")] {
+        std::fs::remove_file(&names)
+            .or_else(|_| std::fs::remove_dir(&names))
+            .unwrap();
+        match kind {
+            "fifo" => mkfifo(&names),
+            "dir" => std::fs::create_dir(&names).unwrap(),
+            _ => std::os::unix::fs::symlink("/dev/zero", &names).unwrap(),
+        }
+        let e = data::load(Some(&dir)).map_err(text).unwrap_err();
+        assert!(
+            e.contains(data::CLASS_NAMES_FILE) && e.contains(needle),
+            "{kind}: {e}"
+        );
+    }
+}
+
+#[test]
+fn long_class_names_cost_a_bounded_picture() {
+    // Was: a 60,000-character name made --misclassified 20 take 4 GB for a 1.36-gigapixel PNG
+    // (and 100 panic inside plotters, leaving a 0-byte file).
+    let set = Dataset::new(vec![128; 2 * 784], vec![0, 1], 28, 28, 2, "t").unwrap();
+    let names = vec!["x".repeat(6_000), "y".repeat(6_000)];
+    let dir = temp_dir("long-names");
+    let path = dir.join("misclassified.png");
+    gpu_train::report::eval::misclassified_grid(&path, &set, &[0, 1], &[1, 0], Some(&names))
+        .unwrap();
+    let png = image::open(&path).unwrap();
+    // Two cells, each as wide as a caption of two 24-character names: (51 x 8 + 12) pixels.
+    assert_eq!((png.width(), png.height()), (2 * 420, 28 * 4 + 30));
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "only the picture, no temporary file");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -23,9 +23,9 @@
 //! MNIST's training images are 47 MB and the largest public IDX set (EMNIST ByClass: 697,932
 //! images, 0.55 GB) is half the cap; a file claiming 2^31 items (2 GiB even at one byte each)
 //! is beyond it, so a small gzip bomb with such a header costs nothing however far it would
-//! inflate. Only regular files are read, checked before they are
-//! opened (symbolic links are followed first): a FIFO would block the reader and a device such
-//! as `/dev/zero` never ends, so both are named for what they are.
+//! inflate. Only regular files are read, opened without blocking and checked through the open
+//! handle (symbolic links are followed): a FIFO would block the reader and a device such as
+//! `/dev/zero` never ends, so both are named for what they are.
 
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -65,23 +65,36 @@ pub fn max_data_bytes() -> Result<u64> {
     }
 }
 
-/// Checks, before opening it, that `path` (after following symbolic links) is a regular file,
-/// and returns its length. The error text says what the path is instead: missing, a dangling
-/// link, a directory, a FIFO, a device or a socket. Used for every file the program reads.
-pub fn regular_file_len(path: &Path) -> std::result::Result<u64, String> {
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
+/// Opens `path` for reading and checks, through the open handle, that it is a regular file
+/// (symbolic links are followed); returns it and its length. On Unix the open does not block,
+/// so a FIFO put at the path cannot hang the program, and checking the handle rather than the
+/// path leaves no gap for the path to be swapped in between. The error text says what the path
+/// is instead: missing, a dangling link, a directory, a FIFO, a device or a socket. Every file
+/// the program reads goes through here (or [`read_regular`]).
+pub fn open_regular(path: &Path) -> std::result::Result<(std::fs::File, u64), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(match std::fs::symlink_metadata(path) {
                 Ok(_) => "is a symbolic link whose target does not exist".to_string(),
                 Err(_) => "file not found".to_string(),
             });
         }
-        Err(e) => return Err(format!("cannot read the file: {}", io_text(&e))),
+        Err(e) => return Err(format!("cannot open the file: {}", io_text(&e))),
     };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the file: {}", io_text(&e)))?;
     let kind = meta.file_type();
     if kind.is_file() {
-        return Ok(meta.len());
+        return Ok((file, meta.len()));
     }
     if kind.is_dir() {
         return Err("is a directory, not a file".to_string());
@@ -100,6 +113,37 @@ pub fn regular_file_len(path: &Path) -> std::result::Result<u64, String> {
         }
     }
     Err("is not a regular file; give the file itself".to_string())
+}
+
+/// Why [`read_regular`] read nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// Not a regular file, or unreadable; the text says which (see [`open_regular`]).
+    Unreadable(String),
+    /// Longer than the limit given: the bytes the file has (or had read when it passed the
+    /// limit while growing).
+    TooLarge(u64),
+}
+
+/// The whole of the regular file `path` ([`open_regular`]), refused unless it holds at most
+/// `limit` bytes: the size is checked before anything is read, and the read itself stops one
+/// byte past the limit, so a file that grows meanwhile costs no more.
+pub fn read_regular(path: &Path, limit: u64) -> std::result::Result<Vec<u8>, ReadError> {
+    let (file, len) = open_regular(path).map_err(ReadError::Unreadable)?;
+    if len > limit {
+        return Err(ReadError::TooLarge(len));
+    }
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(len as usize)
+        .map_err(|_| ReadError::Unreadable(format!("not enough memory to read its {len} bytes")))?;
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::Unreadable(format!("cannot read the file: {}", io_text(&e))))?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// An I/O error's text without the "(os error N)" detail that repeats what the text says.
@@ -223,9 +267,7 @@ impl Kind {
 /// Reads one IDX file: its type is checked before it is opened, a raw body's length is
 /// compared with the file's before it is read, and a gzip stream is decompressed as it is read.
 fn read_file(path: &Path, kind: Kind) -> Result<(Vec<usize>, Vec<u8>)> {
-    let len = regular_file_len(path).map_err(|what| Error::data(path, what))?;
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::data(path, format!("cannot open the file: {}", io_text(&e))))?;
+    let (file, len) = open_regular(path).map_err(|what| Error::data(path, what))?;
     decode(path, BufReader::new(file), len, kind)
 }
 

@@ -31,6 +31,11 @@ pub const CLASS_NAMES_FILE: &str = "classes.txt";
 /// before the file is read.
 const MAX_CLASS_NAMES_BYTES: u64 = 64 * 1024;
 
+/// The longest class name, in characters: "T-shirt/top" has 11; a name is printed in every
+/// line of eval's matrix and drawn under each picture of the misclassified grid, whose cells
+/// are as wide as their captions.
+pub const MAX_CLASS_NAME_CHARS: usize = 64;
+
 /// The environment variable that points at a directory of full MNIST files.
 pub const MNIST_DIR_ENV: &str = "MNIST_DIR";
 
@@ -341,7 +346,7 @@ impl Mnist {
             let dir = Path::new(self.train.source())
                 .parent()
                 .unwrap_or(Path::new(""));
-            format!("MNIST from {}: {sizes}", dir.display())
+            format!("MNIST from {}: {sizes}", crate::fmt::path(dir))
         }
     }
 
@@ -349,7 +354,8 @@ impl Mnist {
     pub fn describe_classes(&self) -> String {
         let n = self.train.classes();
         match &self.class_names {
-            Some(names) => format!("{n} ({})", names.join(", ")),
+            // Names are checked when read; printable() also guards a Mnist built in code.
+            Some(names) => format!("{n} ({})", crate::fmt::printable(&names.join(", "))),
             None => format!("{n} (labels 0..={})", n - 1),
         }
     }
@@ -477,7 +483,9 @@ fn load_dir(dir: &Path, origin: &str, classes: Option<ClassCount>) -> Result<Mni
     let train = part(TRAIN_IMAGES, TRAIN_LABELS)?;
     let test = part(TEST_IMAGES, TEST_LABELS)?;
     let names_path = dir.join(CLASS_NAMES_FILE);
-    let names = if names_path.is_file() {
+    // Anything at the path is read (and refused when it is not a regular file): a FIFO or a
+    // directory named classes.txt is a mistake to report, not a file to ignore.
+    let names = if std::fs::symlink_metadata(&names_path).is_ok() {
         Some((read_class_names(&names_path)?, names_path))
     } else {
         None
@@ -488,39 +496,83 @@ fn load_dir(dir: &Path, origin: &str, classes: Option<ClassCount>) -> Result<Mni
 }
 
 /// Reads a `classes.txt`: one non-empty name a line, in label order (a final newline is
-/// optional; surrounding spaces and a Windows `\r` are dropped).
+/// optional; surrounding spaces, a Windows `\r` and a UTF-8 byte-order mark are dropped). Each
+/// name is checked by [`check_class_names`]. Only a regular file of at most 64 KiB is read.
 pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| Error::data(path, format!("cannot read the class names: {e}")))?
-        .len();
-    if size > MAX_CLASS_NAMES_BYTES {
-        return Err(Error::data(
+    let bytes = idx::read_regular(path, MAX_CLASS_NAMES_BYTES).map_err(|e| match e {
+        idx::ReadError::Unreadable(what) => {
+            Error::data(path, format!("cannot read the class names: {what}"))
+        }
+        idx::ReadError::TooLarge(size) => Error::data(
             path,
             format!(
                 "{size} bytes is too long for a list of class names (at most \
                  {MAX_CLASS_NAMES_BYTES}); it should hold one name a line"
             ),
-        ));
-    }
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read it: {e}")))?;
+        ),
+    })?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::data(path, "is not UTF-8 text; write one class name a line"))?;
+    // Editors on Windows start UTF-8 files with a BOM; it is not part of class 0's name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines: Vec<&str> = text.lines().map(str::trim).collect();
     while lines.last() == Some(&"") {
         lines.pop();
     }
-    if let Some(at) = lines.iter().position(|l| l.is_empty()) {
-        return Err(Error::data(
-            path,
-            format!(
-                "line {} is empty; write one class name a line, in label order (line 1 names \
-                 label 0)",
-                at + 1
-            ),
-        ));
+    let names: Vec<String> = lines.into_iter().map(str::to_string).collect();
+    check_class_names(&names)
+        .map_err(|(at, what)| Error::data(path, format!("line {}: {what}", at + 1)))?;
+    Ok(names)
+}
+
+/// Checks class names from outside (a `classes.txt`, a checkpoint): each non-empty, at most
+/// [`MAX_CLASS_NAME_CHARS`] characters, free of control and invisible format characters (which
+/// would drive a terminal or hide text, see [`crate::fmt::is_unsafe_char`]), and no two alike.
+/// The error is the index of the first bad name and what is wrong with it, with the fix.
+pub fn check_class_names(names: &[String]) -> std::result::Result<(), (usize, String)> {
+    let mut seen = std::collections::HashMap::new();
+    for (at, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            return Err((
+                at,
+                "the name is empty; write one class name a line, in label order (line 1 \
+                 names label 0)"
+                    .into(),
+            ));
+        }
+        let chars = name.chars().count();
+        if chars > MAX_CLASS_NAME_CHARS {
+            return Err((
+                at,
+                format!(
+                    "the name is {chars} characters long, more than the \
+                     {MAX_CLASS_NAME_CHARS} a class name may have; shorten it"
+                ),
+            ));
+        }
+        if let Some(c) = name.chars().find(|&c| crate::fmt::is_unsafe_char(c)) {
+            return Err((
+                at,
+                format!(
+                    "the name {} holds the control or invisible character U+{:04X}; class \
+                     names are printed and drawn, so write them in visible characters",
+                    crate::fmt::printable(name),
+                    c as u32
+                ),
+            ));
+        }
+        if let Some(first) = seen.insert(name.as_str(), at) {
+            return Err((
+                at,
+                format!(
+                    "the name {name:?} is also that of line {} (label {first}); each class \
+                     needs its own name",
+                    first + 1
+                ),
+            ));
+        }
     }
-    Ok(lines.into_iter().map(str::to_string).collect())
+    Ok(())
 }
 
 /// The training and test images must be of one size: a net has one input width.
@@ -830,7 +882,7 @@ mod tests {
         );
         std::fs::write(&names, "cat\n\ndog\nbird\n").unwrap();
         let message = load(Some(&dir)).unwrap_err().to_string();
-        assert!(message.contains("line 2 is empty"), "{message}");
+        assert!(message.contains("line 2: the name is empty"), "{message}");
         std::fs::write(&names, [0xff, 0xfe, b'\n']).unwrap();
         assert!(load(Some(&dir)).unwrap_err().to_string().contains("UTF-8"));
         assert_eq!(class_name(None, 7), "7");

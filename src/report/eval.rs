@@ -20,6 +20,21 @@ const GRID_COLUMNS: usize = 10;
 /// Each image pixel is drawn as a square this many pixels wide.
 const GRID_SCALE: u32 = 4;
 
+/// The most characters of a class name drawn in a caption (longer ones end in "…"): a cell is
+/// as wide as its caption, so a long name would widen all 200 cells of the picture.
+pub const MAX_CAPTION_NAME_CHARS: usize = 24;
+
+/// `name` cut to [`MAX_CAPTION_NAME_CHARS`] characters for a caption, and made printable.
+fn caption_name(name: &str) -> String {
+    let name = crate::fmt::printable(name);
+    if name.chars().count() <= MAX_CAPTION_NAME_CHARS {
+        return name.into_owned();
+    }
+    let mut cut: String = name.chars().take(MAX_CAPTION_NAME_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
 /// Loss, accuracy, the confusion matrix and per-class accuracy as text; `names` (in label
 /// order) label the rows and the per-class lines when given.
 pub fn render(report: &ConfusionReport, names: Option<&[String]>) -> String {
@@ -45,14 +60,14 @@ pub fn render(report: &ConfusionReport, names: Option<&[String]>) -> String {
             s += &format!("{v:>cell$}");
         }
         if let Some(name) = names.and_then(|n| n.get(k)) {
-            s += &format!("  {name}");
+            s += &format!("  {}", crate::fmt::printable(name));
         }
         s += "\n";
     }
     s += "per-class accuracy\n";
     for (k, a) in report.per_class_accuracy().iter().enumerate() {
         match names.and_then(|n| n.get(k)) {
-            Some(name) => s += &format!("  {k} {name}: {a:.4}\n"),
+            Some(name) => s += &format!("  {k} {}: {a:.4}\n", crate::fmt::printable(name)),
             None => s += &format!("  {k}: {a:.4}\n"),
         }
     }
@@ -83,7 +98,10 @@ pub fn to_json(
 }
 
 /// Draws the images `indices` of `data` in a grid, 10 a row, dark ink on white, each with the
-/// caption "true / predicted" (by name when `names` are given) under it, as a PNG.
+/// caption "true / predicted" (by name when `names` are given, each cut to
+/// [`MAX_CAPTION_NAME_CHARS`]) under it, as a PNG. The picture is drawn in memory and written
+/// atomically (temporary file and rename): a failure, or a panic inside the plotting crate,
+/// is an error and leaves no file, or the previous one, at `path`.
 pub fn misclassified_grid(
     path: &Path,
     data: &Dataset,
@@ -108,8 +126,8 @@ pub fn misclassified_grid(
         .map(|(&i, &p)| {
             format!(
                 "{} / {}",
-                class_name(names, data.label(i) as usize),
-                class_name(names, p)
+                caption_name(&class_name(names, data.label(i) as usize)),
+                caption_name(&class_name(names, p))
             )
         })
         .collect();
@@ -125,9 +143,9 @@ pub fn misclassified_grid(
     let across = indices.len().min(GRID_COLUMNS) as u32;
     let down = indices.len().div_ceil(GRID_COLUMNS) as u32;
     let size = (across * cell_w, down * cell_h);
-    std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    let drawn = (|| -> std::result::Result<(), String> {
-        let root = BitMapBackend::new(path, size).into_drawing_area();
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    let draw = || -> std::result::Result<(), String> {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         for (n, (&i, caption)) in indices.iter().zip(&captions).enumerate() {
             let (cx, cy) = (
@@ -180,8 +198,19 @@ pub fn misclassified_grid(
             .map_err(|e| e.to_string())?;
         }
         root.present().map_err(|e| e.to_string())
-    })();
-    drawn.map_err(|msg| Error::io(path, std::io::Error::other(msg)))
+    };
+    // plotters panics on some inputs (text it cannot lay out, a size it cannot handle); that
+    // must be an error for this one picture, not the end of the program.
+    let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(draw))
+        .unwrap_or_else(|_| Err("the plotting library panicked".to_string()));
+    drawn.map_err(|msg| {
+        Error::io(
+            path,
+            std::io::Error::other(format!("drawing the misclassified images failed: {msg}")),
+        )
+    })?;
+    let png = super::plot::encode_png(path, rgb, size)?;
+    crate::checkpoint::write_atomic(path, &png)
 }
 
 #[cfg(test)]
@@ -237,5 +266,24 @@ mod tests {
         assert_eq!((img.width(), img.height()), (2 * 52, 46));
         let e = misclassified_grid(&path, &data, &[], &[], None).unwrap_err();
         assert!(e.to_string().contains("--misclassified"));
+    }
+
+    #[test]
+    fn long_names_are_cut_in_captions_and_escaped_in_the_matrix() {
+        assert_eq!(caption_name("Ankle boot"), "Ankle boot");
+        let long = "x".repeat(60_000);
+        let cut = caption_name(&long);
+        assert_eq!(cut.chars().count(), MAX_CAPTION_NAME_CHARS);
+        assert!(cut.ends_with('…'));
+        let names: Vec<String> = ["c\x1b[2J", "d\n0 forged", "e"].map(String::from).to_vec();
+        let text = render(&report(), Some(&names));
+        assert!(
+            !text.contains('\x1b') && text.contains("c\\u{1b}[2J"),
+            "{text}"
+        );
+        assert!(
+            text.contains("d\\n0 forged") && text.lines().count() == 10,
+            "{text}"
+        );
     }
 }
