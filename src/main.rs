@@ -1,5 +1,6 @@
 //! `gpu-train`: a thin shell over the library; see `gpu-train --help`.
 
+mod args;
 mod cli;
 mod terminal;
 

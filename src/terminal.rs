@@ -2,7 +2,7 @@
 //! from a moving window, one line per evaluation, the final line; `--quiet` and `--json`. The
 //! run itself is the library's (`gpu_train::session`).
 
-use crate::cli::{TrainArgs, EXIT_INTERRUPTED};
+use crate::args::{TrainArgs, EXIT_INTERRUPTED};
 use anyhow::Result;
 use clap::ArgMatches;
 use gpu_train::backend::Backend;
