@@ -78,6 +78,10 @@ pub struct GradcheckArgs {
     /// Directory with full MNIST; default: $MNIST_DIR, else the embedded subset.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Seconds a row may take: a numerical `full` row priced over it (2P forward passes at
+    /// the measured forward time, then the same call on one sample) is skipped, as in bench.
+    #[arg(long, default_value_t = gpu_train::gradcheck::DEFAULT_BUDGET_S, value_name = "SECONDS", allow_hyphen_values = true)]
+    pub budget: f64,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -512,8 +516,16 @@ fn run_gradcheck(args: &GradcheckArgs) -> Result<i32> {
         steps: args.steps,
         seed: args.seed,
         h: args.h,
+        budget: args.budget,
     };
     let terminal = std::io::stderr().is_terminal();
+    let hidden: Vec<String> = args.hidden.iter().map(usize::to_string).collect();
+    let net = format!(
+        "{}-{}-{}",
+        mnist.train.input_width(),
+        hidden.join("-"),
+        mnist.train.classes()
+    );
     let report = gradcheck::run(&config, mnist, &mut |event| match event {
         Event::Header(lines) => {
             lines
@@ -521,7 +533,18 @@ fn run_gradcheck(args: &GradcheckArgs) -> Result<i32> {
                 .chain(&gradcheck::table_head())
                 .for_each(|l| println!("{l}"));
         }
-        Event::Started { device, method } if terminal => {
+        // A priced (slow) row gets a line of its own, terminal or not: minutes on lavapipe.
+        Event::Started {
+            device,
+            method,
+            estimate_s: Some(est),
+        } => eprintln!(
+            "running {device} {} ({net}, batch {}; est. {})...",
+            gradcheck::short(method),
+            args.batch,
+            gpu_train::fmt::seconds(est)
+        ),
+        Event::Started { device, method, .. } if terminal => {
             eprint!("\rcomputing {device} {} ...", method.describe());
         }
         Event::Started { .. } => {}
