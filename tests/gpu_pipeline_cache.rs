@@ -415,23 +415,28 @@ fn cache_warnings_are_one_line_and_name_the_problem() {
     };
 
     // A cache made for another device: wgpu's own (multi-line) error, one warning line.
+    // Each run in a root of its own (a run folder is not reused); the cache directory shared.
     let root = scratch("warn-foreign");
+    let roots: Vec<PathBuf> = (0..4).map(|i| root.join(format!("r{i}"))).collect();
     let dir = root.join("cache");
-    train_in(&root, Some(dir.to_str().unwrap()));
+    train_in(&roots[0], Some(dir.to_str().unwrap()));
     let file = PipelineCacheFile::named(&dir, &key).unwrap();
     let Loaded::Data(mut data) = file.load() else {
         panic!("the first run left no cache in {}", dir.display());
     };
     data[23] ^= 0x5a; // wgpu's header: the vendor id's low byte
     file.store(&data).unwrap();
-    let lines = warnings(&train_in(&root, Some(dir.to_str().unwrap())));
+    let lines = warnings(&train_in(&roots[1], Some(dir.to_str().unwrap())));
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("did not accept it"), "{lines:?}");
+    assert!(
+        lines[0].contains("did not accept it") && lines[0].contains("device); ignored"),
+        "{lines:?}"
+    );
 
     // The directory is a file.
     let plain = root.join("plain-file");
     std::fs::write(&plain, b"not a directory").unwrap();
-    let lines = warnings(&train_in(&root, Some(plain.to_str().unwrap())));
+    let lines = warnings(&train_in(&roots[2], Some(plain.to_str().unwrap())));
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
         lines[0].contains(&format!("{} is a file, not a directory", plain.display()))
@@ -443,7 +448,7 @@ fn cache_warnings_are_one_line_and_name_the_problem() {
 
     // The directory is a device.
     if Path::new("/dev/full").exists() {
-        let lines = warnings(&train_in(&root, Some("/dev/full")));
+        let lines = warnings(&train_in(&roots[3], Some("/dev/full")));
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
             lines[0].contains("/dev/full is a character device, not a directory")

@@ -530,7 +530,7 @@ fn create(
     let mut error = None;
     for scope in scopes.into_iter().rev() {
         if let Some(e) = pollster::block_on(scope.pop()) {
-            error.get_or_insert(e.to_string());
+            error.get_or_insert(one_line(&e.to_string()));
         }
     }
     match error {
