@@ -91,7 +91,7 @@ pub fn full_mnist_in(
     }
     assert!(
         !required,
-        "{test}: full MNIST is required ({}) but {} ({from}) is not a directory; set MNIST_DIR          to a folder with the four IDX files",
+        "{test}: full MNIST is required ({}) but {} ({from}) is not a directory; set MNIST_DIR to a folder with the four IDX files",
         match need {
             Some(_) => format!("{FULL_MNIST_ENV}=required"),
             None => format!("CI=true without {FULL_MNIST_ENV}=optional"),
