@@ -74,6 +74,10 @@ pub struct GradcheckArgs {
     /// Directory with full MNIST; default: $MNIST_DIR, else the embedded subset.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Seconds a row may take: a numerical `full` row priced over it (2P forward passes at
+    /// the measured forward time, then the same call on one sample) is skipped, as in bench.
+    #[arg(long, default_value_t = gpu_train::gradcheck::DEFAULT_BUDGET_S, value_name = "SECONDS", allow_hyphen_values = true)]
+    pub budget: f64,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

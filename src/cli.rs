@@ -173,8 +173,16 @@ fn run_gradcheck(args: &GradcheckArgs) -> Result<i32> {
         steps: args.steps,
         seed: args.seed,
         h: args.h,
+        budget: args.budget,
     };
     let terminal = std::io::stderr().is_terminal();
+    let hidden: Vec<String> = args.hidden.iter().map(usize::to_string).collect();
+    let net = format!(
+        "{}-{}-{}",
+        mnist.train.input_width(),
+        hidden.join("-"),
+        mnist.train.classes()
+    );
     let report = gradcheck::run(&config, mnist, &mut |event| match event {
         Event::Header(lines) => {
             lines
@@ -182,7 +190,18 @@ fn run_gradcheck(args: &GradcheckArgs) -> Result<i32> {
                 .chain(&gradcheck::table_head())
                 .for_each(|l| println!("{l}"));
         }
-        Event::Started { device, method } if terminal => {
+        // A priced (slow) row gets a line of its own, terminal or not: minutes on lavapipe.
+        Event::Started {
+            device,
+            method,
+            estimate_s: Some(est),
+        } => eprintln!(
+            "running {device} {} ({net}, batch {}; est. {})...",
+            gradcheck::short(method),
+            args.batch,
+            gpu_train::fmt::seconds(est)
+        ),
+        Event::Started { device, method, .. } if terminal => {
             eprint!("\rcomputing {device} {} ...", method.describe());
         }
         Event::Started { .. } => {}

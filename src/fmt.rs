@@ -66,6 +66,19 @@ pub fn rounded(v: f64) -> String {
     }
 }
 
+/// A duration for people: "12.3 us", "4.56 ms", "7.89 s", "123 s" (bench's tables, gradcheck).
+pub fn seconds(s: f64) -> String {
+    if s < 1e-3 {
+        format!("{:.1} us", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.2} ms", s * 1e3)
+    } else if s < 100.0 {
+        format!("{s:.2} s")
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{number, printable};

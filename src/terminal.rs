@@ -35,9 +35,17 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
     }
     let req = args.request(matches);
     let plan = session::plan(&req)?;
+    let gpu = req.device == session::DeviceChoice::Gpu;
+    // On a software GPU (lavapipe) on a slow CPU, building the pipelines and the first
+    // evaluation took 26 s with nothing on the screen: say what is happening (on stderr,
+    // so stdout and --json stay as they are).
+    if gpu && !args.quiet {
+        eprintln!("opening the GPU: building its pipelines, uploading the data...");
+    }
     let (mut backend, chosen) = session::make_backend(req.device, req.precision, &plan)?;
     let why = &chosen.reason;
     let mut printer = Printer::new(args);
+    printer.gpu = gpu && backend.name().starts_with("gpu");
     printer.say(&format!(
         "gpu-train {} | data: {}",
         env!("CARGO_PKG_VERSION"),
@@ -107,6 +115,8 @@ struct Printer {
     recent: VecDeque<f64>,
     total: usize,
     last_draw: Option<Instant>,
+    /// Training on the GPU: the first evaluation also compiles its kernels (said at the start).
+    gpu: bool,
 }
 
 /// How far back the rate looks: long enough to smooth a pause (an evaluation, a check), short
@@ -132,6 +142,7 @@ impl Printer {
             recent: VecDeque::new(),
             total: 0,
             last_draw: None,
+            gpu: false,
         }
     }
 
@@ -324,6 +335,9 @@ impl Ui for Printer {
             println!("{text}");
         } else {
             self.line(&text);
+            if self.gpu {
+                eprintln!("evaluating iteration 0 (the GPU compiles its kernels on first use)...");
+            }
         }
     }
 

@@ -330,4 +330,63 @@ fn bad_flags_name_the_flag_and_the_choices() {
     let args = BenchArgs::try_parse_from(["--json", "/no/such/folder/bench.json"]).expect("parses");
     let e = bench::run(&args, &mut Vec::new()).unwrap_err().to_string();
     assert!(e.contains("--json") && e.contains("/no/such/folder"), "{e}");
+    // A folder where the FILE should be: named, with the fix, before the (minutes of) bench.
+    let dir = std::env::temp_dir();
+    let args = BenchArgs::try_parse_from(["--json".as_ref(), dir.as_os_str()]).expect("parses");
+    let mut out = Vec::new();
+    let e = bench::run(&args, &mut out).unwrap_err().to_string();
+    let fix = dir.join("bench.json");
+    assert!(
+        e.contains("--json") && e.contains("is a folder") && e.contains(&*fix.to_string_lossy()),
+        "{e}"
+    );
+    assert!(out.is_empty(), "measured before refusing --json");
+}
+
+/// Before the 160-column table, one line says which device is faster at what, on which
+/// adapter and CPU.
+#[test]
+fn a_one_line_verdict_comes_before_the_table() {
+    let (report, table) = bench(&[
+        "--device", "cpu,gpu", "--hidden", "10", "--batch", "10", "--what", "forward", "--repeat",
+        "1",
+    ]);
+    let lines: Vec<&str> = table.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("verdict: "));
+    let head = lines.iter().position(|l| l.starts_with("device "));
+    let (Some(at), Some(head)) = (at, head) else {
+        panic!("no verdict or no table in:\n{table}");
+    };
+    assert!(at < head, "the verdict after the table:\n{table}");
+    let verdict = lines[at];
+    assert!(
+        verdict.ends_with(&format!("; CPU: {}", report.cpu_model)),
+        "{verdict}"
+    );
+    match &report.adapter {
+        Some(adapter) if report.cases.iter().all(|c| c.median_s.is_some()) => {
+            let cpu = report
+                .cases
+                .iter()
+                .find(|c| c.device == Device::Cpu)
+                .unwrap();
+            let gpu = report
+                .cases
+                .iter()
+                .find(|c| c.device == Device::Gpu)
+                .unwrap();
+            let (c, g) = (cpu.median_s.unwrap(), gpu.median_s.unwrap());
+            let how = if g < c { "x faster" } else { "x slower" };
+            assert!(
+                verdict.starts_with("verdict: forward (batch 10, hidden 10): CPU ")
+                    && verdict.contains(how)
+                    && verdict.contains(&format!(") on {adapter}; CPU: ")),
+                "cpu {c} s, gpu {g} s: {verdict}"
+            );
+        }
+        _ => {
+            assert!(!ci(), "CI=true and the GPU did not run:\n{table}");
+            assert!(verdict.contains("no CPU-vs-GPU comparison"), "{verdict}");
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! file and says what is wrong, never a panic or a huge allocation. Plus, when the full MNIST
 //! files are at hand, a check that they load with the known counts.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -243,27 +245,13 @@ fn corrupt_gzip() {
     assert_data_error(idx::read_labels(&path), &path, &["corrupt"]);
 }
 
-/// The full MNIST files, from `MNIST_DIR` or `../shared/data/mnist`. Skipped when they are
-/// absent, unless `CI=true`, where their absence is a failure.
+/// The full MNIST files, from `MNIST_DIR` or `../shared/data/mnist`. Where they are absent the
+/// test says NOT RUN, or fails when they are required (`common::full_mnist`).
 #[test]
 fn full_mnist_loads_with_known_counts() {
-    let dir = match std::env::var_os("MNIST_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"),
-    };
-    if !dir.is_dir() {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            !ci,
-            "CI=true but the full MNIST directory {} does not exist",
-            dir.display()
-        );
-        eprintln!(
-            "skipping: no full MNIST at {} (set MNIST_DIR)",
-            dir.display()
-        );
+    let Some(dir) = common::full_mnist("data_errors::full_mnist_loads_with_known_counts") else {
         return;
-    }
+    };
     let mnist = data::load(Some(&dir)).expect("full MNIST loads");
     assert!(!mnist.is_embedded());
     assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
@@ -283,4 +271,48 @@ fn full_mnist_loads_with_known_counts() {
     assert_eq!(subset.train.labels(), &mnist.train.labels()[..30_000]);
     assert_eq!(subset.test.images(), &mnist.test.images()[..5_000 * 784]);
     assert_eq!(subset.test.labels(), &mnist.test.labels()[..5_000]);
+}
+
+/// The rule `full_mnist` applies: a folder that is there is used; a missing one fails when the
+/// data is required (or under CI=true when nobody said it is optional), and is otherwise
+/// reported NOT RUN, one line in the log .ci/run lists at the end.
+#[test]
+fn full_mnist_is_used_required_or_reported_not_run() {
+    let dir = TempDir::new("full-mnist-rule");
+    let missing = dir.0.join("no-mnist");
+    let log = dir.0.join("not-run.log");
+    let find = |at: &Path, need: Option<&str>, ci: bool| {
+        std::panic::catch_unwind(|| {
+            common::full_mnist_in("t::x", at, "MNIST_DIR", need, ci, Some(&log))
+        })
+    };
+    for (need, ci) in [
+        (Some("required"), true),
+        (Some("optional"), true),
+        (None, false),
+    ] {
+        assert_eq!(find(&dir.0, need, ci).unwrap(), Some(dir.0.clone()));
+    }
+    for (need, ci) in [
+        (Some("required"), true),
+        (Some("required"), false),
+        (None, true),
+    ] {
+        let e = find(&missing, need, ci).unwrap_err();
+        let e = e.downcast_ref::<String>().expect("a message");
+        assert!(
+            e.contains("t::x") && e.contains("no-mnist") && e.contains("MNIST_DIR"),
+            "{e}"
+        );
+    }
+    assert!(!log.exists(), "a failure is not a NOT RUN");
+    assert_eq!(find(&missing, Some("optional"), true).unwrap(), None);
+    assert_eq!(find(&missing, None, false).unwrap(), None);
+    let lines = std::fs::read_to_string(&log).expect("the log");
+    let want = format!("t::x: not found at {} (MNIST_DIR)\n", missing.display());
+    assert_eq!(lines, want.repeat(2));
+    assert!(
+        find(&missing, Some("yes"), true).is_err(),
+        "an unknown value"
+    );
 }

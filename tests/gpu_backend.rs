@@ -393,3 +393,43 @@ fn listing_adapters_prints_no_driver_noise() {
         assert!(line.chars().count() <= 100, "{line}");
     }
 }
+
+/// `train --device gpu` says what it does before its first line of figures (on a slow CPU,
+/// lavapipe's pipelines and first evaluation took 26 s of silence), on stderr so stdout keeps
+/// its header; `--quiet` stays quiet.
+#[test]
+fn train_on_the_gpu_says_what_it_does_while_it_starts() {
+    let _ctx = ctx_or_skip!();
+    let dir = std::env::temp_dir().join(format!("gpu-train-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |extra: &[&str], name: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-train"))
+            .args([
+                "train", "--device", "gpu", "--grad", "backprop", "--iters", "1",
+            ])
+            .args(["--check-every", "0"])
+            .args(extra)
+            .arg("--out")
+            .arg(dir.join(name))
+            .env_remove("MNIST_DIR")
+            .output()
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    };
+    let (stdout, stderr) = run(&[], "plain");
+    assert!(stdout.starts_with("gpu-train "), "{stdout}");
+    let status: Vec<&str> = stderr.lines().filter(|l| l.ends_with("...")).collect();
+    assert_eq!(
+        status,
+        [
+            "opening the GPU: building its pipelines, uploading the data...",
+            "evaluating iteration 0 (the GPU compiles its kernels on first use)...",
+        ],
+        "{stderr}"
+    );
+    let (_, quiet) = run(&["--quiet"], "quiet");
+    assert!(!quiet.contains("..."), "{quiet}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -53,18 +53,24 @@ fn random_params(spec: &MlpSpec, seed: u64) -> Params {
     Params::from_vec(spec, data).unwrap()
 }
 
-/// Both strategies, 2 seeds x {1, 2} hidden layers x {sigmoid, relu}, batch 20; `full` on these
-/// small nets already takes several dispatches.
+/// Both strategies, {1, 2} hidden layers x {sigmoid, relu}, batch 20, seeds 0 and 1 in turn
+/// (each net at both seeds cost 2x the time for the same property: on lavapipe a `full`
+/// gradient costs about the same at any batch); `full` on these small nets already takes
+/// several dispatches.
 #[test]
 fn gpu_numerical_gradient_matches_the_f64_oracle_on_random_nets() {
     let ctx = ctx_or_skip!();
-    for seed in 0..2u64 {
+    for (i, seed) in [0u64, 1].into_iter().cycle().enumerate().take(4) {
         for (hidden, act) in [
             (vec![16], Activation::Sigmoid),
             (vec![12], Activation::Relu),
             (vec![12, 8], Activation::Sigmoid),
             (vec![10, 7], Activation::Relu),
-        ] {
+        ]
+        .into_iter()
+        .skip(i)
+        .take(1)
+        {
             let spec = MlpSpec::new(784, hidden, 10, act).unwrap();
             let params = random_params(&spec, seed);
             let b = batch(seed, 20);
@@ -170,8 +176,9 @@ fn full_without_the_careful_loss_change_loses_its_digits() {
     }
 }
 
-/// `incremental` on batch 100; `full` on 10 samples of it (on lavapipe a `full` gradient of
-/// 784-50-10 costs ~6 s a sample: the CPU emulates the GPU).
+/// `incremental` on batch 100 at both points; `full` on 2 samples, after the 1000 steps only,
+/// still the chapter's K = 784 (on lavapipe one `full` gradient of 784-50-10 takes ~57 s
+/// whatever the batch: the CPU emulates the GPU).
 #[test]
 fn gpu_numerical_on_784_50_10_at_init_and_after_1000_steps() {
     let ctx = ctx_or_skip!();
@@ -199,13 +206,16 @@ fn gpu_numerical_on_784_50_10_at_init_and_after_1000_steps() {
             gpu.numerical_dispatches(PerturbStrategy::Incremental),
             Some(2)
         );
-        let few = &b[..10];
+        if steps == 0 {
+            continue;
+        }
+        let few = &b[..2];
         let want = oracle(&spec, &params, few);
         let full = grad(&mut gpu, &params, few, FULL);
         let inc = grad(&mut gpu, &params, few, INCREMENTAL);
         let (rel_full, rel_pair) = (relative_error(&full, &want), relative_error(&full, &inc));
         println!(
-            "784-50-10 {what}, 10 samples: gpu full vs f64 oracle {rel_full:.2e}, full vs incremental {rel_pair:.2e}"
+            "784-50-10 {what}, 2 samples: gpu full vs f64 oracle {rel_full:.2e}, full vs incremental {rel_pair:.2e}"
         );
         assert!(rel_full <= F32_NUMERICAL_VS_F64, "{what}: {rel_full:e}");
         assert!(rel_pair <= F32_NUMERICAL_VS_F64, "{what}: {rel_pair:e}");
@@ -247,7 +257,7 @@ fn gpu_numerical_training_follows_the_cpu() {
     let ctx = ctx_or_skip!();
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
     let cfg = gpu_train::train::TrainConfig {
-        iters: 40,
+        iters: 20,
         eval_every: 1000,
         seed: 4,
         ..Default::default()
@@ -265,6 +275,6 @@ fn gpu_numerical_training_follows_the_cpu() {
         .unwrap();
     }
     let rel = relative_error(&gpu.params().unwrap().data, &cpu.params().unwrap().data);
-    println!("40 numerical steps, gpu vs cpu f32 parameters: {rel:.2e}");
+    println!("20 numerical steps, gpu vs cpu f32 parameters: {rel:.2e}");
     assert!(rel <= 1e-5, "{rel:e}");
 }

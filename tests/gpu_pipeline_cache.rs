@@ -385,3 +385,77 @@ fn off_writes_nothing() {
     assert_eq!(cache_files(&root), want);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// (4) What the binary says about a bad cache: one line per warning (wgpu's validation error
+/// of a cache made for another device spans six), a cache directory that is a file or a device
+/// named as such with the variable to change (not "File exists (os error 17)", not "writable by
+/// other users" for /dev/full's 0666), and the run still succeeds.
+#[test]
+fn cache_warnings_are_one_line_and_name_the_problem() {
+    let probe = scratch("warn-probe");
+    let Some(ctx) = open(Some(&probe)) else {
+        return;
+    };
+    let Some(key) = key_of(&ctx).filter(|_| offers_cache(&ctx)) else {
+        eprintln!(
+            "{} offers no pipeline cache: nothing to warn about",
+            ctx.describe()
+        );
+        return;
+    };
+    drop(ctx);
+    let warnings = |out: &std::process::Output| -> Vec<String> {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lines: Vec<String> = stderr.lines().map(str::to_string).collect();
+        assert!(
+            lines.iter().all(|l| l.starts_with("warning: ")),
+            "a warning over several lines:\n{stderr}"
+        );
+        lines
+    };
+
+    // A cache made for another device: wgpu's own (multi-line) error, one warning line.
+    // Each run in a root of its own (a run folder is not reused); the cache directory shared.
+    let root = scratch("warn-foreign");
+    let roots: Vec<PathBuf> = (0..4).map(|i| root.join(format!("r{i}"))).collect();
+    let dir = root.join("cache");
+    train_in(&roots[0], Some(dir.to_str().unwrap()));
+    let file = PipelineCacheFile::named(&dir, &key).unwrap();
+    let Loaded::Data(mut data) = file.load() else {
+        panic!("the first run left no cache in {}", dir.display());
+    };
+    data[23] ^= 0x5a; // wgpu's header: the vendor id's low byte
+    file.store(&data).unwrap();
+    let lines = warnings(&train_in(&roots[1], Some(dir.to_str().unwrap())));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("did not accept it") && lines[0].contains("device); ignored"),
+        "{lines:?}"
+    );
+
+    // The directory is a file.
+    let plain = root.join("plain-file");
+    std::fs::write(&plain, b"not a directory").unwrap();
+    let lines = warnings(&train_in(&roots[2], Some(plain.to_str().unwrap())));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("{} is a file, not a directory", plain.display()))
+            && lines[0].contains("GPU_TRAIN_CACHE_DIR")
+            && !lines[0].contains("os error"),
+        "{lines:?}"
+    );
+    assert_eq!(std::fs::read(&plain).unwrap(), b"not a directory");
+
+    // The directory is a device.
+    if Path::new("/dev/full").exists() {
+        let lines = warnings(&train_in(&roots[3], Some("/dev/full")));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("/dev/full is a character device, not a directory")
+                && !lines[0].contains("writable by other users"),
+            "{lines:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&probe);
+}

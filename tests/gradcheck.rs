@@ -22,6 +22,7 @@ fn config() -> Config {
         steps: 2,
         seed: 0,
         h: 1e-4,
+        budget: gradcheck::DEFAULT_BUDGET_S,
     }
 }
 
@@ -133,4 +134,103 @@ fn the_command_prints_pass_rows_and_a_verdict() {
         .expect("the binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("--h"), "{stderr}");
+}
+
+/// Runs the binary with `args`, killing it (and failing) past `limit` seconds; (output,
+/// seconds).
+fn gradcheck_within(args: &[&str], limit: f64) -> (std::process::Output, f64) {
+    let clock = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-train"))
+        .args(args)
+        .env_remove("MNIST_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    while child.try_wait().expect("wait").is_none() {
+        if clock.elapsed().as_secs_f64() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} did not end within {limit} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out, clock.elapsed().as_secs_f64())
+}
+
+/// `--budget`: a `full` row priced over it is SKIP with its price and the flag to raise; the
+/// rows that ran decide the verdict and the exit status.
+#[test]
+fn a_tiny_budget_skips_the_full_rows() {
+    let (out, _) = gradcheck_within(
+        &[
+            "gradcheck",
+            "--device",
+            "cpu",
+            "--hidden",
+            "10",
+            "--budget",
+            "1e-9",
+        ],
+        120.0,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let skips: Vec<&str> = stdout.lines().filter(|l| l.contains(" SKIP ")).collect();
+    assert_eq!(skips.len(), 2, "{stdout}");
+    assert!(
+        skips.iter().all(|l| l.contains("numerical full")),
+        "{stdout}"
+    );
+    let whys = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("skipped: est."));
+    assert_eq!(whys.count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("raise --budget").count(), 2, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.contains(" PASS ")).count(), 4);
+    assert_eq!(
+        stdout.lines().last(),
+        Some("verdict: PASS, all 4 rows within tolerance (2 skipped: over the budget)")
+    );
+    assert!(
+        stdout.lines().all(|l| l.chars().count() <= WIDTH),
+        "{stdout}"
+    );
+    let (out, _) = gradcheck_within(&["gradcheck", "--device", "cpu", "--budget", "0"], 60.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--budget"),
+        "{stderr}"
+    );
+}
+
+/// The default command (both devices, the chapter's net) ends within its budget here: each
+/// device's `full` row is priced and runs or is skipped, and a slow row says what it runs.
+/// (Without an adapter: skipped, unless CI=true, where it fails.)
+#[test]
+fn the_default_gradcheck_ends_in_bounded_time() {
+    if common::context().is_none() {
+        return;
+    }
+    // Each device's full row runs only when priced within the budget (the price errs high).
+    let bound = 2.0 * gradcheck::DEFAULT_BUDGET_S + 30.0;
+    let (out, seconds) = gradcheck_within(&["gradcheck"], bound);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("gpu-train gradcheck: {seconds:.1} s\n{stdout}\n{stderr}");
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(" PASS ") || l.contains(" SKIP "))
+        .collect();
+    assert_eq!(rows.len(), 9, "{stdout}");
+    for line in rows.iter().filter(|l| l.contains("numerical full")) {
+        let device = line.split("numerical").next().unwrap_or("").trim();
+        let announced = format!("running {device} numerical full (784-50-10, batch 3; est.");
+        assert!(
+            line.contains(" SKIP ") || stderr.contains(&announced),
+            "{announced:?} missing:\n{stderr}"
+        );
+    }
 }

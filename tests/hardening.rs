@@ -699,3 +699,35 @@ fn long_class_names_cost_a_bounded_picture() {
     assert_eq!(leftovers.len(), 1, "only the picture, no temporary file");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// GPU_TRAIN_BACKEND that is not UTF-8 was taken as unset (any backend): now an error naming
+/// the variable and the values it takes, before any adapter is looked at.
+#[cfg(unix)]
+#[test]
+fn a_backend_variable_that_is_not_utf8_is_an_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = temp_dir("backend-utf8");
+    let out = Command::new(env!("CARGO_BIN_EXE_gpu-train"))
+        .args([
+            "train", "--device", "gpu", "--grad", "backprop", "--iters", "1",
+        ])
+        .arg("--out")
+        .arg(dir.join("run"))
+        .env_remove("MNIST_DIR")
+        .env(
+            "GPU_TRAIN_BACKEND",
+            std::ffi::OsStr::from_bytes(b"vulkan\xff"),
+        )
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("GPU_TRAIN_BACKEND")
+            && stderr.contains("UTF-8")
+            && stderr.contains("vulkan, metal, dx12 or gl"),
+        "{stderr}"
+    );
+    assert!(!dir.join("run").exists(), "a run folder was made");
+    let _ = std::fs::remove_dir_all(&dir);
+}

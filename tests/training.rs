@@ -1,6 +1,8 @@
 //! Training runs on the embedded subset: the chapter's loop reaches the accuracy it should, and
 //! the numerical gradient trains the same net as backprop.
 
+mod common;
+
 use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
 use gpu_train::cpu::CpuBackend;
 use gpu_train::data::{self, Mnist};
@@ -215,27 +217,14 @@ fn divergence_stops_with_an_error_naming_the_iteration() {
 }
 
 /// Full MNIST, the chapter's configuration with backprop: >= 94% test accuracy. Needs the data:
-/// $MNIST_DIR, or ../shared/data/mnist beside the checkout; with CI=true a missing set fails.
+/// $MNIST_DIR, or ../shared/data/mnist beside the checkout; NOT RUN without it, unless it is
+/// required (`common::full_mnist`).
 #[test]
 fn backprop_on_full_mnist_reaches_94_percent() {
-    let dir = std::env::var_os("MNIST_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist")
-        });
-    if !dir.exists() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "full MNIST not found at {}",
-            dir.display()
-        );
-        eprintln!(
-            "skipped: full MNIST not found at {} (set MNIST_DIR)",
-            dir.display()
-        );
+    let Some(dir) = common::full_mnist("training::backprop_on_full_mnist_reaches_94_percent")
+    else {
         return;
-    }
+    };
     let data = Arc::new(data::load(Some(&dir)).unwrap());
     assert_eq!(data.train.len(), 60_000);
     let (summary, acc) = chapter_backprop_run(&data);

@@ -345,6 +345,16 @@ pub fn run<W: Write + ?Sized>(args: &BenchArgs, out: &mut W) -> Result<Report> {
 
 /// A JSON file that cannot be written should fail now, not after minutes of measuring.
 fn check_json_folder(json: Option<&Path>) -> Result<()> {
+    if let Some(path) = json.filter(|p| p.is_dir()) {
+        return Err(Error::config(
+            "--json",
+            format!(
+                "{} is a folder; --json takes a FILE to write, e.g. --json {}",
+                path.display(),
+                path.join("bench.json").display()
+            ),
+        ));
+    }
     if let Some(dir) = json.and_then(Path::parent) {
         if !dir.as_os_str().is_empty() && !dir.is_dir() {
             return Err(Error::config(

@@ -4,7 +4,7 @@
 use super::grid::{Grid, NUMERICAL_DEFAULT_BATCH};
 use super::stats::gpu_speedup;
 use super::text::{ratio, secs};
-use super::{CaseResult, Device, Report};
+use super::{CaseResult, Device, Report, Work};
 use std::io::{Result, Write};
 
 pub(super) fn write_header<W: Write + ?Sized>(out: &mut W, r: &Report) -> Result<()> {
@@ -44,6 +44,8 @@ pub(super) fn write_header<W: Write + ?Sized>(out: &mut W, r: &Report) -> Result
 }
 
 pub(super) fn write_body<W: Write + ?Sized>(out: &mut W, grid: &Grid, r: &Report) -> Result<()> {
+    writeln!(out)?;
+    writeln!(out, "{}", verdict(r))?;
     write_table(out, r)?;
     write_footnotes(out, grid, r)?;
     write_counters(out, r)?;
@@ -63,6 +65,70 @@ fn write_table<W: Write + ?Sized>(out: &mut W, r: &Report) -> Result<()> {
         writeln!(out, "{}", row(&r.cases, c).trim_end())?;
     }
     Ok(())
+}
+
+/// The kinds of work a verdict prefers, the chapter's step first.
+const VERDICT_ORDER: [Work; 6] = [
+    Work::NumericalIncremental,
+    Work::TrainStepNumerical,
+    Work::Backprop,
+    Work::TrainStep,
+    Work::Forward,
+    Work::NumericalFull,
+];
+
+/// One line before the (wide) table: the CPU against the GPU on the case that matters most
+/// that both measured (the chapter's numerical step at batch 100, hidden 50 where it ran):
+/// "verdict: numerical-incremental (batch 100, hidden 50): CPU 1.60 ms, GPU 7.20 ms (GPU 4.5x
+/// slower) on <adapter>; CPU: <model>".
+pub(super) fn verdict(r: &Report) -> String {
+    let measured = |d: Device, w: Work, b: usize, h: usize| {
+        r.cases
+            .iter()
+            .find(|c| (c.device, c.what, c.batch, c.hidden) == (d, w, b, h))
+            .and_then(|c| c.median_s)
+    };
+    let chapter = |c: &&CaseResult| (c.batch != 100, c.hidden != 50);
+    let mut pairs = Vec::new();
+    for w in VERDICT_ORDER {
+        let mut cpu: Vec<&CaseResult> = r
+            .cases
+            .iter()
+            .filter(|c| c.device == Device::Cpu && c.what == w && c.median_s.is_some())
+            .collect();
+        cpu.sort_by_key(chapter);
+        pairs.extend(cpu.into_iter().filter_map(|c| {
+            let gpu = measured(Device::Gpu, w, c.batch, c.hidden)?;
+            Some((c, c.median_s?, gpu))
+        }));
+        if !pairs.is_empty() {
+            break;
+        }
+    }
+    let cpu_model = &r.cpu_model;
+    let Some(&(c, cpu, gpu)) = pairs.first() else {
+        let why = match (&r.adapter, &r.gpu_unavailable) {
+            (_, Some(why)) => format!("the GPU did not run: {why}"),
+            (None, None) => "the GPU was not requested (--device)".to_string(),
+            (Some(_), None) => "no case ran on both devices (see the table)".to_string(),
+        };
+        return format!("verdict: no CPU-vs-GPU comparison ({why}); CPU: {cpu_model}");
+    };
+    let per = if c.steps_per_call > 1 { " a step" } else { "" };
+    let how = if gpu < cpu {
+        format!("GPU {}x faster", ratio(cpu / gpu))
+    } else {
+        format!("GPU {}x slower", ratio(gpu / cpu))
+    };
+    format!(
+        "verdict: {} (batch {}, hidden {}): CPU {}, GPU {}{per} ({how}) on {}; CPU: {cpu_model}",
+        c.what.name(),
+        c.batch,
+        c.hidden,
+        secs(cpu),
+        secs(gpu),
+        r.adapter.as_deref().unwrap_or("the GPU"),
+    )
 }
 
 /// One case's line.

@@ -2,15 +2,7 @@
 
 /// "12.3 us", "4.56 ms", "1.23 s".
 pub(super) fn secs(s: f64) -> String {
-    if s < 1e-3 {
-        format!("{:.1} us", s * 1e6)
-    } else if s < 1.0 {
-        format!("{:.2} ms", s * 1e3)
-    } else if s < 100.0 {
-        format!("{s:.2} s")
-    } else {
-        format!("{s:.0} s")
-    }
+    crate::fmt::seconds(s)
 }
 
 /// "1.5", "23", "610".

@@ -6,6 +6,7 @@
 //! the chosen adapter, and everything done with it, is the runtime in `context.rs`.
 
 use crate::error::{Error, Result};
+use std::ffi::OsString;
 use std::fmt::Write as _;
 
 /// Substring (case-insensitive) of the adapter name to use, e.g. `llvmpipe` or `nvidia`.
@@ -106,13 +107,29 @@ pub(crate) struct Selection {
 
 impl Selection {
     pub(crate) fn from_env() -> Result<Self> {
-        let var = |name| {
-            std::env::var(name)
-                .ok()
-                .map(|s: String| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        };
-        let backend = var(BACKEND_ENV);
+        Self::from_vars(std::env::var_os(BACKEND_ENV), std::env::var_os(ADAPTER_ENV))
+    }
+
+    /// `from_env` given GPU_TRAIN_BACKEND and GPU_TRAIN_ADAPTER.
+    pub(crate) fn from_vars(backend: Option<OsString>, adapter: Option<OsString>) -> Result<Self> {
+        // A value that is not UTF-8 is an error, not "unset": the user asked for a filter.
+        let text =
+            |name: &str, value: Option<OsString>, accepted: &str| -> Result<Option<String>> {
+                match value.map(OsString::into_string) {
+                    None => Ok(None),
+                    Some(Ok(s)) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+                    Some(Err(raw)) => Err(Error::config(
+                        name,
+                        format!("{raw:?} is not valid UTF-8; {accepted}, or unset it",),
+                    )),
+                }
+            };
+        let backend = text(BACKEND_ENV, backend, "use vulkan, metal, dx12 or gl")?;
+        let name = text(
+            ADAPTER_ENV,
+            adapter,
+            "use part of an adapter's name (`gpu-train devices` lists them)",
+        )?;
         let backends = match &backend {
             Some(b) => {
                 let wanted = parse_backend(b)?;
@@ -124,7 +141,7 @@ impl Selection {
         Ok(Selection {
             backends,
             backend,
-            name: var(ADAPTER_ENV).map(|n| n.to_lowercase()),
+            name: name.map(|n| n.to_lowercase()),
         })
     }
 
@@ -524,6 +541,33 @@ mod tests {
         assert_eq!(parse_backend("gl").ok(), Some(wgpu::Backends::GL));
         let e = parse_backend("cuda").unwrap_err().to_string();
         assert!(e.contains("vulkan, metal, dx12 or gl"), "{e}");
+    }
+
+    /// A variable that is not UTF-8 is an error naming it and what it takes, never "unset".
+    #[cfg(unix)]
+    #[test]
+    fn a_filter_that_is_not_utf8_is_an_error() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || Some(OsString::from_vec(vec![b'v', 0xff]));
+        let e = Selection::from_vars(bad(), None).unwrap_err().to_string();
+        assert!(
+            e.contains(BACKEND_ENV)
+                && e.contains("UTF-8")
+                && e.contains("vulkan, metal, dx12 or gl"),
+            "{e}"
+        );
+        let e = Selection::from_vars(None, bad()).unwrap_err().to_string();
+        assert!(
+            e.contains(ADAPTER_ENV) && e.contains("gpu-train devices"),
+            "{e}"
+        );
+        let s = Selection::from_vars(Some(" Vulkan ".into()), Some("LLVM".into())).unwrap();
+        assert_eq!(
+            s.describe(),
+            "GPU_TRAIN_BACKEND=Vulkan, GPU_TRAIN_ADAPTER=llvm"
+        );
+        let s = Selection::from_vars(Some("".into()), None).unwrap();
+        assert_eq!(s.describe(), "");
     }
 
     #[test]

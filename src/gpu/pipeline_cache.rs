@@ -92,9 +92,12 @@ pub enum Loaded {
     /// A file that is not usable (too large, damaged, not ours, unreadable): why, in words. It
     /// is replaced when this run saves.
     Ignored(String),
-    /// Something that is not a regular file (a directory, a FIFO, a device) is at the path:
-    /// never read nor replaced.
-    NotAFile,
+    /// Something that is not a regular file is at the path: what it is ("a directory", "a
+    /// character device", ...). Never read nor replaced.
+    NotAFile(&'static str),
+    /// The cache's directory is something else (a file, a device): what it is. Nothing is read
+    /// or written.
+    NotADirectory(&'static str),
     /// The file or its directory belongs to another user or others may write it (Unix): its
     /// bytes could be anyone's, and they would reach an unsafe call. Never read nor written.
     Untrusted(String),
@@ -135,6 +138,9 @@ impl PipelineCacheFile {
     pub fn load(&self) -> Loaded {
         if let Some(dir) = self.path.parent().filter(|d| d.exists()) {
             match fs::metadata(dir) {
+                // Before the owner and mode: a device node's mode (0666) says nothing about
+                // who may write a cache there.
+                Ok(m) if !m.is_dir() => return Loaded::NotADirectory(kind(&m)),
                 Ok(m) => {
                     if let Err(why) = trusted("its directory", &m) {
                         return Loaded::Untrusted(why);
@@ -156,7 +162,7 @@ impl PipelineCacheFile {
         };
         if !meta.is_file() {
             // A directory or a FIFO is not ours to read or replace.
-            return Loaded::NotAFile;
+            return Loaded::NotAFile(kind(&meta));
         }
         if let Err(why) = trusted("the file", &meta) {
             return Loaded::Untrusted(why);
@@ -192,6 +198,13 @@ impl PipelineCacheFile {
             .path
             .parent()
             .ok_or_else(|| io::Error::other("the cache path has no directory"))?;
+        if let Some(m) = fs::metadata(dir).ok().filter(|m| !m.is_dir()) {
+            return Err(io::Error::other(format!(
+                "{} is {}, not a directory",
+                dir.display(),
+                kind(&m)
+            )));
+        }
         create_private_dir(dir)?;
         let name = self
             .path
@@ -217,6 +230,34 @@ impl PipelineCacheFile {
         }
         written
     }
+}
+
+/// What a file system entry is, for messages: "a file", "a directory", "a character device", ...
+fn kind(meta: &fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_file() {
+        return "a file";
+    }
+    if t.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    "not a regular file"
 }
 
 /// Opens `path` for reading; on Unix without blocking, so a FIFO put at the path cannot hang
@@ -313,7 +354,21 @@ fn unwrap(bytes: &[u8]) -> std::result::Result<&[u8], String> {
 }
 
 fn warn(path: &Path, what: &str) {
-    eprintln!("warning: pipeline cache {}: {what}", path.display());
+    eprintln!(
+        "warning: pipeline cache {}: {}",
+        path.display(),
+        one_line(what)
+    );
+}
+
+/// A message on one line: wgpu's errors span several ("Validation Error\n\nCaused by:\n  In
+/// ..."), which a warning must not.
+pub(crate) fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "Caused by:")
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// A context's pipeline cache: the wgpu object every pipeline is built with, and the file it
@@ -353,11 +408,23 @@ impl DiskCache {
                 );
                 (None, true)
             }
-            Loaded::NotAFile => {
+            Loaded::NotAFile(what) => {
                 warn(
                     file.path(),
-                    "is not a regular file; no pipeline cache is read or written (remove it, or \
-                     set GPU_TRAIN_CACHE_DIR to another directory or to off)",
+                    &format!(
+                        "is {what}, not a regular file; no pipeline cache is read or written \
+                         (remove it, or set {CACHE_DIR_ENV} to another directory or to off)"
+                    ),
+                );
+                (None, false)
+            }
+            Loaded::NotADirectory(what) => {
+                let dir = file.path().parent().unwrap_or(file.path());
+                eprintln!(
+                    "warning: pipeline cache directory {} is {what}, not a directory; no \
+                     pipeline cache is read or written (set {CACHE_DIR_ENV} to a directory, or \
+                     to off)",
+                    dir.display()
                 );
                 (None, false)
             }
@@ -463,7 +530,7 @@ fn create(
     let mut error = None;
     for scope in scopes.into_iter().rev() {
         if let Some(e) = pollster::block_on(scope.pop()) {
-            error.get_or_insert(e.to_string());
+            error.get_or_insert(one_line(&e.to_string()));
         }
     }
     match error {
@@ -640,9 +707,54 @@ mod tests {
         let d = tmp("dir");
         let f = PipelineCacheFile::named(&d, "key").unwrap();
         fs::create_dir(f.path()).unwrap();
-        assert!(matches!(f.load(), Loaded::NotAFile));
+        assert!(matches!(f.load(), Loaded::NotAFile("a directory")));
         assert!(f.store(b"x").is_err());
         assert!(f.path().is_dir());
         let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A cache directory that is a file or a device is named as such, before its mode (a
+    /// device's 0666 is not "writable by other users"), and store says so too.
+    #[test]
+    fn a_file_or_device_as_the_directory_is_named() {
+        let d = tmp("dir-is-file");
+        let file = d.join("plain");
+        fs::write(&file, b"x").unwrap();
+        let f = PipelineCacheFile::named(&file, "key").unwrap();
+        assert!(
+            matches!(f.load(), Loaded::NotADirectory("a file")),
+            "{:?}",
+            f.load()
+        );
+        let e = f.store(b"data").unwrap_err().to_string();
+        assert!(e.contains("plain is a file, not a directory"), "{e}");
+        #[cfg(unix)]
+        if Path::new("/dev/full").exists() {
+            let f = PipelineCacheFile::named(Path::new("/dev/full"), "key").unwrap();
+            let got = f.load();
+            assert!(
+                matches!(got, Loaded::NotADirectory("a character device")),
+                "{got:?}"
+            );
+            // A link to a device at the file's own path: not a regular file.
+            let link = d.join("link");
+            std::os::unix::fs::symlink("/dev/full", &link).unwrap();
+            let f = PipelineCacheFile::named(&d, "link").unwrap();
+            assert!(matches!(f.load(), Loaded::NotAFile("a character device")));
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn wgpu_errors_become_one_line() {
+        let e = "Validation Error\n\nCaused by:\n  In Device::device_create_pipeline_cache_init, \
+                 label = 'c'\n    Pipeline cache validation failed\n      The cache data was \
+                 created for a different device\n";
+        assert_eq!(
+            one_line(e),
+            "Validation Error: In Device::device_create_pipeline_cache_init, label = 'c': \
+             Pipeline cache validation failed: The cache data was created for a different device"
+        );
+        assert_eq!(one_line("plain"), "plain");
     }
 }

@@ -1,6 +1,7 @@
 //! What the test files share: one device per test binary (a missing adapter FAILS with
-//! CI=true, and only skips without it), the embedded data set, loaded once, a CPU backend
-//! with a known-wrong gradient for the checks to catch, and the binary run as a user runs it.
+//! CI=true, and only skips without it), the embedded data set, loaded once, where full MNIST
+//! is and whether it must be, a CPU backend with a known-wrong gradient for the checks to
+//! catch, and the binary run as a user runs it.
 #![allow(dead_code)]
 
 use gpu_train::data::{self, Mnist};
@@ -43,6 +44,74 @@ pub fn mnist() -> Arc<Mnist> {
     static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
     DATA.get_or_init(|| Arc::new(data::embedded().unwrap_or_else(|e| panic!("{e}"))))
         .clone()
+}
+
+/// Says whether full MNIST must be found (set by .ci/run): `required` or `optional`.
+pub const FULL_MNIST_ENV: &str = "GPU_TRAIN_FULL_MNIST";
+/// A file each test that did not run for want of full MNIST adds a line to (set by .ci/run,
+/// which lists them at the end: cargo hides a passing test's output).
+pub const NOT_RUN_LOG_ENV: &str = "GPU_TRAIN_NOT_RUN_LOG";
+
+/// Where full MNIST is for `test`: `$MNIST_DIR`, else ../shared/data/mnist beside the repository
+/// (where this project's CI keeps it). Not there: a failure when it is required
+/// (GPU_TRAIN_FULL_MNIST=required, or CI=true without the variable: a CI that did not say the
+/// data is optional must not pass by skipping); otherwise None, after a NOT RUN line on stderr
+/// and in GPU_TRAIN_NOT_RUN_LOG.
+pub fn full_mnist(test: &str) -> Option<std::path::PathBuf> {
+    let (dir, from) = match std::env::var_os("MNIST_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => (std::path::PathBuf::from(d), "MNIST_DIR"),
+        None => (
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"),
+            "../shared/data/mnist beside the repository",
+        ),
+    };
+    let need = std::env::var(FULL_MNIST_ENV).ok();
+    let log = std::env::var_os(NOT_RUN_LOG_ENV).map(std::path::PathBuf::from);
+    full_mnist_in(test, &dir, from, need.as_deref(), ci(), log.as_deref())
+}
+
+/// `full_mnist` with its inputs given: the folder, where it came from, GPU_TRAIN_FULL_MNIST,
+/// CI=true and GPU_TRAIN_NOT_RUN_LOG.
+pub fn full_mnist_in(
+    test: &str,
+    dir: &std::path::Path,
+    from: &str,
+    need: Option<&str>,
+    ci: bool,
+    log: Option<&std::path::Path>,
+) -> Option<std::path::PathBuf> {
+    let required = match need {
+        Some("required") => true,
+        Some("optional") => false,
+        Some(other) => panic!("{FULL_MNIST_ENV}={other:?}: use required or optional"),
+        None => ci,
+    };
+    if dir.is_dir() {
+        return Some(dir.to_path_buf());
+    }
+    assert!(
+        !required,
+        "{test}: full MNIST is required ({}) but {} ({from}) is not a directory; set MNIST_DIR to a folder with the four IDX files",
+        match need {
+            Some(_) => format!("{FULL_MNIST_ENV}=required"),
+            None => format!("CI=true without {FULL_MNIST_ENV}=optional"),
+        },
+        dir.display()
+    );
+    let line = format!("{test}: not found at {} ({from})", dir.display());
+    eprintln!("NOT RUN: {line}; set MNIST_DIR to run it");
+    if let Some(log) = log {
+        use std::io::Write;
+        let written = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            panic!("{NOT_RUN_LOG_ENV}={}: {e}", log.display());
+        }
+    }
+    None
 }
 
 /// The CPU f32 backend with its b2 gradient 1% too large (every method): what a gradient check
