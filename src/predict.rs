@@ -13,7 +13,7 @@
 //! [`MAX_HEADER_ALLOC`] memory limit (a PNG colour profile inflating to a gigabyte is refused
 //! at 4 MiB) and its dimensions checked against [`MAX_IMAGE_PIXELS`] before any pixel is
 //! decoded, which then runs under a limit of [`DECODE_BYTES_PER_PIXEL`] a pixel; a JPEG's scans
-//! are checked to hold the whole picture ([`jpeg`]). So a small file claiming 100000x100000
+//! are checked to hold the whole picture (`jpeg`). So a small file claiming 100000x100000
 //! pixels is an error, not an allocation, and a picture costs at most a fixed amount a pixel.
 
 mod jpeg;

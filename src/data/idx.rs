@@ -15,7 +15,7 @@
 //! sized; a gzip stream is decompressed through a bounded reader that keeps at most the claimed
 //! number of bytes plus one and grows its buffer only as data actually arrives, so a 100-byte
 //! file claiming 2^31 images costs 100 bytes, not gigabytes. Every error is an
-//! [`Error::Data`](crate::error::Error::Data) that names the file, says what is wrong and, where
+//! [`Error::Data`] that names the file, says what is wrong and, where
 //! there is one, the fix.
 //!
 //! Claims are also capped: a body larger than [`max_data_bytes`] (1 GiB by default, raised with

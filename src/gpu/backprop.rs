@@ -140,7 +140,7 @@ pub fn act_backward(
         .dispatch(ctx, &params, &[pre, post, d], groups_1d(ctx, n))
 }
 
-/// grad[offset + n] = sum over the rows of delta[.][n] (rows x cols).
+/// `grad[offset + n] = sum over the rows of delta[.][n]` (rows x cols).
 pub fn bias_grad(
     k: &Pipelines,
     ctx: &Context,

@@ -65,7 +65,7 @@ fn dims(rows: usize, cols: usize) -> Result<Dims> {
     })
 }
 
-/// losses[b] = -ln(probs[b][t_b] + 1e-7) for rows x cols probabilities and u32 labels.
+/// `losses[b] = -ln(probs[b][t_b] + 1e-7)` for rows x cols probabilities and u32 labels.
 pub fn cross_entropy(
     k: &Pipelines,
     ctx: &Context,
@@ -80,7 +80,7 @@ pub fn cross_entropy(
         .dispatch(ctx, &params, &[probs, labels, losses], groups_1d(ctx, rows))
 }
 
-/// losses[b] = 0.5 * sum_k (probs[b][k] - onehot(t_b)[k])^2.
+/// `losses[b] = 0.5 * sum_k (probs[b][k] - onehot(t_b)[k])^2`.
 pub fn sum_squares(
     k: &Pipelines,
     ctx: &Context,
@@ -95,7 +95,7 @@ pub fn sum_squares(
         .dispatch(ctx, &params, &[probs, labels, losses], groups_1d(ctx, rows))
 }
 
-/// out[out_index] = mean of the first `n` values (one workgroup).
+/// `out[out_index]` = mean of the first `n` values (one workgroup).
 pub fn mean(
     k: &Pipelines,
     ctx: &Context,
