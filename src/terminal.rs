@@ -35,6 +35,10 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
     }
     let req = args.request(matches);
     let plan = session::plan(&req)?;
+    // On stderr, whatever the mode: under --json stdout is for the records.
+    if let Some(w) = &plan.data.class_warning {
+        eprintln!("warning: {w}");
+    }
     let (mut backend, chosen) = session::make_backend(req.device, req.precision, &plan)?;
     let why = &chosen.reason;
     let mut printer = Printer::new(args);
