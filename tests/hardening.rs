@@ -102,6 +102,7 @@ fn good_checkpoint(params: Params) -> Checkpoint {
         iteration: 0,
         sampler: SamplerState::fresh(Default::default(), 30_000, 0),
         config: TrainConfig::default(),
+        pending: Default::default(),
         notes: HashMap::new(),
     }
 }

@@ -201,8 +201,13 @@ fn a_folder_in_use_or_holding_a_run_is_refused_naming_it() {
         }
         std::thread::sleep(std::time::Duration::from_millis(40));
     }
+    // It holds no checkpoint (a run killed before its first): nothing to resume, so the
+    // advice is --overwrite, not a --resume of a file that does not exist.
     assert!(
-        err.contains("--resume") && err.contains("--overwrite"),
+        err.contains("metrics.csv, loss.csv")
+            && err.contains("has no checkpoint to resume")
+            && err.contains("--overwrite")
+            && !err.contains("--resume"),
         "{err}"
     );
     // --overwrite takes the lock again: the same forked-child race, the same patience.

@@ -138,7 +138,7 @@ pub fn run(
         })
     };
     let train_size = plan.data.train.len();
-    let mut checkpointer = checkpointer_for(&plan, &device, &run_dir, interrupted);
+    let mut checkpointer = checkpointer_for(&plan, &device, &run_dir, interrupted)?;
     backend.set_params(&plan.params)?;
     let first = plan.start.map_or(0, |s| s.iteration);
     let startup_seconds = crate::time::process_start().elapsed().as_secs_f64();
@@ -179,6 +179,7 @@ pub fn run(
     // The checkpoint: an interrupted run wrote it at its last pause; a completed or diverged
     // one writes it now (a diverged backend holds the last good parameters).
     if checkpointer.written != Some(summary.iters) {
+        checkpointer.pending = summary.pending;
         let params = backend.params()?;
         checkpointer.save(summary.iters, params, &summary.sampler)?;
     }
@@ -220,7 +221,7 @@ fn checkpointer_for<'a>(
     device: &str,
     run_dir: &RunDir,
     interrupted: &'a AtomicBool,
-) -> Checkpointer<'a> {
+) -> Result<Checkpointer<'a>> {
     let (req, cfg) = (&plan.request, &plan.cfg);
     let precision = match req.precision {
         Precision::F64 if !device.starts_with("gpu") => StoredPrecision::F64,
@@ -246,7 +247,7 @@ fn checkpointer_for<'a>(
     }))
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    Checkpointer {
+    Ok(Checkpointer {
         every: req.checkpoint_every,
         interrupted,
         template: Checkpoint {
@@ -254,15 +255,18 @@ fn checkpointer_for<'a>(
             iteration: 0,
             sampler: sampler0,
             config: cfg.clone(),
+            pending: Default::default(),
             notes,
         },
         precision,
         path: run_dir.checkpoint_path(),
+        files: run_dir.syncer()?,
         clock: std::time::Instant::now(),
         seconds0: plan.start.map_or(0.0, |s| s.seconds),
         last_pause: (plan.start.map_or(0, |s| s.iteration), sampler0),
+        pending: plan.start.map(|s| s.pending).unwrap_or_default(),
         written: None,
-    }
+    })
 }
 
 /// The run's last word from its summary.
