@@ -241,6 +241,9 @@ pub fn format_final(r: &FinalReport) -> String {
     if r.ending != "completed" {
         s += &format!(" | {}", r.ending);
     }
+    if let Some(w) = &r.warning {
+        s += &format!(" | warning: {w}");
+    }
     s
 }
 

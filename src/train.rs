@@ -323,6 +323,47 @@ fn is_stuck(eval: &Evaluation, classes: usize) -> bool {
             && eval.accuracy() <= 1.5 / classes.max(1) as f64)
 }
 
+/// How the run's last evaluation compares with its first, when it is much worse: the loss
+/// over the training set at its ceiling (as [`is_stuck`] means it) or above the first one, or
+/// the accuracy fallen to chance. A warning for the final line, with the usual cause and fix
+/// (a learning rate too large). `first` is (iteration, train loss, train accuracy) of the
+/// run's first evaluation, earlier sessions of a resumed run included; None when the run ended
+/// no worse, or where it began.
+pub fn got_worse(
+    first: (usize, f64, f64),
+    last: &EvalRecord,
+    classes: usize,
+    lr: f64,
+) -> Option<String> {
+    let (first_iter, first_loss, first_acc) = first;
+    if last.iter <= first_iter {
+        return None;
+    }
+    let (loss, acc) = (last.train.loss, last.train.accuracy());
+    let chance = 1.5 / classes.max(1) as f64;
+    let mut why = Vec::new();
+    if !loss.is_finite() || loss >= STUCK_LOSS_FRACTION * loss_ceiling() {
+        why.push(format!("at its ceiling ({:.1})", loss_ceiling()));
+    } else if loss > first_loss {
+        why.push("above where it started".to_string());
+    }
+    if acc <= chance && acc < first_acc {
+        why.push(format!("accuracy fell to chance ({:.1}%)", 100.0 * acc));
+    }
+    if why.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the run got worse: train loss {loss:.4} at iteration {} against {first_loss:.4} at \
+         iteration {first_iter}, {}; the learning rate is likely too large: try a smaller --lr \
+         (e.g. {}, now {})",
+        last.iter,
+        why.join(", "),
+        crate::fmt::rounded(lr / 10.0),
+        crate::fmt::number(lr)
+    ))
+}
+
 /// One chunk, steps `done..end`: its batches drawn up front, the observers' look before it, the
 /// steps on the backend, the losses reported. When the chunk stops early (Ctrl-C, divergence),
 /// the sampler goes back to where the kept steps end.

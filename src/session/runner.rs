@@ -192,6 +192,13 @@ pub fn run(
             run_dir.path.join("metrics.csv").display()
         ),
     })?;
+    // The first evaluation from metrics.csv, so that a resumed run compares with its start.
+    let warning = match (run_dir.first_evaluation().ok().flatten(), summary.last()) {
+        (Some(first), Some(last)) => {
+            crate::train::got_worse(first, last, plan.spec.classes, cfg.lr)
+        }
+        _ => None,
+    };
     let report = report_of(
         &summary,
         &req,
@@ -202,6 +209,7 @@ pub fn run(
         checks,
         &run_dir,
         plots,
+        warning,
     );
     ui.finish(&report);
     if let Ending::Diverged { iteration, why } = &summary.ending {
@@ -281,6 +289,7 @@ fn report_of(
     checks: ChecksSummary,
     run_dir: &RunDir,
     plots: Vec<PathBuf>,
+    warning: Option<String>,
 ) -> FinalReport {
     let out = run_dir.path.clone();
     let last = summary.last();
@@ -309,6 +318,7 @@ fn report_of(
         resume_command: summary
             .interrupted()
             .then(|| resume_command(req, &run_dir.checkpoint_path(), &out, cfg.iters)),
+        warning,
     }
 }
 
