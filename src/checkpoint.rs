@@ -6,7 +6,7 @@
 use crate::data::{idx, SamplerState};
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
-use crate::train::TrainConfig;
+use crate::train::{PendingLoss, TrainConfig};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::io::Write;
@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// The metadata key that marks a gpu-train checkpoint.
 const FORMAT: &str = "gpu-train checkpoint 1";
+/// The metadata keys of [`Checkpoint::pending`].
+const PENDING_SUM: &str = "batch_loss_sum";
+const PENDING_COUNT: &str = "batch_loss_count";
 
 /// The precision the tensors are stored in (f64 keeps an f64 run bit-exact across a resume;
 /// f32 values of an f32 run are stored exactly as f32).
@@ -32,6 +35,8 @@ pub struct Checkpoint {
     pub iteration: usize,
     pub sampler: SamplerState,
     pub config: TrainConfig,
+    /// The batch losses since the last evaluation: a resume's next `batch_loss` needs them.
+    pub pending: PendingLoss,
     /// Free-form run facts kept for people (device, version, data).
     pub notes: HashMap<String, String>,
 }
@@ -49,6 +54,8 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename
 /// over the target, fsync the directory. A reader sees the old file or the new one, never half.
+/// Nothing is written through a link: the temporary file is new, and the rename replaces a
+/// link at `path` itself, never its target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -59,9 +66,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .ok_or_else(|| bad(path, "is not a file path"))?
         .to_string_lossy()
         .into_owned();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let (tmp, mut f) = create_temp(&dir, &name).map_err(|e| Error::io(path, e))?;
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -77,6 +83,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(Error::io(path, e));
     }
     Ok(())
+}
+
+/// A new temporary file beside the target: created exclusively (O_EXCL never opens an
+/// existing file nor follows a link planted at the name) and, on unix, with O_NOFOLLOW; a name
+/// already taken gets the next number.
+fn create_temp(dir: &Path, name: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut last = None;
+    for _ in 0..100 {
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.custom_flags(libc::O_NOFOLLOW);
+        }
+        match opts.open(&tmp) {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AlreadyExists)))
 }
 
 /// Serialises a checkpoint to safetensors bytes.
@@ -114,6 +145,9 @@ pub fn to_bytes(ckpt: &Checkpoint, precision: StoredPrecision) -> Result<Vec<u8>
     meta.insert("sampler".into(), json(&ckpt.sampler));
     meta.insert("config".into(), json(&ckpt.config));
     meta.insert("seed".into(), ckpt.config.seed.to_string());
+    // f64's Display is the shortest text that reads back to the same bits.
+    meta.insert(PENDING_SUM.into(), ckpt.pending.sum.to_string());
+    meta.insert(PENDING_COUNT.into(), ckpt.pending.count.to_string());
     safetensors::serialize(views, Some(meta))
         .map_err(|e| Error::Numerics(format!("serialising a checkpoint: {e}")))
 }
@@ -162,6 +196,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         return Err(bad(path, "not a gpu-train checkpoint (its metadata has no \"format\": \"gpu-train checkpoint 1\")"));
     }
     let (spec, iteration, sampler, config) = read_metadata(path, &meta)?;
+    let pending = read_pending(path, &meta, iteration)?;
     let views = find_tensors(path, &st, &spec)?;
     let data = read_parameters(path, &spec, &views)?;
     let notes = meta
@@ -169,7 +204,14 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         .filter(|(k, _)| {
             !matches!(
                 k.as_str(),
-                "format" | "spec" | "iteration" | "sampler" | "config" | "seed"
+                "format"
+                    | "spec"
+                    | "iteration"
+                    | "sampler"
+                    | "config"
+                    | "seed"
+                    | PENDING_SUM
+                    | PENDING_COUNT
             )
         })
         .collect();
@@ -178,8 +220,53 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         iteration,
         sampler,
         config,
+        pending,
         notes,
     })
+}
+
+/// The batch losses since the last evaluation, checked: a count no larger than the iteration,
+/// a finite sum of losses each between 0 and the loss's ceiling. A checkpoint written before
+/// they were kept has neither key (its resume's first `batch_loss` covers only the resumed
+/// iterations, as it did then); one key alone is corrupt.
+fn read_pending(
+    path: &Path,
+    meta: &HashMap<String, String>,
+    iteration: usize,
+) -> Result<PendingLoss> {
+    let (sum, count) = match (meta.get(PENDING_SUM), meta.get(PENDING_COUNT)) {
+        (None, None) => return Ok(PendingLoss::default()),
+        (Some(s), Some(c)) => (s, c),
+        _ => {
+            return Err(bad(
+                path,
+                format!(
+                    "metadata has only one of \"{PENDING_SUM}\" and \"{PENDING_COUNT}\"; the \
+                     checkpoint is corrupt: use an earlier one"
+                ),
+            ))
+        }
+    };
+    let count: usize = count
+        .parse()
+        .map_err(|_| bad(path, format!("metadata \"{PENDING_COUNT}\" is not a count")))?;
+    let sum: f64 = sum
+        .parse()
+        .map_err(|_| bad(path, format!("metadata \"{PENDING_SUM}\" is not a number")))?;
+    // Each batch loss is a mean cross entropy, 0 to -ln(1e-7) (f32 rounding: 1% room).
+    let most = count as f64 * crate::train::loss_ceiling() * 1.01;
+    if count > iteration || !(sum.is_finite() && (0.0..=most).contains(&sum)) {
+        return Err(bad(
+            path,
+            format!(
+                "metadata \"{PENDING_SUM}\" {sum} over \"{PENDING_COUNT}\" {count} batch losses \
+                 is impossible at iteration {iteration} (each loss is 0 to {:.1}); the \
+                 checkpoint is corrupt: use an earlier one",
+                crate::train::loss_ceiling()
+            ),
+        ));
+    }
+    Ok(PendingLoss { sum, count })
 }
 
 /// The metadata a resume needs, each field checked: the spec (a usable net), the iteration, the

@@ -56,6 +56,9 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         origin: format!("the checkpoint ({} classes)", spec.classes),
     };
     let mnist = data::load_with(args.data.as_deref(), Some(classes)).context("loading the data")?;
+    if let Some(w) = &mnist.class_warning {
+        eprintln!("warning: {w}");
+    }
     let data_spec = MlpSpec {
         input: mnist.train.input_width(),
         classes: mnist.train.classes(),

@@ -10,7 +10,7 @@ use crate::checkpoint::write_atomic;
 use crate::error::{Error, Result};
 use crate::train::EvalRecord;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The loss curve read back: (iteration, loss).
@@ -36,8 +36,10 @@ const LOCK_FILE: &str = ".gpu-train.lock";
 
 pub struct RunDir {
     pub path: PathBuf,
-    metrics: BufWriter<File>,
-    losses: BufWriter<File>,
+    // Unbuffered: each chunk's rows go to the OS in one write, so a kill loses nothing that was
+    // reported, and a checkpoint only has to fsync (see `RunSync`).
+    metrics: File,
+    losses: File,
     /// Held for the run's lifetime: the OS releases it when the process ends, however it ends.
     _lock: File,
 }
@@ -51,25 +53,98 @@ fn out_error(path: &Path, what: impl std::fmt::Display) -> Error {
     Error::config("--out", format!("{}: {what}", path.display()))
 }
 
+/// What is at `path` when it is not a regular file a run may write: a symbolic link (never
+/// followed: its target may be anything, anywhere), a directory, a FIFO or a device.
+fn not_a_run_file(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    let t = meta.file_type();
+    let what = if t.is_symlink() {
+        let target = std::fs::read_link(path)
+            .map(|t| format!(" to {}", t.display()))
+            .unwrap_or_default();
+        format!("is a symbolic link{target}; gpu-train does not write a run's files through links")
+    } else if t.is_dir() {
+        "is a directory, where the run needs a file".to_string()
+    } else if t.is_file() {
+        return None;
+    } else {
+        "is not a regular file (a FIFO, a socket or a device)".to_string()
+    };
+    Some(format!(
+        "{}: {what}; remove it, or choose another --out DIR",
+        path.display()
+    ))
+}
+
+/// Opens one of the run's files without following a symbolic link: checked before the open
+/// (to name what is there) and refused by the open itself on unix (`O_NOFOLLOW`, so a link
+/// swapped in between is refused too), then checked to be a regular file.
+fn open_run_file(folder: &Path, path: &Path, opts: &mut OpenOptions) -> Result<File> {
+    let refuse = |what: String| Error::config("--out", what);
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            if let Some(what) = not_a_run_file(path, &meta) {
+                return Err(refuse(what));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: a FIFO swapped in cannot block the open; it changes nothing for a
+        // regular file.
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = opts.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return refuse(format!(
+                "{}: is a symbolic link; gpu-train does not write a run's files through links; \
+                 remove it, or choose another --out DIR",
+                path.display()
+            ));
+        }
+        if e.kind() == std::io::ErrorKind::IsADirectory {
+            return refuse(format!(
+                "{}: is a directory, where the run needs a file; remove it, or choose another \
+                 --out DIR",
+                path.display()
+            ));
+        }
+        out_error(
+            folder,
+            format!(
+                "{} cannot be opened ({e}); the run folder may not be writable: choose another \
+                 --out DIR",
+                path.display()
+            ),
+        )
+    })?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if let Some(what) = not_a_run_file(path, &meta) {
+        return Err(refuse(what));
+    }
+    Ok(file)
+}
+
 /// Takes the folder's lock, or says which run holds it.
 fn lock(path: &Path) -> Result<File> {
     let lock_path = path.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(|e| {
-            out_error(
-                path,
-                format!("the run folder is not writable ({e}); choose another --out DIR"),
-            )
-        })?;
+    let file = open_run_file(
+        path,
+        &lock_path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+    )?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            let mut holder = String::new();
+            let _ = (&file).take(4096).read_to_string(&mut holder);
             return Err(out_error(
                 path,
                 format!(
@@ -93,33 +168,49 @@ fn lock(path: &Path) -> Result<File> {
     Ok(file)
 }
 
-fn open_append(path: &Path, header: &str) -> Result<BufWriter<File>> {
-    let fresh = !path.exists();
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    let mut w = BufWriter::new(file);
-    if fresh {
-        writeln!(w, "{header}").map_err(|e| Error::io(path, e))?;
+/// Opens a CSV file of the run for appending; a new (or empty) one gets its header at once and
+/// on the disk, so the file is never without it, however the run ends.
+fn open_append(folder: &Path, path: &Path, header: &str) -> Result<File> {
+    let mut file = open_run_file(folder, path, OpenOptions::new().create(true).append(true))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        file.write_all(format!("{header}\n").as_bytes())
+            .and_then(|_| file.sync_data())
+            .map_err(|e| Error::io(path, e))?;
     }
-    Ok(w)
+    Ok(file)
+}
+
+/// Reads one of the run's files (not through a link); None when it does not exist.
+fn read_run_file(folder: &Path, path: &Path) -> Result<Option<String>> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
+    let mut file = open_run_file(folder, path, OpenOptions::new().read(true))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(Some(text))
 }
 
 /// Keeps the header and the rows whose first field (the iteration) passes `keep`; rewrites the
 /// file atomically. A row that does not parse (a line cut by a kill) is dropped too.
-fn keep_rows(path: &Path, header: &str, keep: impl Fn(usize) -> bool) -> Result<()> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(path, e)),
+fn keep_rows(folder: &Path, path: &Path, header: &str, keep: impl Fn(usize) -> bool) -> Result<()> {
+    let Some(text) = read_run_file(folder, path)? else {
+        return Ok(());
     };
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len() + header.len() + 1);
     out.push_str(header);
     out.push('\n');
     let columns = header.split(',').count();
-    for line in text.lines().skip(1) {
+    // Only lines ended by a newline are whole: a kill mid-write can leave "366,1" of
+    // "366,1.3455", which parses but is not what was computed.
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..end + 1],
+        None => "",
+    };
+    for line in whole.lines().filter(|&l| l != header) {
         let fields: Vec<&str> = line.split(',').collect();
         let ok = fields.len() == columns
             && fields[0].parse::<usize>().is_ok_and(&keep)
@@ -132,6 +223,22 @@ fn keep_rows(path: &Path, header: &str, keep: impl Fn(usize) -> bool) -> Result<
         }
     }
     write_atomic(path, out.as_bytes())
+}
+
+/// Clones of a run folder's CSV files, for the checkpointer: what a checkpoint covers is made
+/// durable (fsync) before the checkpoint is renamed into place.
+pub struct RunSync {
+    files: Vec<(PathBuf, File)>,
+}
+
+impl RunSync {
+    /// fsyncs the metrics and the loss curve.
+    pub fn sync(&self) -> Result<()> {
+        for (path, f) in &self.files {
+            f.sync_data().map_err(|e| Error::io(path, e))?;
+        }
+        Ok(())
+    }
 }
 
 impl RunDir {
@@ -181,19 +288,31 @@ impl RunDir {
 
     fn claim(path: &Path, overwrite: bool) -> Result<Self> {
         let lock = lock(path)?;
+        // symlink_metadata: a dangling link is something there too (exists() would say no).
         let present: Vec<&str> = RUN_FILES
             .iter()
             .copied()
-            .filter(|f| path.join(f).exists())
+            .filter(|f| std::fs::symlink_metadata(path.join(f)).is_ok())
             .collect();
         if !present.is_empty() {
             if !overwrite {
+                let checkpoint = path.join("checkpoint.safetensors");
+                let advice = if present.contains(&"checkpoint.safetensors") {
+                    format!(
+                        "continue it with --resume {}, pass --overwrite to replace it",
+                        checkpoint.display()
+                    )
+                } else {
+                    // Killed before its first checkpoint: there is nothing to resume.
+                    "it has no checkpoint to resume (the run stopped before writing one); pass \
+                     --overwrite to replace it"
+                        .to_string()
+                };
                 return Err(out_error(
                     path,
                     format!(
-                        "the folder already holds a run ({}); continue it with --resume {}, pass --overwrite to replace it, or choose another --out DIR",
+                        "the folder already holds a run ({}); {advice}, or choose another --out DIR",
                         present.join(", "),
-                        path.join("checkpoint.safetensors").display()
                     ),
                 ));
             }
@@ -214,28 +333,32 @@ impl RunDir {
             )
         })?;
         let lock = lock(path)?;
-        keep_rows(&path.join("metrics.csv"), METRICS_HEADER, |i| {
+        keep_rows(path, &path.join("metrics.csv"), METRICS_HEADER, |i| {
             i <= iteration
         })?;
-        keep_rows(&path.join("loss.csv"), LOSS_HEADER, |i| i < iteration)?;
+        keep_rows(path, &path.join("loss.csv"), LOSS_HEADER, |i| i < iteration)?;
         Self::open(path, lock)
     }
 
     fn open(path: &Path, lock: File) -> Result<Self> {
-        let unwritable = |e: Error| {
-            out_error(
-                path,
-                format!("the run folder is not writable ({e}); choose another --out DIR"),
-            )
-        };
-        let metrics = open_append(&path.join("metrics.csv"), METRICS_HEADER).map_err(unwritable)?;
-        let losses = open_append(&path.join("loss.csv"), LOSS_HEADER).map_err(unwritable)?;
+        let metrics = open_append(path, &path.join("metrics.csv"), METRICS_HEADER)?;
+        let losses = open_append(path, &path.join("loss.csv"), LOSS_HEADER)?;
         Ok(RunDir {
             path: path.to_path_buf(),
             metrics,
             losses,
             _lock: lock,
         })
+    }
+
+    /// Handles on the CSV files for fsyncing them from elsewhere (the checkpointer).
+    pub fn syncer(&self) -> Result<RunSync> {
+        let mut files = Vec::new();
+        for (f, name) in [(&self.losses, "loss.csv"), (&self.metrics, "metrics.csv")] {
+            let path = self.path.join(name);
+            files.push((path.clone(), f.try_clone().map_err(|e| Error::io(path, e))?));
+        }
+        Ok(RunSync { files })
     }
 
     pub fn checkpoint_path(&self) -> PathBuf {
@@ -247,22 +370,23 @@ impl RunDir {
         write_atomic(&self.path.join("config.json"), text.as_bytes())
     }
 
-    /// The batch losses of steps `first..`, every `every`th step kept.
+    /// The batch losses of steps `first..`, every `every`th step kept, in one write.
     pub fn record_losses(&mut self, first: usize, losses: &[f64], every: usize) -> Result<()> {
+        let mut rows = String::new();
         for (k, loss) in losses.iter().enumerate() {
             let i = first + k;
             if i.is_multiple_of(every.max(1)) {
-                writeln!(self.losses, "{i},{loss}")
-                    .map_err(|e| Error::io(self.path.join("loss.csv"), e))?;
+                rows += &format!("{i},{loss}\n");
             }
         }
-        Ok(())
+        self.losses
+            .write_all(rows.as_bytes())
+            .map_err(|e| Error::io(self.path.join("loss.csv"), e))
     }
 
     pub fn record_eval(&mut self, r: &EvalRecord) -> Result<()> {
-        writeln!(
-            self.metrics,
-            "{},{:.4},{:.3},{},{},{},{},{}",
+        let row = format!(
+            "{},{:.4},{:.3},{},{},{},{},{}\n",
             r.iter,
             r.epoch,
             r.seconds,
@@ -271,30 +395,41 @@ impl RunDir {
             r.train.accuracy(),
             r.test.loss,
             r.test.accuracy(),
-        )
-        .and_then(|_| self.metrics.flush())
-        .map_err(|e| Error::io(self.path.join("metrics.csv"), e))
+        );
+        self.metrics
+            .write_all(row.as_bytes())
+            .map_err(|e| Error::io(self.path.join("metrics.csv"), e))
     }
 
-    /// Flushes both CSV files to the disk (at each checkpoint and at the end).
+    /// fsyncs both CSV files (at the end; each checkpoint does it through [`RunSync`]).
     pub fn flush(&mut self) -> Result<()> {
-        for (w, name) in [
-            (&mut self.losses, "loss.csv"),
-            (&mut self.metrics, "metrics.csv"),
-        ] {
-            w.flush()
-                .and_then(|_| w.get_ref().sync_data())
-                .map_err(|e| Error::io(self.path.join(name), e))?;
-        }
-        Ok(())
+        self.syncer()?.sync()
+    }
+
+    /// The run's first evaluation in metrics.csv (earlier sessions of a resumed run
+    /// included): (iteration, train loss, train accuracy); None without a readable one.
+    pub fn first_evaluation(&self) -> Result<Option<(usize, f64, f64)>> {
+        let path = self.path.join("metrics.csv");
+        let Some(text) = read_run_file(&self.path, &path)? else {
+            return Ok(None);
+        };
+        Ok(text.lines().nth(1).and_then(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            Some((
+                f.first()?.parse().ok()?,
+                f.get(4)?.parse().ok()?,
+                f.get(5)?.parse().ok()?,
+            ))
+        }))
     }
 
     /// The loss curve and the evaluations (epoch, train accuracy, test accuracy) read back from
     /// this folder's CSV files, so a resumed run plots its whole history.
     pub fn history(&self) -> Result<(LossCurve, Evaluations)> {
-        let read = |name: &str| {
-            std::fs::read_to_string(self.path.join(name))
-                .map_err(|e| Error::io(self.path.join(name), e))
+        let read = |name: &str| -> Result<String> {
+            let path = self.path.join(name);
+            read_run_file(&self.path, &path)?
+                .ok_or_else(|| Error::io(&path, std::io::Error::from(std::io::ErrorKind::NotFound)))
         };
         let losses = read("loss.csv")?
             .lines()

@@ -35,6 +35,10 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
     }
     let req = args.request(matches);
     let plan = session::plan(&req)?;
+    // On stderr, whatever the mode: under --json stdout is for the records.
+    if let Some(w) = &plan.data.class_warning {
+        eprintln!("warning: {w}");
+    }
     let gpu = req.device == session::DeviceChoice::Gpu;
     // On a software GPU (lavapipe) on a slow CPU, building the pipelines and the first
     // evaluation took 26 s with nothing on the screen: say what is happening (on stderr,
@@ -247,6 +251,9 @@ pub fn format_final(r: &FinalReport) -> String {
     );
     if r.ending != "completed" {
         s += &format!(" | {}", r.ending);
+    }
+    if let Some(w) = &r.warning {
+        s += &format!(" | warning: {w}");
     }
     s
 }

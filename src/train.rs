@@ -115,6 +115,29 @@ pub struct EvalRecord {
     pub seconds: f64,
 }
 
+/// The batch losses since the last evaluation, not yet averaged into a metrics row: what
+/// `batch_loss` at the next evaluation needs. A checkpoint carries it, so a resumed run's
+/// next `batch_loss` is the uninterrupted run's. Summed one loss at a time, in order, so the
+/// sum does not depend on where chunks (and so checkpoints) fall.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PendingLoss {
+    pub sum: f64,
+    pub count: usize,
+}
+
+impl PendingLoss {
+    fn add(&mut self, losses: &[f64]) {
+        for &l in losses {
+            self.sum += l;
+        }
+        self.count += losses.len();
+    }
+    /// The mean, None when there is none.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ending {
@@ -138,6 +161,8 @@ pub struct TrainSummary {
     pub ending: Ending,
     /// The sampler's state after `iters` updates: what a checkpoint at the end needs.
     pub sampler: SamplerState,
+    /// The batch losses after the last evaluation (also for a checkpoint at the end).
+    pub pending: PendingLoss,
 }
 
 impl TrainSummary {
@@ -193,6 +218,9 @@ pub trait Observer {
     fn progress(&mut self, _done: usize) -> Control {
         Control::Continue
     }
+    /// At a pause, just before [`after_step`](Self::after_step): the batch losses since the
+    /// last evaluation (what a checkpoint needs for the next `batch_loss`).
+    fn pending_loss(&mut self, _pending: PendingLoss) {}
     /// At a pause after `done` updates, with the sampler's state then (what a checkpoint
     /// needs). `Stop` ends the run cleanly.
     fn after_step(
@@ -233,6 +261,11 @@ impl Observer for Observers<'_> {
     fn on_eval(&mut self, rec: &EvalRecord) -> Result<()> {
         self.0.iter_mut().try_for_each(|o| o.on_eval(rec))
     }
+    fn pending_loss(&mut self, pending: PendingLoss) {
+        for o in self.0.iter_mut() {
+            o.pending_loss(pending);
+        }
+    }
     fn progress(&mut self, done: usize) -> Control {
         let mut c = Control::Continue;
         for o in self.0.iter_mut() {
@@ -265,6 +298,8 @@ pub struct Start {
     pub iteration: usize,
     pub sampler: SamplerState,
     pub seconds: f64,
+    /// The batch losses between the last evaluation and the checkpoint.
+    pub pending: PendingLoss,
 }
 
 /// The most indices one chunk draws up front (16 MB); a longer stretch between pauses is split.
@@ -286,6 +321,47 @@ fn is_stuck(eval: &Evaluation, classes: usize) -> bool {
     !eval.loss.is_finite()
         || (eval.loss >= STUCK_LOSS_FRACTION * loss_ceiling()
             && eval.accuracy() <= 1.5 / classes.max(1) as f64)
+}
+
+/// How the run's last evaluation compares with its first, when it is much worse: the loss
+/// over the training set at its ceiling (as [`is_stuck`] means it) or above the first one, or
+/// the accuracy fallen to chance. A warning for the final line, with the usual cause and fix
+/// (a learning rate too large). `first` is (iteration, train loss, train accuracy) of the
+/// run's first evaluation, earlier sessions of a resumed run included; None when the run ended
+/// no worse, or where it began.
+pub fn got_worse(
+    first: (usize, f64, f64),
+    last: &EvalRecord,
+    classes: usize,
+    lr: f64,
+) -> Option<String> {
+    let (first_iter, first_loss, first_acc) = first;
+    if last.iter <= first_iter {
+        return None;
+    }
+    let (loss, acc) = (last.train.loss, last.train.accuracy());
+    let chance = 1.5 / classes.max(1) as f64;
+    let mut why = Vec::new();
+    if !loss.is_finite() || loss >= STUCK_LOSS_FRACTION * loss_ceiling() {
+        why.push(format!("at its ceiling ({:.1})", loss_ceiling()));
+    } else if loss > first_loss {
+        why.push("above where it started".to_string());
+    }
+    if acc <= chance && acc < first_acc {
+        why.push(format!("accuracy fell to chance ({:.1}%)", 100.0 * acc));
+    }
+    if why.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the run got worse: train loss {loss:.4} at iteration {} against {first_loss:.4} at \
+         iteration {first_iter}, {}; the learning rate is likely too large: try a smaller --lr \
+         (e.g. {}, now {})",
+        last.iter,
+        why.join(", "),
+        crate::fmt::rounded(lr / 10.0),
+        crate::fmt::number(lr)
+    ))
 }
 
 /// One chunk, steps `done..end`: its batches drawn up front, the observers' look before it, the
@@ -342,8 +418,13 @@ pub fn train_from(
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary> {
     cfg.validate()?;
-    let (first, mut sampler, seconds0) = match start {
-        None => (0, Sampler::new(cfg.sampler, train_size, cfg.seed)?, 0.0),
+    let (first, mut sampler, seconds0, pending) = match start {
+        None => (
+            0,
+            Sampler::new(cfg.sampler, train_size, cfg.seed)?,
+            0.0,
+            PendingLoss::default(),
+        ),
         Some(s) => {
             if s.sampler.n != train_size {
                 return Err(Error::config(
@@ -351,7 +432,12 @@ pub fn train_from(
                     format!("the checkpoint sampled from {} training images, this data set has {train_size}: resume with the same data", s.sampler.n),
                 ));
             }
-            (s.iteration, Sampler::from_state(s.sampler)?, s.seconds)
+            (
+                s.iteration,
+                Sampler::from_state(s.sampler)?,
+                s.seconds,
+                s.pending,
+            )
         }
     };
     let classes = backend.spec().classes;
@@ -361,21 +447,21 @@ pub fn train_from(
     let seconds = |clock: &Instant| seconds0 + clock.elapsed().as_secs_f64();
     let mut evals = Vec::new();
     let mut stuck = 0;
-    let mut since_eval: (f64, usize) = (0.0, 0);
+    let mut since_eval = pending;
     let evaluate = |backend: &mut dyn Backend,
                     done: usize,
-                    since_eval: &mut (f64, usize),
+                    since_eval: &mut PendingLoss,
                     observer: &mut dyn Observer|
      -> Result<EvalRecord> {
         let rec = EvalRecord {
             iter: done,
             epoch: done as f64 / per_epoch,
-            batch_loss: (since_eval.1 > 0).then(|| since_eval.0 / since_eval.1 as f64),
+            batch_loss: since_eval.mean(),
             train: backend.evaluate(Split::Train)?,
             test: backend.evaluate(Split::Test)?,
             seconds: seconds(&clock),
         };
-        *since_eval = (0.0, 0);
+        *since_eval = PendingLoss::default();
         observer.on_eval(&rec)?;
         Ok(rec)
     };
@@ -404,8 +490,7 @@ pub fn train_from(
             &mut batches,
             &mut losses,
         )?;
-        since_eval.0 += losses[..outcome.done.min(losses.len())].iter().sum::<f64>();
-        since_eval.1 += outcome.done.min(losses.len());
+        since_eval.add(&losses[..outcome.done.min(losses.len())]);
         done += outcome.done;
         if let Some(k) = outcome.diverged {
             break Ending::Diverged {
@@ -436,6 +521,7 @@ pub fn train_from(
                 };
             }
         }
+        observer.pending_loss(since_eval);
         let stop = observer.after_step(done, backend, &sampler.state())? == Control::Stop;
         if (stop || outcome.done < end - done) && done < cfg.iters {
             break Ending::Interrupted;
@@ -447,5 +533,6 @@ pub fn train_from(
         iters: done,
         ending,
         sampler: sampler.state(),
+        pending: since_eval,
     })
 }

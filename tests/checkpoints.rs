@@ -91,6 +91,7 @@ fn a_resumed_run_ends_bit_exact_where_an_uninterrupted_one_does() {
             iteration: 11,
             sampler,
             config: cfg.clone(),
+            pending: Default::default(),
             notes: Default::default(),
         };
         let bytes = checkpoint::to_bytes(&ckpt, StoredPrecision::F64).unwrap();
@@ -106,6 +107,7 @@ fn a_resumed_run_ends_bit_exact_where_an_uninterrupted_one_does() {
                 iteration: back.iteration,
                 sampler: back.sampler,
                 seconds: 0.0,
+                pending: Default::default(),
             }),
             &mut Nothing,
         )
@@ -283,6 +285,7 @@ fn saved_checkpoint(d: &Path) -> (PathBuf, Vec<u8>) {
         iteration: 0,
         sampler,
         config: TrainConfig::default(),
+        pending: Default::default(),
         notes: Default::default(),
     };
     let path = d.join("good.safetensors");
@@ -506,4 +509,159 @@ fn runs_started_together_without_out_get_their_own_folders() {
     }
     let folders: Vec<_> = std::fs::read_dir(d.join("runs")).unwrap().collect();
     assert_eq!(folders.len(), 2, "{folders:?}");
+}
+
+/// metrics.csv without its `seconds` column (the one that differs between two runs).
+fn metrics_without_seconds(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(2);
+            f.join(",")
+        })
+        .collect()
+}
+
+/// SIGKILL some time after a periodic checkpoint, then --resume: the checkpoint, the metrics
+/// and the loss curve agree, so the resumed run's loss.csv is the uninterrupted run's byte for
+/// byte and its metrics.csv too (seconds aside). Before, loss.csv lost the rows still in its
+/// buffer at the kill, for good.
+#[test]
+fn a_kill_9_after_a_checkpoint_then_resume_gives_the_uninterrupted_files() {
+    let d = temp_dir("kill9");
+    let (whole, killed) = (d.join("whole"), d.join("killed"));
+    let args = |out: &Path| {
+        let mut c = bin();
+        c.args([
+            "train",
+            "--device",
+            "cpu",
+            "--grad",
+            "backprop",
+            "--seed",
+            "4",
+            "--iters",
+            "6000",
+            "--eval-every",
+            "700",
+            "--checkpoint-every",
+            "250",
+            "--quiet",
+            "--out",
+        ])
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        c
+    };
+    let out = args(&whole).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Killed once a checkpoint is in place and some rows past it are written.
+    let mut child = args(&killed).spawn().unwrap();
+    let ckpt_path = killed.join("checkpoint.safetensors");
+    let t0 = std::time::Instant::now();
+    // Some checkpoints in: rows reported long before the kill are at stake, not only the last.
+    while checkpoint::load(&ckpt_path).map_or(true, |c| c.iteration < 1000) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        assert!(
+            t0.elapsed().as_secs() < 120,
+            "no checkpoint at 1000 after 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+    child.kill().unwrap(); // SIGKILL on unix
+    child.wait().unwrap();
+    let at = checkpoint::load(&ckpt_path).unwrap().iteration;
+    assert!((1000..6000).contains(&at) && at.is_multiple_of(250), "{at}");
+    // Every row the checkpoint covers is there, under the header.
+    let losses = std::fs::read_to_string(killed.join("loss.csv")).unwrap();
+    assert!(losses.starts_with("iteration,batch_loss\n"), "{losses:.60}");
+    assert!(
+        losses.lines().count() > at,
+        "{} rows at {at}",
+        losses.lines().count()
+    );
+    let out = bin()
+        .args(["train", "--device", "cpu", "--quiet", "--resume"])
+        .arg(&ckpt_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(killed.join("loss.csv")).unwrap()
+            == std::fs::read(whole.join("loss.csv")).unwrap(),
+        "loss.csv differs from the uninterrupted run's (killed after checkpoint {at})"
+    );
+    assert_eq!(
+        metrics_without_seconds(&killed.join("metrics.csv")),
+        metrics_without_seconds(&whole.join("metrics.csv")),
+        "killed after checkpoint {at}"
+    );
+}
+
+/// What a kill mid-write can leave, trimmed on resume: a loss row cut mid-number ("15,1" of
+/// "15,1.3455") parses, but its line has no newline, so it is dropped; and the CSV files have
+/// their headers on the disk from the moment the run folder is open.
+#[test]
+fn torn_rows_are_trimmed_on_resume_and_a_header_is_always_there() {
+    let d = temp_dir("torn");
+    let open = gpu_train::run::RunDir::create(&d.join("fresh"), false).unwrap();
+    for (name, header) in [
+        ("loss.csv", gpu_train::run::LOSS_HEADER),
+        ("metrics.csv", gpu_train::run::METRICS_HEADER),
+    ] {
+        let text = std::fs::read_to_string(open.path.join(name)).unwrap();
+        assert_eq!(text, format!("{header}\n"), "{name} while the run is open");
+    }
+    drop(open);
+    let run = d.join("run");
+    run_ok(&[
+        "train",
+        "--device",
+        "cpu",
+        "--grad",
+        "backprop",
+        "--iters",
+        "20",
+        "--eval-every",
+        "10",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let whole = std::fs::read_to_string(run.join("loss.csv")).unwrap();
+    let cut: String = whole.lines().take(1 + 15).collect::<Vec<_>>().join("\n") + "\n15,1";
+    std::fs::write(run.join("loss.csv"), &cut).unwrap();
+    let out = bin()
+        .args([
+            "train", "--device", "cpu", "--quiet", "--iters", "30", "--resume",
+        ])
+        .arg(run.join("checkpoint.safetensors"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = std::fs::read_to_string(run.join("loss.csv")).unwrap();
+    let iterations: Vec<usize> = after
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    let expected: Vec<usize> = (0..15).chain(20..30).collect();
+    assert_eq!(iterations, expected, "{after}");
+    assert!(!after.lines().any(|l| l == "15,1"), "{after}");
 }

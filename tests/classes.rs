@@ -238,3 +238,101 @@ fn a_label_beyond_classes_is_an_error_naming_the_file_and_the_label() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// MNIST's digits (3,000 training, 500 test images) with one training label, or one test
+/// label, replaced by 200: a stray label.
+fn stray_dir(name: &str, in_train: bool) -> PathBuf {
+    let mnist = data::embedded().unwrap();
+    let dir = temp_dir(name);
+    for (set, n, images, labels, stray) in [
+        (
+            &mnist.train,
+            3000,
+            data::TRAIN_IMAGES,
+            data::TRAIN_LABELS,
+            in_train,
+        ),
+        (
+            &mnist.test,
+            500,
+            data::TEST_IMAGES,
+            data::TEST_LABELS,
+            !in_train,
+        ),
+    ] {
+        let mut l = set.labels()[..n].to_vec();
+        if stray {
+            l[17] = 200;
+        }
+        write_gz(
+            &dir.join(format!("{images}.gz")),
+            &[0x803, n as u32, 28, 28],
+            &set.images()[..n * 784],
+        );
+        write_gz(&dir.join(format!("{labels}.gz")), &[0x801, n as u32], &l);
+    }
+    dir
+}
+
+#[test]
+fn a_stray_label_is_an_error_unless_classes_says_so() {
+    let dir = stray_dir("stray", true);
+    let d = dir.to_str().unwrap();
+    let train_file = dir.join(format!("{}.gz", data::TRAIN_LABELS));
+    let short = ["--device", "cpu", "--grad", "backprop", "--iters", "1"];
+    // Inferred: 201 classes, 191 of them empty, is an error with both fixes.
+    let out = gpu_train(&[&["train", "--data", d], &short[..]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&train_file.display().to_string())
+            && stderr.contains("the training labels are 0-9, 200")
+            && stderr.contains("classes 10-199 have no training example")
+            && stderr.contains("correct the labels")
+            && stderr.contains("--classes 201 to mean it"),
+        "{stderr}"
+    );
+    // Given: a one-line warning on stderr, and the 201-way net it asked for.
+    let run = dir.join("run201");
+    let out = gpu_train(
+        &[
+            &["train", "--data", d, "--classes", "201", "--out"],
+            &[run.to_str().unwrap()][..],
+            &short[..],
+        ]
+        .concat(),
+    );
+    let stdout = stdout_of(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].starts_with("warning: ")
+            && warnings[0].contains(&train_file.display().to_string())
+            && warnings[0].contains("classes 10-199 of the 201 (--classes 201)"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("784-50-201"), "{stdout}");
+    // eval applies the checkpoint's count the same way: a warning, then the report.
+    let ckpt = run.join("checkpoint.safetensors");
+    let out = gpu_train(&["eval", "--weights", ckpt.to_str().unwrap(), "--data", d]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("warning: ")
+            && stderr.contains("classes 10-199 of the 201 (the checkpoint (201 classes))"),
+        "{stderr}"
+    );
+    // A stray test label is checked against the training labels' count, naming the test file.
+    let dir = stray_dir("stray-test", false);
+    let out = gpu_train(&[&["train", "--data", dir.to_str().unwrap()], &short[..]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let test_file = dir.join(format!("{}.gz", data::TEST_LABELS));
+    assert!(
+        out.status.code() == Some(1)
+            && stderr.contains(&test_file.display().to_string())
+            && stderr.contains("label 200 at index 17")
+            && stderr.contains("largest training label is 9"),
+        "{stderr}"
+    );
+}

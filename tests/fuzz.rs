@@ -303,6 +303,7 @@ fn valid_checkpoint(precision: StoredPrecision, kind: SamplerKind) -> Vec<u8> {
         iteration: 7,
         sampler: sampler.state(),
         config: TrainConfig::default(),
+        pending: Default::default(),
         notes: [("device".to_string(), "cpu".to_string())].into(),
     };
     checkpoint::to_bytes(&ckpt, precision).unwrap()

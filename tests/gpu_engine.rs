@@ -459,6 +459,7 @@ fn a_resumed_gpu_run_ends_bit_exact_with_an_uninterrupted_one() {
         iteration: 130,
         sampler,
         seconds: 0.0,
+        pending: Default::default(),
     };
     train_from(
         &mut resumed,

@@ -102,6 +102,7 @@ fn good_checkpoint(params: Params) -> Checkpoint {
         iteration: 0,
         sampler: SamplerState::fresh(Default::default(), 30_000, 0),
         config: TrainConfig::default(),
+        pending: Default::default(),
         notes: HashMap::new(),
     }
 }
@@ -151,6 +152,7 @@ fn test_images_of_another_size_are_an_error_naming_both_files() {
         train: set(28, 28),
         test: set(20, 20),
         class_names: None,
+        class_warning: None,
     });
     let spec = MlpSpec::two_layer(784, 50, 10).unwrap();
     assert!(gpu_train::backend::check_spec_fits(&spec, &mnist).is_err());

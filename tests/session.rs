@@ -6,6 +6,7 @@ mod common;
 use common::WrongB2;
 
 use gpu_train::backend::{Backend, GradKind, GradMethod, PerturbStrategy};
+use gpu_train::checkpoint::StoredPrecision;
 use gpu_train::cpu::CpuBackend;
 use gpu_train::data::{self, SamplerKind};
 use gpu_train::error::Error;
@@ -201,8 +202,13 @@ fn a_folder_in_use_or_holding_a_run_is_refused_naming_it() {
         }
         std::thread::sleep(std::time::Duration::from_millis(40));
     }
+    // It holds no checkpoint (a run killed before its first): nothing to resume, so the
+    // advice is --overwrite, not a --resume of a file that does not exist.
     assert!(
-        err.contains("--resume") && err.contains("--overwrite"),
+        err.contains("metrics.csv, loss.csv")
+            && err.contains("has no checkpoint to resume")
+            && err.contains("--overwrite")
+            && !err.contains("--resume"),
         "{err}"
     );
     // --overwrite takes the lock again: the same forked-child race, the same patience.
@@ -477,5 +483,221 @@ fn the_printed_resume_command_is_complete() {
     assert_eq!(
         cmd,
         "gpu-train train --resume runs/x/checkpoint.safetensors --out runs/x --iters 250 --data '/data/my mnist' --device gpu"
+    );
+}
+
+/// The run's files are never opened through a symbolic link: a lock that is a link to a file
+/// elsewhere, or a dangling loss.csv link, is refused naming the file, on a fresh run and on a
+/// resume, and the link's target is neither truncated nor created. A lock that is a directory
+/// is called one.
+#[cfg(unix)]
+#[test]
+fn run_files_that_are_links_are_refused_and_their_targets_left_alone() {
+    use std::os::unix::fs::symlink;
+    let base = temp_dir("links");
+    std::fs::create_dir_all(&base).unwrap();
+    let victim = base.join("precious.txt");
+    std::fs::write(&victim, "precious").unwrap();
+
+    // A fresh run whose lock is a link to another file.
+    let dir = base.join("lock-link");
+    std::fs::create_dir_all(&dir).unwrap();
+    symlink(&victim, dir.join(".gpu-train.lock")).unwrap();
+    let err = RunDir::create(&dir, false)
+        .err()
+        .expect("opened")
+        .to_string();
+    assert!(
+        err.contains(".gpu-train.lock") && err.contains("is a symbolic link"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+    // A fresh run whose loss.csv is a dangling link: refused, even with --overwrite nothing is
+    // created where it points (the link itself is replaced).
+    let outside = base.join("outside.csv");
+    let dir = base.join("dangling");
+    std::fs::create_dir_all(&dir).unwrap();
+    symlink(&outside, dir.join("loss.csv")).unwrap();
+    let err = RunDir::create(&dir, false)
+        .err()
+        .expect("opened")
+        .to_string();
+    assert!(err.contains("already holds a run (loss.csv)"), "{err}");
+    assert!(!outside.exists());
+    drop(RunDir::create(&dir, true).unwrap());
+    assert!(!outside.exists(), "written through the link");
+    let meta = std::fs::symlink_metadata(dir.join("loss.csv")).unwrap();
+    assert!(meta.is_file(), "{meta:?}");
+
+    // A resume whose loss.csv is a dangling link, and one whose metrics.csv links to a file.
+    let dir = base.join("resume");
+    std::fs::create_dir_all(&dir).unwrap();
+    symlink(&outside, dir.join("loss.csv")).unwrap();
+    let err = RunDir::resume(&dir, 0).err().expect("opened").to_string();
+    assert!(
+        err.contains("loss.csv") && err.contains("is a symbolic link"),
+        "{err}"
+    );
+    assert!(!outside.exists(), "written through the link");
+    std::fs::remove_file(dir.join("loss.csv")).unwrap();
+    symlink(&victim, dir.join("metrics.csv")).unwrap();
+    let err = RunDir::resume(&dir, 0).err().expect("opened").to_string();
+    assert!(
+        err.contains("metrics.csv") && err.contains("is a symbolic link"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+    // An atomic write replaces a link with a file of its own; the target keeps its bytes.
+    let link = base.join("config.json");
+    symlink(&victim, &link).unwrap();
+    gpu_train::checkpoint::write_atomic(&link, b"{}").unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(std::fs::read_to_string(&link).unwrap(), "{}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+
+    // A lock that is a directory is called one, not "not writable".
+    let dir = base.join("lock-dir");
+    std::fs::create_dir_all(dir.join(".gpu-train.lock")).unwrap();
+    let err = RunDir::create(&dir, false)
+        .err()
+        .expect("opened")
+        .to_string();
+    assert!(
+        err.contains(".gpu-train.lock")
+            && err.contains("is a directory")
+            && !err.contains("not writable"),
+        "{err}"
+    );
+}
+
+/// Every column but `seconds` of metrics.csv (the column that may differ between two runs).
+fn without_seconds(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(2);
+            f.join(",")
+        })
+        .collect()
+}
+
+/// A resume from a checkpoint between evaluations: the next evaluation's batch_loss covers
+/// the iterations since the previous evaluation, before and after the resume, as the
+/// uninterrupted run's does (docs/SCHEMA.md), to the bit.
+#[test]
+fn batch_loss_after_a_resume_between_evaluations_equals_the_uninterrupted_runs() {
+    let mut req = request(&temp_dir("pending-whole"));
+    req.checkpoint_every = Some(60);
+    let flag = AtomicBool::new(false);
+    run_with(&req, &mut Recorder::default(), &flag, None).unwrap();
+    let whole = req.out.clone().unwrap();
+
+    let dir = temp_dir("pending");
+    req.out = Some(dir.clone());
+    let flag = AtomicBool::new(false);
+    let mut ui = Recorder {
+        stop_at: Some(130),
+        flag: Some(&flag),
+        ..Default::default()
+    };
+    let report = run_with(&req, &mut ui, &flag, None).unwrap();
+    assert_eq!(report.ending, "interrupted");
+    assert!(
+        (131..200).contains(&report.iteration),
+        "{}",
+        report.iteration
+    );
+    let ckpt = gpu_train::checkpoint::load(&dir.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(ckpt.pending.count, report.iteration - 100);
+    let mut resumed = req.clone();
+    resumed.resume = Some(dir.join("checkpoint.safetensors"));
+    resumed.iters = None;
+    let flag = AtomicBool::new(false);
+    run_with(&resumed, &mut Recorder::default(), &flag, None).unwrap();
+    assert_eq!(
+        without_seconds(&dir.join("metrics.csv")),
+        without_seconds(&whole.join("metrics.csv")),
+    );
+    // A checkpoint's pending losses are checked like every other number in it.
+    let mut forged = gpu_train::checkpoint::load(&dir.join("checkpoint.safetensors")).unwrap();
+    for (sum, count) in [
+        (1e9, 3),
+        (1.0, forged.iteration + 1),
+        (f64::NAN, 1),
+        (-1.0, 1),
+    ] {
+        forged.pending = gpu_train::train::PendingLoss { sum, count };
+        let bytes = gpu_train::checkpoint::to_bytes(&forged, StoredPrecision::F32).unwrap();
+        let err = gpu_train::checkpoint::from_bytes(Path::new("forged"), &bytes)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("forged") && err.contains("batch_loss_sum") && err.contains("impossible"),
+            "{sum} over {count}: {err}"
+        );
+    }
+}
+
+/// A run that ends much worse than it began (here a learning rate of 1e30: train loss 14.5
+/// after 2.3) says so in its final report and --json record, with the likely fix; a run that
+/// learns does not.
+#[test]
+fn a_run_that_got_worse_says_so_in_its_final_report() {
+    let mut req = request(&temp_dir("worse"));
+    req.lr = 1e30;
+    req.iters = Some(50);
+    let flag = AtomicBool::new(false);
+    let report = run_with(&req, &mut Recorder::default(), &flag, None).unwrap();
+    assert_eq!(report.ending, "completed");
+    let warning = report.warning.clone().expect("no warning");
+    assert!(
+        warning.contains("got worse")
+            && warning.contains("at iteration 50 against 2.30")
+            && warning.contains("--lr (e.g. 1e29, now 1e30)"),
+        "{warning}"
+    );
+    let good = run_with(
+        &request(&temp_dir("better")),
+        &mut Recorder::default(),
+        &flag,
+        None,
+    )
+    .unwrap();
+    assert_eq!(good.warning, None, "{good:?}");
+    // Through the binary: exit 0 (a warning), the final line and the --json record say it.
+    let out_dir = temp_dir("worse-cli");
+    let out = common::gpu_train(&[
+        "train",
+        "--device",
+        "cpu",
+        "--grad",
+        "backprop",
+        "--lr",
+        "1e30",
+        "--iters",
+        "50",
+        "--json",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stdout = common::stdout_of(&out);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["final"], true);
+    assert!(
+        last["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("got worse") && w.contains("smaller --lr")),
+        "{last}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let final_line = stderr.lines().find(|l| l.starts_with("final:")).unwrap();
+    assert!(
+        final_line.contains("| warning: the run got worse"),
+        "{final_line}"
     );
 }

@@ -317,6 +317,9 @@ pub struct Mnist {
     /// The names of the classes in label order, from `classes.txt` beside the files; None
     /// when there is none (the labels are their own names, as MNIST's digits are).
     pub class_names: Option<Vec<String>>,
+    /// A warning from [`check_class_labels`] for the front end to show (classes without a
+    /// training example under a given count); the library never prints it.
+    pub class_warning: Option<String>,
 }
 
 impl Mnist {
@@ -653,20 +656,35 @@ fn pair(
     })
 }
 
-/// Builds the two data sets with one number of classes: `classes` when given, else the largest
-/// training label + 1. Every label of both parts is checked against it, and the class names
-/// (with the file they came from) against their count; errors name the file and the label.
-fn assemble(
-    train: Part,
-    test: Part,
-    classes: Option<ClassCount>,
-    names: Option<(Vec<String>, PathBuf)>,
-) -> Result<Mnist> {
-    let largest = train.labels.iter().copied().max().unwrap_or(0) as usize;
-    let (classes, why) = match classes {
+/// The number of classes the labels make, and what is wrong with them, in one rule that every
+/// front end (the CLI's train and eval, and those to come) shares:
+///
+/// * the count is `given` (`--classes N`, a checkpoint's) or else the largest training label + 1;
+/// * every training and test label must be below it (the error names the file and the label);
+/// * a class without a single training example is an error when the count was inferred (a
+///   stray label 200 among 0..=9 would silently train a 201-way net), naming the file, the
+///   labels seen, the empty classes and both fixes; with a given count it is a warning,
+///   returned in [`ClassCheck::warning`] for the caller to show.
+pub fn check_class_labels(
+    train_labels: &[u8],
+    train_file: &Path,
+    test_labels: &[u8],
+    test_file: &Path,
+    given: Option<&ClassCount>,
+) -> Result<ClassCheck> {
+    let mut seen = [false; 256];
+    for &label in train_labels {
+        seen[label as usize] = true;
+    }
+    let largest = train_labels.iter().copied().max().unwrap_or(0) as usize;
+    let (classes, why) = match given {
         Some(c) => (
             c.count,
-            format!("{} allows labels 0..={}", c.origin, c.count - 1),
+            format!(
+                "{} allows labels 0..={}",
+                c.origin,
+                c.count.saturating_sub(1)
+            ),
         ),
         None => (
             largest + 1,
@@ -678,21 +696,105 @@ fn assemble(
     };
     if classes < 2 {
         return Err(Error::data(
-            &train.labels_path,
+            train_file,
             "every label is 0, but a classifier needs at least 2 classes; check the labels or \
              pass --classes N",
         ));
     }
-    let build = |part: Part| -> Result<Dataset> {
-        if let Some((index, label)) = first_bad_label(&part.labels, classes) {
+    for (labels, file) in [(train_labels, train_file), (test_labels, test_file)] {
+        if let Some((index, label)) = first_bad_label(labels, classes) {
             return Err(Error::data(
-                &part.labels_path,
+                file,
                 format!(
                     "label {label} at index {index} is out of range: {why}; pass --classes N \
                      (more than {label}) or fix the labels"
                 ),
             ));
         }
+    }
+    let empty: Vec<usize> = (0..classes).filter(|&k| !seen[k]).collect();
+    if empty.is_empty() {
+        return Ok(ClassCheck {
+            classes,
+            warning: None,
+        });
+    }
+    let labels_seen = ranges((0..256).filter(|&k| seen[k]));
+    let plural = if empty.len() == 1 { "class" } else { "classes" };
+    match given {
+        None => Err(Error::data(
+            train_file,
+            format!(
+                "the training labels are {labels_seen}, so {classes} classes would be inferred, \
+                 but {plural} {} {} no training example (a stray or corrupt label?); correct the \
+                 labels, or pass --classes {classes} to mean it",
+                ranges(empty.iter().copied()),
+                if empty.len() == 1 { "has" } else { "have" },
+            ),
+        )),
+        Some(c) => Ok(ClassCheck {
+            classes,
+            warning: Some(format!(
+                "{}: {plural} {} of the {} ({}) {} no training example (labels seen: \
+                 {labels_seen}); the net cannot learn {}",
+                train_file.display(),
+                ranges(empty.iter().copied()),
+                classes,
+                c.origin,
+                if empty.len() == 1 { "has" } else { "have" },
+                if empty.len() == 1 { "it" } else { "them" },
+            )),
+        }),
+    }
+}
+
+/// The class count [`check_class_labels`] settled on, and a warning to show (classes without
+/// a training example under a given count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassCheck {
+    pub classes: usize,
+    pub warning: Option<String>,
+}
+
+/// Ascending numbers in a short range form: `0-9, 200`.
+fn ranges(numbers: impl Iterator<Item = usize>) -> String {
+    let mut parts: Vec<(usize, usize)> = Vec::new();
+    for n in numbers {
+        match parts.last_mut() {
+            Some((_, end)) if *end + 1 == n => *end = n,
+            _ => parts.push((n, n)),
+        }
+    }
+    parts
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Builds the two data sets with the class count of [`check_class_labels`], and checks the
+/// class names (with the file they came from) against it.
+fn assemble(
+    train: Part,
+    test: Part,
+    classes: Option<ClassCount>,
+    names: Option<(Vec<String>, PathBuf)>,
+) -> Result<Mnist> {
+    let check = check_class_labels(
+        &train.labels,
+        &train.labels_path,
+        &test.labels,
+        &test.labels_path,
+        classes.as_ref(),
+    )?;
+    let classes = check.classes;
+    let build = |part: Part| -> Result<Dataset> {
         Dataset::new(
             part.images.pixels,
             part.labels,
@@ -709,8 +811,8 @@ fn assemble(
             return Err(Error::data(
                 &path,
                 format!(
-                    "holds {} class names but the data has {classes} classes ({why}); write one \
-                     name a line, in label order",
+                    "holds {} class names but the data has {classes} classes; write one name a \
+                     line, in label order",
                     names.len()
                 ),
             ));
@@ -722,6 +824,7 @@ fn assemble(
         train,
         test,
         class_names,
+        class_warning: check.warning,
     })
 }
 
@@ -791,6 +894,7 @@ mod tests {
             train: set("/d/train-images-idx3-ubyte.gz"),
             test: set("/d/t10k-images-idx3-ubyte"),
             class_names: None,
+            class_warning: None,
         };
         assert!(!mnist.is_embedded());
         assert_eq!(mnist.describe(), "MNIST from /d: 1 train / 1 test, 2x2");
@@ -825,10 +929,12 @@ mod tests {
 
     #[test]
     fn classes_come_from_the_largest_training_label_or_are_given() {
-        let dir = idx_dir("count", &[0, 25, 3], &[1, 2]);
+        let every: Vec<u8> = (0..26).rev().collect();
+        let dir = idx_dir("count", &every, &[1, 2]);
         let set = load(Some(&dir)).unwrap();
         assert_eq!((set.train.classes(), set.test.classes()), (26, 26));
         assert_eq!(set.describe_classes(), "26 (labels 0..=25)");
+        assert_eq!(set.class_warning, None);
         let given = |count: usize| {
             load_with(
                 Some(&dir),
@@ -838,18 +944,27 @@ mod tests {
                 }),
             )
         };
-        assert_eq!(given(30).unwrap().train.classes(), 30);
+        let thirty = given(30).unwrap();
+        assert_eq!(thirty.train.classes(), 30);
+        assert!(
+            thirty
+                .class_warning
+                .as_deref()
+                .is_some_and(|w| w.contains("classes 26-29 of the 30 (--classes 30)")),
+            "{:?}",
+            thirty.class_warning
+        );
         let message = given(20).unwrap_err().to_string();
         assert!(
             message.contains(&dir.join(TRAIN_LABELS).display().to_string())
-                && message.contains("label 25 at index 1")
+                && message.contains("label 25 at index 0")
                 && message.contains("--classes 20 allows labels 0..=19"),
             "{message}"
         );
         assert!(given(1).unwrap_err().to_string().contains("--classes 1"));
         assert!(given(257).unwrap_err().to_string().contains("2 to 256"));
         // A test label beyond the training labels' range names the test file.
-        let dir = idx_dir("beyond", &[0, 4], &[1, 5]);
+        let dir = idx_dir("beyond", &[0, 1, 2, 3, 4], &[1, 5]);
         let message = load(Some(&dir)).unwrap_err().to_string();
         assert!(
             message.contains(&dir.join(TEST_LABELS).display().to_string())
@@ -857,6 +972,18 @@ mod tests {
                 && message.contains("largest training label is 4"),
             "{message}"
         );
+        // An inferred count with classes no training image has is an error naming them.
+        let dir = idx_dir("gaps", &[0, 25, 3, 1], &[1, 2]);
+        let message = load(Some(&dir)).unwrap_err().to_string();
+        assert!(
+            message.contains(&dir.join(TRAIN_LABELS).display().to_string())
+                && message.contains("the training labels are 0-1, 3, 25")
+                && message.contains("classes 2, 4-24 have no training example")
+                && message.contains("--classes 26 to mean it"),
+            "{message}"
+        );
+        assert_eq!(ranges([7].into_iter()), "7");
+        assert_eq!(ranges([0, 1, 2, 9, 10, 200].into_iter()), "0-2, 9-10, 200");
         let dir = idx_dir("zeros", &[0, 0], &[0]);
         assert!(load(Some(&dir))
             .unwrap_err()

@@ -127,6 +127,9 @@ pub struct FinalReport {
     pub checkpoint: Option<PathBuf>,
     /// The command that continues this run (interrupted runs).
     pub resume_command: Option<String>,
+    /// Set when the last evaluation is much worse than the run's first (`train::got_worse`):
+    /// what got worse and the likely fix. The run still ends as `ending` says.
+    pub warning: Option<String>,
 }
 
 /// The reference checks of a run.

@@ -8,8 +8,8 @@ use crate::checkpoint::{self, Checkpoint, StoredPrecision};
 use crate::data::SamplerState;
 use crate::error::Result;
 use crate::model::Params;
-use crate::run::RunDir;
-use crate::train::{Control, EvalRecord, Observer};
+use crate::run::{RunDir, RunSync};
+use crate::train::{Control, EvalRecord, Observer, PendingLoss};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -37,9 +37,14 @@ pub(super) struct Checkpointer<'a> {
     pub(super) template: Checkpoint,
     pub(super) precision: StoredPrecision,
     pub(super) path: PathBuf,
+    /// The run's CSV files: fsynced before each checkpoint, so that what it covers is on the
+    /// disk first and a resume after a kill finds every row up to it.
+    pub(super) files: RunSync,
     pub(super) clock: std::time::Instant,
     pub(super) seconds0: f64,
     pub(super) last_pause: (usize, SamplerState),
+    /// The batch losses since the last evaluation, as of the last pause.
+    pub(super) pending: PendingLoss,
     pub(super) written: Option<usize>,
 }
 
@@ -54,8 +59,10 @@ impl Checkpointer<'_> {
         ckpt.params = params;
         ckpt.iteration = done;
         ckpt.sampler = *sampler;
+        ckpt.pending = self.pending;
         let seconds = self.seconds0 + self.clock.elapsed().as_secs_f64();
         ckpt.notes.insert("seconds".into(), format!("{seconds:.3}"));
+        self.files.sync()?;
         checkpoint::save(&self.path, &ckpt, self.precision)?;
         self.written = Some(done);
         Ok(())
@@ -65,6 +72,9 @@ impl Checkpointer<'_> {
 impl Observer for Checkpointer<'_> {
     fn next_pause(&self, done: usize) -> Option<usize> {
         self.every.map(|n| (done / n + 1) * n)
+    }
+    fn pending_loss(&mut self, pending: PendingLoss) {
+        self.pending = pending;
     }
     fn progress(&mut self, _done: usize) -> Control {
         if self.interrupted.load(Ordering::SeqCst) {

@@ -146,6 +146,7 @@ fn resumed(
         iteration: ckpt.iteration,
         sampler: ckpt.sampler,
         seconds,
+        pending: ckpt.pending,
     };
     let folder = path
         .parent()

@@ -138,7 +138,7 @@ pub fn run(
         })
     };
     let train_size = plan.data.train.len();
-    let mut checkpointer = checkpointer_for(&plan, &device, &run_dir, interrupted);
+    let mut checkpointer = checkpointer_for(&plan, &device, &run_dir, interrupted)?;
     backend.set_params(&plan.params)?;
     let first = plan.start.map_or(0, |s| s.iteration);
     let startup_seconds = crate::time::process_start().elapsed().as_secs_f64();
@@ -179,6 +179,7 @@ pub fn run(
     // The checkpoint: an interrupted run wrote it at its last pause; a completed or diverged
     // one writes it now (a diverged backend holds the last good parameters).
     if checkpointer.written != Some(summary.iters) {
+        checkpointer.pending = summary.pending;
         let params = backend.params()?;
         checkpointer.save(summary.iters, params, &summary.sampler)?;
     }
@@ -191,6 +192,13 @@ pub fn run(
             run_dir.path.join("metrics.csv").display()
         ),
     })?;
+    // The first evaluation from metrics.csv, so that a resumed run compares with its start.
+    let warning = match (run_dir.first_evaluation().ok().flatten(), summary.last()) {
+        (Some(first), Some(last)) => {
+            crate::train::got_worse(first, last, plan.spec.classes, cfg.lr)
+        }
+        _ => None,
+    };
     let report = report_of(
         &summary,
         &req,
@@ -201,6 +209,7 @@ pub fn run(
         checks,
         &run_dir,
         plots,
+        warning,
     );
     ui.finish(&report);
     if let Ending::Diverged { iteration, why } = &summary.ending {
@@ -220,7 +229,7 @@ fn checkpointer_for<'a>(
     device: &str,
     run_dir: &RunDir,
     interrupted: &'a AtomicBool,
-) -> Checkpointer<'a> {
+) -> Result<Checkpointer<'a>> {
     let (req, cfg) = (&plan.request, &plan.cfg);
     let precision = match req.precision {
         Precision::F64 if !device.starts_with("gpu") => StoredPrecision::F64,
@@ -246,7 +255,7 @@ fn checkpointer_for<'a>(
     }))
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    Checkpointer {
+    Ok(Checkpointer {
         every: req.checkpoint_every,
         interrupted,
         template: Checkpoint {
@@ -254,15 +263,18 @@ fn checkpointer_for<'a>(
             iteration: 0,
             sampler: sampler0,
             config: cfg.clone(),
+            pending: Default::default(),
             notes,
         },
         precision,
         path: run_dir.checkpoint_path(),
+        files: run_dir.syncer()?,
         clock: std::time::Instant::now(),
         seconds0: plan.start.map_or(0.0, |s| s.seconds),
         last_pause: (plan.start.map_or(0, |s| s.iteration), sampler0),
+        pending: plan.start.map(|s| s.pending).unwrap_or_default(),
         written: None,
-    }
+    })
 }
 
 /// The run's last word from its summary.
@@ -277,6 +289,7 @@ fn report_of(
     checks: ChecksSummary,
     run_dir: &RunDir,
     plots: Vec<PathBuf>,
+    warning: Option<String>,
 ) -> FinalReport {
     let out = run_dir.path.clone();
     let last = summary.last();
@@ -305,6 +318,7 @@ fn report_of(
         resume_command: summary
             .interrupted()
             .then(|| resume_command(req, &run_dir.checkpoint_path(), &out, cfg.iters)),
+        warning,
     }
 }
 
