@@ -418,55 +418,18 @@ pub fn train_from(
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary> {
     cfg.validate()?;
-    let (first, mut sampler, seconds0, pending) = match start {
-        None => (
-            0,
-            Sampler::new(cfg.sampler, train_size, cfg.seed)?,
-            0.0,
-            PendingLoss::default(),
-        ),
-        Some(s) => {
-            if s.sampler.n != train_size {
-                return Err(Error::config(
-                    "--resume",
-                    format!("the checkpoint sampled from {} training images, this data set has {train_size}: resume with the same data", s.sampler.n),
-                ));
-            }
-            (
-                s.iteration,
-                Sampler::from_state(s.sampler)?,
-                s.seconds,
-                s.pending,
-            )
-        }
-    };
+    let (first, mut sampler, seconds0, mut since_eval) = starting_point(start, train_size, cfg)?;
     let classes = backend.spec().classes;
-    let per_epoch = iters_per_epoch(train_size, cfg.batch) as f64;
     let max_chunk = (MAX_CHUNK_INDICES / cfg.batch).max(1);
-    let clock = Instant::now();
-    let seconds = |clock: &Instant| seconds0 + clock.elapsed().as_secs_f64();
+    let clock = Clock {
+        per_epoch: iters_per_epoch(train_size, cfg.batch) as f64,
+        seconds0,
+        started: Instant::now(),
+    };
     let mut evals = Vec::new();
     let mut stuck = 0;
-    let mut since_eval = pending;
-    let evaluate = |backend: &mut dyn Backend,
-                    done: usize,
-                    since_eval: &mut PendingLoss,
-                    observer: &mut dyn Observer|
-     -> Result<EvalRecord> {
-        let rec = EvalRecord {
-            iter: done,
-            epoch: done as f64 / per_epoch,
-            batch_loss: since_eval.mean(),
-            train: backend.evaluate(Split::Train)?,
-            test: backend.evaluate(Split::Test)?,
-            seconds: seconds(&clock),
-        };
-        *since_eval = PendingLoss::default();
-        observer.on_eval(&rec)?;
-        Ok(rec)
-    };
     if first == 0 {
-        evals.push(evaluate(backend, 0, &mut since_eval, observer)?);
+        evals.push(clock.evaluate(backend, 0, &mut since_eval, observer)?);
     }
     let mut done = first;
     let mut batches = Vec::new();
@@ -493,16 +456,10 @@ pub fn train_from(
         since_eval.add(&losses[..outcome.done.min(losses.len())]);
         done += outcome.done;
         if let Some(k) = outcome.diverged {
-            break Ending::Diverged {
-                iteration: done,
-                why: format!(
-                    "the update after it made the parameters non-finite (the batch loss before that update was {:.4})",
-                    losses.get(k).copied().unwrap_or(f64::NAN)
-                ),
-            };
+            break diverged_update(done, losses.get(k).copied());
         }
         if done % cfg.eval_every == 0 || done == cfg.iters {
-            let rec = evaluate(backend, done, &mut since_eval, observer)?;
+            let rec = clock.evaluate(backend, done, &mut since_eval, observer)?;
             evals.push(rec);
             stuck = if is_stuck(&rec.train, classes) {
                 stuck + 1
@@ -510,15 +467,7 @@ pub fn train_from(
                 0
             };
             if stuck >= 2 {
-                break Ending::Diverged {
-                    iteration: done,
-                    why: format!(
-                        "the loss over the training set is {:.2}, at its ceiling ({:.1}), with accuracy at chance ({:.1}%) for two evaluations",
-                        rec.train.loss,
-                        loss_ceiling(),
-                        100.0 * rec.train.accuracy()
-                    ),
-                };
+                break saturated(done, &rec);
             }
         }
         observer.pending_loss(since_eval);
@@ -529,10 +478,94 @@ pub fn train_from(
     };
     Ok(TrainSummary {
         evals,
-        seconds: seconds(&clock),
+        seconds: clock.seconds(),
         iters: done,
         ending,
         sampler: sampler.state(),
         pending: since_eval,
     })
+}
+
+/// Where a run starts: iteration, sampler, seconds so far and the batch losses since the last
+/// evaluation; fresh, or from a checkpoint's `start` (which must have sampled from this set).
+fn starting_point(
+    start: Option<Start>,
+    train_size: usize,
+    cfg: &TrainConfig,
+) -> Result<(usize, Sampler, f64, PendingLoss)> {
+    let Some(s) = start else {
+        let sampler = Sampler::new(cfg.sampler, train_size, cfg.seed)?;
+        return Ok((0, sampler, 0.0, PendingLoss::default()));
+    };
+    if s.sampler.n != train_size {
+        return Err(Error::config(
+            "--resume",
+            format!("the checkpoint sampled from {} training images, this data set has {train_size}: resume with the same data", s.sampler.n),
+        ));
+    }
+    Ok((
+        s.iteration,
+        Sampler::from_state(s.sampler)?,
+        s.seconds,
+        s.pending,
+    ))
+}
+
+/// The run's clock (seconds of earlier sessions included) and its evaluations.
+struct Clock {
+    per_epoch: f64,
+    seconds0: f64,
+    started: Instant,
+}
+
+impl Clock {
+    fn seconds(&self) -> f64 {
+        self.seconds0 + self.started.elapsed().as_secs_f64()
+    }
+
+    /// Both splits evaluated after `done` iterations, the batch losses since the last
+    /// evaluation averaged (and reset), the observer told.
+    fn evaluate(
+        &self,
+        backend: &mut dyn Backend,
+        done: usize,
+        since_eval: &mut PendingLoss,
+        observer: &mut dyn Observer,
+    ) -> Result<EvalRecord> {
+        let rec = EvalRecord {
+            iter: done,
+            epoch: done as f64 / self.per_epoch,
+            batch_loss: since_eval.mean(),
+            train: backend.evaluate(Split::Train)?,
+            test: backend.evaluate(Split::Test)?,
+            seconds: self.seconds(),
+        };
+        *since_eval = PendingLoss::default();
+        observer.on_eval(&rec)?;
+        Ok(rec)
+    }
+}
+
+/// The ending of a run whose update after iteration `done` made the parameters non-finite.
+fn diverged_update(done: usize, loss_before: Option<f64>) -> Ending {
+    Ending::Diverged {
+        iteration: done,
+        why: format!(
+            "the update after it made the parameters non-finite (the batch loss before that update was {:.4})",
+            loss_before.unwrap_or(f64::NAN)
+        ),
+    }
+}
+
+/// The ending of a run whose loss sat at its ceiling with accuracy at chance.
+fn saturated(done: usize, rec: &EvalRecord) -> Ending {
+    Ending::Diverged {
+        iteration: done,
+        why: format!(
+            "the loss over the training set is {:.2}, at its ceiling ({:.1}), with accuracy at chance ({:.1}%) for two evaluations",
+            rec.train.loss,
+            loss_ceiling(),
+            100.0 * rec.train.accuracy()
+        ),
+    }
 }

@@ -111,32 +111,12 @@ pub fn run(
     interrupted: &AtomicBool,
 ) -> Result<FinalReport> {
     let req = plan.request.clone();
-    let mut run_dir = match (&plan.start, &plan.out) {
-        (Some(s), Some(out)) => RunDir::resume(out, s.iteration)?,
-        (None, Some(out)) => RunDir::create(out, req.overwrite)?,
-        (Some(s), None) => RunDir::resume(&crate::run::default_path(), s.iteration)?,
-        (None, None) => RunDir::create_default()?,
-    };
-    let out = run_dir.path.clone();
-    ui.opened(&out);
+    let mut run_dir = open_run_dir(&plan)?;
+    ui.opened(&run_dir.path.clone());
     let device = backend.name();
     run_dir.write_config(&config_json(&plan, &device, chosen))?;
     let cfg = plan.cfg.clone();
-    // Every backend, f64 included, is checked against the plain reference (a separate
-    // implementation, so the check is never a comparison with itself).
-    let mut check = if req.check_every == Some(0) {
-        None
-    } else {
-        Some(ReferenceCheck {
-            checker: Checker::new(plan.spec.clone(), plan.data.clone())?,
-            every: req.check_every,
-            eval_every: cfg.eval_every,
-            first: plan.start.map_or(0, |s| s.iteration),
-            grad: cfg.grad,
-            summary: ChecksSummary::default(),
-            first_line: None,
-        })
-    };
+    let mut check = reference_check(&plan)?;
     let train_size = plan.data.train.len();
     let mut checkpointer = checkpointer_for(&plan, &device, &run_dir, interrupted)?;
     backend.set_params(&plan.params)?;
@@ -169,9 +149,9 @@ pub fn run(
             });
         }
     };
-    let steps_here = summary.iters.saturating_sub(first);
+    let steps_here = summary.iters.saturating_sub(first) as f64;
     let ips = if clock_seconds > 0.0 {
-        steps_here as f64 / clock_seconds
+        steps_here / clock_seconds
     } else {
         0.0
     };
@@ -183,22 +163,8 @@ pub fn run(
         let params = backend.params()?;
         checkpointer.save(summary.iters, params, &summary.sampler)?;
     }
-    let plots = write_plots(&run_dir).map_err(|e| Error::Stopped {
-        cause: Box::new(e),
-        saved: format!(
-            "the checkpoint of iteration {} is in {}, the metrics in {}; the plots can be drawn again by resuming with the same --iters",
-            summary.iters,
-            run_dir.checkpoint_path().display(),
-            run_dir.path.join("metrics.csv").display()
-        ),
-    })?;
-    // The first evaluation from metrics.csv, so that a resumed run compares with its start.
-    let warning = match (run_dir.first_evaluation().ok().flatten(), summary.last()) {
-        (Some(first), Some(last)) => {
-            crate::train::got_worse(first, last, plan.spec.classes, cfg.lr)
-        }
-        _ => None,
-    };
+    let plots = write_plots(&run_dir).map_err(|e| plots_failed(e, summary.iters, &run_dir))?;
+    let warning = got_worse(&run_dir, &summary, &plan);
     let report = report_of(
         &summary,
         &req,
@@ -213,14 +179,70 @@ pub fn run(
     );
     ui.finish(&report);
     if let Ending::Diverged { iteration, why } = &summary.ending {
-        return Err(Error::Numerics(format!(
-            "training diverged after iteration {iteration}: {why}; lower the learning rate (--lr {}, now {}). The last good parameters are saved in {}",
-            crate::fmt::rounded(cfg.lr / 10.0),
-            crate::fmt::number(cfg.lr),
-            run_dir.checkpoint_path().display()
-        )));
+        return Err(diverged(*iteration, why, cfg.lr, &run_dir));
     }
     Ok(report)
+}
+
+/// The error of a diverged run: where, why, a smaller rate, and where the good parameters are.
+fn diverged(iteration: usize, why: &str, lr: f64, run_dir: &RunDir) -> Error {
+    Error::Numerics(format!(
+        "training diverged after iteration {iteration}: {why}; lower the learning rate (--lr {}, now {}). The last good parameters are saved in {}",
+        crate::fmt::rounded(lr / 10.0),
+        crate::fmt::number(lr),
+        run_dir.checkpoint_path().display()
+    ))
+}
+
+/// Whether the run ended much worse than it began, compared with the first evaluation in
+/// metrics.csv, so that a resumed run compares with its start.
+fn got_worse(run_dir: &RunDir, summary: &TrainSummary, plan: &Plan) -> Option<String> {
+    match (run_dir.first_evaluation().ok().flatten(), summary.last()) {
+        (Some(first), Some(last)) => {
+            crate::train::got_worse(first, last, plan.spec.classes, plan.cfg.lr)
+        }
+        _ => None,
+    }
+}
+
+/// The run folder: resumed where a checkpoint is continued, else made (or overwritten).
+fn open_run_dir(plan: &Plan) -> Result<RunDir> {
+    match (&plan.start, &plan.out) {
+        (Some(s), Some(out)) => RunDir::resume(out, s.iteration),
+        (None, Some(out)) => RunDir::create(out, plan.request.overwrite),
+        (Some(s), None) => RunDir::resume(&crate::run::default_path(), s.iteration),
+        (None, None) => RunDir::create_default(),
+    }
+}
+
+/// The reference check, unless `--check-every 0`. Every backend, f64 included, is checked
+/// against the plain reference (a separate implementation, so the check is never a
+/// comparison with itself).
+fn reference_check(plan: &Plan) -> Result<Option<ReferenceCheck>> {
+    if plan.request.check_every == Some(0) {
+        return Ok(None);
+    }
+    Ok(Some(ReferenceCheck {
+        checker: Checker::new(plan.spec.clone(), plan.data.clone())?,
+        every: plan.request.check_every,
+        eval_every: plan.cfg.eval_every,
+        first: plan.start.map_or(0, |s| s.iteration),
+        grad: plan.cfg.grad,
+        summary: ChecksSummary::default(),
+        first_line: None,
+    }))
+}
+
+/// The error of a run whose plots could not be drawn, saying what is saved.
+fn plots_failed(e: Error, iters: usize, run_dir: &RunDir) -> Error {
+    Error::Stopped {
+        cause: Box::new(e),
+        saved: format!(
+            "the checkpoint of iteration {iters} is in {}, the metrics in {}; the plots can be drawn again by resuming with the same --iters",
+            run_dir.checkpoint_path().display(),
+            run_dir.path.join("metrics.csv").display()
+        ),
+    }
 }
 
 /// The run's checkpointer: its template (settings, notes, the sampler's start) and precision.
