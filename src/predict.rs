@@ -16,36 +16,23 @@
 //! are checked to hold the whole picture ([`jpeg`]). So a small file claiming 100000x100000
 //! pixels is an error, not an allocation, and a picture costs at most a fixed amount a pixel.
 
+mod decode;
 mod jpeg;
 
-use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+pub use decode::{
+    decode_image, read_image, Grey, DECODE_BYTES_PER_PIXEL, MAX_HEADER_ALLOC, MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+};
 
-use image::io::Limits;
-use image::ImageFormat;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use crate::checkpoint::Checkpoint;
 use crate::cpu::{fill_x, forward::forward};
-use crate::data::{idx, Dataset, PIXEL_F32};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::fmt::printable;
 use crate::model::{MlpSpec, Params};
-
-/// The most pixels an image may have (4096 x 4096): a digit needs a few hundred, a phone photo
-/// has about 12 million; decoding costs 2 bytes and preparing 4 bytes a pixel.
-pub const MAX_IMAGE_PIXELS: u64 = 1 << 24;
-
-/// The largest image file read.
-pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
-
-/// The memory the decoder may allocate while reading a header, before the picture's size is
-/// known: what ancillary data (a PNG's colour profile, text) may inflate to. Real colour
-/// profiles are a few KiB, the largest in use about 1 MiB.
-pub const MAX_HEADER_ALLOC: u64 = 4 << 20;
-
-/// The memory the decoder may allocate a pixel (the widest decoded form, 16-bit RGBA, is 8
-/// bytes), plus [`MAX_HEADER_ALLOC`]: 16.7 million pixels may take 138 MiB, a 28x28 digit 4 MiB.
-pub const DECODE_BYTES_PER_PIXEL: u64 = 8;
 
 /// MNIST's field and the box its digits were scaled into.
 pub const MNIST_FIELD: usize = 28;
@@ -62,14 +49,6 @@ pub const INK_THRESHOLD: f32 = 0.05;
 /// MNIST test digits still measure 20 pixels on their longer side, so MNIST's own images
 /// keep their size.
 pub const EXTENT_THRESHOLD: f32 = 0.2;
-
-/// A grey picture: `pixels` row-major, 0 = black, 1 = white.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Grey {
-    pub width: usize,
-    pub height: usize,
-    pub pixels: Vec<f32>,
-}
 
 /// What [`prepare`] made of a picture.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,151 +104,6 @@ pub fn ascii_art(pixels: &[u8], side: usize) -> String {
         s.push('\n');
     }
     s
-}
-
-/// Reads a PNG or JPEG file into grey levels: only a regular file of at most
-/// [`MAX_IMAGE_BYTES`] (see the module docs).
-pub fn read_image(path: &Path) -> Result<Grey> {
-    let bytes = idx::read_regular(path, MAX_IMAGE_BYTES).map_err(|e| match e {
-        idx::ReadError::Unreadable(what) => {
-            Error::data(path, format!("cannot read the image: {what}"))
-        }
-        idx::ReadError::TooLarge(size) => Error::data(
-            path,
-            format!(
-                "{size} bytes is larger than the {MAX_IMAGE_BYTES} bytes an image may have; \
-                 scale it down (a digit needs a few hundred pixels)"
-            ),
-        ),
-    })?;
-    decode_image(path, &bytes)
-}
-
-/// Decodes a PNG or JPEG held in memory; `file` is what errors call it.
-pub fn decode_image(file: &Path, bytes: &[u8]) -> Result<Grey> {
-    let fail = |what: String| Err(Error::data(file, what));
-    if bytes.is_empty() {
-        return fail("is empty (0 bytes), not an image".into());
-    }
-    let format = match image::guess_format(bytes) {
-        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => f,
-        Ok(other) => {
-            return fail(format!(
-                "is a {other:?} image; predict reads PNG and JPEG, convert it to one of those"
-            ))
-        }
-        Err(_) => {
-            return fail(format!(
-                "is not a PNG or JPEG image (it starts with {:02x?})",
-                &bytes[..bytes.len().min(8)]
-            ))
-        }
-    };
-    let kind = if format == ImageFormat::Png {
-        "PNG"
-    } else {
-        "JPEG"
-    };
-    // A JPEG's scans are checked first and padded so that a short one fails (see `jpeg`).
-    let padded;
-    let bytes = if format == ImageFormat::Jpeg {
-        padded = jpeg::check(bytes).map_err(|what| Error::data(file, format!("JPEG: {what}")))?;
-        &padded[..]
-    } else {
-        bytes
-    };
-    let reader = |limits: Limits| {
-        let mut r = image::io::Reader::with_format(Cursor::new(bytes), format);
-        r.limits(limits);
-        r
-    };
-    let corrupt = |stage: &str, e: image::ImageError, budget: u64| match e {
-        image::ImageError::Limits(_) => Error::data(
-            file,
-            format!(
-                "{stage} needs more than the {budget} bytes of memory predict allows it \
-                 (ancillary data such as a PNG colour profile is capped at {MAX_HEADER_ALLOC} \
-                 bytes, pixels at {DECODE_BYTES_PER_PIXEL} bytes each); the file is corrupt or \
-                 built to exhaust memory"
-            ),
-        ),
-        e => Error::data(
-            file,
-            format!("{stage} failed: {e}; the file is truncated or corrupt"),
-        ),
-    };
-    // The header alone first, under a small limit: its claim is checked before anything is
-    // sized from it. (Not Reader::into_dimensions: it ignores the limits given.)
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(MAX_HEADER_ALLOC);
-    let header = || -> image::ImageResult<(u32, u32)> {
-        use image::ImageDecoder;
-        if format == ImageFormat::Png {
-            Ok(
-                image::codecs::png::PngDecoder::with_limits(Cursor::new(bytes), limits.clone())?
-                    .dimensions(),
-            )
-        } else {
-            let mut d = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))?;
-            d.set_limits(limits.clone())?;
-            Ok(d.dimensions())
-        }
-    };
-    let (width, height) = header()
-        .map_err(|e| corrupt(&format!("reading the {kind} header"), e, MAX_HEADER_ALLOC))?;
-    if width == 0 || height == 0 {
-        return fail(format!(
-            "the {kind} header says {width}x{height} pixels; an image needs at least one"
-        ));
-    }
-    let pixels = width as u64 * height as u64;
-    if pixels > MAX_IMAGE_PIXELS {
-        return fail(format!(
-            "the {kind} header says {width}x{height} pixels ({pixels}), more than the \
-             {MAX_IMAGE_PIXELS} predict accepts; scale it down (a digit needs a few hundred)"
-        ));
-    }
-    let budget = pixels * DECODE_BYTES_PER_PIXEL + MAX_HEADER_ALLOC;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(width);
-    limits.max_image_height = Some(height);
-    limits.max_alloc = Some(budget);
-    let decoded = reader(limits).decode().map_err(|e| {
-        corrupt(
-            &format!("decoding the {width}x{height} {kind} image"),
-            e,
-            budget,
-        )
-    })?;
-    // Straight to grey levels, without an intermediate copy where the picture is grey already.
-    let paper = |l: u8, a: u8| {
-        let (l, a) = (PIXEL_F32[usize::from(l)], PIXEL_F32[usize::from(a)]);
-        // Transparent parts are paper: composited over white.
-        l * a + (1.0 - a)
-    };
-    let pixels: Vec<f32> = match decoded {
-        image::DynamicImage::ImageLuma8(img) => {
-            img.as_raw().iter().map(|&l| paper(l, 255)).collect()
-        }
-        image::DynamicImage::ImageLumaA8(img) => img
-            .as_raw()
-            .chunks_exact(2)
-            .map(|p| paper(p[0], p[1]))
-            .collect(),
-        other => {
-            let la = other.to_luma_alpha8();
-            drop(other);
-            la.as_raw()
-                .chunks_exact(2)
-                .map(|p| paper(p[0], p[1]))
-                .collect()
-        }
-    };
-    Ok(Grey {
-        width: width as usize,
-        height: height as usize,
-        pixels,
-    })
 }
 
 /// The side of the square field a net with `spec.input` inputs reads: 28 for 784.
@@ -738,6 +572,10 @@ pub fn run(
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
+    use image::ImageFormat;
+
     use super::*;
 
     fn grey(width: usize, height: usize, f: impl Fn(usize, usize) -> f32) -> Grey {
