@@ -144,10 +144,37 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
         w * h,
         "Grey holds width x height pixels"
     );
-    // The border decides which is the background: its median, robust to ink that touches it.
+    let ink = Ink::from_border(border_median(picture));
+    let Some(kept) = ink_box(&picture.pixels, w, |v| ink.level(v) > INK_THRESHOLD) else {
+        return Err(Error::data(
+            file,
+            "has no ink: it is one flat colour (or nearly); draw a dark figure on a light \
+             background, or a light one on a dark background",
+        ));
+    };
+    let extent = ink_box(&picture.pixels, w, |v| ink.level(v) > EXTENT_THRESHOLD).unwrap_or(kept);
+    let (x0, y0, bw, bh) = kept;
+    let crop = |x: usize, y: usize| ink.level(picture.pixels[(y0 + y) * w + x0 + x]);
+    let scale = box_scale(kept, extent, side);
+    let fit = |len: usize| ((len as f64 * scale - 1e-9).ceil() as usize).clamp(1, side);
+    let (sw, sh) = (fit(bw), fit(bh));
+    let scaled = resample_by(crop, bw, bh, sw, sh, 1.0 / scale);
+    Ok(Prepared {
+        side,
+        pixels: centred_by_mass(&scaled, sw, sh, side),
+        inverted: ink.inverted,
+        ink_box: extent,
+        scaled: (sw, sh),
+    })
+}
+
+/// The median of the picture's border, which decides which level is the background: robust
+/// to ink that touches the border.
+fn border_median(picture: &Grey) -> f32 {
     // A border longer than BORDER_SAMPLES (a picture over 32,768 pixels wide and high together)
     // is sampled evenly, so that a 1 x 16.7-million picture does not cost 134 MB here.
     const BORDER_SAMPLES: usize = 1 << 16;
+    let (w, h) = (picture.width, picture.height);
     let on_border = |i: usize| -> f32 {
         if i < 2 * w {
             let x = i / 2;
@@ -174,40 +201,64 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
             .collect()
     };
     border.sort_by(f32::total_cmp);
-    let median = border[border.len() / 2];
-    drop(border);
-    let inverted = median > 0.5;
-    let background = if inverted { 1.0 - median } else { median };
-    let span = 1.0 - background;
-    // The ink level of a pixel, computed where it is needed rather than stored: a second copy
-    // of a large picture would double what it costs.
-    let ink = |v: f32| -> f32 {
-        let v = if inverted { 1.0 - v } else { v };
-        if span > 0.0 {
-            ((v - background) / span).clamp(0.0, 1.0)
+    border[border.len() / 2]
+}
+
+/// How a grey level becomes an ink level (0..1, ink bright, the background taken off); the
+/// level is computed where it is needed rather than stored, as a second copy of a large
+/// picture would double what it costs.
+#[derive(Debug, Clone, Copy)]
+struct Ink {
+    /// The border is light, so the picture is inverted.
+    inverted: bool,
+    /// The background's level after any inversion.
+    background: f32,
+    /// What lies between the background and full ink.
+    span: f32,
+}
+
+impl Ink {
+    fn from_border(median: f32) -> Ink {
+        let inverted = median > 0.5;
+        let background = if inverted { 1.0 - median } else { median };
+        Ink {
+            inverted,
+            background,
+            span: 1.0 - background,
+        }
+    }
+
+    fn level(&self, v: f32) -> f32 {
+        let v = if self.inverted { 1.0 - v } else { v };
+        if self.span > 0.0 {
+            ((v - self.background) / self.span).clamp(0.0, 1.0)
         } else {
             0.0
         }
-    };
-    let Some(kept) = ink_box(&picture.pixels, w, |v| ink(v) > INK_THRESHOLD) else {
-        return Err(Error::data(
-            file,
-            "has no ink: it is one flat colour (or nearly); draw a dark figure on a light \
-             background, or a light one on a dark background",
-        ));
-    };
-    let extent = ink_box(&picture.pixels, w, |v| ink(v) > EXTENT_THRESHOLD).unwrap_or(kept);
-    let (x0, y0, bw, bh) = kept;
-    let crop = |x: usize, y: usize| ink(picture.pixels[(y0 + y) * w + x0 + x]);
+    }
+}
+
+/// The scale that brings the figure's longer side (`extent`, the ink above
+/// [`EXTENT_THRESHOLD`]) to the box of a `side` field, unless everything `kept` would then
+/// not fit the field.
+fn box_scale(
+    kept: (usize, usize, usize, usize),
+    extent: (usize, usize, usize, usize),
+    side: usize,
+) -> f64 {
+    let (bw, bh) = (kept.2, kept.3);
     let target = box_side(side) as f64;
-    let mut scale = target / extent.2.max(extent.3) as f64;
+    let scale = target / extent.2.max(extent.3) as f64;
     if (bw.max(bh) as f64 * scale).ceil() > side as f64 {
         // Faint ink far from the figure: fit everything kept instead.
-        scale = target / bw.max(bh) as f64;
+        return target / bw.max(bh) as f64;
     }
-    let fit = |len: usize| ((len as f64 * scale - 1e-9).ceil() as usize).clamp(1, side);
-    let (sw, sh) = (fit(bw), fit(bh));
-    let scaled = resample_by(crop, bw, bh, sw, sh, 1.0 / scale);
+    scale
+}
+
+/// The `sw x sh` ink `scaled` placed in a `side x side` field so that its centre of mass falls
+/// on the field's centre (as far as the field allows), quantised to bytes.
+fn centred_by_mass(scaled: &[f32], sw: usize, sh: usize, side: usize) -> Vec<u8> {
     // Centre of mass, in pixel-index coordinates; MNIST's digits have theirs at (14, 14) of 28.
     let (mut mass, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
     for (i, &v) in scaled.iter().enumerate() {
@@ -232,13 +283,7 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
             pixels[(oy + y) * side + ox + x] = (scaled[y * sw + x] * 255.0).round() as u8;
         }
     }
-    Ok(Prepared {
-        side,
-        pixels,
-        inverted,
-        ink_box: extent,
-        scaled: (sw, sh),
-    })
+    pixels
 }
 
 /// Resamples a `w x h` picture to `nw x nh`, each axis on its own: area averaging where it
