@@ -541,68 +541,24 @@ pub fn run(
     }
     let ckpt = crate::checkpoint::load(weights)?;
     let spec = &ckpt.params.spec;
-    let side = field_side(spec)?;
-    let names = checkpoint_class_names(weights, &ckpt)?;
-    let params = ckpt.params.to_f32();
-    let k = opts.top.min(spec.classes);
-    let name = |c: usize| crate::data::class_name(names.as_deref(), c);
-    let stdout = |e: std::io::Error| Error::io("standard output", e);
-    let stderr = |e: std::io::Error| Error::io("standard error", e);
+    let net = Net {
+        spec,
+        side: field_side(spec)?,
+        names: checkpoint_class_names(weights, &ckpt)?,
+        params: ckpt.params.to_f32(),
+        top: opts.top.min(spec.classes),
+        opts,
+    };
     let mut failed = 0;
     for path in images {
-        let shown = crate::fmt::path(path);
-        let ready = read_image(path).and_then(|g| Ok((prepare(path, &g, side)?, g)));
-        let (prepared, picture) = match ready {
-            Ok(r) => r,
+        let ready = read_image(path).and_then(|g| Ok((prepare(path, &g, net.side)?, g)));
+        match ready {
+            Ok((prepared, picture)) => net.predict(path, prepared, picture, out, err)?,
             Err(e) => {
                 writeln!(err, "error: {}", printable(&e.to_string())).map_err(stderr)?;
                 failed += 1;
-                continue;
-            }
-        };
-        let set = as_dataset(std::slice::from_ref(&prepared), side, spec.classes)?;
-        let probs = probabilities_f32(spec, &params, &set);
-        drop(set);
-        let top = top_k(&probs, k);
-        if opts.show {
-            let art = format!(
-                "{shown}: {}\n{}",
-                prepared.describe(&picture),
-                prepared.ascii_art()
-            );
-            if opts.json {
-                write!(err, "{art}").map_err(stderr)?;
-            } else {
-                write!(out, "{art}").map_err(stdout)?;
             }
         }
-        drop(picture);
-        if opts.json {
-            let (x, y, w, h) = prepared.ink_box;
-            // serde_json escapes every control character; the file name is kept as it is.
-            let obj = serde_json::json!({
-                "file": path.display().to_string(),
-                "top": top.iter().map(|&(c, p)| serde_json::json!({
-                    "class": c, "name": name(c), "probability": p,
-                })).collect::<Vec<_>>(),
-                "inverted": prepared.inverted,
-                "ink_box": [x, y, w, h],
-                "scaled": [prepared.scaled.0, prepared.scaled.1],
-                "field": [side, side],
-            });
-            writeln!(out, "{obj}").map_err(stdout)?;
-        } else {
-            let parts: Vec<String> = top
-                .iter()
-                .map(|&(c, p)| match &names {
-                    Some(_) => format!("{c} {} {:.2}%", printable(&name(c)), 100.0 * p),
-                    None => format!("{c} {:.2}%", 100.0 * p),
-                })
-                .collect();
-            writeln!(out, "{shown}: {}", parts.join(" | ")).map_err(stdout)?;
-        }
-        // A line a picture as it is done, also when stdout is a file or a pipe.
-        out.flush().map_err(stdout)?;
     }
     if failed > 0 {
         writeln!(
@@ -613,6 +569,107 @@ pub fn run(
         .map_err(stderr)?;
     }
     Ok(failed)
+}
+
+fn stdout(e: std::io::Error) -> Error {
+    Error::io("standard output", e)
+}
+
+fn stderr(e: std::io::Error) -> Error {
+    Error::io("standard error", e)
+}
+
+/// What [`run`] puts each picture through and writes its result with: the loaded net, its
+/// field and class names, and the options.
+struct Net<'a> {
+    spec: &'a MlpSpec,
+    side: usize,
+    names: Option<Vec<String>>,
+    /// The parameters in f32 (`Params::to_f32`).
+    params: Vec<f32>,
+    /// Classes listed a picture: `opts.top`, at most the net's classes.
+    top: usize,
+    opts: Options,
+}
+
+impl Net<'_> {
+    /// One prepared picture through the net, its result (and with `show` its preparation)
+    /// written and flushed.
+    fn predict(
+        &self,
+        path: &Path,
+        prepared: Prepared,
+        picture: Grey,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<()> {
+        let set = as_dataset(
+            std::slice::from_ref(&prepared),
+            self.side,
+            self.spec.classes,
+        )?;
+        let probs = probabilities_f32(self.spec, &self.params, &set);
+        drop(set);
+        let top = top_k(&probs, self.top);
+        let shown = crate::fmt::path(path);
+        if self.opts.show {
+            let art = format!(
+                "{shown}: {}\n{}",
+                prepared.describe(&picture),
+                prepared.ascii_art()
+            );
+            if self.opts.json {
+                write!(err, "{art}").map_err(stderr)?;
+            } else {
+                write!(out, "{art}").map_err(stdout)?;
+            }
+        }
+        drop(picture);
+        if self.opts.json {
+            writeln!(out, "{}", self.json_line(path, &prepared, &top)).map_err(stdout)?;
+        } else {
+            writeln!(out, "{shown}: {}", self.text_line(&top)).map_err(stdout)?;
+        }
+        // A line a picture as it is done, also when stdout is a file or a pipe.
+        out.flush().map_err(stdout)
+    }
+
+    fn name(&self, c: usize) -> String {
+        crate::data::class_name(self.names.as_deref(), c)
+    }
+
+    /// The result as one JSON object.
+    fn json_line(
+        &self,
+        path: &Path,
+        prepared: &Prepared,
+        top: &[(usize, f32)],
+    ) -> serde_json::Value {
+        let (x, y, w, h) = prepared.ink_box;
+        // serde_json escapes every control character; the file name is kept as it is.
+        serde_json::json!({
+            "file": path.display().to_string(),
+            "top": top.iter().map(|&(c, p)| serde_json::json!({
+                "class": c, "name": self.name(c), "probability": p,
+            })).collect::<Vec<_>>(),
+            "inverted": prepared.inverted,
+            "ink_box": [x, y, w, h],
+            "scaled": [prepared.scaled.0, prepared.scaled.1],
+            "field": [self.side, self.side],
+        })
+    }
+
+    /// The result as text, after the file name: "class [name] percent" for each of `top`.
+    fn text_line(&self, top: &[(usize, f32)]) -> String {
+        let parts: Vec<String> = top
+            .iter()
+            .map(|&(c, p)| match &self.names {
+                Some(_) => format!("{c} {} {:.2}%", printable(&self.name(c)), 100.0 * p),
+                None => format!("{c} {:.2}%", 100.0 * p),
+            })
+            .collect();
+        parts.join(" | ")
+    }
 }
 
 #[cfg(test)]
