@@ -16,36 +16,23 @@
 //! are checked to hold the whole picture (`jpeg`). So a small file claiming 100000x100000
 //! pixels is an error, not an allocation, and a picture costs at most a fixed amount a pixel.
 
+mod decode;
 mod jpeg;
 
-use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+pub use decode::{
+    decode_image, read_image, Grey, DECODE_BYTES_PER_PIXEL, MAX_HEADER_ALLOC, MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+};
 
-use image::io::Limits;
-use image::ImageFormat;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use crate::checkpoint::Checkpoint;
 use crate::cpu::{fill_x, forward::forward};
-use crate::data::{idx, Dataset, PIXEL_F32};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::fmt::printable;
 use crate::model::{MlpSpec, Params};
-
-/// The most pixels an image may have (4096 x 4096): a digit needs a few hundred, a phone photo
-/// has about 12 million; decoding costs 2 bytes and preparing 4 bytes a pixel.
-pub const MAX_IMAGE_PIXELS: u64 = 1 << 24;
-
-/// The largest image file read.
-pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
-
-/// The memory the decoder may allocate while reading a header, before the picture's size is
-/// known: what ancillary data (a PNG's colour profile, text) may inflate to. Real colour
-/// profiles are a few KiB, the largest in use about 1 MiB.
-pub const MAX_HEADER_ALLOC: u64 = 4 << 20;
-
-/// The memory the decoder may allocate a pixel (the widest decoded form, 16-bit RGBA, is 8
-/// bytes), plus [`MAX_HEADER_ALLOC`]: 16.7 million pixels may take 138 MiB, a 28x28 digit 4 MiB.
-pub const DECODE_BYTES_PER_PIXEL: u64 = 8;
 
 /// MNIST's field and the box its digits were scaled into.
 pub const MNIST_FIELD: usize = 28;
@@ -62,14 +49,6 @@ pub const INK_THRESHOLD: f32 = 0.05;
 /// MNIST test digits still measure 20 pixels on their longer side, so MNIST's own images
 /// keep their size.
 pub const EXTENT_THRESHOLD: f32 = 0.2;
-
-/// A grey picture: `pixels` row-major, 0 = black, 1 = white.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Grey {
-    pub width: usize,
-    pub height: usize,
-    pub pixels: Vec<f32>,
-}
 
 /// What [`prepare`] made of a picture.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,151 +106,6 @@ pub fn ascii_art(pixels: &[u8], side: usize) -> String {
     s
 }
 
-/// Reads a PNG or JPEG file into grey levels: only a regular file of at most
-/// [`MAX_IMAGE_BYTES`] (see the module docs).
-pub fn read_image(path: &Path) -> Result<Grey> {
-    let bytes = idx::read_regular(path, MAX_IMAGE_BYTES).map_err(|e| match e {
-        idx::ReadError::Unreadable(what) => {
-            Error::data(path, format!("cannot read the image: {what}"))
-        }
-        idx::ReadError::TooLarge(size) => Error::data(
-            path,
-            format!(
-                "{size} bytes is larger than the {MAX_IMAGE_BYTES} bytes an image may have; \
-                 scale it down (a digit needs a few hundred pixels)"
-            ),
-        ),
-    })?;
-    decode_image(path, &bytes)
-}
-
-/// Decodes a PNG or JPEG held in memory; `file` is what errors call it.
-pub fn decode_image(file: &Path, bytes: &[u8]) -> Result<Grey> {
-    let fail = |what: String| Err(Error::data(file, what));
-    if bytes.is_empty() {
-        return fail("is empty (0 bytes), not an image".into());
-    }
-    let format = match image::guess_format(bytes) {
-        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => f,
-        Ok(other) => {
-            return fail(format!(
-                "is a {other:?} image; predict reads PNG and JPEG, convert it to one of those"
-            ))
-        }
-        Err(_) => {
-            return fail(format!(
-                "is not a PNG or JPEG image (it starts with {:02x?})",
-                &bytes[..bytes.len().min(8)]
-            ))
-        }
-    };
-    let kind = if format == ImageFormat::Png {
-        "PNG"
-    } else {
-        "JPEG"
-    };
-    // A JPEG's scans are checked first and padded so that a short one fails (see `jpeg`).
-    let padded;
-    let bytes = if format == ImageFormat::Jpeg {
-        padded = jpeg::check(bytes).map_err(|what| Error::data(file, format!("JPEG: {what}")))?;
-        &padded[..]
-    } else {
-        bytes
-    };
-    let reader = |limits: Limits| {
-        let mut r = image::io::Reader::with_format(Cursor::new(bytes), format);
-        r.limits(limits);
-        r
-    };
-    let corrupt = |stage: &str, e: image::ImageError, budget: u64| match e {
-        image::ImageError::Limits(_) => Error::data(
-            file,
-            format!(
-                "{stage} needs more than the {budget} bytes of memory predict allows it \
-                 (ancillary data such as a PNG colour profile is capped at {MAX_HEADER_ALLOC} \
-                 bytes, pixels at {DECODE_BYTES_PER_PIXEL} bytes each); the file is corrupt or \
-                 built to exhaust memory"
-            ),
-        ),
-        e => Error::data(
-            file,
-            format!("{stage} failed: {e}; the file is truncated or corrupt"),
-        ),
-    };
-    // The header alone first, under a small limit: its claim is checked before anything is
-    // sized from it. (Not Reader::into_dimensions: it ignores the limits given.)
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(MAX_HEADER_ALLOC);
-    let header = || -> image::ImageResult<(u32, u32)> {
-        use image::ImageDecoder;
-        if format == ImageFormat::Png {
-            Ok(
-                image::codecs::png::PngDecoder::with_limits(Cursor::new(bytes), limits.clone())?
-                    .dimensions(),
-            )
-        } else {
-            let mut d = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))?;
-            d.set_limits(limits.clone())?;
-            Ok(d.dimensions())
-        }
-    };
-    let (width, height) = header()
-        .map_err(|e| corrupt(&format!("reading the {kind} header"), e, MAX_HEADER_ALLOC))?;
-    if width == 0 || height == 0 {
-        return fail(format!(
-            "the {kind} header says {width}x{height} pixels; an image needs at least one"
-        ));
-    }
-    let pixels = width as u64 * height as u64;
-    if pixels > MAX_IMAGE_PIXELS {
-        return fail(format!(
-            "the {kind} header says {width}x{height} pixels ({pixels}), more than the \
-             {MAX_IMAGE_PIXELS} predict accepts; scale it down (a digit needs a few hundred)"
-        ));
-    }
-    let budget = pixels * DECODE_BYTES_PER_PIXEL + MAX_HEADER_ALLOC;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(width);
-    limits.max_image_height = Some(height);
-    limits.max_alloc = Some(budget);
-    let decoded = reader(limits).decode().map_err(|e| {
-        corrupt(
-            &format!("decoding the {width}x{height} {kind} image"),
-            e,
-            budget,
-        )
-    })?;
-    // Straight to grey levels, without an intermediate copy where the picture is grey already.
-    let paper = |l: u8, a: u8| {
-        let (l, a) = (PIXEL_F32[usize::from(l)], PIXEL_F32[usize::from(a)]);
-        // Transparent parts are paper: composited over white.
-        l * a + (1.0 - a)
-    };
-    let pixels: Vec<f32> = match decoded {
-        image::DynamicImage::ImageLuma8(img) => {
-            img.as_raw().iter().map(|&l| paper(l, 255)).collect()
-        }
-        image::DynamicImage::ImageLumaA8(img) => img
-            .as_raw()
-            .chunks_exact(2)
-            .map(|p| paper(p[0], p[1]))
-            .collect(),
-        other => {
-            let la = other.to_luma_alpha8();
-            drop(other);
-            la.as_raw()
-                .chunks_exact(2)
-                .map(|p| paper(p[0], p[1]))
-                .collect()
-        }
-    };
-    Ok(Grey {
-        width: width as usize,
-        height: height as usize,
-        pixels,
-    })
-}
-
 /// The side of the square field a net with `spec.input` inputs reads: 28 for 784.
 pub fn field_side(spec: &MlpSpec) -> Result<usize> {
     let side = (spec.input as f64).sqrt().round() as usize;
@@ -310,10 +144,37 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
         w * h,
         "Grey holds width x height pixels"
     );
-    // The border decides which is the background: its median, robust to ink that touches it.
+    let ink = Ink::from_border(border_median(picture));
+    let Some(kept) = ink_box(&picture.pixels, w, |v| ink.level(v) > INK_THRESHOLD) else {
+        return Err(Error::data(
+            file,
+            "has no ink: it is one flat colour (or nearly); draw a dark figure on a light \
+             background, or a light one on a dark background",
+        ));
+    };
+    let extent = ink_box(&picture.pixels, w, |v| ink.level(v) > EXTENT_THRESHOLD).unwrap_or(kept);
+    let (x0, y0, bw, bh) = kept;
+    let crop = |x: usize, y: usize| ink.level(picture.pixels[(y0 + y) * w + x0 + x]);
+    let scale = box_scale(kept, extent, side);
+    let fit = |len: usize| ((len as f64 * scale - 1e-9).ceil() as usize).clamp(1, side);
+    let (sw, sh) = (fit(bw), fit(bh));
+    let scaled = resample_by(crop, bw, bh, sw, sh, 1.0 / scale);
+    Ok(Prepared {
+        side,
+        pixels: centred_by_mass(&scaled, sw, sh, side),
+        inverted: ink.inverted,
+        ink_box: extent,
+        scaled: (sw, sh),
+    })
+}
+
+/// The median of the picture's border, which decides which level is the background: robust
+/// to ink that touches the border.
+fn border_median(picture: &Grey) -> f32 {
     // A border longer than BORDER_SAMPLES (a picture over 32,768 pixels wide and high together)
     // is sampled evenly, so that a 1 x 16.7-million picture does not cost 134 MB here.
     const BORDER_SAMPLES: usize = 1 << 16;
+    let (w, h) = (picture.width, picture.height);
     let on_border = |i: usize| -> f32 {
         if i < 2 * w {
             let x = i / 2;
@@ -340,40 +201,64 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
             .collect()
     };
     border.sort_by(f32::total_cmp);
-    let median = border[border.len() / 2];
-    drop(border);
-    let inverted = median > 0.5;
-    let background = if inverted { 1.0 - median } else { median };
-    let span = 1.0 - background;
-    // The ink level of a pixel, computed where it is needed rather than stored: a second copy
-    // of a large picture would double what it costs.
-    let ink = |v: f32| -> f32 {
-        let v = if inverted { 1.0 - v } else { v };
-        if span > 0.0 {
-            ((v - background) / span).clamp(0.0, 1.0)
+    border[border.len() / 2]
+}
+
+/// How a grey level becomes an ink level (0..1, ink bright, the background taken off); the
+/// level is computed where it is needed rather than stored, as a second copy of a large
+/// picture would double what it costs.
+#[derive(Debug, Clone, Copy)]
+struct Ink {
+    /// The border is light, so the picture is inverted.
+    inverted: bool,
+    /// The background's level after any inversion.
+    background: f32,
+    /// What lies between the background and full ink.
+    span: f32,
+}
+
+impl Ink {
+    fn from_border(median: f32) -> Ink {
+        let inverted = median > 0.5;
+        let background = if inverted { 1.0 - median } else { median };
+        Ink {
+            inverted,
+            background,
+            span: 1.0 - background,
+        }
+    }
+
+    fn level(&self, v: f32) -> f32 {
+        let v = if self.inverted { 1.0 - v } else { v };
+        if self.span > 0.0 {
+            ((v - self.background) / self.span).clamp(0.0, 1.0)
         } else {
             0.0
         }
-    };
-    let Some(kept) = ink_box(&picture.pixels, w, |v| ink(v) > INK_THRESHOLD) else {
-        return Err(Error::data(
-            file,
-            "has no ink: it is one flat colour (or nearly); draw a dark figure on a light \
-             background, or a light one on a dark background",
-        ));
-    };
-    let extent = ink_box(&picture.pixels, w, |v| ink(v) > EXTENT_THRESHOLD).unwrap_or(kept);
-    let (x0, y0, bw, bh) = kept;
-    let crop = |x: usize, y: usize| ink(picture.pixels[(y0 + y) * w + x0 + x]);
+    }
+}
+
+/// The scale that brings the figure's longer side (`extent`, the ink above
+/// [`EXTENT_THRESHOLD`]) to the box of a `side` field, unless everything `kept` would then
+/// not fit the field.
+fn box_scale(
+    kept: (usize, usize, usize, usize),
+    extent: (usize, usize, usize, usize),
+    side: usize,
+) -> f64 {
+    let (bw, bh) = (kept.2, kept.3);
     let target = box_side(side) as f64;
-    let mut scale = target / extent.2.max(extent.3) as f64;
+    let scale = target / extent.2.max(extent.3) as f64;
     if (bw.max(bh) as f64 * scale).ceil() > side as f64 {
         // Faint ink far from the figure: fit everything kept instead.
-        scale = target / bw.max(bh) as f64;
+        return target / bw.max(bh) as f64;
     }
-    let fit = |len: usize| ((len as f64 * scale - 1e-9).ceil() as usize).clamp(1, side);
-    let (sw, sh) = (fit(bw), fit(bh));
-    let scaled = resample_by(crop, bw, bh, sw, sh, 1.0 / scale);
+    scale
+}
+
+/// The `sw x sh` ink `scaled` placed in a `side x side` field so that its centre of mass falls
+/// on the field's centre (as far as the field allows), quantised to bytes.
+fn centred_by_mass(scaled: &[f32], sw: usize, sh: usize, side: usize) -> Vec<u8> {
     // Centre of mass, in pixel-index coordinates; MNIST's digits have theirs at (14, 14) of 28.
     let (mut mass, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
     for (i, &v) in scaled.iter().enumerate() {
@@ -398,13 +283,7 @@ pub fn prepare(file: &Path, picture: &Grey, side: usize) -> Result<Prepared> {
             pixels[(oy + y) * side + ox + x] = (scaled[y * sw + x] * 255.0).round() as u8;
         }
     }
-    Ok(Prepared {
-        side,
-        pixels,
-        inverted,
-        ink_box: extent,
-        scaled: (sw, sh),
-    })
+    pixels
 }
 
 /// Resamples a `w x h` picture to `nw x nh`, each axis on its own: area averaging where it
@@ -662,68 +541,24 @@ pub fn run(
     }
     let ckpt = crate::checkpoint::load(weights)?;
     let spec = &ckpt.params.spec;
-    let side = field_side(spec)?;
-    let names = checkpoint_class_names(weights, &ckpt)?;
-    let params = ckpt.params.to_f32();
-    let k = opts.top.min(spec.classes);
-    let name = |c: usize| crate::data::class_name(names.as_deref(), c);
-    let stdout = |e: std::io::Error| Error::io("standard output", e);
-    let stderr = |e: std::io::Error| Error::io("standard error", e);
+    let net = Net {
+        spec,
+        side: field_side(spec)?,
+        names: checkpoint_class_names(weights, &ckpt)?,
+        params: ckpt.params.to_f32(),
+        top: opts.top.min(spec.classes),
+        opts,
+    };
     let mut failed = 0;
     for path in images {
-        let shown = crate::fmt::path(path);
-        let ready = read_image(path).and_then(|g| Ok((prepare(path, &g, side)?, g)));
-        let (prepared, picture) = match ready {
-            Ok(r) => r,
+        let ready = read_image(path).and_then(|g| Ok((prepare(path, &g, net.side)?, g)));
+        match ready {
+            Ok((prepared, picture)) => net.predict(path, prepared, picture, out, err)?,
             Err(e) => {
                 writeln!(err, "error: {}", printable(&e.to_string())).map_err(stderr)?;
                 failed += 1;
-                continue;
-            }
-        };
-        let set = as_dataset(std::slice::from_ref(&prepared), side, spec.classes)?;
-        let probs = probabilities_f32(spec, &params, &set);
-        drop(set);
-        let top = top_k(&probs, k);
-        if opts.show {
-            let art = format!(
-                "{shown}: {}\n{}",
-                prepared.describe(&picture),
-                prepared.ascii_art()
-            );
-            if opts.json {
-                write!(err, "{art}").map_err(stderr)?;
-            } else {
-                write!(out, "{art}").map_err(stdout)?;
             }
         }
-        drop(picture);
-        if opts.json {
-            let (x, y, w, h) = prepared.ink_box;
-            // serde_json escapes every control character; the file name is kept as it is.
-            let obj = serde_json::json!({
-                "file": path.display().to_string(),
-                "top": top.iter().map(|&(c, p)| serde_json::json!({
-                    "class": c, "name": name(c), "probability": p,
-                })).collect::<Vec<_>>(),
-                "inverted": prepared.inverted,
-                "ink_box": [x, y, w, h],
-                "scaled": [prepared.scaled.0, prepared.scaled.1],
-                "field": [side, side],
-            });
-            writeln!(out, "{obj}").map_err(stdout)?;
-        } else {
-            let parts: Vec<String> = top
-                .iter()
-                .map(|&(c, p)| match &names {
-                    Some(_) => format!("{c} {} {:.2}%", printable(&name(c)), 100.0 * p),
-                    None => format!("{c} {:.2}%", 100.0 * p),
-                })
-                .collect();
-            writeln!(out, "{shown}: {}", parts.join(" | ")).map_err(stdout)?;
-        }
-        // A line a picture as it is done, also when stdout is a file or a pipe.
-        out.flush().map_err(stdout)?;
     }
     if failed > 0 {
         writeln!(
@@ -736,8 +571,113 @@ pub fn run(
     Ok(failed)
 }
 
+fn stdout(e: std::io::Error) -> Error {
+    Error::io("standard output", e)
+}
+
+fn stderr(e: std::io::Error) -> Error {
+    Error::io("standard error", e)
+}
+
+/// What [`run`] puts each picture through and writes its result with: the loaded net, its
+/// field and class names, and the options.
+struct Net<'a> {
+    spec: &'a MlpSpec,
+    side: usize,
+    names: Option<Vec<String>>,
+    /// The parameters in f32 (`Params::to_f32`).
+    params: Vec<f32>,
+    /// Classes listed a picture: `opts.top`, at most the net's classes.
+    top: usize,
+    opts: Options,
+}
+
+impl Net<'_> {
+    /// One prepared picture through the net, its result (and with `show` its preparation)
+    /// written and flushed.
+    fn predict(
+        &self,
+        path: &Path,
+        prepared: Prepared,
+        picture: Grey,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<()> {
+        let set = as_dataset(
+            std::slice::from_ref(&prepared),
+            self.side,
+            self.spec.classes,
+        )?;
+        let probs = probabilities_f32(self.spec, &self.params, &set);
+        drop(set);
+        let top = top_k(&probs, self.top);
+        let shown = crate::fmt::path(path);
+        if self.opts.show {
+            let art = format!(
+                "{shown}: {}\n{}",
+                prepared.describe(&picture),
+                prepared.ascii_art()
+            );
+            if self.opts.json {
+                write!(err, "{art}").map_err(stderr)?;
+            } else {
+                write!(out, "{art}").map_err(stdout)?;
+            }
+        }
+        drop(picture);
+        if self.opts.json {
+            writeln!(out, "{}", self.json_line(path, &prepared, &top)).map_err(stdout)?;
+        } else {
+            writeln!(out, "{shown}: {}", self.text_line(&top)).map_err(stdout)?;
+        }
+        // A line a picture as it is done, also when stdout is a file or a pipe.
+        out.flush().map_err(stdout)
+    }
+
+    fn name(&self, c: usize) -> String {
+        crate::data::class_name(self.names.as_deref(), c)
+    }
+
+    /// The result as one JSON object.
+    fn json_line(
+        &self,
+        path: &Path,
+        prepared: &Prepared,
+        top: &[(usize, f32)],
+    ) -> serde_json::Value {
+        let (x, y, w, h) = prepared.ink_box;
+        // serde_json escapes every control character; the file name is kept as it is.
+        serde_json::json!({
+            "file": path.display().to_string(),
+            "top": top.iter().map(|&(c, p)| serde_json::json!({
+                "class": c, "name": self.name(c), "probability": p,
+            })).collect::<Vec<_>>(),
+            "inverted": prepared.inverted,
+            "ink_box": [x, y, w, h],
+            "scaled": [prepared.scaled.0, prepared.scaled.1],
+            "field": [self.side, self.side],
+        })
+    }
+
+    /// The result as text, after the file name: "class [name] percent" for each of `top`.
+    fn text_line(&self, top: &[(usize, f32)]) -> String {
+        let parts: Vec<String> = top
+            .iter()
+            .map(|&(c, p)| match &self.names {
+                Some(_) => format!("{c} {} {:.2}%", printable(&self.name(c)), 100.0 * p),
+                None => format!("{c} {:.2}%", 100.0 * p),
+            })
+            .collect();
+        parts.join(" | ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
+    use image::ImageFormat;
+
     use super::*;
 
     fn grey(width: usize, height: usize, f: impl Fn(usize, usize) -> f32) -> Grey {

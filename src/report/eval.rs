@@ -120,7 +120,33 @@ pub fn misclassified_grid(
         ));
     }
     register_font();
-    let captions: Vec<String> = indices
+    let captions = captions(data, indices, predicted, names);
+    let grid = Grid::new(data, &captions);
+    let mut rgb = vec![0u8; grid.size.0 as usize * grid.size.1 as usize * 3];
+    // plotters panics on some inputs (text it cannot lay out, a size it cannot handle); that
+    // must be an error for this one picture, not the end of the program.
+    let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        grid.draw(&mut rgb, data, indices, &captions)
+    }))
+    .unwrap_or_else(|_| Err("the plotting library panicked".to_string()));
+    drawn.map_err(|msg| {
+        Error::io(
+            path,
+            std::io::Error::other(format!("drawing the misclassified images failed: {msg}")),
+        )
+    })?;
+    let png = super::plot::encode_png(path, rgb, grid.size)?;
+    crate::checkpoint::write_atomic(path, &png)
+}
+
+/// "true / predicted" for each of `indices`, by name when `names` are given.
+fn captions(
+    data: &Dataset,
+    indices: &[usize],
+    predicted: &[usize],
+    names: Option<&[String]>,
+) -> Vec<String> {
+    indices
         .iter()
         .zip(predicted)
         .map(|(&i, &p)| {
@@ -130,87 +156,117 @@ pub fn misclassified_grid(
                 caption_name(&class_name(names, p))
             )
         })
-        .collect();
-    let (rows, cols) = (data.rows() as u32, data.cols() as u32);
-    let longest = captions
-        .iter()
-        .map(|c| c.chars().count())
-        .max()
-        .unwrap_or(0) as u32;
-    // About 8 pixels a character at the caption's size.
-    let cell_w = (cols * GRID_SCALE + 16).max(longest * 8 + 12);
-    let cell_h = rows * GRID_SCALE + 30;
-    let across = indices.len().min(GRID_COLUMNS) as u32;
-    let down = indices.len().div_ceil(GRID_COLUMNS) as u32;
-    let size = (across * cell_w, down * cell_h);
-    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
-    let draw = || -> std::result::Result<(), String> {
-        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        .collect()
+}
+
+/// The layout of the grid: image size, cell size and the picture's size, in pixels.
+struct Grid {
+    rows: u32,
+    cols: u32,
+    cell_w: u32,
+    cell_h: u32,
+    size: (u32, u32),
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+impl Grid {
+    /// Cells as wide as the longest of `captions` needs, one a caption.
+    fn new(data: &Dataset, captions: &[String]) -> Grid {
+        let (rows, cols) = (data.rows() as u32, data.cols() as u32);
+        let longest = captions
+            .iter()
+            .map(|c| c.chars().count())
+            .max()
+            .unwrap_or(0) as u32;
+        // About 8 pixels a character at the caption's size.
+        let cell_w = (cols * GRID_SCALE + 16).max(longest * 8 + 12);
+        let cell_h = rows * GRID_SCALE + 30;
+        let across = captions.len().min(GRID_COLUMNS) as u32;
+        let down = captions.len().div_ceil(GRID_COLUMNS) as u32;
+        Grid {
+            rows,
+            cols,
+            cell_w,
+            cell_h,
+            size: (across * cell_w, down * cell_h),
+        }
+    }
+
+    /// The whole grid into `rgb`, white first.
+    fn draw(
+        &self,
+        rgb: &mut [u8],
+        data: &Dataset,
+        indices: &[usize],
+        captions: &[String],
+    ) -> std::result::Result<(), String> {
+        let root = BitMapBackend::with_buffer(rgb, self.size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        for (n, (&i, caption)) in indices.iter().zip(&captions).enumerate() {
-            let (cx, cy) = (
-                (n % GRID_COLUMNS) as u32 * cell_w,
-                (n / GRID_COLUMNS) as u32 * cell_h,
-            );
-            let left = cx + (cell_w - cols * GRID_SCALE) / 2;
-            let top = cy + 4;
-            for (k, &v) in data.image(i).iter().enumerate() {
-                if v == 0 {
-                    continue;
-                }
-                let (x, y) = (k as u32 % cols, k as u32 / cols);
-                let (x0, y0) = (left + x * GRID_SCALE, top + y * GRID_SCALE);
-                let shade = 255 - v;
-                root.draw(&Rectangle::new(
-                    [
-                        (x0 as i32, y0 as i32),
-                        ((x0 + GRID_SCALE) as i32, (y0 + GRID_SCALE) as i32),
-                    ],
-                    RGBColor(shade, shade, shade).filled(),
-                ))
-                .map_err(|e| e.to_string())?;
+        for (n, (&i, caption)) in indices.iter().zip(captions).enumerate() {
+            self.draw_cell(&root, n, data.image(i), caption)?;
+        }
+        root.present().map_err(|e| e.to_string())
+    }
+
+    /// Cell `n`: the image, a grey frame around it and its caption under it.
+    fn draw_cell(
+        &self,
+        root: &Area,
+        n: usize,
+        image: &[u8],
+        caption: &str,
+    ) -> std::result::Result<(), String> {
+        let (rows, cols) = (self.rows, self.cols);
+        let (cx, cy) = (
+            (n % GRID_COLUMNS) as u32 * self.cell_w,
+            (n / GRID_COLUMNS) as u32 * self.cell_h,
+        );
+        let left = cx + (self.cell_w - cols * GRID_SCALE) / 2;
+        let top = cy + 4;
+        for (k, &v) in image.iter().enumerate() {
+            if v == 0 {
+                continue;
             }
+            let (x, y) = (k as u32 % cols, k as u32 / cols);
+            let (x0, y0) = (left + x * GRID_SCALE, top + y * GRID_SCALE);
+            let shade = 255 - v;
             root.draw(&Rectangle::new(
                 [
-                    (left as i32 - 1, top as i32 - 1),
-                    (
-                        (left + cols * GRID_SCALE) as i32,
-                        (top + rows * GRID_SCALE) as i32,
-                    ),
+                    (x0 as i32, y0 as i32),
+                    ((x0 + GRID_SCALE) as i32, (y0 + GRID_SCALE) as i32),
                 ],
-                RGBColor(200, 200, 200).stroke_width(1),
-            ))
-            .map_err(|e| e.to_string())?;
-            let style = TextStyle::from((FONT, 16).into_font())
-                .color(&RGBColor(180, 0, 0))
-                .pos(text_anchor::Pos::new(
-                    text_anchor::HPos::Center,
-                    text_anchor::VPos::Top,
-                ));
-            root.draw(&Text::new(
-                caption.clone(),
-                (
-                    (cx + cell_w / 2) as i32,
-                    (top + rows * GRID_SCALE + 5) as i32,
-                ),
-                style,
+                RGBColor(shade, shade, shade).filled(),
             ))
             .map_err(|e| e.to_string())?;
         }
-        root.present().map_err(|e| e.to_string())
-    };
-    // plotters panics on some inputs (text it cannot lay out, a size it cannot handle); that
-    // must be an error for this one picture, not the end of the program.
-    let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(draw))
-        .unwrap_or_else(|_| Err("the plotting library panicked".to_string()));
-    drawn.map_err(|msg| {
-        Error::io(
-            path,
-            std::io::Error::other(format!("drawing the misclassified images failed: {msg}")),
-        )
-    })?;
-    let png = super::plot::encode_png(path, rgb, size)?;
-    crate::checkpoint::write_atomic(path, &png)
+        root.draw(&Rectangle::new(
+            [
+                (left as i32 - 1, top as i32 - 1),
+                (
+                    (left + cols * GRID_SCALE) as i32,
+                    (top + rows * GRID_SCALE) as i32,
+                ),
+            ],
+            RGBColor(200, 200, 200).stroke_width(1),
+        ))
+        .map_err(|e| e.to_string())?;
+        let style = TextStyle::from((FONT, 16).into_font())
+            .color(&RGBColor(180, 0, 0))
+            .pos(text_anchor::Pos::new(
+                text_anchor::HPos::Center,
+                text_anchor::VPos::Top,
+            ));
+        root.draw(&Text::new(
+            caption.to_string(),
+            (
+                (cx + self.cell_w / 2) as i32,
+                (top + rows * GRID_SCALE + 5) as i32,
+            ),
+            style,
+        ))
+        .map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]
