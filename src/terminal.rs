@@ -22,17 +22,7 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
     // First of all, so that a Ctrl-C during set-up is handled like one during training: the
     // run stops at its first pause and writes a checkpoint. Later presses only say so: every
     // file is written atomically or flushed at a pause, and the run is about to stop anyway.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        let presses = Arc::new(AtomicUsize::new(0));
-        let _ = ctrlc::set_handler(move || {
-            flag.store(true, Ordering::SeqCst);
-            if presses.fetch_add(1, Ordering::SeqCst) > 0 {
-                eprintln!("\nstopping: writing the checkpoint and the plots, one moment");
-            }
-        });
-    }
+    let interrupted = ctrl_c_flag();
     let req = args.request(matches);
     let plan = session::plan(&req)?;
     // On stderr, whatever the mode: under --json stdout is for the records.
@@ -47,9 +37,49 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
         eprintln!("opening the GPU: building its pipelines, uploading the data...");
     }
     let (mut backend, chosen) = session::make_backend(req.device, req.precision, &plan)?;
-    let why = &chosen.reason;
     let mut printer = Printer::new(args);
     printer.gpu = gpu && backend.name().starts_with("gpu");
+    print_header(&mut printer, &plan, &req, &backend.name(), &chosen.reason);
+    let result = session::run(plan, backend.as_mut(), &chosen, &mut printer, &interrupted);
+    printer.clear();
+    let report = result?;
+    if let Some(cmd) = &report.resume_command {
+        eprintln!(
+            "interrupted after iteration {}: checkpoint written to {}\nresume with: {cmd}",
+            report.iteration,
+            report
+                .checkpoint
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+        return Ok(EXIT_INTERRUPTED);
+    }
+    Ok(0)
+}
+
+/// The Ctrl-C flag the run polls at its pauses; a second press only says it is stopping.
+fn ctrl_c_flag() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let presses = Arc::new(AtomicUsize::new(0));
+    let _ = ctrlc::set_handler(move || {
+        flag.store(true, Ordering::SeqCst);
+        if presses.fetch_add(1, Ordering::SeqCst) > 0 {
+            eprintln!("\nstopping: writing the checkpoint and the plots, one moment");
+        }
+    });
+    interrupted
+}
+
+/// The run's header: version and data, classes, device and why, model, settings, resume.
+fn print_header(
+    printer: &mut Printer,
+    plan: &session::Plan,
+    req: &gpu_train::session::TrainRequest,
+    name: &str,
+    why: &str,
+) {
     printer.say(&format!(
         "gpu-train {} | data: {}",
         env!("CARGO_PKG_VERSION"),
@@ -57,11 +87,11 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
     ));
     printer.say(&format!("classes: {}", plan.data.describe_classes()));
     // One short line; a long reason (the measured trial, a driver hint) goes on the next.
-    let device = format!("device: {} ({why})", backend.name());
+    let device = format!("device: {} ({why})", name);
     if device.len() < 100 {
         printer.say(&device);
     } else {
-        printer.say(&format!("device: {}", backend.name()));
+        printer.say(&format!("device: {}", name));
         printer.say(&format!("  {why}"));
     }
     let cfg = &plan.cfg;
@@ -88,22 +118,6 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
             s.iteration
         ));
     }
-    let result = session::run(plan, backend.as_mut(), &chosen, &mut printer, &interrupted);
-    printer.clear();
-    let report = result?;
-    if let Some(cmd) = &report.resume_command {
-        eprintln!(
-            "interrupted after iteration {}: checkpoint written to {}\nresume with: {cmd}",
-            report.iteration,
-            report
-                .checkpoint
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        );
-        return Ok(EXIT_INTERRUPTED);
-    }
-    Ok(0)
 }
 
 /// Where lines go: stdout normally, stderr under --json (stdout is for the JSON records), the
