@@ -36,7 +36,7 @@
 // WIDTH, the private arrays' length, is generated ahead of this file: the model's widest layer
 // they hold (gpu::numerical::array_width, at most MAX_WIDTH = 256). Not an override: WGSL sizes
 // function-scope arrays by const-expressions only. Why bother: lavapipe's compile time grows with
-// the arrays (784-8-10 `full`: 34 s at 256, 1.7 s at 16), and a GPU's registers are few.
+// the arrays (docs/PERFORMANCE.md), and a GPU's registers are few.
 // False for nets with one hidden layer (the launcher's choice): their pipelines then have no
 // trace of the deep paths' arrays, which would otherwise be zero-filled on every invocation, and
 // `full` streams the hidden layer (any width).
@@ -217,7 +217,7 @@ fn unit_change(l: u32, j: u32, b: u32, e: f32) -> f32 {
 // unit_change above the last hidden layer: change vectors through every layer up to the logits.
 // Kept out of the one-hidden-layer pipeline (DEEP = false): WGSL zero-fills function-scope
 // arrays, and lavapipe does it at the start of the (inlined) entry point, for every invocation,
-// used or not: these two 1 KB arrays cost 1.9 s of its 2.0 s step on 784-50-10.
+// used or not, which cost nearly all of a step (docs/PERFORMANCE.md).
 fn deep_unit_change(l: u32, b: u32, dz: f32, row: u32, nfo: u32) -> f32 {
     let last = u.layers - 1u;
     var da: array<f32, WIDTH>;
@@ -493,7 +493,7 @@ fn forward_df(s: Site, dh: f32, b: u32, out: ptr<function, array<vec2<f32>, WIDT
             }
         }
     } else {
-        // One call site per helper (lavapipe compiles every inlined copy: ~100 s before).
+        // One call site per helper: lavapipe compiles every inlined copy.
         var cur: array<vec2<f32>, WIDTH>;
         var nxt: array<vec2<f32>, WIDTH>;
         var width = 0u;

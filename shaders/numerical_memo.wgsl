@@ -32,16 +32,14 @@
 //     folded into y past the per-dimension limit). W1[i, j] adds memo[b, x[b, i], j] over the
 //     set bits of pixel i's masks, in sample order; b1[j] the v = 255 entries; W2 and b2 a
 //     one-logit loss change per sample (as `incremental` does them). No workgroup memory and
-//     no barrier: on lavapipe a barrier switches every SIMD group of the workgroup out and in,
-//     and a version that compacted each pixel's samples in workgroup memory took 5 ms of an
-//     11.6 ms iteration, against ~1.5 ms for this. Each invocation writes grad[p] = sum / (2 h B)
+//     no barrier: on lavapipe a barrier switches every SIMD group of the workgroup out and in
+//     (a version with workgroup memory was 3x slower: docs/PERFORMANCE.md). Each invocation writes grad[p] = sum / (2 h B)
 //     and, when `update` is 1, theta[p] -= lr grad[p]: nothing else in this launch reads theta,
 //     so the update needs no launch of its own.
 // Branches: lavapipe (llvmpipe) runs BOTH sides of every `if` with the lanes masked, but leaves a
 //   loop as soon as no lane goes on. So the rare, costly paths (the direct per-class sum, the
-//   regions of memo_sum) are loops whose trip count is 0 where no lane needs them: measured on
-//   lavapipe, the direct path's own loop took a training step from ~8.5 to ~6.3 ms (minimums,
-//   docs/PERFORMANCE.md). A real GPU branches either way.
+//   regions of memo_sum) are loops whose trip count is 0 where no lane needs them
+//   (docs/PERFORMANCE.md has the measurement). A real GPU branches either way.
 // Bindings (group 0): 0 uniform Params (gpu::numerical_memo's MemoParams; it, MEMO_WG and VALUES
 //   are generated ahead of this file); 1 theta (memo_table: read; memo_sum: read and written);
 //   2 x (B x I f32, read); 3 cache (read); 4 memo (B x 256 x H f32 as u32 bits, then the masks: memo_table writes it,
