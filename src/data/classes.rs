@@ -139,12 +139,43 @@ pub fn check_class_labels(
     test_file: &Path,
     given: Option<&ClassCount>,
 ) -> Result<ClassCheck> {
-    let mut seen = [false; 256];
-    for &label in train_labels {
-        seen[label as usize] = true;
+    let (classes, why) = class_count(train_labels, given);
+    if classes < 2 {
+        return Err(Error::data(
+            train_file,
+            "every label is 0, but a classifier needs at least 2 classes; check the labels or \
+             pass --classes N",
+        ));
     }
-    let largest = train_labels.iter().copied().max().unwrap_or(0) as usize;
-    let (classes, why) = match given {
+    check_labels_below(classes, &why, train_labels, train_file)?;
+    check_labels_below(classes, &why, test_labels, test_file)?;
+    let seen = labels_seen(train_labels);
+    let missing: Vec<usize> = (0..classes).filter(|&k| !seen[k]).collect();
+    if missing.is_empty() {
+        return Ok(ClassCheck {
+            classes,
+            warning: None,
+        });
+    }
+    let empty = EmptyClasses {
+        classes,
+        empty: &missing,
+        seen: ranges((0..256).filter(|&k| seen[k])),
+        train_file,
+    };
+    match given {
+        None => Err(empty.error()),
+        Some(c) => Ok(ClassCheck {
+            classes,
+            warning: Some(empty.warning(c)),
+        }),
+    }
+}
+
+/// The class count (given, or the largest training label + 1) and why it is that, for the
+/// out-of-range error.
+fn class_count(train_labels: &[u8], given: Option<&ClassCount>) -> (usize, String) {
+    match given {
         Some(c) => (
             c.count,
             format!(
@@ -153,65 +184,94 @@ pub fn check_class_labels(
                 c.count.saturating_sub(1)
             ),
         ),
-        None => (
-            largest + 1,
-            format!(
-                "the largest training label is {largest}, so there are {} classes (0..={largest})",
-                largest + 1
-            ),
-        ),
-    };
-    if classes < 2 {
-        return Err(Error::data(
-            train_file,
-            "every label is 0, but a classifier needs at least 2 classes; check the labels or \
-             pass --classes N",
-        ));
-    }
-    for (labels, file) in [(train_labels, train_file), (test_labels, test_file)] {
-        if let Some((index, label)) = first_bad_label(labels, classes) {
-            return Err(Error::data(
-                file,
+        None => {
+            let largest = train_labels.iter().copied().max().unwrap_or(0) as usize;
+            (
+                largest + 1,
                 format!(
-                    "label {label} at index {index} is out of range: {why}; pass --classes N \
-                     (more than {label}) or fix the labels"
+                    "the largest training label is {largest}, so there are {} classes \
+                     (0..={largest})",
+                    largest + 1
                 ),
-            ));
+            )
         }
     }
-    let empty: Vec<usize> = (0..classes).filter(|&k| !seen[k]).collect();
-    if empty.is_empty() {
-        return Ok(ClassCheck {
-            classes,
-            warning: None,
-        });
-    }
-    let labels_seen = ranges((0..256).filter(|&k| seen[k]));
-    let plural = if empty.len() == 1 { "class" } else { "classes" };
-    match given {
-        None => Err(Error::data(
-            train_file,
+}
+
+/// Every label of `file` below `classes`; the error names the first that is not, and `why`
+/// the count is what it is.
+fn check_labels_below(classes: usize, why: &str, labels: &[u8], file: &Path) -> Result<()> {
+    match first_bad_label(labels, classes) {
+        Some((index, label)) => Err(Error::data(
+            file,
             format!(
-                "the training labels are {labels_seen}, so {classes} classes would be inferred, \
-                 but {plural} {} {} no training example (a stray or corrupt label?); correct the \
-                 labels, or pass --classes {classes} to mean it",
-                ranges(empty.iter().copied()),
-                if empty.len() == 1 { "has" } else { "have" },
+                "label {label} at index {index} is out of range: {why}; pass --classes N \
+                 (more than {label}) or fix the labels"
             ),
         )),
-        Some(c) => Ok(ClassCheck {
-            classes,
-            warning: Some(format!(
-                "{}: {plural} {} of the {} ({}) {} no training example (labels seen: \
-                 {labels_seen}); the net cannot learn {}",
-                train_file.display(),
-                ranges(empty.iter().copied()),
-                classes,
-                c.origin,
-                if empty.len() == 1 { "has" } else { "have" },
-                if empty.len() == 1 { "it" } else { "them" },
-            )),
-        }),
+        None => Ok(()),
+    }
+}
+
+/// Which of the 256 byte values occur among `labels`.
+fn labels_seen(labels: &[u8]) -> [bool; 256] {
+    let mut seen = [false; 256];
+    for &label in labels {
+        seen[label as usize] = true;
+    }
+    seen
+}
+
+/// Classes without a training example: an error under an inferred count, a warning under a
+/// given one, both worded here so that they name the same things.
+struct EmptyClasses<'a> {
+    classes: usize,
+    /// The classes no training label names, ascending (never empty).
+    empty: &'a [usize],
+    /// The training labels present, as [`ranges`].
+    seen: String,
+    train_file: &'a Path,
+}
+
+impl EmptyClasses<'_> {
+    /// "class" or "classes", and "has" or "have", agreeing with the number of empty classes.
+    fn words(&self) -> (&'static str, &'static str) {
+        match self.empty.len() {
+            1 => ("class", "has"),
+            _ => ("classes", "have"),
+        }
+    }
+
+    /// The error of an inferred count: a stray label is likelier than a deliberate gap.
+    fn error(&self) -> Error {
+        let (plural, has) = self.words();
+        Error::data(
+            self.train_file,
+            format!(
+                "the training labels are {}, so {} classes would be inferred, but {plural} {} \
+                 {has} no training example (a stray or corrupt label?); correct the labels, or \
+                 pass --classes {} to mean it",
+                self.seen,
+                self.classes,
+                ranges(self.empty.iter().copied()),
+                self.classes,
+            ),
+        )
+    }
+
+    /// The warning of a count `given` on purpose: those classes cannot be learnt.
+    fn warning(&self, given: &ClassCount) -> String {
+        let (plural, has) = self.words();
+        format!(
+            "{}: {plural} {} of the {} ({}) {has} no training example (labels seen: {}); the \
+             net cannot learn {}",
+            self.train_file.display(),
+            ranges(self.empty.iter().copied()),
+            self.classes,
+            given.origin,
+            self.seen,
+            if self.empty.len() == 1 { "it" } else { "them" },
+        )
     }
 }
 
