@@ -1,11 +1,13 @@
 //! MNIST data: the IDX reader, the in-memory [`Dataset`], where the data comes from
-//! ([`load`]) and mini-batch [`sampler`]s.
+//! ([`load`]), the class count and names (`classes.rs`, see [`check_class_labels`]) and
+//! mini-batch [`sampler`]s.
 //!
 //! By default the program trains on an embedded subset (the first 30,000 training and first
 //! 5,000 test images of MNIST, about 5.6 MB of gzip compiled into the binary from
 //! `src/data/mnist-subset/`), so it runs with no download and no network. The full set is used when
 //! a directory is given (`--data DIR`) or `MNIST_DIR` is set.
 
+mod classes;
 pub mod idx;
 mod nonzero;
 pub mod sampler;
@@ -18,23 +20,16 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+use classes::first_bad_label;
+pub use classes::{
+    check_class_labels, check_class_names, class_name, read_class_names, ClassCheck, ClassCount,
+    CLASS_NAMES_FILE, MAX_CLASS_NAME_CHARS,
+};
 pub use idx::{read_images, read_labels, IdxImages};
 pub use sampler::{Sampler, SamplerKind, SamplerState};
 
 /// Number of MNIST classes (the digits 0 to 9).
 pub const MNIST_CLASSES: usize = 10;
-
-/// The optional file of class names beside the IDX files: one name a line, in label order.
-pub const CLASS_NAMES_FILE: &str = "classes.txt";
-
-/// The longest `classes.txt` read (256 names of a few words each fit many times over); checked
-/// before the file is read.
-const MAX_CLASS_NAMES_BYTES: u64 = 64 * 1024;
-
-/// The longest class name, in characters: "T-shirt/top" has 11; a name is printed in every
-/// line of eval's matrix and drawn under each picture of the misclassified grid, whose cells
-/// are as wide as their captions.
-pub const MAX_CLASS_NAME_CHARS: usize = 64;
 
 /// The environment variable that points at a directory of full MNIST files.
 pub const MNIST_DIR_ENV: &str = "MNIST_DIR";
@@ -301,14 +296,6 @@ impl Dataset {
     }
 }
 
-fn first_bad_label(labels: &[u8], classes: usize) -> Option<(usize, u8)> {
-    labels
-        .iter()
-        .copied()
-        .enumerate()
-        .find(|&(_, label)| label as usize >= classes)
-}
-
 /// MNIST's training and test sets (or any IDX set laid out like them).
 #[derive(Clone, Debug)]
 pub struct Mnist {
@@ -369,14 +356,6 @@ impl Mnist {
     }
 }
 
-/// The name of class `k` among `names` (in label order), or the number when there are none.
-pub fn class_name(names: Option<&[String]>, k: usize) -> String {
-    names
-        .and_then(|n| n.get(k))
-        .cloned()
-        .unwrap_or_else(|| k.to_string())
-}
-
 /// Loads MNIST from, in order of preference: `dir` when given; the directory in the
 /// `MNIST_DIR` environment variable when it is set and not empty; the embedded subset.
 ///
@@ -386,14 +365,6 @@ pub fn class_name(names: Option<&[String]>, k: usize) -> String {
 /// how to point at MNIST. The number of classes is the largest training label + 1.
 pub fn load(dir: Option<&Path>) -> Result<Mnist> {
     load_with(dir, None)
-}
-
-/// A number of classes given rather than taken from the labels, and who gave it (for errors:
-/// `--classes 26`, `the checkpoint (10 classes)`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClassCount {
-    pub count: usize,
-    pub origin: String,
 }
 
 /// [`load`], with the number of classes given (`--classes N`, or a checkpoint's) instead of
@@ -498,86 +469,6 @@ fn load_dir(dir: &Path, origin: &str, classes: Option<ClassCount>) -> Result<Mni
     Ok(mnist)
 }
 
-/// Reads a `classes.txt`: one non-empty name a line, in label order (a final newline is
-/// optional; surrounding spaces, a Windows `\r` and a UTF-8 byte-order mark are dropped). Each
-/// name is checked by [`check_class_names`]. Only a regular file of at most 64 KiB is read.
-pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
-    let bytes = idx::read_regular(path, MAX_CLASS_NAMES_BYTES).map_err(|e| match e {
-        idx::ReadError::Unreadable(what) => {
-            Error::data(path, format!("cannot read the class names: {what}"))
-        }
-        idx::ReadError::TooLarge(size) => Error::data(
-            path,
-            format!(
-                "{size} bytes is too long for a list of class names (at most \
-                 {MAX_CLASS_NAMES_BYTES}); it should hold one name a line"
-            ),
-        ),
-    })?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::data(path, "is not UTF-8 text; write one class name a line"))?;
-    // Editors on Windows start UTF-8 files with a BOM; it is not part of class 0's name.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let mut lines: Vec<&str> = text.lines().map(str::trim).collect();
-    while lines.last() == Some(&"") {
-        lines.pop();
-    }
-    let names: Vec<String> = lines.into_iter().map(str::to_string).collect();
-    check_class_names(&names)
-        .map_err(|(at, what)| Error::data(path, format!("line {}: {what}", at + 1)))?;
-    Ok(names)
-}
-
-/// Checks class names from outside (a `classes.txt`, a checkpoint): each non-empty, at most
-/// [`MAX_CLASS_NAME_CHARS`] characters, free of control and invisible format characters (which
-/// would drive a terminal or hide text, see [`crate::fmt::is_unsafe_char`]), and no two alike.
-/// The error is the index of the first bad name and what is wrong with it, with the fix.
-pub fn check_class_names(names: &[String]) -> std::result::Result<(), (usize, String)> {
-    let mut seen = std::collections::HashMap::new();
-    for (at, name) in names.iter().enumerate() {
-        if name.is_empty() {
-            return Err((
-                at,
-                "the name is empty; write one class name a line, in label order (line 1 \
-                 names label 0)"
-                    .into(),
-            ));
-        }
-        let chars = name.chars().count();
-        if chars > MAX_CLASS_NAME_CHARS {
-            return Err((
-                at,
-                format!(
-                    "the name is {chars} characters long, more than the \
-                     {MAX_CLASS_NAME_CHARS} a class name may have; shorten it"
-                ),
-            ));
-        }
-        if let Some(c) = name.chars().find(|&c| crate::fmt::is_unsafe_char(c)) {
-            return Err((
-                at,
-                format!(
-                    "the name {} holds the control or invisible character U+{:04X}; class \
-                     names are printed and drawn, so write them in visible characters",
-                    crate::fmt::printable(name),
-                    c as u32
-                ),
-            ));
-        }
-        if let Some(first) = seen.insert(name.as_str(), at) {
-            return Err((
-                at,
-                format!(
-                    "the name {name:?} is also that of line {} (label {first}); each class \
-                     needs its own name",
-                    first + 1
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The training and test images must be of one size: a net has one input width.
 pub fn check_same_size(mnist: &Mnist) -> Result<()> {
     let (train, test) = (&mnist.train, &mnist.test);
@@ -654,128 +545,6 @@ fn pair(
         labels,
         labels_path,
     })
-}
-
-/// The number of classes the labels make, and what is wrong with them, in one rule that every
-/// front end (the CLI's train and eval, and those to come) shares:
-///
-/// * the count is `given` (`--classes N`, a checkpoint's) or else the largest training label + 1;
-/// * every training and test label must be below it (the error names the file and the label);
-/// * a class without a single training example is an error when the count was inferred (a
-///   stray label 200 among 0..=9 would silently train a 201-way net), naming the file, the
-///   labels seen, the empty classes and both fixes; with a given count it is a warning,
-///   returned in [`ClassCheck::warning`] for the caller to show.
-pub fn check_class_labels(
-    train_labels: &[u8],
-    train_file: &Path,
-    test_labels: &[u8],
-    test_file: &Path,
-    given: Option<&ClassCount>,
-) -> Result<ClassCheck> {
-    let mut seen = [false; 256];
-    for &label in train_labels {
-        seen[label as usize] = true;
-    }
-    let largest = train_labels.iter().copied().max().unwrap_or(0) as usize;
-    let (classes, why) = match given {
-        Some(c) => (
-            c.count,
-            format!(
-                "{} allows labels 0..={}",
-                c.origin,
-                c.count.saturating_sub(1)
-            ),
-        ),
-        None => (
-            largest + 1,
-            format!(
-                "the largest training label is {largest}, so there are {} classes (0..={largest})",
-                largest + 1
-            ),
-        ),
-    };
-    if classes < 2 {
-        return Err(Error::data(
-            train_file,
-            "every label is 0, but a classifier needs at least 2 classes; check the labels or \
-             pass --classes N",
-        ));
-    }
-    for (labels, file) in [(train_labels, train_file), (test_labels, test_file)] {
-        if let Some((index, label)) = first_bad_label(labels, classes) {
-            return Err(Error::data(
-                file,
-                format!(
-                    "label {label} at index {index} is out of range: {why}; pass --classes N \
-                     (more than {label}) or fix the labels"
-                ),
-            ));
-        }
-    }
-    let empty: Vec<usize> = (0..classes).filter(|&k| !seen[k]).collect();
-    if empty.is_empty() {
-        return Ok(ClassCheck {
-            classes,
-            warning: None,
-        });
-    }
-    let labels_seen = ranges((0..256).filter(|&k| seen[k]));
-    let plural = if empty.len() == 1 { "class" } else { "classes" };
-    match given {
-        None => Err(Error::data(
-            train_file,
-            format!(
-                "the training labels are {labels_seen}, so {classes} classes would be inferred, \
-                 but {plural} {} {} no training example (a stray or corrupt label?); correct the \
-                 labels, or pass --classes {classes} to mean it",
-                ranges(empty.iter().copied()),
-                if empty.len() == 1 { "has" } else { "have" },
-            ),
-        )),
-        Some(c) => Ok(ClassCheck {
-            classes,
-            warning: Some(format!(
-                "{}: {plural} {} of the {} ({}) {} no training example (labels seen: \
-                 {labels_seen}); the net cannot learn {}",
-                train_file.display(),
-                ranges(empty.iter().copied()),
-                classes,
-                c.origin,
-                if empty.len() == 1 { "has" } else { "have" },
-                if empty.len() == 1 { "it" } else { "them" },
-            )),
-        }),
-    }
-}
-
-/// The class count [`check_class_labels`] settled on, and a warning to show (classes without
-/// a training example under a given count).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClassCheck {
-    pub classes: usize,
-    pub warning: Option<String>,
-}
-
-/// Ascending numbers in a short range form: `0-9, 200`.
-fn ranges(numbers: impl Iterator<Item = usize>) -> String {
-    let mut parts: Vec<(usize, usize)> = Vec::new();
-    for n in numbers {
-        match parts.last_mut() {
-            Some((_, end)) if *end + 1 == n => *end = n,
-            _ => parts.push((n, n)),
-        }
-    }
-    parts
-        .iter()
-        .map(|&(a, b)| {
-            if a == b {
-                a.to_string()
-            } else {
-                format!("{a}-{b}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Builds the two data sets with the class count of [`check_class_labels`], and checks the
@@ -898,120 +667,5 @@ mod tests {
         };
         assert!(!mnist.is_embedded());
         assert_eq!(mnist.describe(), "MNIST from /d: 1 train / 1 test, 2x2");
-    }
-
-    /// A directory of four raw IDX files: `train` and `test` labels, 1x2 images.
-    fn idx_dir(name: &str, train: &[u8], test: &[u8]) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("gpu-train-classes-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for (images, labels, set) in [
-            (TRAIN_IMAGES, TRAIN_LABELS, train),
-            (TEST_IMAGES, TEST_LABELS, test),
-        ] {
-            let n = set.len() as u32;
-            let mut img = [idx::IMAGES_MAGIC, n, 1, 2]
-                .iter()
-                .flat_map(|w| w.to_be_bytes())
-                .collect::<Vec<u8>>();
-            img.extend(std::iter::repeat_n(7u8, set.len() * 2));
-            std::fs::write(dir.join(images), img).unwrap();
-            let mut lab = [idx::LABELS_MAGIC, n]
-                .iter()
-                .flat_map(|w| w.to_be_bytes())
-                .collect::<Vec<u8>>();
-            lab.extend_from_slice(set);
-            std::fs::write(dir.join(labels), lab).unwrap();
-        }
-        dir
-    }
-
-    #[test]
-    fn classes_come_from_the_largest_training_label_or_are_given() {
-        let every: Vec<u8> = (0..26).rev().collect();
-        let dir = idx_dir("count", &every, &[1, 2]);
-        let set = load(Some(&dir)).unwrap();
-        assert_eq!((set.train.classes(), set.test.classes()), (26, 26));
-        assert_eq!(set.describe_classes(), "26 (labels 0..=25)");
-        assert_eq!(set.class_warning, None);
-        let given = |count: usize| {
-            load_with(
-                Some(&dir),
-                Some(ClassCount {
-                    count,
-                    origin: format!("--classes {count}"),
-                }),
-            )
-        };
-        let thirty = given(30).unwrap();
-        assert_eq!(thirty.train.classes(), 30);
-        assert!(
-            thirty
-                .class_warning
-                .as_deref()
-                .is_some_and(|w| w.contains("classes 26-29 of the 30 (--classes 30)")),
-            "{:?}",
-            thirty.class_warning
-        );
-        let message = given(20).unwrap_err().to_string();
-        assert!(
-            message.contains(&dir.join(TRAIN_LABELS).display().to_string())
-                && message.contains("label 25 at index 0")
-                && message.contains("--classes 20 allows labels 0..=19"),
-            "{message}"
-        );
-        assert!(given(1).unwrap_err().to_string().contains("--classes 1"));
-        assert!(given(257).unwrap_err().to_string().contains("2 to 256"));
-        // A test label beyond the training labels' range names the test file.
-        let dir = idx_dir("beyond", &[0, 1, 2, 3, 4], &[1, 5]);
-        let message = load(Some(&dir)).unwrap_err().to_string();
-        assert!(
-            message.contains(&dir.join(TEST_LABELS).display().to_string())
-                && message.contains("label 5 at index 1")
-                && message.contains("largest training label is 4"),
-            "{message}"
-        );
-        // An inferred count with classes no training image has is an error naming them.
-        let dir = idx_dir("gaps", &[0, 25, 3, 1], &[1, 2]);
-        let message = load(Some(&dir)).unwrap_err().to_string();
-        assert!(
-            message.contains(&dir.join(TRAIN_LABELS).display().to_string())
-                && message.contains("the training labels are 0-1, 3, 25")
-                && message.contains("classes 2, 4-24 have no training example")
-                && message.contains("--classes 26 to mean it"),
-            "{message}"
-        );
-        assert_eq!(ranges([7].into_iter()), "7");
-        assert_eq!(ranges([0, 1, 2, 9, 10, 200].into_iter()), "0-2, 9-10, 200");
-        let dir = idx_dir("zeros", &[0, 0], &[0]);
-        assert!(load(Some(&dir))
-            .unwrap_err()
-            .to_string()
-            .contains("at least 2 classes"));
-    }
-
-    #[test]
-    fn class_names_come_from_classes_txt_and_must_match_the_count() {
-        let dir = idx_dir("names", &[0, 2, 1], &[1]);
-        std::fs::write(dir.join(CLASS_NAMES_FILE), "cat\r\n dog \nbird\n\n").unwrap();
-        let set = load(Some(&dir)).unwrap();
-        assert_eq!(set.class_names.as_deref().unwrap(), ["cat", "dog", "bird"]);
-        assert_eq!(set.class_name(1), "dog");
-        assert_eq!(set.describe_classes(), "3 (cat, dog, bird)");
-        let names = dir.join(CLASS_NAMES_FILE);
-        std::fs::write(&names, "cat\ndog\n").unwrap();
-        let message = load(Some(&dir)).unwrap_err().to_string();
-        assert!(
-            message.contains(&names.display().to_string())
-                && message.contains("holds 2 class names but the data has 3 classes"),
-            "{message}"
-        );
-        std::fs::write(&names, "cat\n\ndog\nbird\n").unwrap();
-        let message = load(Some(&dir)).unwrap_err().to_string();
-        assert!(message.contains("line 2: the name is empty"), "{message}");
-        std::fs::write(&names, [0xff, 0xfe, b'\n']).unwrap();
-        assert!(load(Some(&dir)).unwrap_err().to_string().contains("UTF-8"));
-        assert_eq!(class_name(None, 7), "7");
     }
 }
