@@ -324,7 +324,7 @@ fn is_stuck(eval: &Evaluation, classes: usize) -> bool {
 }
 
 /// How the run's last evaluation compares with its first, when it is much worse: the loss
-/// over the training set at its ceiling (as [`is_stuck`] means it) or above the first one, or
+/// over the training set at its ceiling (as `is_stuck` means it) or above the first one, or
 /// the accuracy fallen to chance. A warning for the final line, with the usual cause and fix
 /// (a learning rate too large). `first` is (iteration, train loss, train accuracy) of the
 /// run's first evaluation, earlier sessions of a resumed run included; None when the run ended
