@@ -38,7 +38,8 @@ pub fn run_train(args: &TrainArgs, matches: Option<&ArgMatches>) -> Result<i32> 
     }
     let (mut backend, chosen) = session::make_backend(req.device, req.precision, &plan)?;
     let mut printer = Printer::new(args);
-    printer.gpu = gpu && backend.name().starts_with("gpu");
+    // A resume evaluates nothing before its first step, so only a fresh run waits on iteration 0.
+    printer.gpu = gpu && backend.name().starts_with("gpu") && plan.start.is_none();
     print_header(&mut printer, &plan, &req, &backend.name(), &chosen.reason);
     let result = session::run(plan, backend.as_mut(), &chosen, &mut printer, &interrupted);
     printer.clear();

@@ -258,19 +258,21 @@ impl GpuBackend {
 
     /// The selected batch's plan for `key`: the one already selected, else one kept from an
     /// earlier batch of that size (the previous selection goes back to `plans`), else a new one.
+    /// A plan that cannot be built leaves the previous selection as it was.
     fn select(&mut self, key: PlanKey) -> Result<Plan> {
-        match self.batch.take() {
-            Some(b) if b.key == key => Ok(b.plan),
-            previous => {
-                if let Some(b) = previous {
-                    self.plans.insert(b.key, b.plan);
-                }
-                match self.plans.remove(&key) {
-                    Some(plan) => Ok(plan),
-                    None => self.new_plan(key),
-                }
+        if self.batch.as_ref().is_some_and(|b| b.key == key) {
+            if let Some(b) = self.batch.take() {
+                return Ok(b.plan);
             }
         }
+        let plan = match self.plans.remove(&key) {
+            Some(plan) => plan,
+            None => self.new_plan(key)?,
+        };
+        if let Some(b) = self.batch.take() {
+            self.plans.insert(b.key, b.plan);
+        }
+        Ok(plan)
     }
 
     /// Records the work on the current batch into one encoder: gather (first use of the batch
