@@ -1,6 +1,8 @@
 //! Checkpoints: a resumed run ends bit-exact where an uninterrupted one does (CPU f64), Ctrl-C
 //! writes a loadable checkpoint and exits 130, and damaged or mismatched files are clear errors.
 
+mod common;
+
 use gpu_train::backend::{Backend, GradMethod, PerturbStrategy, DEFAULT_H};
 use gpu_train::checkpoint::{self, Checkpoint, StoredPrecision};
 use gpu_train::cpu::CpuBackend;
@@ -511,19 +513,6 @@ fn runs_started_together_without_out_get_their_own_folders() {
     assert_eq!(folders.len(), 2, "{folders:?}");
 }
 
-/// metrics.csv without its `seconds` column (the one that differs between two runs).
-fn metrics_without_seconds(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut f: Vec<&str> = l.split(',').collect();
-            f.remove(2);
-            f.join(",")
-        })
-        .collect()
-}
-
 /// SIGKILL some time after a periodic checkpoint, then --resume: the checkpoint, the metrics
 /// and the loss curve agree, so the resumed run's loss.csv is the uninterrupted run's byte for
 /// byte and its metrics.csv too (seconds aside). Before, loss.csv lost the rows still in its
@@ -604,8 +593,8 @@ fn a_kill_9_after_a_checkpoint_then_resume_gives_the_uninterrupted_files() {
         "loss.csv differs from the uninterrupted run's (killed after checkpoint {at})"
     );
     assert_eq!(
-        metrics_without_seconds(&killed.join("metrics.csv")),
-        metrics_without_seconds(&whole.join("metrics.csv")),
+        common::metrics_without_seconds(&killed.join("metrics.csv")),
+        common::metrics_without_seconds(&whole.join("metrics.csv")),
         "killed after checkpoint {at}"
     );
 }

@@ -6,6 +6,8 @@
 //! counting allocator below (the largest number of bytes held at once during the case, above
 //! what was held before it).
 
+mod common;
+
 use gpu_train::checkpoint::{self, Checkpoint, StoredPrecision};
 use gpu_train::data::{idx, Sampler, SamplerKind, SamplerState};
 use gpu_train::model::{MlpSpec, Params};
@@ -561,18 +563,6 @@ fn an_old_sampler_state_far_along_is_refused_at_once() {
 
 // ---- pictures for predict and classes.txt
 
-/// A PNG chunk: length, type, data, CRC of type and data.
-fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut crc = flate2::Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    let mut out = (data.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    out.extend_from_slice(&crc.sum().to_be_bytes());
-    out
-}
-
 /// zlib of `len` bytes made by `byte(i)`, streamed (the input is never held whole).
 fn zlib_of(len: usize, byte: impl Fn(usize) -> u8) -> Vec<u8> {
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
@@ -621,7 +611,7 @@ fn picture_bombs_are_refused_or_decoded_within_their_bound() {
     let mut iccp = b"bomb\0\0".to_vec();
     iccp.extend(zlib_of(256 << 20, |_| 0));
     let mut profile_bomb = small[..33].to_vec();
-    profile_bomb.extend(png_chunk(b"iCCP", &iccp));
+    profile_bomb.extend(common::png_chunk(b"iCCP", &iccp));
     profile_bomb.extend_from_slice(&small[33..]);
 
     let tall: u32 = 1 << 24;
@@ -629,7 +619,7 @@ fn picture_bombs_are_refused_or_decoded_within_their_bound() {
     ihdr.extend_from_slice(&tall.to_be_bytes());
     ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
     let mut tall_png = b"\x89PNG\r\n\x1a\n".to_vec();
-    tall_png.extend(png_chunk(b"IHDR", &ihdr));
+    tall_png.extend(common::png_chunk(b"IHDR", &ihdr));
     // Rows of (filter 0, one pixel): white, with a dark stroke in the middle eighth.
     let idat = zlib_of(2 * tall as usize, |i| {
         let row = i / 2;
@@ -639,8 +629,8 @@ fn picture_bombs_are_refused_or_decoded_within_their_bound() {
             _ => 255,
         }
     });
-    tall_png.extend(png_chunk(b"IDAT", &idat));
-    tall_png.extend(png_chunk(b"IEND", &[]));
+    tall_png.extend(common::png_chunk(b"IDAT", &idat));
+    tall_png.extend(common::png_chunk(b"IEND", &[]));
 
     let mut big_jpeg = encoded(stroke(16, 16).into(), image::ImageFormat::Jpeg);
     let sof = big_jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();

@@ -198,30 +198,18 @@ fn show_prints_the_input_and_text_lists_the_top_classes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A PNG chunk: length, type, data, CRC of type and data.
-fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut crc = flate2::Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    let mut out = (data.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    out.extend_from_slice(&crc.sum().to_be_bytes());
-    out
-}
-
 /// A PNG whose header claims `width x height` grey pixels, with a tiny body.
 fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     let mut ihdr = width.to_be_bytes().to_vec();
     ihdr.extend_from_slice(&height.to_be_bytes());
     ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(
+    png.extend(common::png_chunk(b"IHDR", &ihdr));
+    png.extend(common::png_chunk(
         b"IDAT",
         &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
     ));
-    png.extend(chunk(b"IEND", &[]));
+    png.extend(common::png_chunk(b"IEND", &[]));
     png
 }
 

@@ -572,19 +572,6 @@ fn run_files_that_are_links_are_refused_and_their_targets_left_alone() {
     );
 }
 
-/// Every column but `seconds` of metrics.csv (the column that may differ between two runs).
-fn without_seconds(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut f: Vec<&str> = l.split(',').collect();
-            f.remove(2);
-            f.join(",")
-        })
-        .collect()
-}
-
 /// A resume from a checkpoint between evaluations: the next evaluation's batch_loss covers
 /// the iterations since the previous evaluation, before and after the resume, as the
 /// uninterrupted run's does (docs/SCHEMA.md), to the bit.
@@ -619,8 +606,8 @@ fn batch_loss_after_a_resume_between_evaluations_equals_the_uninterrupted_runs()
     let flag = AtomicBool::new(false);
     run_with(&resumed, &mut Recorder::default(), &flag, None).unwrap();
     assert_eq!(
-        without_seconds(&dir.join("metrics.csv")),
-        without_seconds(&whole.join("metrics.csv")),
+        common::metrics_without_seconds(&dir.join("metrics.csv")),
+        common::metrics_without_seconds(&whole.join("metrics.csv")),
     );
     // A checkpoint's pending losses are checked like every other number in it.
     let mut forged = gpu_train::checkpoint::load(&dir.join("checkpoint.safetensors")).unwrap();
