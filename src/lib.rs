@@ -15,6 +15,7 @@ pub mod error;
 pub mod fmt;
 pub mod gpu;
 pub mod gradcheck;
+pub mod host;
 pub mod math;
 pub mod model;
 pub mod predict;
