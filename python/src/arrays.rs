@@ -68,13 +68,15 @@ fn to_f32(arg: &str, a: &Bound<'_, PyUntypedArray>) -> PyResult<Vec<f32>> {
     Ok(collect(&f.readonly(), |v| v as f32))
 }
 
+/// The values in logical order: straight from memory only when C-ordered (NumPy's
+/// `as_slice` also takes Fortran order, whose memory order is not the logical one).
 fn collect<T: numpy::Element + Copy>(
     a: &PyReadonlyArrayDyn<'_, T>,
     f: impl Fn(T) -> f32,
 ) -> Vec<f32> {
     match a.as_slice() {
-        Ok(s) => s.iter().map(|&v| f(v)).collect(),
-        Err(_) => a.as_array().iter().map(|&v| f(v)).collect(),
+        Ok(s) if a.is_c_contiguous() => s.iter().map(|&v| f(v)).collect(),
+        _ => a.as_array().iter().map(|&v| f(v)).collect(),
     }
 }
 

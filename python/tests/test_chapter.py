@@ -1,0 +1,66 @@
+"""The chapter's training loop, written as the book's script writes it (batches by
+np.random.choice, in-place updates, accuracy every epoch), with numerical_gradient: it reaches
+the accuracy the CLI reaches in the same number of iterations."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpu_train.book import TwoLayerNet, load_mnist
+
+ITERS = 3000  # 10 epochs of the embedded set: the steep part of the curve, ~10 s each side
+# The two runs draw different batches (NumPy's generator vs the engine's) from different
+# initial weights; across seeds the CLI's final test accuracy spreads by ~0.3-0.5 points, so
+# a bound of 1.5 points says "the same training", while a broken gradient lands far off.
+ACC_MARGIN = 0.015
+
+
+def chapter_loop(iters, device="cpu"):
+    (x_train, t_train), (x_test, t_test) = load_mnist(normalize=True, one_hot_label=True)
+    np.random.seed(0)
+    network = TwoLayerNet(input_size=784, hidden_size=50, output_size=10, device=device)
+    train_size, batch_size, learning_rate = x_train.shape[0], 100, 0.1
+    iter_per_epoch = max(train_size // batch_size, 1)
+    accs = []
+    for i in range(iters + 1):
+        if i % iter_per_epoch == 0:
+            accs.append((network.accuracy(x_train, t_train), network.accuracy(x_test, t_test)))
+        if i == iters:
+            break
+        batch_mask = np.random.choice(train_size, batch_size)
+        grad = network.numerical_gradient(x_train[batch_mask], t_train[batch_mask])
+        for key in ("W1", "b1", "W2", "b2"):
+            network.params[key] -= learning_rate * grad[key]
+    return accs
+
+
+def cli():
+    path = os.environ.get("GPU_TRAIN_CLI") or str(
+        Path(__file__).resolve().parents[2] / "target" / "release" / "gpu-train")
+    if not Path(path).is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"no gpu-train binary at {path} (set GPU_TRAIN_CLI)")
+        pytest.skip(f"no gpu-train binary at {path} (cargo build --release, or GPU_TRAIN_CLI)")
+    return path
+
+
+def cli_test_accuracy(iters, out):
+    run = subprocess.run([cli(), "train", "--device", "cpu", "--iters", str(iters), "--out",
+                          str(out), "--quiet"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    final = [l for l in run.stdout.splitlines() if l.startswith("final:")]
+    assert final, run.stdout
+    return float(re.search(r"test loss \S+ acc (\S+)", final[0]).group(1))
+
+
+def test_chapter_loop_reaches_the_clis_accuracy(tmp_path):
+    accs = chapter_loop(ITERS)
+    want = cli_test_accuracy(ITERS, tmp_path / "run")
+    train_acc, test_acc = accs[-1]
+    print(f"python: train acc {train_acc:.4f}, test acc {test_acc:.4f}; CLI test acc {want:.4f}")
+    assert len(accs) == ITERS // 300 + 1
+    assert abs(test_acc - want) <= ACC_MARGIN, (test_acc, want)
