@@ -4,6 +4,7 @@
 use crate::data::Mnist;
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
+use crate::wait::{ready, LocalFuture};
 
 /// Every backend's first check: the net's input and output widths are the data's, and the
 /// test images are as wide as the training images.
@@ -190,6 +191,42 @@ pub trait Backend {
     /// copies, creations); None where nothing is counted (the CPU).
     fn counters(&self) -> Option<DeviceCounters> {
         None
+    }
+
+    // The async core: every method that reads the device back, as a future. The training
+    // loop (`train::train_from_async`) awaits these, so in the browser, where a read-back
+    // resolves only from the event loop, nothing blocks. The defaults wrap the blocking
+    // methods in resolved futures (the CPU never waits); the GPU backend implements these
+    // natively and its blocking methods are `wait::block` over them.
+
+    /// [`params`](Self::params) as a future.
+    fn params_async(&mut self) -> LocalFuture<'_, Result<Params>> {
+        ready(self.params())
+    }
+    /// [`batch_loss`](Self::batch_loss) as a future.
+    fn batch_loss_async(&mut self) -> LocalFuture<'_, Result<f64>> {
+        ready(self.batch_loss())
+    }
+    /// [`gradient`](Self::gradient) as a future.
+    fn gradient_async(&mut self, method: GradMethod) -> LocalFuture<'_, Result<Vec<f64>>> {
+        ready(self.gradient(method))
+    }
+    /// [`evaluate`](Self::evaluate) as a future.
+    fn evaluate_async(&mut self, split: Split) -> LocalFuture<'_, Result<Evaluation>> {
+        ready(self.evaluate(split))
+    }
+    /// [`train_steps`](Self::train_steps) as a future.
+    #[allow(clippy::too_many_arguments)]
+    fn train_steps_async<'a>(
+        &'a mut self,
+        batches: &'a [u32],
+        batch: usize,
+        method: GradMethod,
+        lr: f64,
+        losses: &'a mut Vec<f64>,
+        progress: &'a mut dyn FnMut(usize) -> bool,
+    ) -> LocalFuture<'a, Result<StepsOutcome>> {
+        ready(self.train_steps(batches, batch, method, lr, losses, progress))
     }
 }
 

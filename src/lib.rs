@@ -26,5 +26,6 @@ pub mod session;
 pub mod time;
 pub mod tolerance;
 pub mod train;
+pub mod wait;
 
 pub use error::{Error, Result};

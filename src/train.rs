@@ -12,6 +12,7 @@
 use crate::backend::{Backend, Evaluation, GradMethod, Split};
 use crate::data::{Sampler, SamplerKind, SamplerState};
 use crate::error::{Error, Result};
+use crate::wait::{ready, LocalFuture};
 use std::time::Instant;
 
 /// Everything that decides a run (besides the data, the device and the precision).
@@ -206,6 +207,17 @@ pub trait Observer {
     ) -> Result<()> {
         Ok(())
     }
+    /// `before_step` as a future: what the loop awaits at each pause. The default runs
+    /// `before_step`; a front end that must await the device there (the page's gradient check
+    /// reads the gradient back) or give its event loop a turn overrides this one.
+    fn before_step_async<'a>(
+        &'a mut self,
+        iter: usize,
+        backend: &'a mut dyn Backend,
+        batch: &'a [u32],
+    ) -> LocalFuture<'a, Result<()>> {
+        ready(self.before_step(iter, backend, batch))
+    }
     /// The batch losses of steps `first`, `first + 1`, ... (each before its update).
     fn on_losses(&mut self, _first: usize, _losses: &[f64]) -> Result<()> {
         Ok(())
@@ -252,6 +264,19 @@ impl Observer for Observers<'_> {
         self.0
             .iter_mut()
             .try_for_each(|o| o.before_step(iter, b, batch))
+    }
+    fn before_step_async<'a>(
+        &'a mut self,
+        iter: usize,
+        backend: &'a mut dyn Backend,
+        batch: &'a [u32],
+    ) -> LocalFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for o in self.0.iter_mut() {
+                o.before_step_async(iter, &mut *backend, batch).await?;
+            }
+            Ok(())
+        })
     }
     fn on_losses(&mut self, first: usize, losses: &[f64]) -> Result<()> {
         self.0
@@ -367,7 +392,7 @@ pub fn got_worse(
 /// One chunk, steps `done..end`: its batches drawn up front, the observers' look before it, the
 /// steps on the backend, the losses reported. When the chunk stops early (Ctrl-C, divergence),
 /// the sampler goes back to where the kept steps end.
-fn run_chunk(
+async fn run_chunk(
     backend: &mut dyn Backend,
     sampler: &mut Sampler,
     cfg: &TrainConfig,
@@ -383,10 +408,14 @@ fn run_chunk(
         sampler.next_batch(cfg.batch, &mut one)?;
         batches.extend_from_slice(&one);
     }
-    observer.before_step(done, backend, &batches[..cfg.batch])?;
+    observer
+        .before_step_async(done, &mut *backend, &batches[..cfg.batch])
+        .await?;
     let outcome = {
         let mut progress = |k: usize| observer.progress(done + k) == Control::Continue;
-        backend.train_steps(batches, cfg.batch, cfg.grad, cfg.lr, losses, &mut progress)?
+        backend
+            .train_steps_async(batches, cfg.batch, cfg.grad, cfg.lr, losses, &mut progress)
+            .await?
     };
     observer.on_losses(done, losses)?;
     if outcome.done < end - done {
@@ -410,7 +439,20 @@ pub fn train(
 
 /// `train`, optionally resuming: with `start`, the sampler continues from its saved state and
 /// the loop from the saved iteration, so the run ends exactly where an uninterrupted one would.
+/// The native blocking wrapper over [`train_from_async`], the one loop.
 pub fn train_from(
+    backend: &mut dyn Backend,
+    train_size: usize,
+    cfg: &TrainConfig,
+    start: Option<Start>,
+    observer: &mut dyn Observer,
+) -> Result<TrainSummary> {
+    crate::wait::block(train_from_async(backend, train_size, cfg, start, observer))
+}
+
+/// The chapter's loop, awaiting the backend's read-backs (and the observer at each pause): what
+/// the page runs in the browser, and what `train_from` blocks on natively.
+pub async fn train_from_async(
     backend: &mut dyn Backend,
     train_size: usize,
     cfg: &TrainConfig,
@@ -429,7 +471,11 @@ pub fn train_from(
     let mut evals = Vec::new();
     let mut stuck = 0;
     if first == 0 {
-        evals.push(clock.evaluate(backend, 0, &mut since_eval, observer)?);
+        evals.push(
+            clock
+                .evaluate(backend, 0, &mut since_eval, observer)
+                .await?,
+        );
     }
     let mut done = first;
     let mut batches = Vec::new();
@@ -438,28 +484,27 @@ pub fn train_from(
         if done >= cfg.iters {
             break Ending::Completed;
         }
-        let next_eval = (done / cfg.eval_every + 1) * cfg.eval_every;
-        let mut end = next_eval.min(cfg.iters).min(done + max_chunk);
-        if let Some(p) = observer.next_pause(done).filter(|&p| p > done) {
-            end = end.min(p);
-        }
+        let end = chunk_end(done, cfg, max_chunk, observer.next_pause(done));
         losses.clear();
         let outcome = run_chunk(
-            backend,
+            &mut *backend,
             &mut sampler,
             cfg,
             (done, end),
-            observer,
+            &mut *observer,
             &mut batches,
             &mut losses,
-        )?;
+        )
+        .await?;
         since_eval.add(&losses[..outcome.done.min(losses.len())]);
         done += outcome.done;
         if let Some(k) = outcome.diverged {
             break diverged_update(done, losses.get(k).copied());
         }
         if done % cfg.eval_every == 0 || done == cfg.iters {
-            let rec = clock.evaluate(backend, done, &mut since_eval, observer)?;
+            let rec = clock
+                .evaluate(&mut *backend, done, &mut since_eval, &mut *observer)
+                .await?;
             evals.push(rec);
             stuck = if is_stuck(&rec.train, classes) {
                 stuck + 1
@@ -484,6 +529,14 @@ pub fn train_from(
         sampler: sampler.state(),
         pending: since_eval,
     })
+}
+
+/// Where the chunk from `done` ends: the next evaluation, the run's end, the longest chunk or
+/// the observers' next pause, whichever comes first.
+fn chunk_end(done: usize, cfg: &TrainConfig, max_chunk: usize, pause: Option<usize>) -> usize {
+    let next_eval = (done / cfg.eval_every + 1) * cfg.eval_every;
+    let end = next_eval.min(cfg.iters).min(done + max_chunk);
+    pause.filter(|&p| p > done).map_or(end, |p| end.min(p))
 }
 
 /// Where a run starts: iteration, sampler, seconds so far and the batch losses since the last
@@ -525,7 +578,7 @@ impl Clock {
 
     /// Both splits evaluated after `done` iterations, the batch losses since the last
     /// evaluation averaged (and reset), the observer told.
-    fn evaluate(
+    async fn evaluate(
         &self,
         backend: &mut dyn Backend,
         done: usize,
@@ -536,8 +589,8 @@ impl Clock {
             iter: done,
             epoch: done as f64 / self.per_epoch,
             batch_loss: since_eval.mean(),
-            train: backend.evaluate(Split::Train)?,
-            test: backend.evaluate(Split::Test)?,
+            train: backend.evaluate_async(Split::Train).await?,
+            test: backend.evaluate_async(Split::Test).await?,
             seconds: self.seconds(),
         };
         *since_eval = PendingLoss::default();

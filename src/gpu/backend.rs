@@ -8,9 +8,8 @@
 //! runs many iterations per submission through the chunk state and `gpu::chunk::TrainPlan`
 //! where the net allows; the timers bracket batch work with timestamps for the bench.
 
-use super::chunk;
 use super::context::Context;
-use super::driver::{self, max_chunk_steps, ChunkDriver, Resident};
+use super::driver::ChunkDriver;
 use super::gather::ResidentSplit;
 use super::kernels::Kernels;
 use super::launch::{record_all, Dispatch};
@@ -19,12 +18,12 @@ use super::plan::{Plan, PlanKey, Shared};
 use super::sgd;
 use super::timer::Timer;
 use crate::backend::{
-    train_steps_one_by_one, Backend, DeviceCounters, Evaluation, GradMethod, PerturbStrategy,
-    Split, StepsOutcome,
+    Backend, DeviceCounters, Evaluation, GradMethod, PerturbStrategy, Split, StepsOutcome,
 };
 use crate::data::Mnist;
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
+use crate::wait::LocalFuture;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,7 +66,7 @@ struct Batch {
 
 /// What one submission on the current batch does after the forward pass.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Work {
+pub(super) enum Work {
     Loss,
     Gradient(GradMethod),
     Step(GradMethod),
@@ -278,7 +277,7 @@ impl GpuBackend {
     /// Records the work on the current batch into one encoder: gather (first use of the batch
     /// only), forward, then what `work` needs; the loss (`Work::Loss`) or the gradient
     /// (`Work::Gradient`) is copied into the staging buffer for `submit_and_read`.
-    fn record_batch(&mut self, work: Work, what: &str) -> Result<wgpu::CommandEncoder> {
+    pub(super) fn record_batch(&mut self, work: Work, what: &str) -> Result<wgpu::CommandEncoder> {
         let ctx = &self.ctx;
         let batch = self
             .batch
@@ -357,7 +356,7 @@ impl GpuBackend {
 
     /// Submits `encoder` after copying `len` elements of `src` into the staging buffer, and
     /// reads them back.
-    fn read_back<T: bytemuck::Pod>(
+    pub(super) async fn read_back<T: bytemuck::Pod>(
         ctx: &Context,
         staging: &wgpu::Buffer,
         mut encoder: wgpu::CommandEncoder,
@@ -373,7 +372,7 @@ impl GpuBackend {
             0,
             (len * std::mem::size_of::<T>()) as u64,
         );
-        ctx.submit_and_read(encoder, staging, len, what)
+        ctx.submit_and_read_async(encoder, staging, len, what).await
     }
 
     /// Whether training chunks run the first layer over the resident non-zero pixels
@@ -401,14 +400,14 @@ impl GpuBackend {
     pub fn last_gradient(&mut self) -> Result<Vec<f64>> {
         let n = self.spec.num_params();
         let encoder = self.ctx.encoder("read the gradient");
-        let v: Vec<f32> = Self::read_back(
+        let v: Vec<f32> = crate::wait::block(Self::read_back(
             &self.ctx,
             &self.staging,
             encoder,
             &self.grad,
             n,
             "reading the gradient",
-        )?;
+        ))?;
         self.in_flight = None;
         Ok(v.into_iter().map(f64::from).collect())
     }
@@ -442,18 +441,7 @@ impl Backend for GpuBackend {
     }
 
     fn params(&mut self) -> Result<Params> {
-        let n = self.spec.num_params();
-        let encoder = self.ctx.encoder("read parameters");
-        let v: Vec<f32> = Self::read_back(
-            &self.ctx,
-            &self.staging,
-            encoder,
-            &self.params,
-            n,
-            "reading the parameters",
-        )?;
-        self.in_flight = None;
-        Params::from_vec(&self.spec, v.into_iter().map(f64::from).collect())
+        crate::wait::block(self.read_params())
     }
 
     fn set_batch(&mut self, indices: &[u32]) -> Result<()> {
@@ -480,22 +468,11 @@ impl Backend for GpuBackend {
     }
 
     fn batch_loss(&mut self) -> Result<f64> {
-        let encoder = self.record_batch(Work::Loss, "batch loss")?;
-        let v: Vec<f32> =
-            self.ctx
-                .submit_and_read(encoder, &self.staging, 1, "computing the batch loss")?;
-        self.in_flight = None;
-        Ok(f64::from(v[0]))
+        crate::wait::block(self.read_batch_loss())
     }
 
     fn gradient(&mut self, method: GradMethod) -> Result<Vec<f64>> {
-        let n = self.spec.num_params();
-        let encoder = self.record_batch(Work::Gradient(method), "gradient")?;
-        let v: Vec<f32> =
-            self.ctx
-                .submit_and_read(encoder, &self.staging, n, "computing the gradient")?;
-        self.in_flight = None;
-        Ok(v.into_iter().map(f64::from).collect())
+        crate::wait::block(self.read_gradient(method))
     }
 
     fn step(&mut self, method: GradMethod, lr: f64) -> Result<()> {
@@ -521,69 +498,7 @@ impl Backend for GpuBackend {
         losses: &mut Vec<f64>,
         progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<StepsOutcome> {
-        crate::backend::chunk_steps(batches, batch)?;
-        let Some(fits) = chunk::fits(&self.spec, batch, self.ctx.loop_iteration_cap()) else {
-            // Deeper nets (the numerical cache needs the copies of `record_cache_copies`), and
-            // heads too long for the driver's loop cap, keep the step-at-a-time path.
-            return train_steps_one_by_one(self, batches, batch, method, lr, losses, progress);
-        };
-        // A chunk's indices must fit one binding: longer chunks (big batches) go in pieces.
-        let most = max_chunk_steps(&self.ctx, batch, self.chunk_steps);
-        let mut done = 0;
-        for piece in batches.chunks(most * batch) {
-            let mut stop = false;
-            let mut heard = |n| {
-                let go = progress(done + n);
-                stop |= !go;
-                go
-            };
-            check_batch(batch, piece, self.train.len())?;
-            let numerical = match method {
-                GradMethod::Backprop => None,
-                GradMethod::Numerical { strategy, h } => {
-                    check_h(h)?;
-                    let p = numerical_pipelines(&mut self.numerical, &self.spec, strategy)?;
-                    Some((strategy, p, h as f32))
-                }
-            };
-            let resident = Resident {
-                ctx: &self.ctx,
-                kernels: &self.kernels,
-                spec: &self.spec,
-                train: &self.train,
-                params: &self.params,
-                grad: &self.grad,
-                subtract_losses: self.subtract_losses,
-                chunk_steps: self.chunk_steps,
-            };
-            // Everything submitted before is ordered before this chunk, which is waited for.
-            self.in_flight = None;
-            let outcome = driver::train_chunk(
-                &mut self.driver,
-                &resident,
-                numerical,
-                piece,
-                batch,
-                lr,
-                losses,
-                &mut heard,
-                fits,
-            )?;
-            if let Some(k) = outcome.diverged {
-                return Ok(StepsOutcome {
-                    done: done + k,
-                    diverged: Some(done + k),
-                });
-            }
-            done += outcome.done;
-            if stop {
-                break;
-            }
-        }
-        Ok(StepsOutcome {
-            done,
-            diverged: None,
-        })
+        crate::wait::block(self.run_steps(batches, batch, method, lr, losses, progress))
     }
 
     fn counters(&self) -> Option<DeviceCounters> {
@@ -611,7 +526,35 @@ impl Backend for GpuBackend {
     }
 
     fn evaluate(&mut self, split: Split) -> Result<Evaluation> {
-        self.evaluate_split(split)
+        crate::wait::block(self.evaluate_split(split))
+    }
+
+    fn params_async(&mut self) -> LocalFuture<'_, Result<Params>> {
+        Box::pin(self.read_params())
+    }
+
+    fn batch_loss_async(&mut self) -> LocalFuture<'_, Result<f64>> {
+        Box::pin(self.read_batch_loss())
+    }
+
+    fn gradient_async(&mut self, method: GradMethod) -> LocalFuture<'_, Result<Vec<f64>>> {
+        Box::pin(self.read_gradient(method))
+    }
+
+    fn evaluate_async(&mut self, split: Split) -> LocalFuture<'_, Result<Evaluation>> {
+        Box::pin(self.evaluate_split(split))
+    }
+
+    fn train_steps_async<'a>(
+        &'a mut self,
+        batches: &'a [u32],
+        batch: usize,
+        method: GradMethod,
+        lr: f64,
+        losses: &'a mut Vec<f64>,
+        progress: &'a mut dyn FnMut(usize) -> bool,
+    ) -> LocalFuture<'a, Result<StepsOutcome>> {
+        Box::pin(self.run_steps(batches, batch, method, lr, losses, progress))
     }
 }
 

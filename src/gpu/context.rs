@@ -13,7 +13,6 @@ use crate::backend::DeviceCounters;
 use crate::error::{Error, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wgpu::util::DeviceExt;
@@ -180,6 +179,39 @@ impl Context {
         adapter: &wgpu::Adapter,
         cache_dir: Option<&Path>,
     ) -> Result<Context> {
+        crate::wait::block(Self::open_async(instance, adapter, cache_dir))
+    }
+
+    /// A device on the browser's WebGPU adapter (`navigator.gpu`), without blocking: what the
+    /// page opens. Natively this is `Context::gpu()`.
+    pub async fn request_async() -> Result<Context> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+            desc.backends = wgpu::Backends::BROWSER_WEBGPU;
+            let instance = wgpu::Instance::new(desc);
+            let options = wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            };
+            let adapter = instance.request_adapter(&options).await.map_err(|e| {
+                Error::Gpu(format!(
+                    "this browser offers no WebGPU adapter ({e}); the page trains on the CPU instead"
+                ))
+            })?;
+            Self::open_async(instance, &adapter, None).await
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            Self::gpu()
+        }
+    }
+
+    async fn open_async(
+        instance: wgpu::Instance,
+        adapter: &wgpu::Adapter,
+        cache_dir: Option<&Path>,
+    ) -> Result<Context> {
         let info = adapter.get_info();
         let describe = summarize(adapter).describe();
         let required_limits = required_limits(adapter)
@@ -203,7 +235,7 @@ impl Context {
             required_limits,
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+        let (device, queue) = adapter.request_device(&desc).await.map_err(|e| {
             Error::Gpu(format!(
                 "could not open a device on {describe}: {e}; try another adapter ({ADAPTER_ENV}=...) or --device cpu"
             ))
@@ -521,13 +553,25 @@ impl Context {
         len: usize,
         what: &str,
     ) -> Result<Vec<T>> {
+        crate::wait::block(self.submit_and_read_async(encoder, staging, len, what))
+    }
+
+    /// `submit_and_read` as a future: the async core every read-back of the backend goes through.
+    pub(crate) async fn submit_and_read_async<T: bytemuck::Pod>(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+        len: usize,
+        what: &str,
+    ) -> Result<Vec<T>> {
         let index = self.submit(encoder, what)?;
-        self.read_submitted(index, staging, len, what)
+        self.read_submitted_async(index, staging, len, what).await
     }
 
     /// Waits for submission `index` (which copied the wanted data into `staging`) and returns
-    /// the first `len` elements of `staging`: one blocking wait.
-    pub(crate) fn read_submitted<T: bytemuck::Pod>(
+    /// the first `len` elements of `staging`. Natively one blocking wait inside (the future is
+    /// resolved when first polled); in the browser the future resolves from the event loop.
+    pub(crate) async fn read_submitted_async<T: bytemuck::Pod>(
         &self,
         index: wgpu::SubmissionIndex,
         staging: &wgpu::Buffer,
@@ -536,33 +580,17 @@ impl Context {
     ) -> Result<Vec<T>> {
         let bytes = (len.max(1) * std::mem::size_of::<T>()) as u64;
         let slice = staging.slice(..bytes);
-        let (tx, rx) = mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            // The receiver is alive until after the wait below; a failed send is harmless.
-            let _ = tx.send(r);
-        });
-        self.wait(index, what)?;
-        // With several threads on one device, another thread's poll may be the one running this
-        // callback, and it can still be on its way when our wait returns: keep polling briefly.
-        let deadline = std::time::Instant::now() + WAIT_TIMEOUT;
-        let mapped = loop {
-            match rx.recv_timeout(std::time::Duration::from_millis(2)) {
-                Ok(r) => break Some(r),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break None,
-                Err(mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() > deadline => {
-                    break None
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let _ = self.device.poll(wgpu::PollType::Poll);
-                }
-            }
-        };
-        match mapped {
+        let (sender, mapped) = super::mapping::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| sender.send(r));
+        self.settle(index, &mapped, what)?;
+        match mapped.await {
             Some(Ok(())) => {}
             Some(Err(e)) => {
+                // A lost device fails the mapping; its own message says more.
+                self.check(what)?;
                 return Err(Error::Gpu(format!(
                     "{what}: mapping the read-back buffer failed: {e}"
-                )))
+                )));
             }
             None => {
                 return Err(Error::Gpu(format!(
@@ -571,6 +599,7 @@ impl Context {
                 )))
             }
         }
+        self.check(what)?;
         let out = {
             let view = slice.get_mapped_range().map_err(|e| {
                 Error::Gpu(format!("{what}: reading the mapped buffer failed: {e}"))
@@ -579,6 +608,37 @@ impl Context {
         };
         staging.unmap();
         Ok(out)
+    }
+
+    /// Natively: waits for submission `index`, then until the mapping's callback has run. With
+    /// several threads on one device, another thread's poll may be the one running it, and it
+    /// can still be on its way when our wait returns: keep polling briefly.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn settle(
+        &self,
+        index: wgpu::SubmissionIndex,
+        mapped: &super::mapping::Mapped,
+        what: &str,
+    ) -> Result<()> {
+        self.wait(index, what)?;
+        let deadline = std::time::Instant::now() + WAIT_TIMEOUT;
+        while !mapped.is_settled() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            let _ = self.device.poll(wgpu::PollType::Poll);
+        }
+        mapped.give_up_waiting();
+        Ok(())
+    }
+
+    /// In the browser nothing waits here: the mapping resolves from the event loop.
+    #[cfg(target_arch = "wasm32")]
+    fn settle(
+        &self,
+        _index: wgpu::SubmissionIndex,
+        _mapped: &super::mapping::Mapped,
+        _what: &str,
+    ) -> Result<()> {
+        Ok(())
     }
 
     /// Reads `len` elements of `buffer` from element `offset` (a one-off staging buffer: for

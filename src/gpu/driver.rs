@@ -142,7 +142,7 @@ impl ChunkRun<'_> {
     /// Runs the chunk `words` describes (`steps` iterations) in submissions of
     /// STEPS_PER_SUBMISSION, asking `progress` after each; returns the iterations done and the
     /// losses read back (before each, then the final one).
-    fn run(
+    async fn run(
         &self,
         words: &[u32],
         steps: usize,
@@ -186,7 +186,9 @@ impl ChunkRun<'_> {
                 break ctx.submit(encoder, "training")?;
             }
         };
-        let read = ctx.read_submitted(index, &store.staging, done + 1, "reading the losses")?;
+        let read = ctx
+            .read_submitted_async(index, &store.staging, done + 1, "reading the losses")
+            .await?;
         Ok((done, read))
     }
 
@@ -237,9 +239,9 @@ pub(super) struct Resident<'a> {
 /// each of `batch` rows, with `numerical`'s strategy, pipelines and h (None: backprop). The
 /// losses before each update go to `losses`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn train_chunk(
+pub(super) async fn train_chunk(
     slot: &mut Option<ChunkDriver>,
-    r: &Resident,
+    r: &Resident<'_>,
     numerical: Option<(PerturbStrategy, &numerical::Pipelines, f32)>,
     batches: &[u32],
     batch: usize,
@@ -277,7 +279,8 @@ pub(super) fn train_chunk(
         params: r.params,
         param_bytes: (spec.num_params() * 4) as u64,
     };
-    let (done, read) = run.run(&chunk_words(batches, batch, steps), steps, progress)?;
+    let words = chunk_words(batches, batch, steps);
+    let (done, read) = run.run(&words, steps, progress).await?;
     let Some(k) = first_bad_update(&read, done)? else {
         losses.extend(read[..done].iter().map(|&l| f64::from(l)));
         return Ok(StepsOutcome {

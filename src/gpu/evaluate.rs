@@ -9,7 +9,7 @@ use crate::backend::{Evaluation, Split};
 use crate::error::Result;
 
 impl GpuBackend {
-    pub(super) fn evaluate_split(&mut self, split: Split) -> Result<Evaluation> {
+    pub(super) async fn evaluate_split(&mut self, split: Split) -> Result<Evaluation> {
         let test = split == Split::Test;
         let n = if test {
             self.test.len()
@@ -50,7 +50,9 @@ impl GpuBackend {
         let means = (count * 4) as u64;
         ctx.copy(&mut encoder, &self.eval_means, 0, &self.staging, 0, means);
         ctx.copy(&mut encoder, &self.correct, 0, &self.staging, means, 4);
-        let read = ctx.submit_and_read::<u32>(encoder, &self.staging, count + 1, "evaluating")?;
+        let read = ctx
+            .submit_and_read_async::<u32>(encoder, &self.staging, count + 1, "evaluating")
+            .await?;
         self.in_flight = None;
         // Chunk means back to a sum in f64, so the total adds no f32 round-off of its own.
         let loss: f64 = parts

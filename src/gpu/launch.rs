@@ -414,6 +414,7 @@ pub(crate) fn build<P>(
 
 /// Compiles `source` (a `Shader`'s, maybe specialised) and builds its pipelines inside an error
 /// scope, so a shader that fails names its file.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn build_source<P>(
     ctx: &Context,
     file: &str,
@@ -421,13 +422,7 @@ pub(crate) fn build_source<P>(
     pipelines: impl FnOnce(&Context, &wgpu::ShaderModule) -> P,
 ) -> Result<P> {
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let module = ctx
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(file),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
-    let p = pipelines(ctx, &module);
+    let p = pipelines(ctx, &shader_module(ctx, file, source));
     match pollster::block_on(scope.pop()) {
         None => Ok(p),
         Some(e) => Err(Error::Gpu(format!(
@@ -436,6 +431,29 @@ pub(crate) fn build_source<P>(
             ctx.describe()
         ))),
     }
+}
+
+/// In the browser an error scope answers only through the event loop, which a pipeline built
+/// mid-step can't wait for: a failure reaches the device's error slot instead (its message
+/// names the module's label, the file) and fails the next read-back.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn build_source<P>(
+    ctx: &Context,
+    file: &str,
+    source: &str,
+    pipelines: impl FnOnce(&Context, &wgpu::ShaderModule) -> P,
+) -> Result<P> {
+    let p = pipelines(ctx, &shader_module(ctx, file, source));
+    ctx.check(&format!("building shaders/{file}"))?;
+    Ok(p)
+}
+
+fn shader_module(ctx: &Context, file: &str, source: &str) -> wgpu::ShaderModule {
+    ctx.device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(file),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        })
 }
 
 /// The device for the library's GPU tests: None (skip) without an adapter, unless CI=true,
