@@ -88,6 +88,22 @@ class TwoLayerNet:
         float64 arrays shaped as ``params``."""
         return self._engine.gradient(self.params, x, t)
 
+    def save(self, path, iteration=0):
+        """Writes ``params`` to ``path`` as the safetensors checkpoint the CLI writes (f64,
+        atomically): ``gpu-train eval --weights PATH`` and ``predict --weights PATH`` read it."""
+        w1, w2 = np.shape(self.params["W1"]), np.shape(self.params["W2"])
+        if len(w1) != 2 or len(w2) != 2:
+            raise ValueError(f"params['W1'], params['W2']: shapes {w1}, {w2}, expected 2-D")
+        _native.save_checkpoint(str(path), self.params, w1[0], w1[1], w2[1], iteration)
+
+    @classmethod
+    def load(cls, path, *, device="auto"):
+        """A net with the parameters of a checkpoint (one the CLI wrote, or ``save``)."""
+        params, n_in, n_hidden, n_out, _ = _native.load_checkpoint(str(path))
+        net = cls(n_in, n_hidden, n_out, device=device, seed=0)
+        net.params = dict(params)
+        return net
+
     @property
     def last_engine_seconds(self):
         """Seconds the engine itself spent on the last call (after checks and conversions)."""

@@ -4,6 +4,7 @@
 //! is the caller's; `gpu_train/book.py` is the book-shaped class over these.
 
 mod arrays;
+mod ckpt;
 mod data;
 mod net;
 
@@ -51,6 +52,8 @@ pub(crate) fn engine<T: Send>(
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<net::Engine>()?;
     m.add_function(wrap_pyfunction!(data::load_mnist_raw, m)?)?;
+    m.add_function(wrap_pyfunction!(ckpt::save_checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(ckpt::load_checkpoint, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

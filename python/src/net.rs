@@ -28,7 +28,7 @@ fn size(arg: &str, v: i64, min: i64, max: i64) -> PyResult<usize> {
 
 /// The spec of the book's TwoLayerNet(input_size, hidden_size, output_size), every size
 /// checked (and the parameter count bounded) before anything is sized from them.
-fn spec_of(input: i64, hidden: i64, output: i64) -> PyResult<MlpSpec> {
+pub(crate) fn spec_of(input: i64, hidden: i64, output: i64) -> PyResult<MlpSpec> {
     let input = size("input_size", input, 1, 1 << 24)?;
     let hidden = size("hidden_size", hidden, 1, 1 << 24)?;
     // Labels are bytes in the engine; softmax needs two outputs.

@@ -143,3 +143,27 @@ def test_load_mnist_names_a_missing_folder_and_its_files(tmp_path):
     with pytest.raises(OSError) as e:
         load_mnist(dir=tmp_path)
     assert "train-images-idx3-ubyte" in str(e.value)
+
+
+def test_checkpoints_are_the_clis(tmp_path, mnist):
+    """save writes the CLI's safetensors checkpoint (the tensors as the CLI names and shapes
+    them, its metadata); load reads it back exactly."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    (x, t), _ = mnist
+    net = TwoLayerNet(784, 50, 10, device="cpu", seed=4)
+    random_params(net, np.random.default_rng(5), std=0.1)
+    path = tmp_path / "net.safetensors"
+    net.save(path, iteration=0)
+    stored = load_file(str(path))
+    assert {k: v.shape for k, v in stored.items()} == {k: v.shape for k, v in net.params.items()}
+    with safe_open(str(path), framework="np") as f:
+        assert f.metadata()["format"] == "gpu-train checkpoint 1"
+    back = TwoLayerNet.load(path, device="cpu")
+    for k in net.params:
+        np.testing.assert_array_equal(back.params[k], net.params[k])
+    assert back.accuracy(x[:500], t[:500]) == net.accuracy(x[:500], t[:500])
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(OSError, match="net.safetensors"):
+        TwoLayerNet.load(path)

@@ -64,3 +64,26 @@ def test_chapter_loop_reaches_the_clis_accuracy(tmp_path):
     print(f"python: train acc {train_acc:.4f}, test acc {test_acc:.4f}; CLI test acc {want:.4f}")
     assert len(accs) == ITERS // 300 + 1
     assert abs(test_acc - want) <= ACC_MARGIN, (test_acc, want)
+
+
+def test_the_cli_reads_a_python_checkpoint_and_python_reads_the_clis(tmp_path):
+    """A net saved from Python is evaluated by `gpu-train eval --weights` to the accuracy
+    Python computes; the CLI's own checkpoint loads into a TwoLayerNet with the CLI's figure."""
+    (x_train, t_train), (x_test, t_test) = load_mnist()
+    network = TwoLayerNet(784, 50, 10, device="cpu", seed=0)
+    for i in range(300):
+        pick = np.random.default_rng(i).choice(len(x_train), 100)
+        grad = network.gradient(x_train[pick], t_train[pick])
+        for key in network.params:
+            network.params[key] -= 0.1 * grad[key]
+    path = tmp_path / "from-python.safetensors"
+    network.save(path, iteration=300)
+    run = subprocess.run([cli(), "eval", "--weights", str(path)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    cli_acc = float(re.search(r"accuracy (\S+)", run.stdout).group(1))
+    assert abs(cli_acc - network.accuracy(x_test, t_test)) <= 1e-4, run.stdout  # 4 digits printed
+    out = tmp_path / "run"
+    want = cli_test_accuracy(300, out)
+    loaded = TwoLayerNet.load(out / "checkpoint.safetensors", device="cpu")
+    assert abs(loaded.accuracy(x_test, t_test) - want) <= 1e-4  # the CLI prints 4 digits
