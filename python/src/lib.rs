@@ -48,12 +48,21 @@ pub(crate) fn engine<T: Send>(
     }
 }
 
+/// Panics inside the engine wrapper, for the test that no panic crosses into Python.
+#[pyfunction]
+fn _panic_for_tests(py: Python<'_>) -> PyResult<()> {
+    engine(py, || -> gpu_train::Result<()> {
+        panic!("a deliberate panic")
+    })
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<net::Engine>()?;
     m.add_function(wrap_pyfunction!(data::load_mnist_raw, m)?)?;
     m.add_function(wrap_pyfunction!(ckpt::save_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(ckpt::load_checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

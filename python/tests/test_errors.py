@@ -58,3 +58,13 @@ def test_bad_constructor_arguments():
     raises(r"parameters; at most", TwoLayerNet, 1 << 24, 1 << 24, 10)
     raises(r"weight_init_std: NaN", TwoLayerNet, 784, 50, 10, float("nan"))
     raises(r'device: "tpu", expected', lambda: TwoLayerNet(784, 50, 10, device="tpu"))
+
+
+def test_a_panic_in_the_engine_is_a_runtime_error_not_an_abort():
+    from gpu_train import _native
+
+    with pytest.raises(RuntimeError, match="a deliberate panic"):
+        _native._panic_for_tests()
+    # The interpreter and the engine go on.
+    net = TwoLayerNet(64, 7, 26, device="cpu", seed=0)
+    assert net.predict(np.zeros((2, 64))).shape == (2, 26)
