@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Context, GpuBackend};
 use crate::model::{Activation, MlpSpec, Params};
 use std::sync::Arc;
-use std::time::Instant;
+use web_time::Instant;
 
 /// The widest line the report prints.
 pub const WIDTH: usize = 100;

@@ -13,7 +13,7 @@ use crate::cpu::{backprop, cross_entropy, forward::forward, numerical};
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
 use rayon::prelude::*;
-use std::time::Instant;
+use web_time::Instant;
 
 /// Rows per parallel forward pass when predicting many rows: bounds the activations' memory.
 const ROWS_PER_CHUNK: usize = 500;

@@ -63,9 +63,9 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// The process's start, as near as the program can tell: the first call (the CLI makes it
 /// first thing). Start-up figures (`FinalReport::startup_seconds`) count from here.
-pub fn process_start() -> std::time::Instant {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    *START.get_or_init(std::time::Instant::now)
+pub fn process_start() -> web_time::Instant {
+    static START: std::sync::OnceLock<web_time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(web_time::Instant::now)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::backend::{Backend, Evaluation, GradMethod, Split};
 use crate::data::{Sampler, SamplerKind, SamplerState};
 use crate::error::{Error, Result};
 use crate::wait::{ready, LocalFuture};
-use std::time::Instant;
+use web_time::Instant;
 
 /// Everything that decides a run (besides the data, the device and the precision).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Context, GpuBackend, GpuOptions};
 use crate::model::{MlpSpec, Params};
 use std::sync::Arc;
-use std::time::Instant;
+use web_time::Instant;
 
 /// Every case of the grid on every device, in table order: kind of work (--what order), batch,
 /// hidden, device.

@@ -13,7 +13,8 @@ use crate::data::{Mnist, Sampler, SamplerKind};
 use crate::error::Result;
 use crate::model::{MlpSpec, Params};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 /// `1` lets `--device auto` try software adapters too (lavapipe standing in for a GPU in tests).
 pub const ALLOW_SOFTWARE_ENV: &str = "GPU_TRAIN_AUTO_ALLOW_SOFTWARE";

@@ -7,7 +7,6 @@
 
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Once;
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -111,8 +110,14 @@ pub fn descent_path(path: impl AsRef<Path>, points: &[Vec<f64>]) -> Result<()> {
     render!(path.as_ref(), draw_descent_path(points))
 }
 
+/// plotters has no font registry on wasm32 (it draws text through the browser's canvas there);
+/// the page draws its own curves, so the run folder's figures are native only in practice.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn register_font() {}
+
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn register_font() {
-    static ONCE: Once = Once::new();
+    static ONCE: std::sync::Once = std::sync::Once::new();
     // A failure here cannot be fixed at run time and would surface as a drawing error anyway.
     ONCE.call_once(|| {
         let _ = plotters::style::register_font(

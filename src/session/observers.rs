@@ -40,7 +40,7 @@ pub(super) struct Checkpointer<'a> {
     /// The run's CSV files: fsynced before each checkpoint, so that what it covers is on the
     /// disk first and a resume after a kill finds every row up to it.
     pub(super) files: RunSync,
-    pub(super) clock: std::time::Instant,
+    pub(super) clock: web_time::Instant,
     pub(super) seconds0: f64,
     pub(super) last_pause: (usize, SamplerState),
     /// The batch losses since the last evaluation, as of the last pause.

@@ -291,7 +291,7 @@ fn checkpointer_for<'a>(
         precision,
         path: run_dir.checkpoint_path(),
         files: run_dir.syncer()?,
-        clock: std::time::Instant::now(),
+        clock: web_time::Instant::now(),
         seconds0: plan.start.map_or(0.0, |s| s.seconds),
         last_pause: (plan.start.map_or(0, |s| s.iteration), sampler0),
         pending: plan.start.map(|s| s.pending).unwrap_or_default(),
