@@ -47,3 +47,13 @@ def assert_grads_close(got, ref, what):
         worst = np.max(np.abs(g - r))
         assert rel <= GRAD_REL or worst <= GRAD_ATOL, (
             f"{what} {name}: relative {rel:.3e} (bound {GRAD_REL:g}), worst |err| {worst:.3e}")
+
+
+# The folder of full MNIST CI points MNIST_DIR at, kept for the test that loads it; every other
+# test runs on the embedded subset, whatever the environment says.
+FULL_MNIST_DIR = os.environ.get("MNIST_DIR")
+
+
+@pytest.fixture(autouse=True)
+def _embedded_data_unless_asked(monkeypatch):
+    monkeypatch.delenv("MNIST_DIR", raising=False)

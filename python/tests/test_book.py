@@ -1,5 +1,6 @@
 """gpu_train.book against the NumPy reference written from the chapter (numpy_net.py)."""
 
+import os
 import threading
 
 import numpy as np
@@ -167,3 +168,16 @@ def test_checkpoints_are_the_clis(tmp_path, mnist):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(OSError, match="net.safetensors"):
         TwoLayerNet.load(path)
+
+
+def test_load_mnist_reads_full_mnist_from_mnist_dir(monkeypatch):
+    from conftest import FULL_MNIST_DIR
+
+    if FULL_MNIST_DIR is None:
+        if os.environ.get("GPU_TRAIN_FULL_MNIST") == "required":
+            pytest.fail("GPU_TRAIN_FULL_MNIST=required but MNIST_DIR is not set")
+        pytest.skip("MNIST_DIR not set: no full MNIST here")
+    monkeypatch.setenv("MNIST_DIR", FULL_MNIST_DIR)
+    (x, t), (xt, tt) = load_mnist(normalize=False, flatten=False)
+    assert x.shape == (60000, 1, 28, 28) and xt.shape == (10000, 1, 28, 28)
+    assert x.dtype == np.uint8 and t.shape == (60000,) and int(t.max()) == 9
