@@ -92,8 +92,19 @@ impl Checker {
         batch: &[u32],
         method: GradMethod,
     ) -> Result<(f64, Vec<TensorError>)> {
-        let got = device.gradient(method)?;
-        self.oracle.set_params(&device.params()?)?;
+        crate::wait::block(self.check_async(step, device, batch, method))
+    }
+
+    /// [`check`](Self::check), awaiting the device's read-backs: what the page runs.
+    pub async fn check_async(
+        &mut self,
+        step: usize,
+        device: &mut dyn Backend,
+        batch: &[u32],
+        method: GradMethod,
+    ) -> Result<(f64, Vec<TensorError>)> {
+        let got = device.gradient_async(method).await?;
+        self.oracle.set_params(&device.params_async().await?)?;
         self.oracle.set_batch(batch)?;
         let reference_method = match method {
             GradMethod::Backprop => GradMethod::Backprop,

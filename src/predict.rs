@@ -20,8 +20,8 @@ mod decode;
 mod jpeg;
 
 pub use decode::{
-    decode_image, read_image, Grey, DECODE_BYTES_PER_PIXEL, MAX_HEADER_ALLOC, MAX_IMAGE_BYTES,
-    MAX_IMAGE_PIXELS,
+    decode_image, grey_from_rgba, read_image, Grey, DECODE_BYTES_PER_PIXEL, MAX_HEADER_ALLOC,
+    MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS,
 };
 
 use std::io::Write;

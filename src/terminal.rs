@@ -273,20 +273,6 @@ pub fn format_final(r: &FinalReport) -> String {
     s
 }
 
-/// An evaluation as a `--json` record: the keys of metrics.csv (docs/SCHEMA.md).
-pub fn eval_json(r: &EvalRecord) -> serde_json::Value {
-    serde_json::json!({
-        "iteration": r.iter,
-        "epoch": r.epoch,
-        "seconds": r.seconds,
-        "batch_loss": r.batch_loss,
-        "train_loss": r.train.loss,
-        "train_acc": r.train.accuracy(),
-        "test_loss": r.test.loss,
-        "test_acc": r.test.accuracy(),
-    })
-}
-
 impl Observer for Printer {
     fn on_losses(&mut self, _first: usize, losses: &[f64]) -> gpu_train::Result<()> {
         for &l in losses {
@@ -300,7 +286,7 @@ impl Observer for Printer {
 
     fn on_eval(&mut self, r: &EvalRecord) -> gpu_train::Result<()> {
         if self.json {
-            println!("{}", eval_json(r));
+            println!("{}", r.to_json());
         }
         if !self.quiet {
             self.line(&format_eval(r));

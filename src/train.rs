@@ -116,6 +116,23 @@ pub struct EvalRecord {
     pub seconds: f64,
 }
 
+impl EvalRecord {
+    /// This evaluation as a `--json` record (the page's records too): the keys of metrics.csv
+    /// (docs/SCHEMA.md).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "iteration": self.iter,
+            "epoch": self.epoch,
+            "seconds": self.seconds,
+            "batch_loss": self.batch_loss,
+            "train_loss": self.train.loss,
+            "train_acc": self.train.accuracy(),
+            "test_loss": self.test.loss,
+            "test_acc": self.test.accuracy(),
+        })
+    }
+}
+
 /// The batch losses since the last evaluation, not yet averaged into a metrics row: what
 /// `batch_loss` at the next evaluation needs. A checkpoint carries it, so a resumed run's
 /// next `batch_loss` is the uninterrupted run's. Summed one loss at a time, in order, so the

@@ -396,9 +396,30 @@ pub fn embedded() -> Result<Mnist> {
 }
 
 fn embedded_with(classes: Option<ClassCount>) -> Result<Mnist> {
+    from_idx_bytes(
+        EMBEDDED_PREFIX,
+        [
+            EMBEDDED_TRAIN_IMAGES,
+            EMBEDDED_TRAIN_LABELS,
+            EMBEDDED_TEST_IMAGES,
+            EMBEDDED_TEST_LABELS,
+        ],
+        classes,
+    )
+}
+
+/// The four canonical files (gzip-compressed, as the embedded subset is) already in memory,
+/// in the order train images, train labels, test images, test labels: what the page loads over
+/// HTTP. `origin` names them in errors (`origin` + the canonical name + `.gz`), so every check
+/// of [`load`] holds and an error says which file is at fault.
+pub fn from_idx_bytes(
+    origin: &str,
+    files: [&[u8]; 4],
+    classes: Option<ClassCount>,
+) -> Result<Mnist> {
     let part = |images_name: &str, images: &[u8], labels_name: &str, labels: &[u8]| {
-        let images_name = format!("{EMBEDDED_PREFIX}{images_name}.gz");
-        let labels_name = format!("{EMBEDDED_PREFIX}{labels_name}.gz");
+        let images_name = format!("{origin}{images_name}.gz");
+        let labels_name = format!("{origin}{labels_name}.gz");
         let images = idx::images_from_bytes(&images_name, images)?;
         let labels = idx::labels_from_bytes(&labels_name, labels)?;
         pair(
@@ -408,18 +429,9 @@ fn embedded_with(classes: Option<ClassCount>) -> Result<Mnist> {
             PathBuf::from(labels_name),
         )
     };
-    let train = part(
-        TRAIN_IMAGES,
-        EMBEDDED_TRAIN_IMAGES,
-        TRAIN_LABELS,
-        EMBEDDED_TRAIN_LABELS,
-    )?;
-    let test = part(
-        TEST_IMAGES,
-        EMBEDDED_TEST_IMAGES,
-        TEST_LABELS,
-        EMBEDDED_TEST_LABELS,
-    )?;
+    let [train_images, train_labels, test_images, test_labels] = files;
+    let train = part(TRAIN_IMAGES, train_images, TRAIN_LABELS, train_labels)?;
+    let test = part(TEST_IMAGES, test_images, TEST_LABELS, test_labels)?;
     assemble(train, test, classes, None)
 }
 

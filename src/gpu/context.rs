@@ -236,17 +236,27 @@ impl Context {
             ..Default::default()
         };
         let (device, queue) = adapter.request_device(&desc).await.map_err(|e| {
-            Error::Gpu(format!(
-                "could not open a device on {describe}: {e}; try another adapter ({ADAPTER_ENV}=...) or --device cpu"
-            ))
+            if cfg!(target_arch = "wasm32") {
+                Error::Gpu(format!("could not open a device on the browser's WebGPU adapter: {e}"))
+            } else {
+                Error::Gpu(format!(
+                    "could not open a device on {describe}: {e}; try another adapter ({ADAPTER_ENV}=...) or --device cpu"
+                ))
+            }
         })?;
         let errors: ErrorSlot = Arc::new(Mutex::new(None));
         let slot = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| record(&slot, e.to_string())));
         let slot = errors.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            // Dropping the device reports `Destroyed`: that is us shutting down, not a failure.
-            if reason != wgpu::DeviceLostReason::Destroyed {
+            // Natively, dropping the device reports `Destroyed`: that is us shutting down, not a
+            // failure. In a browser a page (or the browser) may destroy it under us.
+            if cfg!(target_arch = "wasm32") {
+                record(
+                    &slot,
+                    format!("the WebGPU device was lost ({reason:?}): {msg}; train on the CPU, or reload the page"),
+                );
+            } else if reason != wgpu::DeviceLostReason::Destroyed {
                 record(
                     &slot,
                     format!("the device was lost ({reason:?}): {msg}; re-run, or use --device cpu"),
@@ -588,8 +598,14 @@ impl Context {
             Some(Err(e)) => {
                 // A lost device fails the mapping; its own message says more.
                 self.check(what)?;
+                // In a browser the map can fail before the device's lost callback has run.
+                let hint = if cfg!(target_arch = "wasm32") {
+                    "; the WebGPU device is gone or broken: train on the CPU, or reload the page"
+                } else {
+                    ""
+                };
                 return Err(Error::Gpu(format!(
-                    "{what}: mapping the read-back buffer failed: {e}"
+                    "{what}: mapping the read-back buffer failed: {e}{hint}"
                 )));
             }
             None => {

@@ -186,6 +186,42 @@ fn corrupt(file: &Path, stage: &str, e: image::ImageError, budget: u64) -> Error
     }
 }
 
+/// An RGBA picture already in memory (a canvas's `getImageData`, `width x height` pixels of 4
+/// bytes) into grey levels by the same conversion as a decoded PNG: what the page's drawing
+/// goes through before [`prepare`](super::prepare). `what` names it in errors.
+pub fn grey_from_rgba(what: &Path, width: usize, height: usize, rgba: Vec<u8>) -> Result<Grey> {
+    let wrong = |why: String| Error::data(what, why);
+    if width == 0 || height == 0 {
+        return Err(wrong(format!(
+            "is {width}x{height} pixels; a picture needs at least one"
+        )));
+    }
+    let pixels = width
+        .checked_mul(height)
+        .filter(|&n| n as u64 <= MAX_IMAGE_PIXELS);
+    let Some(pixels) = pixels else {
+        return Err(wrong(format!(
+            "is {width}x{height} pixels, over the {MAX_IMAGE_PIXELS} a picture may have"
+        )));
+    };
+    if rgba.len() != pixels * 4 {
+        return Err(wrong(format!(
+            "holds {} bytes; {width}x{height} RGBA pixels are {}",
+            rgba.len(),
+            pixels * 4
+        )));
+    }
+    let (w, h) = (width as u32, height as u32);
+    let Some(img) = image::RgbaImage::from_raw(w, h, rgba) else {
+        return Err(wrong(format!("is not {width}x{height} RGBA pixels")));
+    };
+    Ok(Grey {
+        width,
+        height,
+        pixels: grey_levels(DynamicImage::ImageRgba8(img)),
+    })
+}
+
 /// A pixel's grey level (0..1) from its luma and alpha bytes: transparent parts are paper,
 /// composited over white.
 fn paper(l: u8, a: u8) -> f32 {
