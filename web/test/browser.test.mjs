@@ -232,6 +232,17 @@ async function main() {
         assert.equal(bp.error, undefined, `the backprop run failed: ${bp.error}`);
         compareRecords('wasm cpu backprop', bp.records, backprop.records, r.tolerances.loss_vs_native_cpu_rel);
         figure('page wasm cpu', r.final, bp.final, `; page load to first step ${r.final.startup_seconds.toFixed(1)} s`);
+        // The stop button: a long run, stopped after its first pause, ends interrupted and the
+        // page trains again.
+        await b.page.fill('input[name=iters]', '100000');
+        await b.page.click('#train');
+        await b.page.waitForFunction(() => /iteration [1-9]\d* \//.test(document.getElementById('status').textContent), null, { timeout: RUN_MS });
+        await b.page.click('#stop');
+        const stopped = await finished(b.page, 3);
+        assert.equal(stopped.error, undefined, `the stopped run failed: ${stopped.error}`);
+        assert.equal(stopped.final.ending, 'interrupted');
+        assert.ok(stopped.final.iteration < 100000, `stopped at ${stopped.final.iteration}`);
+        console.log(`     stop pressed: the run ended interrupted at iteration ${stopped.final.iteration}`);
         const shot = path.join(artifacts, 'web-cpu.png');
         await b.page.screenshot({ path: shot, fullPage: true });
         const bad = b.console.filter((m) => m.type === 'pageerror');
