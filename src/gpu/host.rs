@@ -85,12 +85,17 @@ pub fn process_gpu(request: DeviceRequest) -> std::result::Result<GpuDevice, Str
         DeviceRequest::Gpu => &ANY,
         DeviceRequest::Auto => &HARDWARE,
     };
+    // The reason without the error's "GPU: " (the caller's `Error::Gpu` adds it back).
+    let reason = |e: Error| match e {
+        Error::Gpu(why) => why,
+        other => other.to_string(),
+    };
     slot.get_or_init(|| {
-        let ctx = match Context::request(request).map_err(|e| e.to_string())? {
+        let ctx = match Context::request(request).map_err(reason)? {
             AutoChoice::Gpu(ctx) => ctx,
             AutoChoice::Cpu { reason } => return Err(reason),
         };
-        GpuDevice::new(Arc::new(ctx)).map_err(|e| e.to_string())
+        GpuDevice::new(Arc::new(ctx)).map_err(reason)
     })
     .clone()
 }
