@@ -6,11 +6,14 @@
 //!
 //! Every call computes in f32 (the engine's fast path) with the same kernels the backends
 //! use: the forward pass, the cross entropy with the chapter's 1e-7 delta, backprop, and the
-//! `incremental` numerical gradient with its careful per-sample loss change.
+//! `incremental` numerical gradient with its careful per-sample loss change. On the CPU those
+//! are `crate::cpu`'s; on the GPU, `gpu::host::HostGpu` runs the WGSL kernels over the same
+//! batch (checked here first, so both devices refuse the same inputs with the same errors).
 
 use crate::backend::{GradMethod, PerturbStrategy};
 use crate::cpu::{backprop, cross_entropy, forward::forward, numerical};
 use crate::error::{Error, Result};
+use crate::gpu::host::{GpuDevice, HostGpu};
 use crate::model::MlpSpec;
 use rayon::prelude::*;
 use web_time::Instant;
@@ -114,14 +117,24 @@ fn check_labels(spec: &MlpSpec, batch: &HostBatch) -> Result<()> {
 pub enum HostDevice {
     /// The CPU's f32 path (rayon threads).
     Cpu,
+    /// The GPU backend's kernels through wgpu (any adapter: Vulkan, Metal, DX12, GL).
+    Gpu,
+}
+
+/// The device's own part of a net: nothing for the CPU; buffers and plans for the GPU.
+#[derive(Debug)]
+enum Engine {
+    Cpu,
+    Gpu(Box<HostGpu>),
 }
 
 /// The engine behind the book's TwoLayerNet: a net's spec and a device. Parameters and batches
-/// come with every call; nothing is kept between calls but the device and timing.
+/// come with every call; nothing is kept between calls but the device (on the GPU its buffers
+/// and plans, rewritten by each call) and timing.
 #[derive(Debug)]
 pub struct HostNet {
     spec: MlpSpec,
-    device: HostDevice,
+    engine: Engine,
     last_seconds: f64,
 }
 
@@ -130,8 +143,42 @@ impl HostNet {
     pub fn cpu(spec: MlpSpec) -> HostNet {
         HostNet {
             spec,
-            device: HostDevice::Cpu,
+            engine: Engine::Cpu,
             last_seconds: 0.0,
+        }
+    }
+
+    /// A net of `spec` computing on `dev`'s GPU.
+    pub fn gpu(spec: MlpSpec, dev: &GpuDevice) -> Result<HostNet> {
+        let gpu = HostGpu::new(dev, spec.clone())?;
+        Ok(HostNet {
+            spec,
+            engine: Engine::Gpu(Box::new(gpu)),
+            last_seconds: 0.0,
+        })
+    }
+
+    /// A net on the process's GPU (`gpu::host::process_gpu`: any adapter, software ones
+    /// included), or `Error::Gpu` with the reason there is none.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn on_process_gpu(spec: MlpSpec) -> Result<HostNet> {
+        let dev =
+            crate::gpu::host::process_gpu(crate::gpu::DeviceRequest::Gpu).map_err(Error::Gpu)?;
+        HostNet::gpu(spec, &dev)
+    }
+
+    /// The automatic choice: the process's hardware GPU when there is one (as the CLI's
+    /// `--device auto`, a software adapter is not chosen: it is far slower than the CPU path),
+    /// else the CPU; with the reason, e.g. "a hardware GPU" or "the CPU (no hardware GPU, only
+    /// software (llvmpipe ...))".
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn auto(spec: MlpSpec) -> (HostNet, String) {
+        match crate::gpu::host::process_gpu(crate::gpu::DeviceRequest::Auto) {
+            Ok(dev) => match HostNet::gpu(spec.clone(), &dev) {
+                Ok(net) => (net, "a hardware GPU".to_string()),
+                Err(e) => (HostNet::cpu(spec), format!("the CPU (the GPU failed: {e})")),
+            },
+            Err(reason) => (HostNet::cpu(spec), format!("the CPU ({reason})")),
         }
     }
 
@@ -140,13 +187,17 @@ impl HostNet {
     }
 
     pub fn device(&self) -> HostDevice {
-        self.device
+        match self.engine {
+            Engine::Cpu => HostDevice::Cpu,
+            Engine::Gpu(_) => HostDevice::Gpu,
+        }
     }
 
-    /// A one-line description of the device: "cpu f32 (2 threads)".
+    /// A one-line description of the device: "cpu f32 (2 threads)", "gpu llvmpipe (...)".
     pub fn device_name(&self) -> String {
-        match self.device {
-            HostDevice::Cpu => format!("cpu f32 ({} threads)", rayon::current_num_threads()),
+        match &self.engine {
+            Engine::Cpu => format!("cpu f32 ({} threads)", rayon::current_num_threads()),
+            Engine::Gpu(g) => g.describe(),
         }
     }
 
@@ -159,7 +210,10 @@ impl HostNet {
     pub fn predict(&mut self, params: &[f32], batch: &HostBatch) -> Result<Vec<f32>> {
         check_inputs(&self.spec, params, batch, false)?;
         let start = Instant::now();
-        let probs = self.probs(params, batch);
+        let probs = match &mut self.engine {
+            Engine::Cpu => self.probs(params, batch),
+            Engine::Gpu(g) => g.predict(params, batch.x, batch.rows)?,
+        };
         self.last_seconds = start.elapsed().as_secs_f64();
         Ok(probs)
     }
@@ -168,12 +222,15 @@ impl HostNet {
     pub fn loss(&mut self, params: &[f32], batch: &HostBatch) -> Result<f64> {
         check_inputs(&self.spec, params, batch, true)?;
         let start = Instant::now();
-        let probs = self.probs(params, batch);
-        let loss = cross_entropy::mean(&cross_entropy::cross_entropy_labels(
-            &probs,
-            batch.labels,
-            self.spec.classes,
-        ));
+        let losses = match &mut self.engine {
+            Engine::Cpu => cross_entropy::cross_entropy_labels(
+                &self.probs(params, batch),
+                batch.labels,
+                self.spec.classes,
+            ),
+            Engine::Gpu(g) => g.losses(params, batch.x, batch.labels, batch.rows)?,
+        };
+        let loss = cross_entropy::mean(&losses);
         self.last_seconds = start.elapsed().as_secs_f64();
         Ok(loss)
     }
@@ -182,13 +239,10 @@ impl HostNet {
     pub fn correct(&mut self, params: &[f32], batch: &HostBatch) -> Result<usize> {
         check_inputs(&self.spec, params, batch, true)?;
         let start = Instant::now();
-        let probs = self.probs(params, batch);
-        let classes = self.spec.classes;
-        let correct = probs
-            .chunks(classes)
-            .zip(batch.labels)
-            .filter(|(row, &t)| crate::math::argmax(row) == t as usize)
-            .count();
+        let correct = match &mut self.engine {
+            Engine::Cpu => self.cpu_correct(params, batch),
+            Engine::Gpu(g) => g.correct(params, batch.x, batch.labels, batch.rows)?,
+        };
         self.last_seconds = start.elapsed().as_secs_f64();
         Ok(correct)
     }
@@ -215,9 +269,20 @@ impl HostNet {
             }
         }
         let start = Instant::now();
-        let grad = self.cpu_gradient(params, batch, method);
+        let grad = match &mut self.engine {
+            Engine::Cpu => self.cpu_gradient(params, batch, method),
+            Engine::Gpu(g) => g.gradient(params, batch.x, batch.labels, batch.rows, method)?,
+        };
         self.last_seconds = start.elapsed().as_secs_f64();
         Ok(grad)
+    }
+
+    fn cpu_correct(&self, params: &[f32], batch: &HostBatch) -> usize {
+        self.probs(params, batch)
+            .chunks(self.spec.classes)
+            .zip(batch.labels)
+            .filter(|(row, &t)| crate::math::argmax(row) == t as usize)
+            .count()
     }
 
     fn cpu_gradient(&self, params: &[f32], batch: &HostBatch, method: GradMethod) -> Vec<f32> {

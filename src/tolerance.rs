@@ -183,3 +183,25 @@ pub const WEB_LOSS_VS_NATIVE_CPU_REL: f64 = 1e-5;
 /// the page trains only the chapter's sigmoid net at the chapter's h, whose checks measure
 /// 1e-7..5e-7 on the CPU and lavapipe.
 pub const WEB_NUMERICAL_CHECK_REL: f64 = 1e-6;
+
+// ---- The GPU host-batch path (gpu::host, the Python package's device="gpu") vs the CPU host
+// path (host.rs), same f32 inputs (tests/gpu_host.rs; measured on lavapipe) ----
+
+/// Probabilities: two f32 forward passes whose sums run in different orders (the GPU's tiled
+/// matmul, the CPU's `matrixmultiply`), K up to 3000 terms of normal inputs, then softmax (a few
+/// ulps). Probabilities are at most 1; measured max |err| 2.4e-7 (784-50-10, batch 100, weights
+/// of std 0.2), 1e-8..9e-8 elsewhere: the bound, at most 2e-6, is 4x the worst at its floor.
+pub const HOST_GPU_VS_CPU_PROBS: Tolerance = Tolerance::new(1e-6, 1e-6);
+
+/// The mean loss: the per-sample -ln(p_t + 1e-7) of those probabilities (relative error of p_t
+/// becomes absolute error of the loss, ~1e-7 at a few ulps), averaged in f64 on both sides.
+/// Measured max |err| 4.9e-7 (losses of a few units at weights of std 2), 2e-8..8e-8 at the
+/// chapter's scales: the floor alone is 4x the worst.
+pub const HOST_GPU_VS_CPU_LOSS: Tolerance = Tolerance::new(2e-6, 1e-6);
+
+/// Gradients, whole-vector relative: each device's f32 gradient is within ~3e-7 of the f64
+/// one (backprop: f32 matmuls; numerical: the careful per-sample loss change), so the two
+/// differ by about as much. Measured 6e-8..6.4e-7 (worst: 784-1-10 at weights of std 0.6), the
+/// chapter's 784-50-10 at batch 100 2.3e-7..3.5e-7: the bound is 16x the worst, and the same
+/// as each path's own against f64 (`F32_NUMERICAL_VS_F64`).
+pub const HOST_GPU_VS_CPU_GRAD_REL: f64 = 1e-5;

@@ -4,8 +4,8 @@ the work done by the gpu-train engine. A chapter script changes only its two imp
     from gpu_train.book import load_mnist
     from gpu_train.book import TwoLayerNet
 
-Precision: the engine computes in float32 (its fast path, CPU or GPU) and hands back float64
-arrays. Measured against a float64 NumPy net written from the chapter's formulas
+Precision: the engine computes in float32 (its fast path, CPU or GPU, the same arithmetic on
+both) and hands back float64 arrays. Measured against a float64 NumPy net written from the chapter's formulas
 (python/tests/numpy_net.py): ``predict`` and ``loss`` agree to at most 1.4e-7 and 1.8e-7, and
 per tensor the gradients to a relative error of 4e-8 to 3.5e-7 (``numerical_gradient``) and
 4e-8 to 8.3e-7 (``gradient``) of the float64 numerical gradient, on 784-50-10, 784-1-10 and
@@ -35,8 +35,13 @@ class TwoLayerNet:
     book's loop does (``network.params[key] -= learning_rate * grad[key]``): every method reads
     their current values.
 
-    ``device``: ``"cpu"``, ``"gpu"`` (raises with the reason when there is none) or ``"auto"``
-    (says its choice in ``device`` and ``device_reason``, and in one line on stderr).
+    ``device``: ``"cpu"``; ``"gpu"``, the engine's WGSL kernels through wgpu on any adapter
+    (Vulkan, Metal, DX12, GL; software ones such as Mesa's lavapipe included; raises
+    ``RuntimeError`` with the reason when there is none); or ``"auto"``: a hardware GPU when
+    there is one, else the CPU (as the CLI's ``--device auto``, a software adapter is not
+    picked: it is far slower than the CPU path), saying its choice in ``device`` and
+    ``device_reason``, and in one line on stderr. A process opens its GPU once, on first use,
+    and every net shares it.
     ``seed``: None draws the weights from NumPy's global generator as the book does (so
     ``np.random.seed`` makes a script repeatable); an integer uses the engine's seeded
     generator, the same initial net as ``gpu-train train --seed N``.

@@ -39,8 +39,8 @@ fn as_array<'py>(arg: &str, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUn
     let a = np
         .call_method1("asarray", (obj,))
         .map_err(|e| value_error(format!("{arg}: cannot be read as a NumPy array ({e})")))?;
-    Ok(a.cast_into::<PyUntypedArray>()
-        .map_err(|_| value_error(format!("{arg}: is not a NumPy array")))?)
+    a.cast_into::<PyUntypedArray>()
+        .map_err(|_| value_error(format!("{arg}: is not a NumPy array")))
 }
 
 /// The values of a real-valued array (float of any width, or integer) as f32, in logical

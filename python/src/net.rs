@@ -102,20 +102,26 @@ impl Engine {
 impl Engine {
     #[new]
     #[pyo3(signature = (input_size, hidden_size, output_size, device="auto"))]
-    fn new(input_size: i64, hidden_size: i64, output_size: i64, device: &str) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        input_size: i64,
+        hidden_size: i64,
+        output_size: i64,
+        device: &str,
+    ) -> PyResult<Self> {
         let spec = spec_of(input_size, hidden_size, output_size)?;
         let (net, reason) = match device {
             "cpu" => (HostNet::cpu(spec.clone()), "device=\"cpu\"".to_string()),
-            "auto" => (
-                HostNet::cpu(spec.clone()),
-                "device=\"auto\": the CPU (the GPU path of the Python package is not built yet)"
-                    .to_string(),
-            ),
+            // Both open the process's device once (it is kept, with its kernels, for every
+            // later net), with the GIL released: that takes seconds on a software adapter.
+            "auto" => {
+                let (net, why) = py.detach(|| HostNet::auto(spec.clone()));
+                let why = why.replace("--device gpu", "device=\"gpu\"");
+                (net, format!("device=\"auto\": {why}"))
+            }
             "gpu" => {
-                return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                    "device=\"gpu\": the Python package's GPU path is not built yet; use \
-                     device=\"cpu\"",
-                ))
+                let net = crate::engine(py, || HostNet::on_process_gpu(spec.clone()))?;
+                (net, "device=\"gpu\"".to_string())
             }
             other => {
                 return Err(PyValueError::new_err(format!(

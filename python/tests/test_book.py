@@ -1,6 +1,8 @@
 """gpu_train.book against the NumPy reference written from the chapter (numpy_net.py)."""
 
 import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -82,9 +84,10 @@ def test_in_place_edits_of_params_are_seen(device, mnist):
     assert abs(net.loss(x, t) - ref.loss(params, x, t)) <= VALUE_ATOL
 
 
-def test_inputs_in_any_float_dtype_layout_and_label_form(mnist):
+@pytest.mark.parametrize("device", devices())
+def test_inputs_in_any_float_dtype_layout_and_label_form(device, mnist):
     (x, t), _ = mnist
-    net = TwoLayerNet(784, 50, 10, device="cpu", seed=0)
+    net = make_net(device, 784, 50, 10, seed=0)
     xb, tb = x[:20], t[:20]
     want = net.numerical_gradient(xb, tb)
     for x2, t2 in [(xb.astype(np.float64), tb), (np.asfortranarray(xb), tb),
@@ -100,9 +103,12 @@ def test_inputs_in_any_float_dtype_layout_and_label_form(mnist):
     assert net.predict(xb[0]).shape == (10,)
 
 
-def test_two_threads_at_once_give_the_serial_results(mnist):
+@pytest.mark.parametrize("device", devices())
+def test_two_threads_at_once_give_the_serial_results(device, mnist):
+    """Two threads on one net, and a third on another net of the same device (on the GPU, the
+    process's one device): each call's result is the one it gives alone, bit for bit."""
     (x, t), _ = mnist
-    nets = [TwoLayerNet(784, 50, 10, device="cpu", seed=s) for s in (0, 1)]
+    nets = [make_net(device, 784, 50, 10, seed=s) for s in (0, 1)]
     shared = nets[0]
     jobs = [(shared, x[:100], t[:100]), (shared, x[100:200], t[100:200]),
             (nets[1], x[200:300], t[200:300])]
@@ -122,6 +128,46 @@ def test_two_threads_at_once_give_the_serial_results(mnist):
     for w, g in zip(want, got):
         for k in w:
             np.testing.assert_array_equal(g[k], w[k])
+
+
+@pytest.mark.parametrize("device", devices())
+def test_the_device_is_named_with_the_reason(device, capfd):
+    net = make_net(device, 64, 7, 26, seed=0)
+    assert net.device.startswith(device + " ") and net.device_reason == f'device="{device}"'
+    assert capfd.readouterr().err == ""  # only "auto" says its choice
+    auto = TwoLayerNet(64, 7, 26, device="auto", seed=0)
+    assert auto.device_reason.startswith('device="auto": ')
+    assert auto.device.split()[0] in ("cpu", "gpu")
+    # The CLI's rule: a hardware GPU, never a software one (lavapipe is far slower than the CPU).
+    if "llvmpipe" in auto.device_reason or "no hardware GPU" in auto.device_reason:
+        assert auto.device.startswith("cpu")
+    err = capfd.readouterr().err.splitlines()
+    assert err == [f"gpu_train: {auto.device_reason} -> {auto.device}"], err
+
+
+def test_without_an_adapter_gpu_raises_and_auto_picks_the_cpu():
+    """In a fresh process (the device is opened once a process) whose adapter filter matches
+    nothing: device="gpu" raises RuntimeError with the reason; "auto" computes on the CPU and
+    says why."""
+    code = """if True:
+        import numpy as np
+        from gpu_train.book import TwoLayerNet
+        try:
+            TwoLayerNet(64, 7, 26, device="gpu")
+        except RuntimeError as e:
+            print("RuntimeError:", e)
+        net = TwoLayerNet(64, 7, 26, device="auto")
+        print("auto:", net.device, "|", net.device_reason)
+        print("loss:", net.loss(np.zeros((2, 64)), np.array([0, 1])))
+    """
+    env = dict(os.environ, GPU_TRAIN_ADAPTER="no-such-adapter-anywhere")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("RuntimeError:") and "no-such-adapter-anywhere" in lines[0], lines
+    assert lines[1].startswith("auto: cpu f32") and "no-such-adapter-anywhere" in lines[1], lines
+    assert lines[2].startswith("loss:"), lines
 
 
 def test_load_mnist_has_the_books_shapes_and_dtypes():

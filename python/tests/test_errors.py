@@ -4,12 +4,14 @@ nothing from Python reaches the engine unchecked."""
 import numpy as np
 import pytest
 
+from conftest import devices, make_net
 from gpu_train.book import TwoLayerNet
 
 
-@pytest.fixture
-def net():
-    return TwoLayerNet(64, 7, 26, device="cpu", seed=0)
+@pytest.fixture(params=devices())
+def net(request):
+    """Every device refuses the same inputs the same way: they are checked before any work."""
+    return make_net(request.param, 64, 7, 26, seed=0)
 
 
 def raises(match, f, *args):

@@ -243,7 +243,7 @@ impl GpuBackend {
             correct: &self.correct,
         };
         let split = if key.test { &self.test } else { &self.train };
-        Plan::new(&shared, split, key.rows, key.backward)
+        Plan::new(&shared, Some(split), key.rows, key.backward)
     }
 
     /// The plan for `key` (an evaluation chunk's), built on first use (once per size).

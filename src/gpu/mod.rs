@@ -16,6 +16,9 @@
 //! - `chunk`: the training plan of `train_steps` (one hidden layer): many iterations per
 //!   submission, 5 launches a numerical and 8 a backprop iteration, no copies; `head`: the
 //!   fused last layer (logits, softmax, cross entropy, batch mean, output delta) it uses.
+//! - `host`: `HostGpu`, the net over a batch the caller holds (`crate::host`): float X rows and
+//!   labels written into a plan's buffers, parameters with every call; `GpuDevice`, a device
+//!   with its kernels, and `process_gpu`, the one a process keeps.
 //! - `auto`: `--device auto` measured: the CPU and each hardware GPU time the run's own step.
 
 pub mod accuracy;
@@ -32,6 +35,7 @@ mod driver;
 mod evaluate;
 pub mod gather;
 pub mod head;
+pub mod host;
 pub mod kernels;
 pub mod launch;
 mod mapping;

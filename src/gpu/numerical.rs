@@ -79,11 +79,15 @@ pub const FULL_MACS_PER_DISPATCH: usize = 1 << 30;
 /// `full` then streams the hidden layer, so it
 /// may be any width), and for `incremental` on one hidden layer the memo kernels
 /// (`numerical_memo`), which replace that entry point wherever the memo fits. Only what the run
-/// uses is compiled: `full`'s double-f32 kernels take seconds on lavapipe.
+/// uses is compiled: `full`'s double-f32 kernels take seconds on lavapipe. The memo assumes
+/// the gather's u8 pixels over 255: for batches of any floats (`gpu::host`) it is off
+/// (`pipelines_for_floats`) and the per-parameter kernel runs.
 #[derive(Debug)]
 pub(crate) struct Pipelines {
     strategy: PerturbStrategy,
     shallow: bool,
+    /// Whether the memo may replace the per-parameter kernel (inputs are u8 pixels over 255).
+    memo_allowed: bool,
     source: String,
     kernel: OnceCell<Kernel>,
     memo: OnceCell<numerical_memo::Pipelines>,
@@ -141,6 +145,15 @@ pub(crate) fn pipelines(spec: &MlpSpec, strategy: PerturbStrategy) -> Result<Pip
     Ok(pipelines_at(spec, strategy, WORKGROUP_1D))
 }
 
+/// `pipelines` for batches of any floats (not the gather's u8 pixels): never the memo, whose
+/// table is indexed by a pixel's byte value.
+pub(crate) fn pipelines_for_floats(spec: &MlpSpec, strategy: PerturbStrategy) -> Pipelines {
+    Pipelines {
+        memo_allowed: false,
+        ..pipelines_at(spec, strategy, WORKGROUP_1D)
+    }
+}
+
 /// `pipelines` with the per-parameter kernel built `workgroup` wide (tests build other widths
 /// than `WORKGROUP_1D`; the grids do not depend on it: `full` is a workgroup per parameter).
 fn pipelines_at(spec: &MlpSpec, strategy: PerturbStrategy, workgroup: u32) -> Pipelines {
@@ -148,6 +161,7 @@ fn pipelines_at(spec: &MlpSpec, strategy: PerturbStrategy, workgroup: u32) -> Pi
     Pipelines {
         strategy,
         shallow: spec.layers().len() <= 2,
+        memo_allowed: true,
         source: SHADER.source_with(workgroup, &[("WIDTH", width)]),
         kernel: OnceCell::new(),
         memo: OnceCell::new(),
@@ -287,7 +301,7 @@ pub(crate) fn plan(
         Some(c) => c.clone(),
         None => ctx.storage("numerical-gradient cache", layout.words)?,
     };
-    let memo_fits = (strategy == PerturbStrategy::Incremental)
+    let memo_fits = (strategy == PerturbStrategy::Incremental && k.memo_allowed)
         .then(|| numerical_memo::fits(spec, rows, ctx))
         .flatten();
     if let Some(fits) = memo_fits {

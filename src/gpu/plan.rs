@@ -4,7 +4,8 @@
 //! parameters and gradient. A plan is built once per batch size and recorded many times: each
 //! step only uploads its indices. `GpuBackend` (`gpu::backend`) owns the plans, one per
 //! `PlanKey`, records them and adds the SGD update; the chunked training path of `train_steps`
-//! has its own plan, `gpu::chunk::TrainPlan`.
+//! has its own plan, `gpu::chunk::TrainPlan`. A plan without a split (`Plan::new` with None)
+//! has no gather: its X and labels are written by the host (`gpu::host`, the caller's batch).
 
 use super::context::Context;
 use super::gather::{gather, ResidentSplit};
@@ -39,9 +40,8 @@ pub(crate) struct Plan {
     /// z_l = act(a_l) per hidden layer.
     pub(crate) post: Vec<wgpu::Buffer>,
     pub(crate) probs: wgpu::Buffer,
-    // Bound by the loss launches; kept here so every buffer of the plan is named in one place.
-    #[allow(dead_code)]
-    losses: wgpu::Buffer,
+    /// Per-sample losses (the loss launches' first output).
+    pub(crate) losses: wgpu::Buffer,
     /// The mean loss (one f32).
     pub(crate) loss: wgpu::Buffer,
     pub(crate) gather: Vec<Dispatch>,
@@ -87,9 +87,12 @@ impl Activations<'_> {
 }
 
 impl Plan {
+    /// The launches of batches of `rows` from `split` (gathered by the plan), or, with None, of
+    /// batches whose X (f32, rows x input) and labels (u32) the host writes into `x` and
+    /// `labels` (no gather).
     pub(crate) fn new(
         s: &Shared,
-        split: &ResidentSplit,
+        split: Option<&ResidentSplit>,
         rows: usize,
         with_backward: bool,
     ) -> Result<Plan> {
@@ -116,7 +119,10 @@ impl Plan {
             pre: &pre,
             post: &post,
         };
-        let gather = gather(&k.gather, ctx, split, rows, &indices, &x, &labels)?;
+        let gather = match split {
+            Some(split) => gather(&k.gather, ctx, split, rows, &indices, &x, &labels)?,
+            None => Vec::new(),
+        };
         let forward = forward(s, rows, &acts, &probs)?;
         let loss_pass = vec![
             cross_entropy::cross_entropy(
