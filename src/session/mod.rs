@@ -139,6 +139,14 @@ pub struct ChecksSummary {
     pub worst: Option<f64>,
 }
 
+impl ChecksSummary {
+    /// Counts one passed check whose whole-vector relative error was `total`.
+    pub fn record(&mut self, total: f64) {
+        self.passed += 1;
+        self.worst = Some(self.worst.map_or(total, |w| w.max(total)));
+    }
+}
+
 /// A run decided and checked, before anything is written: the data, the net, the settings and
 /// where it starts.
 pub struct Plan {

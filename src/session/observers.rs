@@ -139,8 +139,7 @@ impl Observer for ReferenceCheck {
         }
         backend.set_batch(batch)?;
         let (total, tensors) = self.checker.check(iter, backend, batch, self.grad)?;
-        self.summary.passed += 1;
-        self.summary.worst = Some(self.summary.worst.map_or(total, |w| w.max(total)));
+        self.summary.record(total);
         if self.summary.passed == 1 {
             let parts: Vec<String> = tensors
                 .iter()

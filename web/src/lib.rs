@@ -17,10 +17,11 @@ use gpu_train::cpu::CpuBackend;
 use gpu_train::data::{Mnist, SamplerKind};
 use gpu_train::gpu::{Context, GpuBackend};
 use gpu_train::model::{MlpSpec, Params};
+use gpu_train::session::ChecksSummary;
 use gpu_train::train::{iters_per_epoch, train_from_async, Ending, TrainConfig, TrainSummary};
-use observer::{performance_now, ChecksSummary, PageObserver};
+use observer::{performance_now, PageObserver};
 use serde_json::{json, Value};
-use settings::{DeviceWish, Settings};
+use settings::Settings;
 use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::rc::Rc;
@@ -44,17 +45,10 @@ fn js_error(e: impl std::fmt::Display) -> JsError {
 #[wasm_bindgen]
 pub fn parse_settings(query: &str) -> Result<String, JsError> {
     let s = Settings::from_query(query).map_err(js_error)?;
-    let grad = match s.grad {
-        GradMethod::Backprop => "backprop",
-        GradMethod::Numerical { .. } => "numerical",
-    };
-    let device = match s.device {
-        DeviceWish::WebGpu => "webgpu",
-        DeviceWish::Cpu => "cpu",
-    };
     Ok(
-        json!({"grad": grad, "iters": s.iters, "batch": s.batch, "lr": s.lr, "seed": s.seed,
-              "device": device, "autostart": s.autostart, "query": s.to_query()})
+        json!({"grad": s.grad_name(), "iters": s.iters, "batch": s.batch, "lr": s.lr,
+              "seed": s.seed, "device": s.device_name(), "autostart": s.autostart,
+              "query": s.to_query()})
         .to_string(),
     )
 }

@@ -7,6 +7,7 @@
 use gpu_train::backend::{Backend, GradMethod};
 use gpu_train::check::Checker;
 use gpu_train::data::SamplerState;
+use gpu_train::session::ChecksSummary;
 use gpu_train::train::{Control, EvalRecord, Observer};
 use gpu_train::wait::LocalFuture;
 use gpu_train::{Error, Result};
@@ -34,13 +35,6 @@ pub async fn yield_to_browser() {
     });
     // A timer's promise cannot reject; there is nothing to handle.
     let _ = JsFuture::from(turn).await;
-}
-
-/// The gradient checks so far: their count and the worst relative error.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ChecksSummary {
-    pub passed: usize,
-    pub worst: Option<f64>,
 }
 
 pub struct PageObserver {
@@ -79,8 +73,7 @@ impl PageObserver {
             .checker
             .check_async(iter, backend, batch, self.grad)
             .await?;
-        self.checks.passed += 1;
-        self.checks.worst = Some(self.checks.worst.map_or(total, |w| w.max(total)));
+        self.checks.record(total);
         let tensors: Vec<Value> = tensors
             .iter()
             .map(|t| json!({"name": t.name, "relative": t.relative, "max_abs": t.max_abs}))

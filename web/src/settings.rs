@@ -119,22 +119,32 @@ impl Settings {
         Ok(())
     }
 
-    /// The query that gives these settings back (the page's address after a change).
-    pub fn to_query(&self) -> String {
-        let grad = match self.grad {
+    /// The `grad` value of the query: "numerical" or "backprop".
+    pub fn grad_name(&self) -> &'static str {
+        match self.grad {
             GradMethod::Backprop => "backprop",
             GradMethod::Numerical { .. } => "numerical",
-        };
-        let device = match self.device {
+        }
+    }
+
+    /// The `device` value of the query: "webgpu" or "cpu".
+    pub fn device_name(&self) -> &'static str {
+        match self.device {
             DeviceWish::WebGpu => "webgpu",
             DeviceWish::Cpu => "cpu",
-        };
+        }
+    }
+
+    /// The query that gives these settings back (the page's address after a change).
+    pub fn to_query(&self) -> String {
         format!(
-            "grad={grad}&iters={}&batch={}&lr={}&seed={}&device={device}&autostart={}",
+            "grad={}&iters={}&batch={}&lr={}&seed={}&device={}&autostart={}",
+            self.grad_name(),
             self.iters,
             self.batch,
             self.lr,
             self.seed,
+            self.device_name(),
             u8::from(self.autostart)
         )
     }
